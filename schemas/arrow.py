@@ -1,0 +1,99 @@
+"""Arrow form of trajectories for the trajectory store.
+
+Nested message structure is stored as JSON text columns (``messages_json``,
+``tools_json``, ``task_json``) so that any reader — pandas, DuckDB, a reviewer
+page — can open the store without knowing our pydantic models, while the
+columns people filter on (domain, lineage, verdict, tokens) are real columns.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+
+from schemas.messages import Message
+from schemas.task import Task
+from schemas.trajectory import TokenCounts, Timings, Trajectory, Verdict
+from schemas.version import SCHEMA_VERSION
+
+
+def trajectory_arrow_schema() -> pa.Schema:
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("task_id", pa.string()),
+            ("domain", pa.string()),
+            ("parent_id", pa.string()),
+            ("branch_step", pa.int32()),
+            ("passed", pa.bool_()),
+            ("score", pa.float64()),
+            ("reason", pa.string()),
+            ("stop_reason", pa.string()),
+            ("error", pa.string()),
+            ("prompt_tokens", pa.int64()),
+            ("completion_tokens", pa.int64()),
+            ("num_messages", pa.int32()),
+            ("model_id", pa.string()),
+            ("seed", pa.int64()),
+            ("timings_json", pa.string()),
+            ("messages_json", pa.string()),
+            ("tools_json", pa.string()),
+            ("task_json", pa.string()),
+        ],
+        metadata={"trajforge_schema_version": SCHEMA_VERSION},
+    )
+
+
+def trajectories_to_table(trajectories: list[Trajectory]) -> pa.Table:
+    cols: dict[str, list] = {f.name: [] for f in trajectory_arrow_schema()}
+    for t in trajectories:
+        v = t.verdict
+        cols["id"].append(t.id)
+        cols["task_id"].append(t.task_id)
+        cols["domain"].append(t.domain)
+        cols["parent_id"].append(t.parent_id)
+        cols["branch_step"].append(t.branch_step)
+        cols["passed"].append(None if v is None else v.passed)
+        cols["score"].append(None if v is None else v.score)
+        cols["reason"].append(None if v is None else v.reason)
+        cols["stop_reason"].append(t.stop_reason)
+        cols["error"].append(t.error)
+        cols["prompt_tokens"].append(t.tokens.prompt)
+        cols["completion_tokens"].append(t.tokens.completion)
+        cols["num_messages"].append(len(t.messages))
+        cols["model_id"].append(t.model_id)
+        cols["seed"].append(t.seed)
+        cols["timings_json"].append(t.timings.model_dump_json())
+        cols["messages_json"].append(json.dumps([m.model_dump() for m in t.messages]))
+        cols["tools_json"].append(json.dumps(t.tools))
+        cols["task_json"].append(None if t.task is None else t.task.model_dump_json())
+    return pa.Table.from_pydict(cols, schema=trajectory_arrow_schema())
+
+
+def table_to_trajectories(table: pa.Table) -> list[Trajectory]:
+    out = []
+    for row in table.to_pylist():
+        verdict = None
+        if row["passed"] is not None:
+            verdict = Verdict(passed=row["passed"], score=row["score"] or 0.0, reason=row["reason"] or "")
+        out.append(
+            Trajectory(
+                id=row["id"],
+                task_id=row["task_id"],
+                domain=row["domain"],
+                parent_id=row["parent_id"],
+                branch_step=row["branch_step"],
+                verdict=verdict,
+                stop_reason=row["stop_reason"] or "",
+                error=row["error"],
+                tokens=TokenCounts(prompt=row["prompt_tokens"], completion=row["completion_tokens"]),
+                timings=Timings.model_validate_json(row["timings_json"]),
+                model_id=row["model_id"] or "",
+                seed=row["seed"] or 0,
+                messages=[Message.model_validate(m) for m in json.loads(row["messages_json"])],
+                tools=json.loads(row["tools_json"] or "[]"),
+                task=None if row["task_json"] is None else Task.model_validate_json(row["task_json"]),
+            )
+        )
+    return out

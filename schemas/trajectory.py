@@ -1,0 +1,65 @@
+"""A trajectory (one rollout or one branch of it) and its verdict.
+
+Lineage: an original rollout has ``parent_id=None`` and ``branch_step=None``;
+a branch keeps its parent's id and ``branch_step`` = the index in the parent's
+``messages`` where it was cut (messages[:branch_step] are shared with the
+parent, everything after was re-rolled).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.messages import Message
+from schemas.task import Task
+
+
+class Verdict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    passed: bool
+    score: float = 0.0
+    reason: str = ""
+
+
+class TokenCounts(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: int = 0  # tokens the engine read, summed over turns
+    completion: int = 0  # tokens the engine wrote, summed over turns
+
+
+class Timings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    started_at: float = 0.0  # unix seconds
+    generate_s: float = 0.0  # time spent waiting on the engine
+    tools_s: float = 0.0  # time spent in tools
+    verify_s: float = 0.0
+    total_s: float = 0.0
+
+
+class Trajectory(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    task_id: str
+    domain: str
+    messages: list[Message]
+    tools: list[dict[str, Any]] = Field(default_factory=list)  # OpenAI tool schemas offered
+    parent_id: str | None = None
+    branch_step: int | None = None
+    verdict: Verdict | None = None
+    stop_reason: str = ""  # final_answer | max_turns | max_tokens | engine_error | ...
+    error: str | None = None
+    tokens: TokenCounts = Field(default_factory=TokenCounts)
+    timings: Timings = Field(default_factory=Timings)
+    model_id: str = ""
+    seed: int = 0
+    task: Task | None = None  # kept so the store is self-contained for re-verification
+
+    @property
+    def is_branch(self) -> bool:
+        return self.parent_id is not None

@@ -1,0 +1,59 @@
+"""The domain plug-in shape. Every domain (math, code, tool use, deep research,
+Agentic-CoT) is one module exposing an object that satisfies ``Domain``.
+
+A domain owns: where seed tasks come from, the prompt, the tools, the rule for
+its first *critical action* (where the branching stage cuts a failed
+trajectory), and which verifier judges it. It knows nothing of Ray or shards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator, Protocol, runtime_checkable
+
+from sandboxes.base import Sandbox
+from schemas import Message, Task
+
+
+@dataclass
+class ToolContext:
+    """What a tool may touch while it runs. ``sandbox`` is None for domains that need none."""
+
+    task: Task
+    sandbox: Sandbox | None = None
+    state: dict[str, Any] | None = None  # per-rollout mutable state (stateful environments)
+
+
+@runtime_checkable
+class Tool(Protocol):
+    name: str
+    schema: dict[str, Any]  # OpenAI tool schema: {"type": "function", "function": {...}}
+    needs_sandbox: bool
+
+    def run(self, arguments: dict[str, Any], ctx: ToolContext) -> str:
+        """Synchronous; the agent loop runs it in a worker thread. Raise ToolError for a
+        clear error observation; any other exception is also turned into one."""
+
+
+class ToolError(Exception):
+    """A tool's own, model-readable complaint about its arguments or state."""
+
+
+@runtime_checkable
+class Domain(Protocol):
+    name: str
+    needs_sandbox: bool
+
+    def seed_tasks(self, options: dict[str, Any], *, limit: int | None, seed: int) -> Iterator[Task]:
+        """Deterministic for (options, limit, seed): same inputs, same tasks, same ids."""
+
+    def initial_messages(self, task: Task) -> list[Message]:
+        """System + user messages that start a rollout."""
+
+    def tools(self, task: Task) -> list[Tool]: ...
+
+    def is_final(self, message: Message) -> bool:
+        """True when this assistant message ends the rollout (a final answer)."""
+
+    def first_critical_step(self, messages: list[Message]) -> int | None:
+        """Index of the assistant message that takes the first critical action, or None."""
