@@ -1,0 +1,142 @@
+"""The `trajforge` command line (typer + rich).
+
+Every expected failure (bad config, missing model, Docker unavailable, ...)
+ends as one line on stderr naming the problem and the fix, exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Verified, loss-masked agent trajectories.")
+sandbox_app = typer.Typer(no_args_is_help=True, help="Build or check the sandbox image.")
+app.add_typer(sandbox_app, name="sandbox")
+err = Console(stderr=True)
+
+
+class UserError(Exception):
+    """An error whose message is already the one line the user should read."""
+
+
+@app.command()
+def run(
+    domain: str = typer.Argument(..., help="math (code, tool-use, deep-research, agentic-cot: planned)"),
+    config: Path = typer.Option(..., "--config", "-c", help="YAML run config"),
+    out: Path = typer.Option(..., "--out", "-o", help="run folder; re-running on it resumes"),
+    limit: Optional[int] = typer.Option(None, help="cap on seed tasks"),
+    model: Optional[str] = typer.Option(None, help="HF model folder, OpenAI-compatible server URL, or 'embedded'"),
+    quiet: bool = typer.Option(False, help="no progress bars"),
+) -> None:
+    """Run one domain end to end into masked shards."""
+    from pipelines.config import load_config
+    from pipelines.progress import RichRunEvents, print_summary
+    from pipelines.run import run_pipeline
+    from pipelines.preflight import check_model
+
+    cfg = load_config(config, domain=None, limit=limit, **{"engine.model": model})
+    if cfg.domain != domain:
+        raise UserError(f"config {config} is for domain {cfg.domain!r}, not {domain!r}: pass a {domain} config")
+    check_model(cfg.engine.model)
+    console = Console()
+    with RichRunEvents(console, enabled=not quiet) as events:
+        result = run_pipeline(cfg, out, events)
+    print_summary(console, result)
+    if result.failed_units:
+        raise UserError(f"{len(result.failed_units)} unit(s) failed: re-run the same command to retry them")
+
+
+@app.command()
+def verify(
+    input: Path = typer.Option(..., "--input", "-i", help="JSONL: {id, domain, task, messages}"),
+    output: Path = typer.Option(..., "--output", "-o", help="JSONL: {id, passed, score, reason}"),
+    workers: int = typer.Option(4, help="rows verified at once"),
+) -> None:
+    """Re-verify a dataset (math and function-level code)."""
+    from pipelines.verify_cmd import verify_file
+
+    summary = verify_file(input, output, workers=workers)
+    Console().print(
+        f"verified {summary.total} rows: [green]{summary.passed} passed[/], [red]{summary.failed} failed[/]"
+        + (f" ({summary.bad_rows} malformed)" if summary.bad_rows else "")
+        + f" -> {output}"
+    )
+
+
+@sandbox_app.command("build")
+def sandbox_build() -> None:
+    """Build (or find) the sandbox image."""
+    from sandboxes.image import ensure_image
+
+    Console().print(f"sandbox image: {ensure_image()}")
+
+
+@sandbox_app.command("check")
+def sandbox_check() -> None:
+    """Run the containment checks against the sandbox image."""
+    from sandboxes.image import main as image_main
+
+    code = image_main(["check"])
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+def train(
+    config: Path = typer.Option(..., "--config", "-c", help="trainer YAML"),
+    shards: Path = typer.Option(..., "--shards", help="shard folder with manifest.json"),
+    out: Path = typer.Option(..., "--out", "-o", help="checkpoint/log folder; re-running resumes"),
+    tokenizer: Optional[str] = typer.Option(None, help="must match the shards' manifest"),
+) -> None:
+    """Train on shards (the tiny config runs on CPU)."""
+    from trainer.train import train_main
+
+    train_main(config, shards, out, tokenizer=tokenizer)
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from pipelines.config import ConfigError
+    from pipelines.run import SeedError
+    from pipelines.store import RunFolderMismatch
+    from synthesizers.domains.registry import UnknownDomain
+
+    from pipelines.preflight import PreflightError
+
+    known: list[type[BaseException]] = [
+        UserError, ConfigError, SeedError, RunFolderMismatch, UnknownDomain, PreflightError, FileNotFoundError
+    ]
+    try:
+        from sandboxes.daemon import SandboxUnavailable
+
+        known.append(SandboxUnavailable)
+    except ImportError:
+        pass
+    return tuple(known)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted: re-run the same command to resume")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors print themselves
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, _known_errors()):
+            err.print(f"error: {exc}", markup=False, highlight=False)
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Run configuration: one YAML file per run, validated by pydantic.
+
+Every knob has a laptop-sized default, so a config can be as short as
+``domain: math``. ``load_config`` turns any problem into a ``ConfigError``
+whose message is one line naming the problem and the fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from schemas import MASKING_POLICIES
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message is one line for the user."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EngineConfig(_Strict):
+    # "embedded" | a local HF model folder | an OpenAI-compatible URL | "python:module:Class"
+    model: str = "embedded"
+    max_model_len: int = 4096
+    kv_cache_gb: float = 2.0
+    tokenizer: str | None = None  # for shards; defaults to the model's (embedded for URLs)
+    options: dict[str, Any] = Field(default_factory=dict)  # passed to the backend
+
+
+class SamplingConfig(_Strict):
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_tokens: int = 384
+
+
+class AgentConfig(_Strict):
+    max_turns: int = 4
+    max_total_tokens: int = 3072
+    max_tool_output_chars: int = 2000
+    concurrency: int = 16  # rollouts in flight per worker
+
+
+class BranchingConfig(_Strict):
+    enabled: bool = True
+    k: int = 2  # re-rolls per failed trajectory
+
+
+class SandboxConfig(_Strict):
+    pool_size: int = 2
+    memory_mb: int = 512
+    timeout_s: float = 10.0
+
+
+class UnitsConfig(_Strict):
+    tasks_per_unit: int = 8
+
+
+class RayConfig(_Strict):
+    address: str | None = None  # None: RAY_ADDRESS or a local ray.init()
+    num_workers: int = 1  # rollout actors, each with its own engine
+    num_gpus_per_worker: float = 0.0
+    num_cpus_per_worker: float = 1.0
+
+
+class DedupeConfig(_Strict):
+    exact: bool = True
+    near: bool = True
+    threshold: float = 0.85  # estimated Jaccard for near duplicates
+    num_perm: int = 128
+    shingle_size: int = 5
+
+
+class ShardsConfig(_Strict):
+    masking: str = "assistant"
+    include: Literal["passed", "all"] = "passed"
+    rows_per_shard: int = 1000
+
+
+class RunConfig(_Strict):
+    domain: str
+    seed: int = 1234
+    limit: int | None = None  # max seed tasks
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    agent: AgentConfig = Field(default_factory=AgentConfig)
+    branching: BranchingConfig = Field(default_factory=BranchingConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    units: UnitsConfig = Field(default_factory=UnitsConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+    dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
+    shards: ShardsConfig = Field(default_factory=ShardsConfig)
+    domain_options: dict[str, Any] = Field(default_factory=dict)
+
+
+def load_config(path: str | Path, **overrides: Any) -> RunConfig:
+    """Read and validate a YAML run config; ``overrides`` are dotted keys (``engine.model``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path} (pass an existing YAML file with --config)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        where = f" at line {line + 1}" if line is not None else ""
+        raise ConfigError(f"config {path} is not valid YAML{where}: fix the syntax") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {path} must be a YAML mapping (key: value), not {type(raw).__name__}")
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    try:
+        config = RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        raise ConfigError(f"config {path}: {loc}: {err['msg']} (fix that key in the YAML)") from None
+    if config.shards.masking not in MASKING_POLICIES:
+        raise ConfigError(
+            f"config {path}: shards.masking {config.shards.masking!r} is unknown "
+            f"(use one of {', '.join(MASKING_POLICIES)})"
+        )
+    return config

@@ -1,0 +1,47 @@
+"""Checks made before a run starts any worker, so a bad --model fails in one
+clear line instead of deep inside a Ray actor."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+
+class PreflightError(ValueError):
+    pass
+
+
+def check_model(spec: str) -> None:
+    if spec in ("", "embedded"):
+        try:
+            from synthesizers.engines.model_store import ensure_embedded_model
+
+            ensure_embedded_model()
+        except Exception as exc:
+            raise PreflightError(f"embedded model unavailable ({exc}): run `make setup`") from None
+        return
+    if spec.startswith(("http://", "https://")):
+        import httpx
+
+        url = spec.rstrip("/")
+        url = url if url.endswith("/v1") else url + "/v1"
+        try:
+            httpx.get(url + "/models", timeout=5.0).raise_for_status()
+        except Exception as exc:
+            raise PreflightError(
+                f"no OpenAI-compatible server answers at {spec} ({type(exc).__name__}): start it or fix --model"
+            ) from None
+        return
+    if spec.startswith("python:"):
+        module, _, attr = spec[len("python:") :].partition(":")
+        try:
+            getattr(importlib.import_module(module), attr)
+        except Exception as exc:
+            raise PreflightError(f"engine class {spec} cannot be imported ({exc}): fix engine.model") from None
+        return
+    path = Path(spec)
+    if not (path / "config.json").is_file():
+        raise PreflightError(
+            f"model path not found or not a Hugging Face model folder: {spec} "
+            "(pass a folder with config.json, an http(s) server URL, or 'embedded')"
+        )

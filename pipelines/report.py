@@ -1,0 +1,102 @@
+"""The run report: counts per stage, pass rates, branch yield, tokens, throughput.
+
+Computed from the trajectory store (not from in-memory counters), so a resumed
+run reports on everything it holds, including units finished before a kill.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from schemas import Manifest, Trajectory
+
+
+@dataclass
+class RunReport:
+    domain: str
+    tasks: int
+    units_total: int
+    units_run_now: int
+    units_resumed: int
+    trajectories: int
+    originals: int
+    branches: int
+    passed: int
+    failed: int
+    passed_originals: int
+    passed_branches: int
+    branched_parents: int
+    rescued_parents: int  # failed originals with at least one passing branch
+    branch_yield: float  # rescued_parents / branched_parents
+    pass_rate: float  # over originals
+    errors: int
+    stop_reasons: dict[str, int]
+    dedupe_removed_exact: int
+    dedupe_removed_near: int
+    shard_rows: int
+    shard_files: int
+    tokens: int
+    loss_tokens: int
+    completion_tokens: int
+    wall_s: float
+    rollout_s: float
+    completion_tokens_per_s: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def build_report(
+    *,
+    domain: str,
+    tasks: int,
+    units_total: int,
+    units_run_now: int,
+    trajectories: list[Trajectory],
+    removed_exact: int,
+    removed_near: int,
+    manifest: Manifest,
+    wall_s: float,
+    rollout_s: float,
+    completion_tokens_now: int,
+) -> RunReport:
+    originals = [t for t in trajectories if t.parent_id is None]
+    branches = [t for t in trajectories if t.parent_id is not None]
+    passed = [t for t in trajectories if t.verdict and t.verdict.passed]
+    parents = {t.parent_id for t in branches}
+    rescued = {t.parent_id for t in branches if t.verdict and t.verdict.passed}
+    return RunReport(
+        domain=domain,
+        tasks=tasks,
+        units_total=units_total,
+        units_run_now=units_run_now,
+        units_resumed=units_total - units_run_now,
+        trajectories=len(trajectories),
+        originals=len(originals),
+        branches=len(branches),
+        passed=len(passed),
+        failed=len(trajectories) - len(passed),
+        passed_originals=sum(1 for t in originals if t.verdict and t.verdict.passed),
+        passed_branches=sum(1 for t in branches if t.verdict and t.verdict.passed),
+        branched_parents=len(parents),
+        rescued_parents=len(rescued),
+        branch_yield=round(len(rescued) / len(parents), 4) if parents else 0.0,
+        pass_rate=round(sum(1 for t in originals if t.verdict and t.verdict.passed) / len(originals), 4)
+        if originals
+        else 0.0,
+        errors=sum(1 for t in trajectories if t.error),
+        stop_reasons=dict(Counter(t.stop_reason for t in trajectories)),
+        dedupe_removed_exact=removed_exact,
+        dedupe_removed_near=removed_near,
+        shard_rows=manifest.total_rows,
+        shard_files=len(manifest.shards),
+        tokens=manifest.total_tokens,
+        loss_tokens=sum(s.loss_tokens for s in manifest.shards),
+        completion_tokens=sum(t.tokens.completion for t in trajectories),
+        wall_s=round(wall_s, 2),
+        rollout_s=round(rollout_s, 2),
+        completion_tokens_per_s=round(completion_tokens_now / rollout_s, 1) if rollout_s > 0 else 0.0,
+    )

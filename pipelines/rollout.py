@@ -1,0 +1,219 @@
+"""Rollout of one task: agent loop -> verify -> (if failed) branch and re-roll.
+
+``TaskRunner`` is generic over domains: the domain plug-in supplies prompts,
+tools and the critical-action rule; the verifier judges. Nothing here raises
+on a bad task or a failing tool: problems become failed trajectories with an
+``error``, so one bad row never kills a run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable
+
+from sandboxes.base import Sandbox, SandboxPool
+from schemas import Message, Task, Timings, TokenCounts, Trajectory, Verdict
+from synthesizers.agent_loop import AgentResult, Budget, run_agent
+from synthesizers.domains.base import Domain, ToolContext
+from synthesizers.engines.base import LLMEngine, SamplingParams
+from verifiers.base import Verifier
+
+from pipelines.branching import branch_prefix, branch_seed, branch_trajectory_id, cut_point, root_trajectory_id
+
+
+@dataclass
+class RolloutSettings:
+    sampling: SamplingParams
+    budget: Budget
+    branches: int  # re-rolls per failed trajectory (0 disables branching)
+    seed: int
+
+
+class PerCallSandbox:
+    """A Sandbox that borrows a pooled box for each call, for stateless tools.
+
+    Holding a box for a whole rollout would cap concurrent rollouts at the pool
+    size; stateless tools (math's ``python``) only need one while they run.
+    """
+
+    def __init__(self, pool: SandboxPool):
+        self._pool = pool
+        self.workdir = "/work"
+
+    def exec(self, cmd, **kwargs):  # noqa: ANN001 - mirrors Sandbox.exec
+        with self._pool.acquire() as box:
+            return box.exec(cmd, **kwargs)
+
+    def put_files(self, files):  # noqa: ANN001
+        raise RuntimeError("put_files on a per-call sandbox would be lost; use exec with the file inline")
+
+    def get_file(self, path):  # noqa: ANN001
+        raise RuntimeError("get_file on a per-call sandbox has no state to read")
+
+
+class TaskRunner:
+    def __init__(
+        self,
+        engine: LLMEngine,
+        domain: Domain,
+        verifier_for: Callable[[str], Verifier],
+        settings: RolloutSettings,
+        pool: SandboxPool | None = None,
+        concurrency: int = 16,
+    ):
+        self.engine = engine
+        self.domain = domain
+        self.verifier_for = verifier_for  # task kind -> verifier
+        self.settings = settings
+        self.pool = pool
+        self._slots = asyncio.Semaphore(max(1, concurrency))
+
+    async def run_task(self, task: Task) -> list[Trajectory]:
+        """The task's original rollout plus, if it failed, its branches."""
+        try:
+            messages = self.domain.initial_messages(task)
+        except Exception as exc:  # a malformed task is recorded, not fatal
+            return [self._broken(task, f"bad task: {type(exc).__name__}: {exc}")]
+        root_id = root_trajectory_id(task.id, self.settings.seed)
+        root = await self._rollout(task, messages, root_id, self.settings.seed, None, None)
+        out = [root]
+        cut = cut_point(self.domain, root) if self.settings.branches > 0 else None
+        if cut is not None:
+            prefix = branch_prefix(root, cut)
+            jobs = [
+                self._rollout(
+                    task,
+                    prefix,
+                    branch_trajectory_id(root.id, cut, i),
+                    branch_seed(root.seed, cut, i),
+                    root.id,
+                    cut,
+                )
+                for i in range(self.settings.branches)
+            ]
+            out.extend(await asyncio.gather(*jobs))
+        return out
+
+    async def _rollout(
+        self,
+        task: Task,
+        messages: list[Message],
+        traj_id: str,
+        seed: int,
+        parent_id: str | None,
+        cut: int | None,
+    ) -> Trajectory:
+        started = time.time()
+        tools = self.domain.tools(task)
+        params = SamplingParams(
+            temperature=self.settings.sampling.temperature,
+            top_p=self.settings.sampling.top_p,
+            max_tokens=self.settings.sampling.max_tokens,
+            seed=seed,
+            stop=self.settings.sampling.stop,
+        )
+        async with self._slots:
+            async with self._rollout_sandbox() as sandbox:
+                ctx = ToolContext(task=task, sandbox=sandbox, state={})
+                try:
+                    result = await run_agent(
+                        self.engine,
+                        messages,
+                        tools,
+                        ctx=ctx,
+                        params=params,
+                        budget=self.settings.budget,
+                        is_final=self.domain.is_final,
+                    )
+                except Exception as exc:  # the loop itself failed: keep what we know
+                    result = AgentResult(
+                        messages=list(messages),
+                        stop_reason="loop_error",
+                        tokens=TokenCounts(),
+                        timings=Timings(),
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+        traj = Trajectory(
+            id=traj_id,
+            task_id=task.id,
+            domain=task.domain,
+            messages=result.messages,
+            tools=[tool.schema for tool in tools],
+            parent_id=parent_id,
+            branch_step=cut,
+            stop_reason=result.stop_reason,
+            error=result.error,
+            tokens=result.tokens,
+            timings=result.timings,
+            model_id=getattr(self.engine, "model_id", ""),
+            seed=seed,
+            task=task,
+        )
+        verify_started = time.monotonic()
+        traj.verdict = await self._verify(task, traj.messages)
+        traj.timings.verify_s = time.monotonic() - verify_started
+        traj.timings.started_at = started
+        traj.timings.total_s = time.time() - started
+        return traj
+
+    @contextlib.asynccontextmanager
+    async def _rollout_sandbox(self) -> AsyncIterator[Sandbox | None]:
+        if self.pool is None or not self.domain.needs_sandbox:
+            yield None
+            return
+        if getattr(self.domain, "sandbox_scope", "rollout") == "call":
+            yield PerCallSandbox(self.pool)
+            return
+        manager = self.pool.acquire()
+        box = await asyncio.to_thread(manager.__enter__)
+        try:
+            yield box
+        finally:
+            await asyncio.to_thread(manager.__exit__, None, None, None)
+
+    async def _verify(self, task: Task, messages: list[Message]) -> Verdict:
+        def verify() -> Verdict:
+            verifier = self.verifier_for(task.kind)
+            if verifier.needs_sandbox and self.pool is not None:
+                with self.pool.acquire() as box:
+                    return verifier.verify(task, messages, box)
+            return verifier.verify(task, messages, None)
+
+        try:
+            return await asyncio.to_thread(verify)
+        except Exception as exc:
+            return Verdict(passed=False, score=0.0, reason=f"verifier error: {type(exc).__name__}: {exc}")
+
+    def _broken(self, task: Task, error: str) -> Trajectory:
+        return Trajectory(
+            id=root_trajectory_id(task.id, self.settings.seed),
+            task_id=task.id,
+            domain=task.domain,
+            messages=[],
+            verdict=Verdict(passed=False, reason=error),
+            stop_reason="bad_task",
+            error=error,
+            seed=self.settings.seed,
+            task=task,
+        )
+
+
+def settings_from_config(config: Any) -> RolloutSettings:
+    """RolloutSettings from a ``RunConfig`` (kept here so workers and tests agree)."""
+    return RolloutSettings(
+        sampling=SamplingParams(
+            temperature=config.sampling.temperature,
+            top_p=config.sampling.top_p,
+            max_tokens=config.sampling.max_tokens,
+        ),
+        budget=Budget(
+            max_turns=config.agent.max_turns,
+            max_total_tokens=config.agent.max_total_tokens,
+            max_tool_output_chars=config.agent.max_tool_output_chars,
+        ),
+        branches=config.branching.k if config.branching.enabled else 0,
+        seed=config.seed,
+    )

@@ -1,0 +1,246 @@
+"""The per-domain Ray DAG: seed -> rollout/verify/branch -> store -> dedupe ->
+mask/tokenize -> shards + manifest -> report.
+
+Stages after the store are recomputed from it on every run (they are cheap and
+deterministic), so resuming only has to skip finished rollout units.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from pipelines.atomic import write_json
+from pipelines.config import RunConfig
+from pipelines.dedupe import dedupe
+from pipelines.report import RunReport, build_report
+from pipelines.shards import write_shard_set
+from pipelines.store import TrajectoryStore, Unit, plan_units, stable_hash
+from schemas import Task, Trajectory, table_to_trajectories
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SeedError(ValueError):
+    """Seed tasks could not be produced; the message is one line for the user."""
+
+
+@dataclass
+class RunEvents:
+    """Callbacks for progress display (the CLI plugs rich in; tests pass nothing)."""
+
+    on_plan: Callable[[int, int, int], None] = lambda tasks, units, pending: None
+    on_unit_done: Callable[[Unit, list[Trajectory]], None] = lambda unit, trajs: None
+    on_stage: Callable[[str], None] = lambda name: None
+    on_unit_failed: Callable[[Unit, str], None] = lambda unit, error: None
+
+
+@dataclass
+class RunResult:
+    report: RunReport
+    run_dir: Path
+    failed_units: list[str] = field(default_factory=list)
+
+
+def fingerprint(config: RunConfig) -> str:
+    """What decides the trajectories; execution knobs (Ray, concurrency) are left out."""
+    relevant = config.model_dump(include={"domain", "seed", "limit", "sampling", "branching", "units", "domain_options"})
+    relevant["model"] = config.engine.model
+    relevant["agent"] = config.agent.model_dump(exclude={"concurrency"})
+    return stable_hash(json.dumps(relevant, sort_keys=True), length=24)
+
+
+def seed_tasks(config: RunConfig) -> list[Task]:
+    from synthesizers.domains.registry import get_domain
+
+    domain = get_domain(config.domain)
+    try:
+        tasks = list(domain.seed_tasks(config.domain_options, limit=config.limit, seed=config.seed))
+    except (OSError, ValueError, KeyError) as exc:
+        raise SeedError(f"seed tasks for {config.domain}: {exc}") from None
+    ids = [t.id for t in tasks]
+    if len(set(ids)) != len(ids):
+        raise SeedError(f"seed tasks for {config.domain} have duplicate ids: fix the seed source")
+    if not tasks:
+        raise SeedError(f"no seed tasks for {config.domain}: check domain_options and --limit")
+    return tasks
+
+
+def init_ray(config: RunConfig) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    env = {
+        "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", str(int(max(1, config.engine.kv_cache_gb)))),
+        "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING"),
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONPATH": os.pathsep.join(p for p in [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")] if p),
+    }
+    address = config.ray.address or os.environ.get("RAY_ADDRESS")
+    ray.init(
+        address=address,
+        ignore_reinit_error=True,
+        include_dashboard=False,
+        log_to_driver=bool(os.environ.get("TRAJFORGE_RAY_LOGS")),
+        runtime_env={"env_vars": env},
+        logging_level="ERROR",
+    )
+
+
+def _rollout_units(config: RunConfig, units: list[Unit], store: TrajectoryStore, run_id: str, events: RunEvents) -> tuple[list[str], int]:
+    """Run pending units on Ray rollout workers; write each as it finishes."""
+    import ray
+
+    from pipelines.worker import RolloutWorker
+
+    actor_cls = ray.remote(RolloutWorker).options(
+        num_cpus=config.ray.num_cpus_per_worker,
+        num_gpus=config.ray.num_gpus_per_worker,
+        max_concurrency=64,
+    )
+    workers = [actor_cls.remote(config.model_dump(), run_id) for _ in range(max(1, config.ray.num_workers))]
+    failed: list[str] = []
+    completion_tokens = 0
+    try:
+        queue = list(units)
+        inflight: dict[Any, tuple[Unit, Any]] = {}
+
+        def submit(worker: Any) -> None:
+            if queue:
+                unit = queue.pop(0)
+                ref = worker.run_unit.remote([t.model_dump() for t in unit.tasks])
+                inflight[ref] = (unit, worker)
+
+        for worker in workers:
+            for _ in range(2):  # two units in flight keep the engine busy across a unit's tail
+                submit(worker)
+        while inflight:
+            done, _ = ray.wait(list(inflight), num_returns=1)
+            unit, worker = inflight.pop(done[0])
+            try:
+                trajectories = table_to_trajectories(ray.get(done[0]))
+            except Exception as exc:  # a crashed worker loses its unit, not the run
+                failed.append(unit.id)
+                events.on_unit_failed(unit, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            else:
+                store.write_unit(unit.id, trajectories)
+                completion_tokens += sum(t.tokens.completion for t in trajectories)
+                events.on_unit_done(unit, trajectories)
+            submit(worker)
+    finally:
+        for worker in workers:
+            try:
+                ray.get(worker.close.remote(), timeout=60)
+            except Exception:
+                pass
+            ray.kill(worker)
+    return failed, completion_tokens
+
+
+def _tokenize_chunk(table, tokenizer_path: str, policy: str):
+    from pipelines.tokenize import trajectories_to_rows
+
+    return trajectories_to_rows(table_to_trajectories(table), tokenizer_path, policy)
+
+
+def _tokenize(config: RunConfig, trajectories: list[Trajectory], tokenizer_path: str):
+    import ray
+
+    from schemas import trajectories_to_table
+
+    remote = ray.remote(num_cpus=1)(_tokenize_chunk)
+    chunk = 64
+    refs = [
+        remote.remote(trajectories_to_table(trajectories[i : i + chunk]), tokenizer_path, config.shards.masking)
+        for i in range(0, len(trajectories), chunk)
+    ]
+    rows, errors = [], []
+    for part_rows, part_errors in ray.get(refs):
+        rows.extend(part_rows)
+        errors.extend(part_errors)
+    return rows, errors
+
+
+def resolve_tokenizer(config: RunConfig) -> str:
+    if config.engine.tokenizer:
+        return config.engine.tokenizer
+    model = config.engine.model
+    if model and model != "embedded" and not model.startswith(("http://", "https://", "python:")):
+        return model
+    from synthesizers.engines.model_store import ensure_embedded_model
+
+    return str(ensure_embedded_model())
+
+
+def run_pipeline(config: RunConfig, out_dir: Path, events: RunEvents | None = None) -> RunResult:
+    events = events or RunEvents()
+    started = time.monotonic()
+    out_dir = Path(out_dir)
+    tasks = seed_tasks(config)
+    units = plan_units(tasks, config.units.tasks_per_unit)
+    store = TrajectoryStore(out_dir)
+    store.claim(fingerprint(config), config.model_dump())
+    pending = [u for u in units if not store.is_done(u.id)]
+    events.on_plan(len(tasks), len(units), len(pending))
+    tokenizer_path = resolve_tokenizer(config)
+    init_ray(config)
+
+    failed_units: list[str] = []
+    rollout_s, completion_tokens = 0.0, 0
+    if pending:
+        events.on_stage("rollout")
+        t0 = time.monotonic()
+        failed_units, completion_tokens = _rollout_units(config, pending, store, stable_hash(out_dir.resolve()), events)
+        rollout_s = time.monotonic() - t0
+
+    done_units = [u.id for u in units if store.is_done(u.id)]
+    everything = store.read_units(done_units)
+    events.on_stage("dedupe")
+    selected = [t for t in everything if config.shards.include == "all" or (t.verdict and t.verdict.passed)]
+    deduped = dedupe(
+        selected,
+        exact=config.dedupe.exact,
+        near=config.dedupe.near,
+        threshold=config.dedupe.threshold,
+        num_perm=config.dedupe.num_perm,
+        shingle_size=config.dedupe.shingle_size,
+    )
+    events.on_stage("tokenize")
+    rows, render_errors = _tokenize(config, deduped.kept, tokenizer_path) if deduped.kept else ([], [])
+    events.on_stage("shards")
+    from pipelines.tokenize import tokenizer_id
+
+    manifest = write_shard_set(
+        rows,
+        out_dir / "shards",
+        tokenizer_id=tokenizer_id(tokenizer_path),
+        masking_policy=config.shards.masking,
+        rows_per_shard=config.shards.rows_per_shard,
+        run_config=config.model_dump(),
+    )
+    report = build_report(
+        domain=config.domain,
+        tasks=len(tasks),
+        units_total=len(units),
+        units_run_now=len(pending) - len(failed_units),
+        trajectories=everything,
+        removed_exact=len(deduped.removed_exact),
+        removed_near=len(deduped.removed_near),
+        manifest=manifest,
+        wall_s=time.monotonic() - started,
+        rollout_s=rollout_s,
+        completion_tokens_now=completion_tokens,
+    )
+    report.extra = {
+        "failed_units": failed_units,
+        "render_errors": render_errors,
+        "tokenizer": tokenizer_id(tokenizer_path),
+        "run_dir": str(out_dir.resolve()),
+    }
+    write_json(out_dir / "report.json", report.to_dict())
+    return RunResult(report=report, run_dir=out_dir, failed_units=failed_units)

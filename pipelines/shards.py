@@ -1,0 +1,82 @@
+"""Turn trajectories into loss-masked Parquet shards plus ``manifest.json``.
+
+Rows are ordered by trajectory id so the same trajectories always give the
+same bytes. The shard set is written into a fresh folder and swapped in at the
+end, so readers never see a half-written set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import pyarrow as pa
+
+from schemas import Manifest, ShardEntry, ShardRow, shard_arrow_schema, shard_file_name
+from pipelines.atomic import write_json, write_parquet
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def rows_to_table(rows: list[ShardRow]) -> pa.Table:
+    schema = shard_arrow_schema()
+    data = {name: [getattr(r, name) for r in rows] for name in schema.names}
+    return pa.Table.from_pydict(data, schema=schema)
+
+
+def write_shard_set(
+    rows: Iterable[ShardRow],
+    out_dir: Path,
+    *,
+    tokenizer_id: str,
+    masking_policy: str,
+    rows_per_shard: int,
+    run_config: dict[str, Any],
+) -> Manifest:
+    out_dir = Path(out_dir)
+    staging = out_dir.with_name(out_dir.name + ".staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    by_domain: dict[str, list[ShardRow]] = {}
+    for row in sorted(rows, key=lambda r: (r.domain, r.trajectory_id)):
+        by_domain.setdefault(row.domain, []).append(row)
+    entries = []
+    for domain, domain_rows in sorted(by_domain.items()):
+        for index, start in enumerate(range(0, len(domain_rows), max(1, rows_per_shard))):
+            chunk = domain_rows[start : start + rows_per_shard]
+            name = shard_file_name(domain, index)
+            write_parquet(staging / name, rows_to_table(chunk))
+            entries.append(
+                ShardEntry(
+                    file=name,
+                    domain=domain,
+                    rows=len(chunk),
+                    tokens=sum(r.num_tokens for r in chunk),
+                    loss_tokens=sum(r.num_loss_tokens for r in chunk),
+                    sha256=sha256_file(staging / name),
+                )
+            )
+    manifest = Manifest(
+        tokenizer_id=tokenizer_id,
+        masking_policy=masking_policy,
+        shards=entries,
+        run_config=run_config,
+        created_at=time.time(),
+    )
+    write_json(staging / "manifest.json", manifest.model_dump())
+    old = out_dir.with_name(out_dir.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out_dir.exists():
+        out_dir.rename(old)
+    staging.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    return manifest

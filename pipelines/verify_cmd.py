@@ -1,0 +1,118 @@
+"""`trajforge verify`: re-verify any dataset in DESIGN.md's verify format.
+
+Input, one JSON object a line: ``{"id", "domain", "task": {...}, "messages": [...]}``.
+Output, one line each: ``{"id", "passed", "score", "reason"}`` in input order.
+A malformed line gets ``passed: false`` with the reason and the run goes on;
+the output file appears only when complete (atomic write).
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from pipelines.atomic import write_text
+from schemas import Task, Verdict, messages_from_openai
+from verifiers.registry import get_verifier, infer_kind
+
+
+@dataclass
+class VerifySummary:
+    total: int = 0
+    passed: int = 0
+    failed: int = 0
+    bad_rows: int = 0
+
+
+def _parse(line: str, lineno: int) -> tuple[str, Task, list]:
+    row = json.loads(line)
+    if not isinstance(row, dict):
+        raise ValueError("line is not a JSON object")
+    for key in ("domain", "task", "messages"):
+        if key not in row:
+            raise ValueError(f"missing field {key!r}")
+    if not isinstance(row["task"], dict):
+        raise ValueError("task must be an object")
+    row_id = str(row.get("id", f"line-{lineno}"))
+    domain = row["domain"]
+    task = Task(id=row_id, domain=domain, kind=infer_kind(domain, row["task"]), payload=row["task"])
+    return row_id, task, messages_from_openai(row["messages"])
+
+
+def verify_file(
+    input_path: Path,
+    output_path: Path,
+    *,
+    workers: int = 4,
+    sandbox_pool_factory: Callable[[], Any] | None = None,
+    on_row: Callable[[], None] = lambda: None,
+) -> VerifySummary:
+    input_path = Path(input_path)
+    if not input_path.is_file():
+        raise FileNotFoundError(f"input file not found: {input_path} (pass a JSONL file with --input)")
+    lines = [line for line in input_path.read_text().splitlines() if line.strip()]
+    parsed: list[tuple[str, Task | None, list | str]] = []
+    for n, line in enumerate(lines, 1):
+        try:
+            parsed.append(_parse(line, n))
+        except Exception as exc:
+            row_id = _loose_id(line, n)
+            parsed.append((row_id, None, f"bad input on line {n}: {type(exc).__name__}: {exc}"))
+    pool = None
+    needs_sandbox = False
+    for _, task, _ in parsed:
+        if task is not None:
+            try:
+                needs_sandbox |= get_verifier(task.domain, task.kind).needs_sandbox
+            except ValueError:
+                pass
+    if needs_sandbox:
+        pool = sandbox_pool_factory() if sandbox_pool_factory else _default_pool()
+
+    def judge(item) -> Verdict:
+        row_id, task, messages = item
+        try:
+            if task is None:
+                return Verdict(passed=False, reason=str(messages))
+            verifier = get_verifier(task.domain, task.kind)
+            if verifier.needs_sandbox:
+                with pool.acquire() as box:
+                    return verifier.verify(task, messages, box)
+            return verifier.verify(task, messages, None)
+        except Exception as exc:
+            return Verdict(passed=False, reason=f"{type(exc).__name__}: {exc}")
+        finally:
+            on_row()
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as ex:
+            verdicts = list(ex.map(judge, parsed))
+    finally:
+        if pool is not None:
+            pool.close()
+    summary = VerifySummary(total=len(parsed))
+    out_lines = []
+    for (row_id, task, _), verdict in zip(parsed, verdicts):
+        summary.passed += verdict.passed
+        summary.bad_rows += task is None
+        out_lines.append(json.dumps({"id": row_id, "passed": verdict.passed, "score": verdict.score, "reason": verdict.reason}))
+    summary.failed = summary.total - summary.passed
+    write_text(Path(output_path), "\n".join(out_lines) + ("\n" if out_lines else ""))
+    return summary
+
+
+def _loose_id(line: str, n: int) -> str:
+    try:
+        return str(json.loads(line).get("id", f"line-{n}"))
+    except Exception:
+        return f"line-{n}"
+
+
+def _default_pool():
+    from sandboxes.docker_backend import DockerSandboxPool
+    from sandboxes.image import ensure_image
+
+    return DockerSandboxPool(image=ensure_image(), size=2)

@@ -1,0 +1,27 @@
+"""Domain plug-ins by name. A new domain adds one line here and one module."""
+
+from __future__ import annotations
+
+import importlib
+
+from synthesizers.domains.base import Domain
+
+# name -> "module:attribute"; imported lazily so one broken plug-in can't break the others.
+DOMAINS: dict[str, str] = {
+    "math": "synthesizers.domains.math:MathDomain",
+}
+PLANNED = ("code", "tool-use", "deep-research", "agentic-cot")
+
+
+class UnknownDomain(ValueError):
+    pass
+
+
+def get_domain(name: str) -> Domain:
+    target = DOMAINS.get(name)
+    if target is None:
+        if name in PLANNED:
+            raise UnknownDomain(f"domain {name!r} is planned but not built yet (available: {', '.join(DOMAINS)})")
+        raise UnknownDomain(f"unknown domain {name!r} (available: {', '.join(DOMAINS)})")
+    module, attr = target.split(":")
+    return getattr(importlib.import_module(module), attr)()

@@ -1,0 +1,49 @@
+"""Small deterministic stand-ins for unit and pipeline-logic tests.
+
+``ScriptedEngine`` satisfies the ``LLMEngine`` Protocol without a model: its
+reply is a pure function of (conversation length, seed), so two runs with the
+same seeds produce identical trajectories — what the resume test needs to
+compare a killed-and-resumed run with an uninterrupted one. Pipelines load it
+through the engine factory's ``python:tests.fakes:ScriptedEngine`` extension point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+from typing import Any
+
+from schemas import Message
+from synthesizers.engines.base import Completion, SamplingParams
+
+
+def _h(*parts: object) -> int:
+    return int(hashlib.sha256(repr(parts).encode()).hexdigest()[:8], 16)
+
+
+class ScriptedEngine:
+    def __init__(self, delay_s: float = 0.0, **_: Any):
+        self.model_id = "scripted"
+        self.delay_s = float(delay_s)
+        self.calls = 0
+
+    async def chat(self, messages: list[Message], *, tools=None, params: SamplingParams = SamplingParams()) -> Completion:
+        self.calls += 1
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        question = next((m.content for m in messages if m.role == "user"), "")
+        numbers = [int(n) for n in re.findall(r"-?\d+", question)][:2]
+        roll = _h(len(messages), params.seed, question)
+        used_tool = any(m.role == "tool" for m in messages)
+        if tools and not used_tool and roll % 2 == 0:
+            code = f"print({numbers[0] if numbers else 1} + {numbers[1] if len(numbers) > 1 else 1})"
+            text = 'Let me compute.\n<tool_call>{"name": "python", "arguments": ' + json.dumps({"code": code}) + "}</tool_call>"
+        else:
+            guess = sum(numbers) if roll % 3 == 0 else roll % 97
+            text = f"The result is \\boxed{{{guess}}}."
+        return Completion(text=text, finish_reason="stop", prompt_tokens=10 * len(messages), completion_tokens=len(text) // 4)
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,46 @@
+import pytest
+
+from pipelines.config import ConfigError, load_config
+
+
+def write(tmp_path, text):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_minimal_config_gets_defaults(tmp_path):
+    cfg = load_config(write(tmp_path, "domain: math\n"))
+    assert cfg.domain == "math"
+    assert cfg.shards.masking == "assistant"
+    assert cfg.engine.model == "embedded"
+
+
+def test_overrides_are_dotted_and_skip_none(tmp_path):
+    cfg = load_config(write(tmp_path, "domain: math\nlimit: 5\n"), limit=None, **{"engine.model": "http://x:1"})
+    assert cfg.limit == 5
+    assert cfg.engine.model == "http://x:1"
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("domain: [math\n", "not valid YAML"),
+        ("- a\n- b\n", "must be a YAML mapping"),
+        ("domain: math\nengine: {modle: x}\n", "engine.modle"),
+        ("domain: math\nagent: {max_turns: lots}\n", "agent.max_turns"),
+        ("seed: 3\n", "domain"),
+        ("domain: math\nshards: {masking: everything}\n", "masking"),
+    ],
+)
+def test_bad_config_is_one_clear_line(tmp_path, text, needle):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    message = str(info.value)
+    assert needle in message
+    assert "\n" not in message
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")

@@ -1,0 +1,32 @@
+"""Verifiers by (domain, task kind). A new verifier adds one line here."""
+
+from __future__ import annotations
+
+import importlib
+
+from verifiers.base import Verifier
+
+VERIFIERS: dict[tuple[str, str], str] = {
+    ("math", "default"): "verifiers.math:MathVerifier",
+    ("code", "function"): "verifiers.code_function:FunctionCodeVerifier",
+}
+
+
+class UnknownTaskKind(ValueError):
+    pass
+
+
+def get_verifier(domain: str, kind: str = "default") -> Verifier:
+    target = VERIFIERS.get((domain, kind))
+    if target is None:
+        known = ", ".join(f"{d}/{k}" for d, k in VERIFIERS)
+        raise UnknownTaskKind(f"no verifier for domain {domain!r}, task kind {kind!r} (known: {known})")
+    module, attr = target.split(":")
+    return getattr(importlib.import_module(module), attr)()
+
+
+def infer_kind(domain: str, task_fields: dict) -> str:
+    """The task kind implied by the fields of a `trajforge verify` input row."""
+    if domain == "code":
+        return "function" if "entry_point" in task_fields else "repo"
+    return "default"
