@@ -100,14 +100,15 @@ def train(
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     from pipelines.config import ConfigError
-    from pipelines.run import SeedError
+    from pipelines.run import SeedError, WorkerStartError
     from pipelines.store import RunFolderMismatch
     from synthesizers.domains.registry import UnknownDomain
 
     from pipelines.preflight import PreflightError
 
     known: list[type[BaseException]] = [
-        UserError, ConfigError, SeedError, RunFolderMismatch, UnknownDomain, PreflightError, FileNotFoundError
+        UserError, ConfigError, SeedError, RunFolderMismatch, UnknownDomain, PreflightError, WorkerStartError,
+        FileNotFoundError,
     ]
     try:
         from sandboxes.daemon import SandboxUnavailable

@@ -45,3 +45,15 @@ def check_model(spec: str) -> None:
             f"model path not found or not a Hugging Face model folder: {spec} "
             "(pass a folder with config.json, an http(s) server URL, or 'embedded')"
         )
+
+
+def check_sandbox() -> str:
+    """Docker answers and the sandbox image exists (built if missing); returns the image tag."""
+    from sandboxes.daemon import SandboxUnavailable, ensure_docker
+    from sandboxes.image import ensure_image
+
+    try:
+        ensure_docker()
+        return ensure_image()
+    except SandboxUnavailable as exc:
+        raise PreflightError(str(exc)) from None

@@ -29,6 +29,10 @@ class SeedError(ValueError):
     """Seed tasks could not be produced; the message is one line for the user."""
 
 
+class WorkerStartError(RuntimeError):
+    """A rollout worker (engine or sandbox pool) could not start."""
+
+
 @dataclass
 class RunEvents:
     """Callbacks for progress display (the CLI plugs rich in; tests pass nothing)."""
@@ -107,6 +111,11 @@ def _rollout_units(config: RunConfig, units: list[Unit], store: TrajectoryStore,
     failed: list[str] = []
     completion_tokens = 0
     try:
+        try:
+            ray.get([w.ready.remote() for w in workers])
+        except Exception as exc:
+            cause = str(getattr(exc, "cause", None) or exc).strip().splitlines()
+            raise WorkerStartError(f"rollout worker failed to start: {cause[-1] if cause else exc}") from None
         queue = list(units)
         inflight: dict[Any, tuple[Unit, Any]] = {}
 
@@ -183,6 +192,11 @@ def run_pipeline(config: RunConfig, out_dir: Path, events: RunEvents | None = No
     out_dir = Path(out_dir)
     tasks = seed_tasks(config)
     units = plan_units(tasks, config.units.tasks_per_unit)
+    from pipelines.preflight import check_sandbox
+    from synthesizers.domains.registry import get_domain
+
+    if get_domain(config.domain).needs_sandbox:
+        check_sandbox()  # before anything is written: Docker down -> one clear line
     store = TrajectoryStore(out_dir)
     store.claim(fingerprint(config), config.model_dump())
     pending = [u for u in units if not store.is_done(u.id)]

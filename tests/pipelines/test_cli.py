@@ -1,0 +1,71 @@
+"""Bad input gets one clear error line, a non-zero exit, and nothing half-written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def trajforge(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})}, stdin=subprocess.DEVNULL,
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, needle: str) -> None:
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ") and needle in lines[0], lines[0]
+
+
+def test_broken_config(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("domain: math\nagent: {max_turns: [\n")
+    proc = trajforge("run", "math", "--config", str(cfg), "--out", str(tmp_path / "out"))
+    assert_one_line_error(proc, "not valid YAML")
+    assert not (tmp_path / "out").exists()
+
+
+def test_config_for_another_domain(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("domain: math\n")
+    proc = trajforge("run", "code", "--config", str(cfg), "--out", str(tmp_path / "out"))
+    assert_one_line_error(proc, "not 'code'")
+
+
+def test_missing_model_path(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("domain: math\n")
+    proc = trajforge("run", "math", "--config", str(cfg), "--out", str(tmp_path / "out"), "--model", str(tmp_path / "nomodel"))
+    assert_one_line_error(proc, "model path not found")
+    assert not (tmp_path / "out").exists()
+
+
+def test_unreachable_model_server(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("domain: math\n")
+    proc = trajforge("run", "math", "--config", str(cfg), "--out", str(tmp_path / "out"), "--model", "http://127.0.0.1:9")
+    assert_one_line_error(proc, "no OpenAI-compatible server answers")
+
+
+def test_docker_unavailable(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text('domain: math\nlimit: 2\nengine: {model: "python:tests.fakes:ScriptedEngine"}\ndomain_options: {sources: [generator]}\n')
+    proc = trajforge("run", "math", "--config", str(cfg), "--out", str(tmp_path / "out"),
+                     env={"DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"})
+    assert_one_line_error(proc, "Docker daemon not reachable")
+    assert not (tmp_path / "out").exists()
+
+
+def test_verify_missing_input(tmp_path):
+    proc = trajforge("verify", "--input", str(tmp_path / "none.jsonl"), "--output", str(tmp_path / "o.jsonl"))
+    assert_one_line_error(proc, "input file not found")
+    assert not (tmp_path / "o.jsonl").exists()
