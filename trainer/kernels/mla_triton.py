@@ -17,12 +17,16 @@ run on CPU tensors with small fixed blocks; on a GPU they are autotuned.
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import triton
 import triton.language as tl
 
-INTERPRET = bool(triton.knobs.runtime.interpret)
+# Same decision triton.jit made at import (older tritons have no ``knobs``).
+_knobs = getattr(triton, "knobs", None)
+INTERPRET = bool(_knobs.runtime.interpret) if _knobs is not None else (
+    os.environ.get("TRITON_INTERPRET", "0") == "1")
 
 _LOG2E = 1.4426950408889634
 # Masked scores: finite so a fully-masked padding row never makes inf - inf = NaN.

@@ -1,0 +1,159 @@
+"""Benchmark: fused MLA attention kernel vs torch SDPA (and flash-attn if it imports).
+
+Forward and backward TFLOPS at sequence 4k/8k/16k, causal, bf16, MLA head dims
+(q/k 192, v 128), one run on the same inputs. SDPA gets its best case: dense
+(batch, heads, seq, dim) contiguous tensors with ``is_causal=True`` — equal-length
+documents need no mask. Run ``python -m bench.bench_mla_kernel [--out FILE]``;
+on a machine without a GPU ``run()`` returns ``{"skipped": "no GPU"}``.
+
+FLOPs (causal, per head and document of length S; pairs = S(S+1)/2 attended
+query-key pairs, each matmul with inner dim d costs 2d per pair):
+forward 2·(192 + 128)·pairs (QKᵀ, PV); backward 2·(3·192 + 2·128)·pairs
+(QKᵀ recomputed, dV, dP, dQ, dK).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import torch
+
+D_QK, D_V = 192, 128
+GOAL_FWD_TFLOPS_H100 = 450.0
+GOAL_RATIO_VS_SDPA = 2.0
+
+
+def _pairs(seqlen: int) -> int:
+    return seqlen * (seqlen + 1) // 2
+
+
+def _tflops(flops: float, ms: float) -> float:
+    return flops / (ms * 1e-3) / 1e12
+
+
+def _bench(fn) -> float:
+    from triton.testing import do_bench
+
+    return float(do_bench(fn, warmup=25, rep=100, return_mode="median"))
+
+
+def _time_fwd_bwd(fwd, inputs, do) -> tuple[float, float]:
+    """Median ms of the forward, and of the backward alone (graph kept between calls)."""
+    fwd_ms = _bench(lambda: fwd(*inputs))
+    out = fwd(*inputs)
+    bwd_ms = _bench(lambda: torch.autograd.grad(out, inputs, do, retain_graph=True))
+    return fwd_ms, bwd_ms
+
+
+def _first(out):
+    # Some flash-attn releases return (out, lse).
+    return out[0] if isinstance(out, tuple) else out
+
+
+def _flash_attn_varlen():
+    """flash-attn's varlen function (FA3 first), or None with the reason."""
+    for module in ("flash_attn_interface", "flash_attn"):
+        try:
+            mod = __import__(module)
+            return module, mod.flash_attn_varlen_func
+        except Exception as exc:  # noqa: BLE001 - any import failure means "not available"
+            reason = f"{module}: {type(exc).__name__}: {exc}"
+    return reason, None
+
+
+def run(seqlens=(4096, 8192, 16384), heads: int = 16, tokens: int = 32768) -> dict:
+    """Benchmark each sequence length at ``tokens`` packed tokens per call; returns a JSON-able dict."""
+    if not torch.cuda.is_available():
+        return {"skipped": "no GPU"}
+    import triton
+    import torch.nn.functional as F
+
+    from trainer.kernels import mla_attention
+
+    dev = torch.device("cuda")
+    fa_name, fa_fn = _flash_attn_varlen()
+    result = {
+        "device": torch.cuda.get_device_name(dev),
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+        "dtype": "bfloat16",
+        "heads": heads,
+        "head_dims": {"qk": D_QK, "v": D_V},
+        "tokens_per_call": tokens,
+        "flash_attn": fa_name if fa_fn else f"unavailable ({fa_name})",
+        "rows": [],
+    }
+    for seqlen in seqlens:
+        batch = max(1, tokens // seqlen)
+        total = batch * seqlen
+        gen = torch.Generator(device=dev).manual_seed(0)
+
+        def rnd(d):
+            return torch.randn(total, heads, d, device=dev, dtype=torch.bfloat16, generator=gen)
+
+        q, k, v, do = rnd(D_QK), rnd(D_QK), rnd(D_V), rnd(D_V)
+        cu = torch.arange(0, total + 1, seqlen, device=dev, dtype=torch.int32)
+        fwd_flops = batch * heads * _pairs(seqlen) * 2 * (D_QK + D_V)
+        bwd_flops = batch * heads * _pairs(seqlen) * 2 * (3 * D_QK + 2 * D_V)
+        row = {"seqlen": seqlen, "batch": batch}
+
+        packed = tuple(t.clone().requires_grad_(True) for t in (q, k, v))
+        ms = _time_fwd_bwd(lambda a, b, c: mla_attention(a, b, c, cu, seqlen), packed, do)
+        row["triton"] = {"fwd_ms": ms[0], "bwd_ms": ms[1],
+                         "fwd_tflops": _tflops(fwd_flops, ms[0]), "bwd_tflops": _tflops(bwd_flops, ms[1])}
+
+        def dense(t):  # (total, h, d) -> contiguous (batch, h, seq, d)
+            return t.view(batch, seqlen, heads, -1).transpose(1, 2).contiguous().requires_grad_(True)
+
+        try:
+            ms = _time_fwd_bwd(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, is_causal=True),
+                               (dense(q), dense(k), dense(v)), dense(do).detach())
+            row["sdpa"] = {"fwd_ms": ms[0], "bwd_ms": ms[1],
+                           "fwd_tflops": _tflops(fwd_flops, ms[0]), "bwd_tflops": _tflops(bwd_flops, ms[1])}
+            row["speedup_vs_sdpa"] = {"fwd": row["sdpa"]["fwd_ms"] / row["triton"]["fwd_ms"],
+                                      "bwd": row["sdpa"]["bwd_ms"] / row["triton"]["bwd_ms"]}
+        except Exception as exc:  # noqa: BLE001 - report, don't abort the other rows
+            row["sdpa"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+
+        if fa_fn is not None:
+            try:
+                ms = _time_fwd_bwd(
+                    lambda a, b, c: _first(fa_fn(a, b, c, cu, cu, seqlen, seqlen, causal=True)),
+                    tuple(t.clone().requires_grad_(True) for t in (q, k, v)), do)
+                row["flash_attn"] = {"fwd_ms": ms[0], "bwd_ms": ms[1],
+                                     "fwd_tflops": _tflops(fwd_flops, ms[0]),
+                                     "bwd_tflops": _tflops(bwd_flops, ms[1])}
+            except Exception as exc:  # noqa: BLE001
+                row["flash_attn"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        result["rows"].append(row)
+        del q, k, v, do, packed
+        torch.cuda.empty_cache()
+
+    fwd = [r["triton"]["fwd_tflops"] for r in result["rows"]]
+    ratios = [r["speedup_vs_sdpa"]["fwd"] for r in result["rows"] if "speedup_vs_sdpa" in r]
+    result["goals"] = {
+        "fwd_tflops_min": min(fwd),
+        f"fwd_tflops_ge_{GOAL_FWD_TFLOPS_H100:.0f}_on_h100": min(fwd) >= GOAL_FWD_TFLOPS_H100,
+        "fwd_speedup_vs_sdpa_min": min(ratios) if ratios else None,
+        f"fwd_speedup_ge_{GOAL_RATIO_VS_SDPA:.0f}x": (min(ratios) >= GOAL_RATIO_VS_SDPA) if ratios else None,
+    }
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", help="write the JSON result here (default: stdout only)")
+    args = parser.parse_args(argv)
+    result = run()
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
