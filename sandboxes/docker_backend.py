@@ -44,9 +44,13 @@ _HOST = socket.gethostname()
 # PID 1 of every box: reaps orphans (so zombies never eat the pid limit) and, being the
 # namespace's init with no fatal signal handler, survives the sandbox user's `kill -9 -1`.
 # (docker's tini would exit, and stop the container, as soon as its one child is killed.)
-_INIT = ("import os,signal,time\n"
+_INIT = ("import os,signal\n"
          "for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP): signal.signal(s, signal.SIG_IGN)\n"
-         "while True:\n try: os.wait()\n except ChildProcessError: time.sleep(0.5)\n")
+         "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})  # pending, never lost\n"
+         "while True:\n"
+         " try:\n  while os.waitpid(-1, os.WNOHANG)[0] > 0: pass\n"
+         " except ChildProcessError: pass\n"
+         " signal.sigtimedwait({signal.SIGCHLD}, 5)\n")
 
 
 class SandboxError(RuntimeError):
@@ -196,7 +200,9 @@ class DockerSandboxPool:
                     self._idle.put(box)
 
     def reap(self, older_than_s: float | None = None, all_dead_owners: bool = True) -> int:
-        return reap(older_than_s=older_than_s, all_dead_owners=all_dead_owners, client=self._client)
+        """Age sweeps here cover only this pool's run; dead owners are swept everywhere."""
+        removed = reap(older_than_s=older_than_s, client=self._client, run_id=self.run_id)
+        return removed + (reap(client=self._client) if all_dead_owners else 0)
 
     def close(self) -> None:
         if self._closed:
@@ -238,12 +244,17 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def reap(older_than_s: float | None = None, all_dead_owners: bool = True, client=None) -> int:
-    """Remove labelled containers whose owner process (on this host) is dead, or older than a limit."""
+def reap(older_than_s: float | None = None, all_dead_owners: bool = True, client=None,
+         run_id: str | None = None) -> int:
+    """Remove labelled containers whose owner process (on this host) is dead, or older than a limit.
+
+    ``run_id`` narrows the sweep to one run's containers (an age sweep otherwise hits every run's).
+    """
     client = client or ensure_docker()
     removed = 0
     now = time.time()
-    for info in client.api.containers(all=True, filters={"label": f"{LABEL}=1"}):
+    labels_wanted = [f"{LABEL}=1"] + ([f"trajforge.run={run_id}"] if run_id else [])
+    for info in client.api.containers(all=True, filters={"label": labels_wanted}):
         labels = info.get("Labels") or {}
         dead_owner = (all_dead_owners and labels.get("trajforge.owner_host") == _HOST
                       and labels.get("trajforge.owner_pid", "").isdigit()
