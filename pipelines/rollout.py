@@ -17,7 +17,7 @@ from typing import Any, AsyncIterator, Callable
 from sandboxes.base import Sandbox, SandboxPool
 from schemas import Message, Task, Timings, TokenCounts, Trajectory, Verdict
 from synthesizers.agent_loop import AgentResult, Budget, run_agent
-from synthesizers.domains.base import Domain, ToolContext
+from synthesizers.domains.base import Domain, Tool, ToolContext
 from synthesizers.engines.base import LLMEngine, SamplingParams
 from verifiers.base import Verifier
 
@@ -32,26 +32,25 @@ class RolloutSettings:
     seed: int
 
 
-class PerCallSandbox:
-    """A Sandbox that borrows a pooled box for each call, for stateless tools.
+class PooledTool:
+    """Wraps a stateless sandbox tool so it borrows a pooled box for one call only.
 
     Holding a box for a whole rollout would cap concurrent rollouts at the pool
-    size; stateless tools (math's ``python``) only need one while they run.
+    size; a stateless tool (math's ``python``) needs one only while it runs.
+    The agent loop runs tools in worker threads, so waiting here for a free box
+    never blocks generation.
     """
 
-    def __init__(self, pool: SandboxPool):
+    def __init__(self, tool: Tool, pool: SandboxPool):
+        self._tool = tool
         self._pool = pool
-        self.workdir = "/work"
+        self.name = tool.name
+        self.schema = tool.schema
+        self.needs_sandbox = True
 
-    def exec(self, cmd, **kwargs):  # noqa: ANN001 - mirrors Sandbox.exec
+    def run(self, arguments: dict[str, Any], ctx: ToolContext) -> str:
         with self._pool.acquire() as box:
-            return box.exec(cmd, **kwargs)
-
-    def put_files(self, files):  # noqa: ANN001
-        raise RuntimeError("put_files on a per-call sandbox would be lost; use exec with the file inline")
-
-    def get_file(self, path):  # noqa: ANN001
-        raise RuntimeError("get_file on a per-call sandbox has no state to read")
+            return self._tool.run(arguments, ToolContext(task=ctx.task, sandbox=box, state=ctx.state))
 
 
 class TaskRunner:
@@ -107,7 +106,7 @@ class TaskRunner:
         cut: int | None,
     ) -> Trajectory:
         started = time.time()
-        tools = self.domain.tools(task)
+        tools = self._tools(task)
         params = SamplingParams(
             temperature=self.settings.sampling.temperature,
             top_p=self.settings.sampling.top_p,
@@ -159,13 +158,23 @@ class TaskRunner:
         traj.timings.total_s = time.time() - started
         return traj
 
+    @property
+    def _per_call_sandbox(self) -> bool:
+        return getattr(self.domain, "sandbox_scope", "rollout") == "call"
+
+    def _tools(self, task: Task) -> list[Tool]:
+        tools = self.domain.tools(task)
+        if self.pool is not None and self._per_call_sandbox:
+            return [PooledTool(t, self.pool) if t.needs_sandbox else t for t in tools]
+        return tools
+
     @contextlib.asynccontextmanager
     async def _rollout_sandbox(self) -> AsyncIterator[Sandbox | None]:
         if self.pool is None or not self.domain.needs_sandbox:
             yield None
             return
-        if getattr(self.domain, "sandbox_scope", "rollout") == "call":
-            yield PerCallSandbox(self.pool)
+        if self._per_call_sandbox:
+            yield None  # tools borrow a box per call (PooledTool)
             return
         manager = self.pool.acquire()
         box = await asyncio.to_thread(manager.__enter__)

@@ -43,6 +43,9 @@ class ToolError(Exception):
 class Domain(Protocol):
     name: str
     needs_sandbox: bool
+    # Optional attribute ``sandbox_scope``: "rollout" (default; one box held for the
+    # whole rollout, for stateful tools) or "call" (a box borrowed per tool call,
+    # for stateless tools — lets many more rollouts run than there are boxes).
 
     def seed_tasks(self, options: dict[str, Any], *, limit: int | None, seed: int) -> Iterator[Task]:
         """Deterministic for (options, limit, seed): same inputs, same tasks, same ids."""
