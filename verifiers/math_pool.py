@@ -126,8 +126,10 @@ class _Worker:
 
     def read_line(self, timeout_s: float):
         """The next reply, or None on timeout. The worker writes each reply in one line."""
-        ready, _, _ = select.select([self.process.stdout], [], [], timeout_s)
-        if not ready:
+        # poll, not select: select fails on descriptors >= 1024, common in a vLLM/Ray process
+        poller = select.poll()
+        poller.register(self.process.stdout.fileno(), select.POLLIN)
+        if not poller.poll(max(0, int(timeout_s * 1000))):
             return None
         line = self.process.stdout.readline()
         if not line:
