@@ -80,16 +80,18 @@ def main(work_dir):
         report_fail("test code is broken: %s: %s" % (type(exc).__name__, exc))
 
     solution_ns = {"__name__": "__solution__"}
+    stub = None
     try:
         try:
             exec(compile(prompt, "prompt.py", "exec"), solution_ns)
         except Exception:
             pass
+        stub = solution_ns.get(entry_point)  # the prompt's empty signature, if it has one
         exec(compile(solution, "solution.py", "exec"), solution_ns)
     except BaseException as exc:
         report_fail("solution raised at import: %s: %s" % (type(exc).__name__, exc))
     candidate = solution_ns.get(entry_point)
-    if not callable(candidate):
+    if not callable(candidate) or candidate is stub:
         report_fail("entry point %r not defined by the solution" % entry_point)
 
     def guarded(*args, **kwargs):
