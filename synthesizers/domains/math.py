@@ -114,7 +114,7 @@ class MathDomain:
     deterministic interleaving (default equal), ``counts`` {source: max tasks}, ``difficulty`` of the generator (easy |
     medium | hard | mixed, default easy), ``shuffle`` finite sources (default
     true), ``mmath_integer_only`` (default false), ``dataset`` {path, split,
-    question_field, answer_field}. ``last_seed_report`` tells what was skipped.
+    question_field, answer_field, config}. ``last_seed_report`` tells what was skipped.
     """
 
     name = "math"
@@ -140,6 +140,8 @@ class MathDomain:
                 raise SeedSourceError(f"math {what} names source(s) not in sources: {sorted(set(table) - set(sources))}")
         if set(sources) - set(weights) or any(w < 0 for w in weights.values()):
             raise SeedSourceError(f"math mix needs a weight >= 0 for every source in {sources}")
+        if any(n < 0 for n in counts.values()):
+            raise SeedSourceError(f"math counts must be >= 0, got {counts}")
         difficulty = options.get("difficulty", "easy")
         if difficulty not in DIFFICULTIES:
             raise SeedSourceError(f"math difficulty must be one of {list(DIFFICULTIES)}, not {difficulty!r}")

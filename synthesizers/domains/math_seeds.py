@@ -72,14 +72,15 @@ def mmath_tasks(*, integer_only: bool = False) -> list[Task]:
 
 
 def dataset_tasks(spec: dict[str, Any], report: SeedReport) -> list[Task]:
-    """Tasks from ``{"path", "split"="train", "question_field"="question", "answer_field"="answer"}``.
+    """Tasks from ``{"path", "split"="train", "question_field"="question", "answer_field"="answer",
+    "config"=None}`` (``config``: the hub dataset's configuration name, e.g. ``main``).
 
     Ids are ``math-ds-<row>-<hash of question+answer>``: stable across moves of
     the file, different when the content differs.
     """
     if not isinstance(spec, dict) or not spec.get("path"):
         raise SeedSourceError("math option 'dataset' needs at least {'path': ...}")
-    unknown = set(spec) - {"path", "split", "question_field", "answer_field"}
+    unknown = set(spec) - {"path", "split", "question_field", "answer_field", "config"}
     if unknown:
         raise SeedSourceError(f"math option 'dataset': unknown keys {sorted(unknown)}")
     path = str(spec["path"])
@@ -88,7 +89,7 @@ def dataset_tasks(spec: dict[str, Any], report: SeedReport) -> list[Task]:
     source = f"dataset:{Path(path).name}"
     tasks = []
     rows = 0
-    for index, row in _read_rows(path, spec.get("split", "train"), report, source):
+    for index, row in _read_rows(path, spec.get("split", "train"), spec.get("config"), report, source):
         rows += 1
         problem = _row_problem(row, question_field, answer_field)
         if isinstance(problem, str):
@@ -122,7 +123,7 @@ def _row_problem(row: Any, question_field: str, answer_field: str) -> tuple[str,
     return question.strip(), answer
 
 
-def _read_rows(path: str, split: str, report: SeedReport, source: str) -> Iterator[tuple[int, Any]]:
+def _read_rows(path: str, split: str, config: str | None, report: SeedReport, source: str) -> Iterator[tuple[int, Any]]:
     local = Path(path).expanduser()
     if local.is_file() and local.suffix == ".jsonl":
         yield from _read_jsonl(local, report, source)
@@ -139,7 +140,7 @@ def _read_rows(path: str, split: str, report: SeedReport, source: str) -> Iterat
     looks_local = local.suffix or path.startswith((".", "/", "~")) or local.exists()
     if looks_local and not local.exists():
         raise SeedSourceError(f"math dataset file not found: {path}")
-    yield from enumerate(_load_with_datasets(local if local.exists() else None, path, split))
+    yield from enumerate(_load_with_datasets(local if local.exists() else None, path, split, config))
 
 
 def _read_jsonl(path: Path, report: SeedReport, source: str) -> Iterator[tuple[int, Any]]:
@@ -153,14 +154,15 @@ def _read_jsonl(path: Path, report: SeedReport, source: str) -> Iterator[tuple[i
                 report.skip(source, index, f"invalid JSON: {exc}")
 
 
-def _load_with_datasets(local: Path | None, name: str, split: str) -> Iterable[Any]:
+def _load_with_datasets(local: Path | None, name: str, split: str, config: str | None) -> Iterable[Any]:
     """A saved dataset folder, a local parquet/csv file, or a hub dataset name."""
     try:
         import datasets
     except ImportError as exc:
         raise SeedSourceError(f"math dataset {name}: the 'datasets' package is needed for it") from exc
     try:
-        if local is not None and local.is_dir() and (local / "dataset_info.json").exists():
+        saved_markers = ("dataset_info.json", "dataset_dict.json")  # what save_to_disk leaves
+        if local is not None and local.is_dir() and any((local / f).exists() for f in saved_markers):
             loaded = datasets.load_from_disk(str(local))
             return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
         if local is not None and local.is_file():
@@ -168,7 +170,7 @@ def _load_with_datasets(local: Path | None, name: str, split: str) -> Iterable[A
             if builder is None:
                 raise SeedSourceError(f"math dataset {name}: unsupported file type {local.suffix!r}")
             return datasets.load_dataset(builder, data_files=str(local), split="train")
-        return datasets.load_dataset(str(local) if local else name, split=split)
+        return datasets.load_dataset(str(local) if local else name, config, split=split)
     except SeedSourceError:
         raise
     except Exception as exc:  # datasets raises many types; the user needs one clear line

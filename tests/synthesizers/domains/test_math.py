@@ -119,6 +119,8 @@ def test_mix_counts_and_limit():
         ({"sources": ["dataset"]}, "needs the option dataset"),
         ({"mix": {"generator": 1}}, "needs a weight"),
         ({"sources": ["mmath"], "counts": {"generator": 3}}, "not in sources"),
+        ({"counts": {"mmath": -1}}, "counts must be >= 0"),
+        ({"dataset": {"path": "x.jsonl", "colum": "q"}}, "unknown keys"),
     ],
 )
 def test_bad_options_fail_with_a_clear_error(options, message):
