@@ -63,6 +63,22 @@ def _flash_attn_varlen():
     return reason, None
 
 
+def _sdpa_backends(q, k, v) -> dict:
+    """Which SDPA backends accept these dense inputs (default dispatch takes the first that does)."""
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    ok = {}
+    for backend in (SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION):
+        try:
+            with sdpa_kernel([backend]):
+                F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            ok[backend.name] = True
+        except Exception:  # noqa: BLE001 - "no available kernel" is the answer
+            ok[backend.name] = False
+    return ok
+
+
 def run(seqlens=(4096, 8192, 16384), heads: int = 16, tokens: int = 32768) -> dict:
     """Benchmark each sequence length at ``tokens`` packed tokens per call; returns a JSON-able dict."""
     if not torch.cuda.is_available():
@@ -107,6 +123,8 @@ def run(seqlens=(4096, 8192, 16384), heads: int = 16, tokens: int = 32768) -> di
         def dense(t):  # (total, h, d) -> contiguous (batch, h, seq, d)
             return t.view(batch, seqlen, heads, -1).transpose(1, 2).contiguous().requires_grad_(True)
 
+        if "sdpa_backends" not in result:
+            result["sdpa_backends"] = _sdpa_backends(dense(q), dense(k), dense(v))
         try:
             ms = _time_fwd_bwd(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, is_causal=True),
                                (dense(q), dense(k), dense(v)), dense(do).detach())

@@ -30,7 +30,7 @@ INTERPRET = bool(_knobs.runtime.interpret) if _knobs is not None else (
 
 _LOG2E = 1.4426950408889634
 # Masked scores: finite so a fully-masked padding row never makes inf - inf = NaN.
-_NEG = -1.0e30
+_NEG = tl.constexpr(-1.0e30)
 
 
 # --------------------------------------------------------------------------- forward
@@ -52,14 +52,14 @@ def _fwd_inner(acc, l_i, m_i, q1, q2, k_ptrs1, k_ptrs2, v_ptrs, stride_kt, strid
             v = tl.load(v_ptrs + start_n * stride_vt)
         qk = tl.dot(q1, k1, input_precision=DOT_PREC)
         qk = tl.dot(q2, k2, qk, input_precision=DOT_PREC)
-        qk = qk * qk_scale
         if MASK:
             keep = (cols < seqlen)[None, :]
             if CAUSAL:
                 keep = keep & (offs_m[:, None] >= cols[None, :])
             qk = tl.where(keep, qk, _NEG)
-        m_ij = tl.maximum(m_i, tl.max(qk, 1))
-        p = tl.math.exp2(qk - m_ij[:, None])
+        # Scale folded into the max and one FMA per score.
+        m_ij = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
+        p = tl.math.exp2(qk * qk_scale - m_ij[:, None])
         alpha = tl.math.exp2(m_i - m_ij)
         l_i = l_i * alpha + tl.sum(p, 1)
         acc = acc * alpha[:, None]
@@ -339,7 +339,8 @@ else:
     _KEY = ["D1", "D2", "DV", "CAUSAL", "DOT_PREC"]
     # Forward / dQ need BLOCK_M % BLOCK_N == 0; dK/dV needs BLOCK_N % BLOCK_M == 0.
     _FWD = triton.autotune(
-        _configs([(128, 64), (128, 128), (64, 64)], [(8, 2), (8, 3)]), key=_KEY
+        _configs([(128, 64)], [(8, 2), (8, 3), (8, 4)]) + _configs([(128, 128)], [(8, 2)])
+        + _configs([(64, 64)], [(4, 3)]), key=_KEY
     )(_fwd_kernel)
     _DKDV = triton.autotune(
         _configs([(32, 64), (64, 64), (32, 128), (64, 128)], [(4, 2), (8, 2)]), key=_KEY

@@ -40,12 +40,13 @@ def mla_attention_reference(
         raise ValueError(f"expected (total, heads, dim) tensors, got {q.shape}, {k.shape}, {v.shape}")
     scale = softmax_scale if softmax_scale is not None else q.shape[-1] ** -0.5
     dtype = q.dtype
-    if upcast:
-        q, k, v = q.float(), k.float(), v.float()
     bounds = [int(x) for x in cu_seqlens.tolist()]
     total = q.shape[0]
     if bounds[0] != 0 or bounds[-1] != total:
         raise ValueError(f"cu_seqlens must run from 0 to total_tokens={total}, got {bounds[0]}..{bounds[-1]}")
+    if not upcast:
+        return _attention_in_dtype(q, k, v, bounds, scale, causal)
+    q, k, v = q.float(), k.float(), v.float()
 
     # (heads, tokens, dim) is SDPA's (batch..., L, E) layout.
     qh, kh, vh = (t.transpose(0, 1) for t in (q, k, v))
@@ -63,6 +64,23 @@ def mla_attention_reference(
         ]
         out = torch.cat(parts, dim=1) if parts else vh.new_zeros(vh.shape)
     return out.transpose(0, 1).to(dtype)
+
+
+def _attention_in_dtype(q, k, v, bounds, scale, causal):
+    """Plain PyTorch ops in the input dtype: every matmul and the softmax output rounded to it.
+
+    SDPA can't serve here: its math backend upcasts half types to fp32 inside.
+    """
+    parts = []
+    for s, e in zip(bounds[:-1], bounds[1:]):
+        if e == s:
+            continue
+        scores = torch.einsum("thd,shd->hts", q[s:e] * scale, k[s:e])
+        if causal:
+            keep = torch.ones(e - s, e - s, dtype=torch.bool, device=q.device).tril()
+            scores = scores.masked_fill(~keep, float("-inf"))
+        parts.append(torch.einsum("hts,shd->thd", scores.softmax(dim=-1), v[s:e]))
+    return torch.cat(parts, dim=0) if parts else v.new_zeros(v.shape)
 
 
 def _block_mask(bounds: list[int], causal: bool, device: torch.device) -> torch.Tensor:
