@@ -67,7 +67,8 @@ def clean_answer(content: str) -> str:
         stripped = content.strip().strip("$").strip()
         boxes = find_boxed(stripped)
         # \boxed{\boxed{42}} -> 42, but only when one box is the whole content
-        if len(boxes) == 1 and boxes[0].content is not None and (boxes[0].start, boxes[0].end) == (0, len(stripped)):
+        whole = len(boxes) == 1 and (boxes[0].start, boxes[0].end) == (0, len(stripped))
+        if whole and boxes[0].content is not None:
             stripped = boxes[0].content.strip()
         if stripped == content:
             return content

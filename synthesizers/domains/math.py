@@ -111,10 +111,11 @@ def _clip(text: str) -> str:
 class MathDomain:
     """Options (all optional): ``sources`` (default ``["generator", "mmath"]``, or
     ``["dataset"]`` when ``dataset`` is given), ``mix`` {source: weight} for the
-    deterministic interleaving (default equal), ``counts`` {source: max tasks}, ``difficulty`` of the generator (easy |
-    medium | hard | mixed, default easy), ``shuffle`` finite sources (default
-    true), ``mmath_integer_only`` (default false), ``dataset`` {path, split,
-    question_field, answer_field, config}. ``last_seed_report`` tells what was skipped.
+    deterministic interleaving (default equal), ``counts`` {source: max tasks},
+    ``difficulty`` of the generator (easy | medium | hard | mixed, default easy),
+    ``shuffle`` finite sources (default true), ``mmath_integer_only`` (default
+    false), ``dataset`` {path, split, question_field, answer_field, config}.
+    ``last_seed_report`` tells what was emitted and what was skipped.
     """
 
     name = "math"
@@ -129,15 +130,16 @@ class MathDomain:
         unknown = set(options) - OPTION_KEYS
         if unknown:
             raise SeedSourceError(f"unknown math option(s) {sorted(unknown)}; known: {sorted(OPTION_KEYS)}")
-        sources = list(options.get("sources") or (["dataset"] if options.get("dataset") else ["generator", "mmath"]))
+        default_sources = ["dataset"] if options.get("dataset") else ["generator", "mmath"]
+        sources = list(options.get("sources") or default_sources)
         bad = [s for s in sources if s not in SOURCES]
         if bad or not sources:
             raise SeedSourceError(f"math sources must be among {list(SOURCES)}, got {sources}")
         counts = {k: int(v) for k, v in (options.get("counts") or {}).items()}
         weights = {k: float(v) for k, v in (options.get("mix") or {s: 1.0 for s in sources}).items()}
         for what, table in (("mix", weights), ("counts", counts)):
-            if set(table) - set(sources):
-                raise SeedSourceError(f"math {what} names source(s) not in sources: {sorted(set(table) - set(sources))}")
+            if stray := sorted(set(table) - set(sources)):
+                raise SeedSourceError(f"math {what} names source(s) not in sources: {stray}")
         if set(sources) - set(weights) or any(w < 0 for w in weights.values()):
             raise SeedSourceError(f"math mix needs a weight >= 0 for every source in {sources}")
         if any(n < 0 for n in counts.values()):
@@ -173,7 +175,10 @@ class MathDomain:
             yield task
 
     def initial_messages(self, task: Task) -> list[Message]:
-        return [Message(role="system", content=SYSTEM_PROMPT), Message(role="user", content=task.payload["question"])]
+        return [
+            Message(role="system", content=SYSTEM_PROMPT),
+            Message(role="user", content=task.payload["question"]),
+        ]
 
     def tools(self, task: Task) -> list[Tool]:
         return [self._python]

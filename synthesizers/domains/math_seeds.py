@@ -123,7 +123,9 @@ def _row_problem(row: Any, question_field: str, answer_field: str) -> tuple[str,
     return question.strip(), answer
 
 
-def _read_rows(path: str, split: str, config: str | None, report: SeedReport, source: str) -> Iterator[tuple[int, Any]]:
+def _read_rows(
+    path: str, split: str, config: str | None, report: SeedReport, source: str
+) -> Iterator[tuple[int, Any]]:
     local = Path(path).expanduser()
     if local.is_file() and local.suffix == ".jsonl":
         yield from _read_jsonl(local, report, source)
@@ -174,7 +176,8 @@ def _load_with_datasets(local: Path | None, name: str, split: str, config: str |
     except SeedSourceError:
         raise
     except Exception as exc:  # datasets raises many types; the user needs one clear line
-        raise SeedSourceError(f"math dataset {name} could not be loaded: {type(exc).__name__}: {exc}") from exc
+        detail = f"{type(exc).__name__}: {exc}"
+        raise SeedSourceError(f"math dataset {name} could not be loaded: {detail}") from exc
 
 
 # ---- interleaving ---------------------------------------------------------

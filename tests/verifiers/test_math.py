@@ -87,7 +87,7 @@ def test_last_box_of_last_assistant_message_counts(verifier):
         chat(r"Earlier I said \boxed{42}.", "I am done."),
         chat("Let me compute.")
         + [
-            Message(role="assistant", content="", tool_calls=[ToolCall.make("c1", "python", {"code": "print(42)"})]),
+            Message(role="assistant", tool_calls=[ToolCall.make("c1", "python", {"code": "print(42)"})]),
             Message(role="tool", tool_call_id="c1", name="python", content=r"\boxed{42}"),
         ],
     ],

@@ -225,7 +225,8 @@ def test_first_critical_step_is_the_first_python_call():
     prompt = [Message(role="system", content="s"), Message(role="user", content="q")]
     tool_reply = Message(role="tool", content="1", tool_call_id="c", name="python")
     thinking = Message(role="assistant", content="Let me think.")
-    messages = prompt + [thinking, Message(role="user", content="go on"), _call(), tool_reply, _call("print(2)")]
+    nudge = Message(role="user", content="go on")
+    messages = prompt + [thinking, nudge, _call(), tool_reply, _call("print(2)")]
     assert domain.first_critical_step(messages) == 4
     # another tool name is not executed code
     assert domain.first_critical_step(prompt + [_call(name="search"), _call()]) == 3
@@ -282,7 +283,8 @@ def test_python_tool_reports_errors_timeouts_and_long_output():
         "exit code: 1", "stdout:", "", "stderr:", "ZeroDivisionError: division by zero"
     ]
     slow = FakeSandbox(ExecResult(exit_code=None, stdout="", stderr="", timed_out=True))
-    assert PythonTool(timeout_s=2).run({"code": "while True: pass"}, ctx(slow)).startswith("timed out after 2 s")
+    looped = PythonTool(timeout_s=2).run({"code": "while True: pass"}, ctx(slow))
+    assert looped.startswith("timed out after 2 s")
     chatty = FakeSandbox(ExecResult(exit_code=0, stdout="x" * 10_000, stderr="", truncated=True))
     out = PythonTool().run({"code": "print('x' * 10**6)"}, ctx(chatty))
     assert len(out) < 2_500 and "8000 more characters cut" in out and "size limit" in out
