@@ -103,6 +103,9 @@ def test_root_file_system_is_not_writable(box_after, path):
     result = box_after.exec(f"echo pwned >> {path} && echo WROTE", timeout_s=5)
     assert "WROTE" not in result.stdout
     assert "Read-only file system" in result.stderr or "Permission denied" in result.stderr
+    # Non-root alone would refuse these; the root mount itself must also be read-only.
+    root_options = box_after.exec("awk '$2 == \"/\" {print $4}' /proc/mounts").stdout.split(",")
+    assert root_options[0] == "ro"
 
 
 def test_infinite_loop_times_out(box_after):
