@@ -68,6 +68,10 @@ def _start_dockerd(url: str) -> docker.DockerClient:
         if client is not None:
             return client
         if proc.poll() is not None:
+            # Lost a race with another starter (pid file taken)? Then that daemon will answer.
+            client = _try_client(url) or (time.sleep(2) or _try_client(url))
+            if client is not None:
+                return client
             raise SandboxUnavailable(
                 f"dockerd exited with code {proc.returncode} before answering at {url}: see {log_path}"
             )
