@@ -16,7 +16,6 @@ from rich.console import Console
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Verified, loss-masked agent trajectories.")
 sandbox_app = typer.Typer(no_args_is_help=True, help="Build or check the sandbox image.")
 app.add_typer(sandbox_app, name="sandbox")
-err = Console(stderr=True)
 
 
 class UserError(Exception):
@@ -125,7 +124,7 @@ def main() -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        err.print("interrupted: re-run the same command to resume")
+        print("interrupted: re-run the same command to resume", file=sys.stderr)
         sys.exit(130)
     except Exception as exc:  # click usage errors print themselves
         import click
@@ -134,7 +133,7 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         if isinstance(exc, _known_errors()):
-            err.print(f"error: {exc}", markup=False, highlight=False)
+            print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line, never wrapped
             sys.exit(2)
         raise
 

@@ -120,6 +120,7 @@ class MathDomain:
 
     name = "math"
     needs_sandbox = True
+    sandbox_scope = "call"  # the python tool is stateless: borrow a box per call
 
     def __init__(self, tool_timeout_s: float = 10.0):
         self._python = PythonTool(timeout_s=tool_timeout_s)
