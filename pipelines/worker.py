@@ -64,6 +64,10 @@ class RolloutWorker:
         return trajectories_to_table([traj for group in results for traj in group])
 
     async def ready(self) -> str:
+        """Start the engine now, so a model that cannot load fails the run up front."""
+        start = getattr(self.engine, "astart", None)
+        if start is not None:
+            await start()
         return getattr(self.engine, "model_id", "")
 
     async def close(self) -> None:
