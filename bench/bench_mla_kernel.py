@@ -149,6 +149,12 @@ def run(seqlens=(4096, 8192, 16384), heads: int = 16, tokens: int = 32768) -> di
         del q, k, v, do, packed
         torch.cuda.empty_cache()
 
+    from trainer.kernels import mla_triton
+
+    # Autotune keys on the shape class, so the first sequence length picks these for all.
+    result["triton_configs"] = {
+        name: str(getattr(getattr(mla_triton, name), "best_config", None)) for name in ("_FWD", "_DKDV", "_DQ")
+    }
     fwd = [r["triton"]["fwd_tflops"] for r in result["rows"]]
     ratios = [r["speedup_vs_sdpa"]["fwd"] for r in result["rows"] if "speedup_vs_sdpa" in r]
     result["goals"] = {

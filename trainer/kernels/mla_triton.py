@@ -339,14 +339,16 @@ else:
     _KEY = ["D1", "D2", "DV", "CAUSAL", "DOT_PREC"]
     # Forward / dQ need BLOCK_M % BLOCK_N == 0; dK/dV needs BLOCK_N % BLOCK_M == 0.
     _FWD = triton.autotune(
-        _configs([(128, 64)], [(8, 2), (8, 3), (8, 4)]) + _configs([(128, 128)], [(8, 2)])
+        _configs([(128, 64)], [(8, 2), (8, 3), (8, 4), (4, 3)]) + _configs([(128, 128)], [(8, 2)])
         + _configs([(64, 64)], [(4, 3)]), key=_KEY
     )(_fwd_kernel)
     _DKDV = triton.autotune(
-        _configs([(32, 64), (64, 64), (32, 128), (64, 128)], [(4, 2), (8, 2)]), key=_KEY
+        _configs([(32, 64), (64, 64), (32, 128), (64, 128)], [(4, 2), (8, 2)])
+        + _configs([(32, 128), (64, 64)], [(8, 3)]), key=_KEY
     )(_bwd_dkdv_kernel)
     _DQ = triton.autotune(
-        _configs([(64, 32), (64, 64), (128, 32), (128, 64)], [(4, 2), (8, 2)]), key=_KEY
+        _configs([(64, 32), (64, 64), (128, 32), (128, 64)], [(4, 2), (8, 2)])
+        + _configs([(128, 64), (64, 64)], [(8, 3)]), key=_KEY
     )(_bwd_dq_kernel)
     _FIXED = {}
 
