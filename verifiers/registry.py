@@ -9,6 +9,7 @@ from verifiers.base import Verifier
 VERIFIERS: dict[tuple[str, str], str] = {
     ("math", "default"): "verifiers.math:MathVerifier",
     ("code", "function"): "verifiers.code_function:FunctionCodeVerifier",
+    ("deep-research", "default"): "verifiers.deep_research:DeepResearchVerifier",
 }
 
 

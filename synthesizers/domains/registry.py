@@ -9,6 +9,7 @@ from synthesizers.domains.base import Domain
 # name -> "module:attribute"; imported lazily so one broken plug-in can't break the others.
 DOMAINS: dict[str, str] = {
     "math": "synthesizers.domains.math:MathDomain",
+    "deep-research": "synthesizers.domains.deep_research:DeepResearchDomain",
 }
 PLANNED = ("code", "tool-use", "deep-research", "agentic-cot")
 
