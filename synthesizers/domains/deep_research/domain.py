@@ -1,0 +1,169 @@
+"""The deep-research domain plug-in: cached multi-hop questions over a local
+corpus, the search/open/find/answer tools, and the final/critical-step rules.
+
+Options (``domain_options``, all optional):
+  corpus:    corpus spec (``corpus.py``; default the ovos Wikipedia summaries)
+  search:    search spec (``backends.py``; default the node-local service over ``corpus``)
+  questions: {count: 64, seed: 0, hops: [2, 3], reverse_fraction: 0.25, leak_k: 5,
+              writer: template | {engine: embedded | URL | python:mod:Class,
+                                  options: {...}, temperature: 0.7, max_tokens: 96}}
+  f1_threshold: 0.8         (verifier pass mark on token F1)
+  require_retrieved: true   (a cited answer document must have appeared in a tool result)
+
+Where the search service runs: the tools start it lazily, once per node, on
+their first call (``backends.ensure_local_service``), inside whatever process
+runs rollouts (the Ray rollout actor); it stops when that process exits. The
+search spec travels in every task's payload, because the worker builds the
+domain without options.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import Any, Iterator
+
+from schemas import Message, Task
+from synthesizers.domains.base import Tool
+from synthesizers.domains.deep_research.backends import backend_from_spec
+from synthesizers.domains.deep_research.tools import make_tools
+
+NAME = "deep-research"
+OPTION_KEYS = {"corpus", "search", "questions", "f1_threshold", "require_retrieved"}
+QUESTION_KEYS = {"count", "seed", "hops", "reverse_fraction", "leak_k", "writer"}
+DEFAULT_COUNT = 64
+
+SYSTEM_PROMPT = (
+    "You are a research assistant with a document collection. Answer the user's question by searching "
+    "and reading documents; questions need several steps (find the first document, follow what it "
+    "mentions, then find the answer). Use the tools: search(query) lists [doc_id] title and snippet; "
+    "open(doc_id) shows a document; find(pattern) looks for text in the opened document. When you know "
+    'the answer, call answer with {"answer": "<short answer>", "citations": ["<doc_id>", ...]} citing '
+    "the documents that support it."
+)
+_TEXT_FINAL = re.compile(r"(?im)^\s*final answer\s*:")
+
+
+class DeepResearchDomain:
+    name = NAME
+    needs_sandbox = False
+
+    def __init__(self) -> None:
+        self.last_construction_stats: dict[str, int] = {}
+
+    def seed_tasks(self, options: dict[str, Any], *, limit: int | None, seed: int) -> Iterator[Task]:
+        options = dict(options or {})
+        if unknown := sorted(set(options) - OPTION_KEYS):
+            raise ValueError(f"unknown deep-research option(s) {unknown}; known: {sorted(OPTION_KEYS)}")
+        qopts = dict(options.get("questions") or {})
+        if unknown := sorted(set(qopts) - QUESTION_KEYS):
+            raise ValueError(f"unknown deep-research questions option(s) {unknown}; known: {sorted(QUESTION_KEYS)}")
+        rows = self._question_set(options.get("corpus"), qopts)
+        corpus_spec = options.get("corpus") or {"source": "ovos"}
+        search = dict(options.get("search") or {"backend": "local"})
+        if search.get("backend", "local") == "local":
+            search["corpus"] = corpus_spec
+        order = list(range(len(rows)))
+        random.Random(f"deep-research:{seed}").shuffle(order)  # the run seed picks the order, not the set
+        extras = {
+            "search": search,
+            "f1_threshold": float(options.get("f1_threshold", 0.8)),
+            "require_retrieved": bool(options.get("require_retrieved", True)),
+        }
+        return (self._task(rows[i], corpus_spec, extras) for i in order[:limit])
+
+    def _question_set(self, corpus_spec: dict[str, Any] | None, qopts: dict[str, Any]) -> list[dict[str, Any]]:
+        from synthesizers.domains.deep_research import construction
+        from synthesizers.domains.deep_research.corpus import load_corpus
+        from synthesizers.domains.deep_research.search_index import index_for
+
+        corpus = load_corpus(corpus_spec)
+        params = {
+            "count": int(qopts.get("count", DEFAULT_COUNT)),
+            "seed": int(qopts.get("seed", 0)),
+            "hops": sorted(int(h) for h in qopts.get("hops", [2, 3])),
+            "reverse_fraction": float(qopts.get("reverse_fraction", 0.25)),
+            "leak_k": int(qopts.get("leak_k", 5)),
+            "writer": qopts.get("writer", "template"),
+        }
+        if any(h not in (2, 3) for h in params["hops"]) or not params["hops"]:
+            raise ValueError(f"deep-research questions.hops must be among [2, 3], got {params['hops']}")
+        path = construction.cache_path(corpus, params)
+        if path.exists():
+            rows, self.last_construction_stats = construction.read_rows(path)
+            return rows
+        writer, engine = _writer(params["writer"])
+        try:
+            rows, stats = construction.run_sync(
+                construction.construct(
+                    corpus,
+                    index_for(corpus),
+                    count=params["count"],
+                    seed=params["seed"],
+                    hops=params["hops"],
+                    reverse_fraction=params["reverse_fraction"],
+                    writer=writer,
+                    leak_k=params["leak_k"],
+                )
+            )
+        finally:
+            if engine is not None:
+                construction.run_sync(engine.close())
+        construction.write_rows(path, rows, stats)
+        self.last_construction_stats = stats
+        return rows
+
+    @staticmethod
+    def _task(row: dict[str, Any], corpus_spec: dict[str, Any], extras: dict[str, Any]) -> Task:
+        payload = {
+            "question": row["question"],
+            "answer": row["answer"],
+            "aliases": list(row["aliases"]),
+            "evidence_doc_ids": list(row["evidence_doc_ids"]),
+            "answer_doc_ids": list(row["answer_doc_ids"]),
+            "hops": row["hops"],
+            "construction": row["construction"],
+            "answer_type": row["answer_type"],
+            "writer": row["writer"],
+            **extras,
+        }
+        source = f"{corpus_spec.get('source', 'ovos')}:{row['construction']}:{row['writer']}"
+        return Task(id=row["id"], domain=NAME, kind="default", source=source, payload=payload)
+
+    def initial_messages(self, task: Task) -> list[Message]:
+        return [Message(role="system", content=SYSTEM_PROMPT), Message(role="user", content=task.payload["question"])]
+
+    def tools(self, task: Task) -> list[Tool]:
+        return make_tools(backend_from_spec(task.payload.get("search")))
+
+    def is_final(self, message: Message) -> bool:
+        """An ``answer`` call ends the rollout; so does a plain-text "Final answer:" line."""
+        if message.role != "assistant":
+            return False
+        if any(c.function.name == "answer" for c in message.tool_calls):
+            return True
+        return not message.tool_calls and bool(_TEXT_FINAL.search(message.content))
+
+    def first_critical_step(self, messages: list[Message]) -> int | None:
+        """The first assistant message that calls ``search``; without one, the first
+        assistant message (a failure that never searched is re-rolled from the start)."""
+        for index, message in enumerate(messages):
+            if message.role == "assistant" and any(c.function.name == "search" for c in message.tool_calls):
+                return index
+        return next((i for i, m in enumerate(messages) if m.role == "assistant"), None)
+
+
+def _writer(spec: Any):
+    """(writer, engine-to-close) for a ``questions.writer`` option."""
+    if spec in (None, "template"):
+        return None, None
+    if not isinstance(spec, dict) or "engine" not in spec:
+        raise ValueError("deep-research questions.writer must be 'template' or {engine: ..., ...}")
+    try:
+        from synthesizers.engines.factory import make_engine
+    except ImportError as exc:
+        raise ValueError(f"deep-research questions.writer needs the engine factory: {exc}") from None
+    from synthesizers.domains.deep_research.construction import engine_writer
+
+    engine = make_engine(spec["engine"], **dict(spec.get("options") or {}))
+    return engine_writer(engine, float(spec.get("temperature", 0.7)), int(spec.get("max_tokens", 96))), engine

@@ -1,0 +1,176 @@
+"""The agent's tools: ``search``, ``open``, ``find`` (in the opened page), ``answer``.
+
+``search`` and ``open`` go to a ``SearchBackend`` (the local service by
+default); ``find`` works on the page the rollout last opened, kept in the
+per-rollout ``ToolContext.state``, so it needs nothing from the backend and
+works the same with an external search API. ``answer`` only acknowledges: the
+verifier reads the answer and citations from the call's arguments.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from synthesizers.domains.base import ToolContext, ToolError
+from synthesizers.domains.deep_research.backends import BackendError, SearchBackend
+
+MAX_K = 10
+FIND_CONTEXT = 100
+MAX_FIND_HITS = 5
+
+
+def _schema(name: str, description: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": description,
+            "parameters": {"type": "object", "properties": properties, "required": required},
+        },
+    }
+
+
+def _args(arguments: Any, name: str, allowed: set[str]) -> dict[str, Any]:
+    if not isinstance(arguments, dict):
+        raise ToolError(f"{name} takes a JSON object of arguments")
+    extra = sorted(set(arguments) - allowed)
+    if extra:
+        raise ToolError(f"{name} takes only {sorted(allowed)}; unexpected: {', '.join(extra)}")
+    return arguments
+
+
+def _state(ctx: ToolContext) -> dict[str, Any]:
+    if ctx.state is None:
+        ctx.state = {}
+    return ctx.state
+
+
+def _int(value: Any, name: str, default: int) -> int:
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ToolError(f"{name} must be an integer, not {value!r}") from None
+
+
+class SearchTool:
+    name = "search"
+    needs_sandbox = False
+    schema = _schema(
+        "search",
+        "Search the document collection. Returns ranked results: [doc_id] title and a snippet.",
+        {
+            "query": {"type": "string", "description": "Keywords to search for."},
+            "k": {"type": "integer", "description": f"How many results (1-{MAX_K}, default 5)."},
+        },
+        ["query"],
+    )
+
+    def __init__(self, backend: SearchBackend):
+        self.backend = backend
+
+    def run(self, arguments: dict[str, Any], ctx: ToolContext) -> str:
+        args = _args(arguments, "search", {"query", "k"})
+        query = args.get("query")
+        if not isinstance(query, str) or not query.strip():
+            raise ToolError('search needs a non-empty "query" string')
+        k = min(MAX_K, max(1, _int(args.get("k"), "k", 5)))
+        try:
+            results = self.backend.search(query.strip(), k)
+        except BackendError as exc:
+            raise ToolError(f"search failed: {exc}") from None
+        if not results:
+            return f"No results for {query.strip()!r}. Try other keywords."
+        lines = [f"[{r['doc_id']}] {r.get('title', '')}\n    {r.get('snippet', '')}" for r in results]
+        return "\n".join(lines)
+
+
+class OpenTool:
+    name = "open"
+    needs_sandbox = False
+    schema = _schema(
+        "open",
+        "Open a document by its doc_id and read a page of its text (use offset for later pages).",
+        {
+            "doc_id": {"type": "string", "description": "A doc_id from the search results, e.g. d00012."},
+            "offset": {"type": "integer", "description": "Character offset to start reading at (default 0)."},
+        },
+        ["doc_id"],
+    )
+
+    def __init__(self, backend: SearchBackend):
+        self.backend = backend
+
+    def run(self, arguments: dict[str, Any], ctx: ToolContext) -> str:
+        args = _args(arguments, "open", {"doc_id", "offset"})
+        doc_id = args.get("doc_id")
+        if not isinstance(doc_id, str) or not doc_id.strip():
+            raise ToolError('open needs a "doc_id" string from the search results')
+        offset = max(0, _int(args.get("offset"), "offset", 0))
+        try:
+            page = self.backend.open(doc_id.strip().strip("[]"), offset)
+        except BackendError as exc:
+            raise ToolError(f"open failed: {exc}") from None
+        _state(ctx)["page"] = page
+        end = page["offset"] + len(page["text"])
+        head = f"[{page['doc_id']}] {page['title']} (characters {page['offset']}-{end} of {page['total_chars']})"
+        more = f"\n(more: open with offset={page['next_offset']})" if page.get("next_offset") else ""
+        return f"{head}\n{page['text']}{more}"
+
+
+class FindTool:
+    name = "find"
+    needs_sandbox = False
+    schema = _schema(
+        "find",
+        "Find a word or phrase in the page opened last; returns each match with its surrounding text.",
+        {"pattern": {"type": "string", "description": "Text to look for (case-insensitive)."}},
+        ["pattern"],
+    )
+
+    def run(self, arguments: dict[str, Any], ctx: ToolContext) -> str:
+        args = _args(arguments, "find", {"pattern"})
+        pattern = args.get("pattern")
+        if not isinstance(pattern, str) or not pattern.strip():
+            raise ToolError('find needs a non-empty "pattern" string')
+        page = _state(ctx).get("page")
+        if not page:
+            raise ToolError("no page is open: call open with a doc_id first")
+        text = page["text"]
+        hits = [m.start() for m in re.finditer(re.escape(pattern.strip()), text, re.IGNORECASE)]
+        if not hits:
+            return f"{pattern.strip()!r} does not occur in [{page['doc_id']}] (this page)."
+        out = [f"{len(hits)} match(es) for {pattern.strip()!r} in [{page['doc_id']}] {page['title']}:"]
+        for pos in hits[:MAX_FIND_HITS]:
+            start, end = max(0, pos - FIND_CONTEXT), min(len(text), pos + len(pattern) + FIND_CONTEXT)
+            out.append(f"- @{page['offset'] + pos}: …{text[start:end]}…")
+        return "\n".join(out)
+
+
+class AnswerTool:
+    name = "answer"
+    needs_sandbox = False
+    schema = _schema(
+        "answer",
+        "Give the final answer (short: a name, number or phrase) and cite the doc_ids it is based on.",
+        {
+            "answer": {"type": "string", "description": "The short final answer."},
+            "citations": {"type": "array", "items": {"type": "string"}, "description": "doc_ids of the evidence."},
+        },
+        ["answer", "citations"],
+    )
+
+    def run(self, arguments: dict[str, Any], ctx: ToolContext) -> str:
+        args = _args(arguments, "answer", {"answer", "citations"})
+        answer, citations = args.get("answer"), args.get("citations")
+        if not isinstance(answer, str) or not answer.strip():
+            raise ToolError('answer needs a non-empty "answer" string')
+        if not isinstance(citations, list) or not all(isinstance(c, str) for c in citations):
+            raise ToolError('answer needs "citations": a list of doc_id strings, e.g. ["d00012"]')
+        return "Answer recorded."
+
+
+def make_tools(backend: SearchBackend) -> list[Any]:
+    return [SearchTool(backend), OpenTool(backend), FindTool(), AnswerTool()]
