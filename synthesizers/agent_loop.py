@@ -1,0 +1,188 @@
+"""The multi-turn agent loop: the model writes, tools run, observations go back in.
+
+One ``run_agent`` call is one rollout. Many run concurrently against one
+engine (``asyncio.gather``); tools run in a worker thread pool so a slow tool
+never holds up another rollout's generation. Every failure the model could
+learn from (unknown tool, bad arguments, a tool's error, a malformed
+``<tool_call>``) becomes a ``role=tool`` observation and the loop goes on;
+failures it cannot (engine error, context overflow, budgets) end the rollout
+with a ``stop_reason``. The loop never raises for model or tool behaviour.
+
+Budgets: ``max_turns`` counts assistant turns; ``max_total_tokens`` caps the
+length of the whole conversation in tokens (the last prompt plus what the
+model writes next), which is what a training sequence will hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+from schemas import Message, TokenCounts, Timings, ToolCall
+from synthesizers.domains.base import Tool, ToolContext, ToolError
+from synthesizers.engines.base import LLMEngine, SamplingParams
+from synthesizers.engines.errors import is_context_overflow
+from synthesizers.hermes import parse_tool_calls
+
+STOP_REASONS = ("final_answer", "no_tool_call", "max_turns", "max_tokens", "engine_error", "context_overflow")
+
+# A dedicated pool: asyncio's default executor has only cpu+4 threads, and a
+# tool that overruns its timeout keeps its thread until it returns.
+_TOOL_POOL = concurrent.futures.ThreadPoolExecutor(
+    max_workers=int(os.environ.get("TRAJFORGE_TOOL_THREADS", "64")), thread_name_prefix="trajforge-tool"
+)
+
+
+@dataclass(frozen=True)
+class Budget:
+    max_turns: int = 8
+    max_total_tokens: int = 4096
+    max_tool_output_chars: int = 4000
+    tool_timeout_s: float = 60.0
+
+
+@dataclass
+class AgentResult:
+    messages: list[Message]
+    stop_reason: str
+    tokens: TokenCounts = field(default_factory=TokenCounts)
+    timings: Timings = field(default_factory=Timings)
+    error: str | None = None
+    turns: int = 0
+
+
+def turn_seed(seed: int | None, turn: int) -> int | None:
+    """A per-turn seed: deterministic in (seed, turn), distinct across turns."""
+    if seed is None:
+        return None
+    return int(hashlib.sha256(f"{seed}:{turn}".encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
+
+
+def truncate(text: str, limit: int) -> str:
+    """Keep head and tail (errors often sit at the end of tool output)."""
+    if len(text) <= limit:
+        return text
+    marker = f"\n...[truncated {len(text) - limit} chars]...\n"
+    keep = max(limit - len(marker), 0)
+    head = keep * 2 // 3
+    return text[:head] + marker + text[len(text) - (keep - head) :] if keep else text[:limit]
+
+
+async def run_agent(
+    engine: LLMEngine,
+    messages: list[Message],
+    tools: list[Tool],
+    *,
+    ctx: ToolContext,
+    params: SamplingParams = SamplingParams(),
+    budget: Budget = Budget(),
+    is_final: Callable[[Message], bool] | None = None,
+) -> AgentResult:
+    started = time.time()
+    t_start = time.perf_counter()
+    convo = list(messages)
+    by_name = {tool.name: tool for tool in tools}
+    schemas = [tool.schema for tool in tools] or None
+    tokens, timings = TokenCounts(), Timings(started_at=started)
+    stop_reason, error, turn = "max_turns", None, 0
+    last_context = 0  # conversation tokens after the latest turn, as the engine counted them
+
+    while turn < budget.max_turns:
+        room = budget.max_total_tokens - last_context - _tokens_since_last_turn(convo)
+        if room <= 0:
+            stop_reason = "max_tokens"
+            break
+        turn_params = replace(params, seed=turn_seed(params.seed, turn), max_tokens=min(params.max_tokens, room))
+        t0 = time.perf_counter()
+        completion = await engine.chat(convo, tools=schemas, params=turn_params)
+        timings.generate_s += time.perf_counter() - t0
+        tokens.prompt += completion.prompt_tokens
+        tokens.completion += completion.completion_tokens
+        last_context = completion.prompt_tokens + completion.completion_tokens
+        if completion.error is not None:
+            stop_reason = "context_overflow" if is_context_overflow(completion.error) else "engine_error"
+            error = completion.error
+            break
+
+        if completion.tool_calls:
+            content, calls, parse_errors = completion.text, list(completion.tool_calls), []
+        else:
+            content, calls, parse_errors = parse_tool_calls(completion.text, turn=turn)
+        assistant = Message(role="assistant", content=content, tool_calls=calls)
+        convo.append(assistant)
+        turn += 1
+
+        if is_final is not None and is_final(assistant):
+            stop_reason = "final_answer"
+            break
+        if completion.finish_reason == "length" and not calls:
+            stop_reason = "max_tokens"  # cut off mid-thought; nothing to act on
+            break
+        if not calls and not parse_errors:
+            stop_reason = "no_tool_call"
+            break
+
+        t0 = time.perf_counter()
+        for call in calls:
+            text = await _run_tool(call, by_name, ctx, budget.tool_timeout_s)
+            convo.append(_observation(truncate(text, budget.max_tool_output_chars), call))
+        for problem in parse_errors:
+            # No tool_call_id: the malformed call never became a ToolCall.
+            text = f"Error: malformed tool call: {problem}. Write each call as <tool_call>{{\"name\": \"TOOL\", \"arguments\": {{...}}}}</tool_call>."
+            convo.append(Message(role="tool", content=truncate(text, budget.max_tool_output_chars)))
+        timings.tools_s += time.perf_counter() - t0
+
+    timings.total_s = time.perf_counter() - t_start
+    return AgentResult(messages=convo, stop_reason=stop_reason, tokens=tokens, timings=timings, error=error, turns=turn)
+
+
+def _tokens_since_last_turn(convo: list[Message]) -> int:
+    """Estimate (4 chars a token, plus turn markup) of the tool output added since the
+    engine last counted; before the first turn the engine has counted nothing, so 0."""
+    if not any(m.role == "assistant" for m in convo):
+        return 0
+    unseen = 0
+    for message in reversed(convo):
+        if message.role == "assistant":
+            break
+        unseen += len(message.content) // 4 + 8
+    return unseen
+
+
+async def _run_tool(call: ToolCall, by_name: dict[str, Tool], ctx: ToolContext, timeout_s: float) -> str:
+    name = call.function.name
+    tool = by_name.get(name)
+    if tool is None:
+        available = ", ".join(sorted(by_name)) or "none"
+        return f"Error: unknown tool {name!r}. Available tools: {available}."
+    try:
+        arguments = call.parsed_arguments()
+    except ValueError as exc:
+        return f"Error: arguments of {name!r} are not a JSON object ({exc})."
+    missing = _missing_required(tool.schema, arguments)
+    if missing:
+        return f"Error: {name!r} is missing required argument(s): {', '.join(missing)}."
+    loop = asyncio.get_running_loop()
+    try:
+        result = await asyncio.wait_for(loop.run_in_executor(_TOOL_POOL, tool.run, arguments, ctx), timeout_s)
+    except asyncio.TimeoutError:
+        return f"Error: tool {name!r} timed out after {timeout_s:g} s."
+    except ToolError as exc:
+        return f"Error: {exc}"
+    except Exception as exc:  # any tool bug becomes an observation, never a crash
+        return f"Error: tool {name!r} failed: {type(exc).__name__}: {exc}"
+    return result if isinstance(result, str) else str(result)
+
+
+def _missing_required(schema: dict[str, Any], arguments: dict[str, Any]) -> list[str]:
+    params = schema.get("function", schema).get("parameters") or {}
+    return [key for key in params.get("required", []) if key not in arguments]
+
+
+def _observation(text: str, call: ToolCall) -> Message:
+    return Message(role="tool", content=text, tool_call_id=call.id, name=call.function.name)

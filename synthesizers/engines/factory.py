@@ -1,0 +1,47 @@
+"""Build an ``LLMEngine`` from one config string (the `--model` flag, a run config's `model`).
+
+- ``http://...`` / ``https://...``: an OpenAI-compatible server (``OpenAIHTTPEngine``);
+- ``""`` or ``"embedded"``: the embedded SmolLM2 through in-process vLLM (converted on first use);
+- ``"python:module:Class"``: any class satisfying ``LLMEngine``, built with the options
+  (the extension point for custom backends and for the tests' scripted engine);
+- anything else: a local model folder or hub id for in-process vLLM (``VLLMEngine``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from synthesizers.engines.base import LLMEngine
+
+
+def make_engine(spec: str | None, **opts: Any) -> LLMEngine:
+    spec = (spec or "").strip()
+    if spec.startswith(("http://", "https://")):
+        from synthesizers.engines.openai_http import OpenAIHTTPEngine
+
+        return OpenAIHTTPEngine(spec, **opts)
+    if spec.startswith("python:"):
+        return _custom_engine(spec, opts)
+    from synthesizers.engines.vllm_local import VLLMEngine
+
+    if spec in ("", "embedded"):
+        from synthesizers.engines.model_store import ensure_embedded_model
+
+        return VLLMEngine(str(ensure_embedded_model()), **opts)
+    return VLLMEngine(spec, **opts)
+
+
+def _custom_engine(spec: str, opts: dict[str, Any]) -> LLMEngine:
+    try:
+        _, module_name, class_name = spec.split(":", 2)
+    except ValueError:
+        raise ValueError(f"bad engine spec {spec!r}: expected python:package.module:ClassName") from None
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"engine spec {spec!r}: cannot load {class_name} from {module_name} ({exc})") from None
+    engine = cls(**opts)
+    if not isinstance(engine, LLMEngine):
+        raise TypeError(f"{spec}: {cls.__name__} does not satisfy LLMEngine (needs model_id, chat, close)")
+    return engine
