@@ -160,7 +160,8 @@ async def construct(
     return rows, dict(stats)
 
 
-def cache_path(corpus: Corpus, params: dict[str, Any], cache_dir: Path = CACHE_DIR) -> Path:
+def cache_path(corpus: Corpus, params: dict[str, Any], cache_dir: Path | None = None) -> Path:
+    cache_dir = cache_dir or CACHE_DIR
     key = hashlib.sha256(json.dumps({"v": VERSION, **params}, sort_keys=True).encode()).hexdigest()[:12]
     return cache_dir / f"questions-{corpus.hash}-{key}.parquet"
 

@@ -1,0 +1,72 @@
+"""The domain plug-in: deterministic seed tasks from the cached question set,
+prompts, tools, and the final/critical-step rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from schemas import Message, ToolCall
+from synthesizers.domains.deep_research import construction
+from synthesizers.domains.deep_research.domain import DeepResearchDomain
+from synthesizers.domains.registry import get_domain
+
+
+def assistant(*calls, content=""):
+    return Message(role="assistant", content=content, tool_calls=[ToolCall.make(f"c{i}", n, a) for i, (n, a) in enumerate(calls)])
+
+
+def test_registered_and_seed_tasks_are_deterministic(monkeypatch, tmp_path):
+    monkeypatch.setattr(construction, "CACHE_DIR", tmp_path)
+    domain = get_domain("deep-research")
+    assert isinstance(domain, DeepResearchDomain) and not domain.needs_sandbox
+    opts = {"questions": {"count": 10, "seed": 2}, "f1_threshold": 0.7}
+    first = list(domain.seed_tasks(opts, limit=6, seed=1))
+    assert domain.last_construction_stats["template_accepted"] == 10
+    assert len(list(tmp_path.glob("questions-*.parquet"))) == 1
+    again = list(DeepResearchDomain().seed_tasks(opts, limit=6, seed=1))
+    assert [t.model_dump() for t in again] == [t.model_dump() for t in first]
+    other = list(domain.seed_tasks(opts, limit=None, seed=2))
+    assert len(other) == 10 and {t.id for t in first} <= {t.id for t in other}
+    assert [t.id for t in other[:6]] != [t.id for t in first]  # the run seed changes the order
+    p = first[0].payload
+    assert p["f1_threshold"] == 0.7 and p["search"] == {"backend": "local", "corpus": {"source": "ovos"}}
+    assert set(p) >= {"question", "answer", "aliases", "evidence_doc_ids", "answer_doc_ids", "hops"}
+    assert len({t.id for t in other}) == 10
+
+
+def test_bad_options_fail_fast():
+    with pytest.raises(ValueError, match="unknown deep-research option"):
+        list(DeepResearchDomain().seed_tasks({"corpuss": {}}, limit=1, seed=0))
+    with pytest.raises(ValueError, match="hops must be among"):
+        list(DeepResearchDomain().seed_tasks({"questions": {"hops": [5]}}, limit=1, seed=0))
+    with pytest.raises(ValueError, match="writer must be"):
+        list(DeepResearchDomain().seed_tasks({"questions": {"writer": "gpt", "count": 3, "seed": 99}}, limit=1, seed=0))
+
+
+def test_final_and_critical_step_rules():
+    d = DeepResearchDomain()
+    assert d.is_final(assistant(("answer", {"answer": "x", "citations": []})))
+    assert d.is_final(assistant(content="Final answer: Paris\nCitations: d00001"))
+    assert not d.is_final(assistant(("search", {"query": "x"})))
+    assert not d.is_final(Message(role="user", content="Final answer: x"))
+    msgs = [
+        Message(role="system", content="s"),
+        Message(role="user", content="q"),
+        assistant(content="thinking"),
+        assistant(("open", {"doc_id": "d1"})),
+        Message(role="tool", content="..."),
+        assistant(("search", {"query": "x"})),
+    ]
+    assert d.first_critical_step(msgs) == 5
+    assert d.first_critical_step(msgs[:5]) == 2  # never searched: cut at the first assistant turn
+    assert d.first_critical_step(msgs[:2]) is None
+
+
+def test_prompt_and_tools():
+    d = DeepResearchDomain()
+    from schemas import Task
+
+    task = Task(id="t", domain="deep-research", payload={"question": "Who?", "search": {"backend": "http", "url": "http://127.0.0.1:1"}})
+    msgs = d.initial_messages(task)
+    assert [m.role for m in msgs] == ["system", "user"] and msgs[1].content == "Who?"
+    assert [t.name for t in d.tools(task)] == ["search", "open", "find", "answer"]
