@@ -1,0 +1,68 @@
+# trajforge — every target first runs `setup` (idempotent; a second or so when nothing changed).
+# `make help` lists the targets.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      := .venv
+PY        := $(VENV)/bin/python
+TRAJFORGE := $(VENV)/bin/trajforge
+
+# Knobs:  make math LIMIT=50 OUT=runs/math-50     make test PYTEST_ARGS="-k masking"
+OUT         ?= runs/math
+LIMIT       ?=
+MODEL       ?=
+RUN         ?= runs/demo
+TEST_TIMEOUT ?= 900
+PYTEST_ARGS ?=
+PYTEST      := $(PY) -m pytest -q -p no:cacheprovider --timeout=$(TEST_TIMEOUT)
+RUN_FLAGS   := $(if $(LIMIT),--limit $(LIMIT)) $(if $(MODEL),--model $(MODEL))
+
+DOMAINS := code tool-use deep-research agentic-cot
+
+.PHONY: help setup demo math $(DOMAINS) all test test-fast bench train-smoke review clean
+
+help: ## list the targets
+	@echo "usage: make TARGET [OUT=dir] [LIMIT=n] [MODEL=path-or-url]"
+	@grep -hE '^[a-zA-Z_-]+( [a-zA-Z_-]+)*:.*## ' $(MAKEFILE_LIST) \
+	  | sed -E 's/^([^:]+):.*## (.*)/  \1\t\2/' | expand -t 42
+
+setup: ## install/prepare everything (apt, .venv, dockerd, embedded model, sandbox image); idempotent
+	@scripts/setup.sh
+
+demo: setup ## small math run on the embedded model -> runs/demo
+	$(TRAJFORGE) run math --config configs/demo-math.yaml --out runs/demo
+
+math: setup ## math domain at a configurable size: OUT=runs/math LIMIT=n MODEL=...
+	$(TRAJFORGE) run math --config configs/math.yaml --out $(OUT) $(RUN_FLAGS)
+
+code tool-use deep-research agentic-cot: setup ## planned domains -> runs/<domain>
+	@test -f configs/$@.yaml || { echo "error: domain '$@' is planned, not built yet (no configs/$@.yaml): use \`make math\`" >&2; exit 2; }
+	$(TRAJFORGE) run $@ --config configs/$@.yaml --out runs/$@ $(RUN_FLAGS)
+
+all: setup ## every domain in turn (math now; the planned ones as they land)
+	$(MAKE) --no-print-directory math OUT=runs/math
+	@for d in $(DOMAINS); do \
+	  if [ -f configs/$$d.yaml ]; then $(MAKE) --no-print-directory $$d || exit $$?; \
+	  else echo "skip $$d: planned (no configs/$$d.yaml)"; fi; \
+	done
+
+test: setup ## the whole test suite except GPU tests (what CI runs)
+	$(PYTEST) -m "not gpu" $(PYTEST_ARGS)
+
+test-fast: setup ## unit tests only (no Docker, vLLM, Ray, slow or GPU)
+	$(PYTEST) -m "not docker and not vllm and not ray and not slow and not gpu" $(PYTEST_ARGS)
+
+bench: setup ## benchmarks -> bench/results/*.json and a summary table
+	$(PY) -m bench.run
+
+train-smoke: setup ## tiny CPU training run on the shards of RUN (default runs/demo; run `make demo` first)
+	@test -f $(RUN)/shards/manifest.json || { echo "error: no shards at $(RUN)/shards: run \`make demo\` first (or pass RUN=dir)" >&2; exit 2; }
+	$(TRAJFORGE) train --config configs/train-tiny.yaml --shards $(RUN)/shards --out runs/train-smoke
+
+review: setup ## sample and read the trajectories of RUN (default runs/demo)
+	$(TRAJFORGE) review $(RUN)
+
+clean: ## remove run outputs, benchmark results and caches of Python (keeps .venv, model, image)
+	rm -rf runs bench/results .pytest_cache
+	find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
