@@ -1,0 +1,1 @@
+"""Benchmarks (``make bench``): ``bench/bench_<name>.py`` modules exposing ``run() -> dict``; see ``bench.run``."""
