@@ -10,6 +10,8 @@ VERIFIERS: dict[tuple[str, str], str] = {
     ("math", "default"): "verifiers.math:MathVerifier",
     ("code", "function"): "verifiers.code_function:FunctionCodeVerifier",
     ("deep-research", "default"): "verifiers.deep_research:DeepResearchVerifier",
+    ("agentic-cot", "default"): "verifiers.agentic_cot:AgenticCoTVerifier",
+    ("agentic-cot", "sandboxed"): "verifiers.agentic_cot:SandboxedAgenticCoTVerifier",
 }
 
 

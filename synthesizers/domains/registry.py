@@ -10,6 +10,7 @@ from synthesizers.domains.base import Domain
 DOMAINS: dict[str, str] = {
     "math": "synthesizers.domains.math:MathDomain",
     "deep-research": "synthesizers.domains.deep_research:DeepResearchDomain",
+    "agentic-cot": "synthesizers.domains.agentic_cot:AgenticCoTDomain",
 }
 PLANNED = ("code", "tool-use", "deep-research", "agentic-cot")
 

@@ -1,0 +1,79 @@
+"""Agentic-CoT verifier: the five-phase structure AND the underlying task's verdict.
+
+The structure check is the format's own (``synthesizers.agentic_cot``, a leaf
+package: the format is a contract shared by the synthesizer and this verifier,
+so this is the one import from synthesizers a verifier makes). The underlying
+task (``payload.underlying``) is judged by its own domain's verifier on the
+conversation with the last assistant message's text replaced by its summary:
+the answer must be *stated in the summary*, not somewhere earlier. Tool calls
+stay in place (tool-use verifiers judge the calls that were made).
+"""
+
+from __future__ import annotations
+
+import re
+
+from sandboxes.base import Sandbox
+from schemas import Message, Task, Verdict
+
+# What an answer looks like in a summary, per underlying domain (a cheap check
+# before the underlying verifier runs; that verifier has the last word).
+_ANSWER_MARKERS = {
+    "math": re.compile(r"\\(?:boxed|fbox)\s*\{"),
+    "code": re.compile(r"```python"),
+    "deep-research": re.compile(r"(?im)^\s*final answer\s*:"),
+}
+
+
+def summary_view(messages: list[Message], summary: str) -> list[Message]:
+    """The conversation as the underlying verifier should see it: last assistant text = summary."""
+    out = [m.model_copy(deep=True) for m in messages]
+    for message in reversed(out):
+        if message.role == "assistant":
+            message.content = summary
+            break
+    return out
+
+
+class AgenticCoTVerifier:
+    domain = "agentic-cot"
+    needs_sandbox = False
+
+    def verify(self, task: Task, messages: list[Message], sandbox: Sandbox | None = None) -> Verdict:
+        try:
+            return self._verify(task, messages, sandbox)
+        except Exception as exc:  # the contract: a verdict, never an exception
+            return Verdict(passed=False, score=0.0, reason=f"verifier error: {type(exc).__name__}: {exc}")
+
+    def _verify(self, task: Task, messages: list[Message], sandbox: Sandbox | None) -> Verdict:
+        from synthesizers.agentic_cot.structure import check_structure
+        from verifiers.registry import get_verifier
+
+        raw = task.payload.get("underlying")
+        if not isinstance(raw, dict):
+            return Verdict(passed=False, reason="task has no underlying task to verify against")
+        inner = Task.model_validate(raw)
+        marker = _ANSWER_MARKERS.get(inner.domain)
+        options = task.payload.get("structure") or {}
+        report = check_structure(
+            messages,
+            answer_check=(lambda s: bool(marker.search(s))) if marker else None,
+            allow_stray=bool(options.get("allow_stray", False)),
+        )
+        if not report.ok:
+            return Verdict(passed=False, score=0.0, reason=f"structure: {report.reason}")
+        verifier = get_verifier(inner.domain, inner.kind)
+        if verifier.needs_sandbox and sandbox is None:
+            return Verdict(passed=False, reason=f"structure ok; {inner.domain} verifier needs a sandbox and got none")
+        verdict = verifier.verify(inner, summary_view(messages, report.summary or ""), sandbox)
+        return Verdict(
+            passed=verdict.passed,
+            score=verdict.score,
+            reason=f"structure ok; {inner.domain}: {verdict.reason}",
+        )
+
+
+class SandboxedAgenticCoTVerifier(AgenticCoTVerifier):
+    """The same, for underlying verifiers that run code (the runner lends a sandbox)."""
+
+    needs_sandbox = True
