@@ -1,22 +1,47 @@
-"""Deduplication of trajectories: exact (normalised hash) and near (MinHash LSH).
+"""Deduplication of trajectories: exact (normalised hash) and near (MinHash LSH), on Ray.
 
-Within a duplicate cluster one trajectory is kept: passed before failed, then
-the higher score, then the shorter text, then the smaller id (deterministic).
-The text compared is the assistant side of the conversation — what the
-trainer learns from.
+The text compared is the assistant side of a conversation (what the trainer
+learns from), lowercased with runs of whitespace squeezed.
+
+How it scales (no single-node index of everything):
+1. **Signatures** — Ray tasks over chunks of documents compute each document's
+   exact hash, its set of hashed word ``shingle_size``-grams and its MinHash
+   signature (``datasketch``), and cut the signature into ``bands`` of ``rows``;
+   every (band key, doc) pair is routed to one of ``partitions`` by its key.
+2. **Candidates** — one Ray task per partition groups the keys routed to it
+   across all chunks; documents sharing a key are candidates. Candidates are
+   confirmed by the exact Jaccard of their hashed shingle sets (>= ``threshold``;
+   fetched from the object store only for chunks that have candidates), so LSH
+   false positives never merge clusters; exact-hash buckets need no check.
+3. **Clusters** — connected components (union-find) over the confirmed edges,
+   which are few (one per duplicate, not per document).
+4. **Keeper** — within a cluster keep one: passed before failed, then the
+   higher score, then the shorter text, then the smaller id (deterministic).
+
+Defaults (``DedupeConfig``): exact on, near on, threshold 0.85 (estimated
+Jaccard of 5-word shingles), 128 permutations, bands chosen so a pair *at* the
+threshold becomes a candidate with probability >= 0.995 (128 perms at 0.85:
+18 bands of 7 rows), chunks of 1000 documents, one partition per Ray CPU.
+Without Ray initialised (or for a single chunk) the same functions run in
+process.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
+import zlib
 from dataclasses import dataclass, field
+from typing import Any, Sequence
 
-from datasketch import MinHash, MinHashLSH
+import numpy as np
 
 from schemas import Trajectory
 
 _SPACE = re.compile(r"\s+")
+_EXACT_TAG = b"exact\x00"
+BUCKET_LEADERS = 64  # per LSH bucket: members are compared with at most this many leaders
 
 
 def normalized_text(trajectory: Trajectory) -> str:
@@ -25,19 +50,266 @@ def normalized_text(trajectory: Trajectory) -> str:
         if m.role == "assistant":
             parts.append(m.content)
             parts.extend(f"{c.function.name}({c.function.arguments})" for c in m.tool_calls)
-    return _SPACE.sub(" ", " ".join(parts).lower()).strip()
+    return normalize(" ".join(parts))
 
 
-def _preference(t: Trajectory, text: str) -> tuple:
-    v = t.verdict
-    return (not (v and v.passed), -(v.score if v else 0.0), len(text), t.id)
+def normalize(text: str) -> str:
+    return _SPACE.sub(" ", text.lower()).strip()
 
 
-def _shingles(text: str, size: int) -> set[bytes]:
+def shingles(text: str, size: int) -> list[bytes]:
+    """Word ``size``-grams as bytes (for readers and benchmarks; the stage hashes them)."""
     words = text.split()
     if len(words) <= size:
-        return {" ".join(words).encode()}
-    return {" ".join(words[i : i + size]).encode() for i in range(len(words) - size + 1)}
+        return [" ".join(words).encode()]
+    return list({" ".join(words[i : i + size]).encode() for i in range(len(words) - size + 1)})
+
+
+def choose_bands(threshold: float, num_perm: int, target: float = 0.995) -> tuple[int, int]:
+    """(bands, rows): the most rows per band such that a pair at ``threshold`` still
+    collides in some band with probability >= ``target`` (recall first; the
+    signature check removes the false positives that costs)."""
+    for rows in range(num_perm, 0, -1):
+        bands = num_perm // rows
+        if 1 - (1 - threshold**rows) ** bands >= target:
+            return bands, rows
+    return num_perm, 1
+
+
+@dataclass(frozen=True)
+class LshParams:
+    threshold: float = 0.85
+    num_perm: int = 128
+    shingle_size: int = 5
+    bands: int = 18
+    rows: int = 7
+    exact: bool = True
+    near: bool = True
+
+    @classmethod
+    def make(cls, *, threshold: float, num_perm: int, shingle_size: int, exact: bool, near: bool, bands: int | None = None) -> "LshParams":
+        if bands:
+            b, r = bands, num_perm // bands
+        else:
+            b, r = choose_bands(threshold, num_perm)
+        return cls(threshold, num_perm, shingle_size, b, r, exact, near)
+
+
+def _key(tag: bytes, payload: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(tag + payload, digest_size=8).digest(), "little", signed=True)
+
+
+_PRIME = np.uint64(0x100000001B3)  # FNV prime: mixes word hashes into a shingle hash
+_BAND_MULT = np.random.default_rng(20261122).integers(1, 2**63, size=4096, dtype=np.uint64) | np.uint64(1)
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _word_hash(word: str) -> int:
+    return zlib.crc32(word.encode())
+
+
+def shingle_hashes(text: str, size: int) -> np.ndarray:
+    """Sorted unique 32-bit hashes of the word ``size``-grams of ``text`` (one gram for short texts).
+
+    Word hashes are crc32 (deterministic across processes, unlike ``hash``);
+    grams combine them with wrapping uint64 arithmetic, vectorised."""
+    words = text.split()
+    if not words:
+        return np.zeros(0, dtype=np.uint32)
+    w = np.array([_word_hash(x) for x in words], dtype=np.uint64)
+    width = min(size, len(w))
+    h = np.zeros(len(w) - width + 1, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for k in range(width):
+            h = h * _PRIME + w[k : len(w) - width + 1 + k]
+    return np.unique(((h >> np.uint64(32)) ^ h).astype(np.uint32))
+
+
+def _identity(x):
+    return x
+
+
+def minhash_signature(values: np.ndarray, template: Any) -> np.ndarray:
+    """The datasketch MinHash signature of pre-hashed ``values``, as
+    ``MinHash(hashfunc=identity).update_batch(values)`` computes it, vectorised
+    over the whole set in one step (update_batch's per-value Python call is
+    most of the cost otherwise). Falls back to update_batch if datasketch's
+    internals move; a test checks the two agree."""
+    from datasketch import MinHash
+
+    try:
+        from datasketch.minhash import _SCHEME_WIDTHS, _fmix
+    except ImportError:
+        _fmix = None
+    if _fmix is None or template.scheme not in _SCHEME_WIDTHS:
+        sig = MinHash(num_perm=len(template.hashvalues), seed=1, hashfunc=_identity,
+                      permutations=template.permutations, scheme=template.scheme)
+        sig.update_batch(values.tolist())
+        return sig.hashvalues
+    a, b = template.permutations
+    with np.errstate(over="ignore"):
+        hv = _fmix(values.astype(template.hashvalues.dtype).reshape(-1, 1), _SCHEME_WIDTHS[template.scheme])
+        return np.minimum(template.hashvalues, (hv * a + b).min(axis=0))
+
+
+def signature_chunk(texts: Sequence[str], start: int, params: LshParams, partitions: int):
+    """Map step for docs ``start .. start+len(texts)`` (already normalised): (shingle sets as
+    CSR (offsets, values), exact keys, per-partition lists of (key, is_exact, doc))."""
+    from datasketch import MinHash
+
+    template = MinHash(num_perm=params.num_perm, seed=1)
+    sets = [shingle_hashes(t, params.shingle_size) if params.near else np.zeros(0, np.uint32) for t in texts]
+    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(x) for x in sets])
+    exact_keys = np.zeros(len(texts), dtype=np.int64)
+    routed: list[list[tuple[int, bool, int]]] = [[] for _ in range(partitions)]
+    mult = _BAND_MULT[: params.rows]
+    band_ids = np.arange(params.bands, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    for offset, text in enumerate(texts):
+        doc = start + offset
+        exact_keys[offset] = _key(b"exact", text.encode())
+        if params.exact:
+            routed[exact_keys[offset] % partitions].append((int(exact_keys[offset]), True, doc))
+        if not params.near or not len(sets[offset]):
+            continue
+        sig = minhash_signature(sets[offset], template)
+        bands = sig[: params.bands * params.rows].astype(np.uint64).reshape(params.bands, params.rows)
+        with np.errstate(over="ignore"):
+            keys = ((bands * mult).sum(axis=1, dtype=np.uint64) ^ band_ids).view(np.int64)
+        for key in keys.tolist():
+            routed[key % partitions].append((key, False, doc))
+    return (offsets, np.concatenate(sets) if sets else np.zeros(0, np.uint32)), exact_keys, routed
+
+
+def exact_jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """Jaccard of two sorted unique hash arrays."""
+    if not len(a) and not len(b):
+        return 1.0
+    inter = len(np.intersect1d(a, b, assume_unique=True))
+    return inter / (len(a) + len(b) - inter)
+
+
+def group_partition(routed_parts: list[list[tuple[int, bool, int]]], set_chunks: list[Any], chunk_size: int, params: LshParams, fetch=None) -> list[tuple[int, int]]:
+    """Reduce step for one partition: confirmed duplicate edges (doc, doc).
+
+    LSH candidates are confirmed by the exact Jaccard of their (hashed) shingle
+    sets, so estimator noise costs neither precision nor recall. ``set_chunks[i]``
+    holds chunk i's shingle sets (or a Ray ref ``fetch`` resolves); only chunks
+    with members in a multi-document bucket are fetched.
+    """
+    buckets: dict[tuple[int, bool], list[int]] = {}
+    for part in routed_parts:
+        for key, is_exact, doc in part:
+            buckets.setdefault((key, is_exact), []).append(doc)
+    edges: list[tuple[int, int]] = []
+    cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def shingle_set(doc: int) -> np.ndarray:
+        chunk = doc // chunk_size
+        if chunk not in cache:
+            cache[chunk] = fetch(set_chunks[chunk]) if fetch else set_chunks[chunk]
+        offsets, values = cache[chunk]
+        i = doc % chunk_size
+        return values[offsets[i] : offsets[i + 1]]
+
+    for (_, is_exact), docs in buckets.items():
+        if len(docs) < 2:
+            continue
+        docs = sorted(set(docs))
+        if is_exact:  # identical normalised text: a chain connects them all
+            edges.extend(zip(docs, docs[1:]))
+            continue
+        # Greedy leaders bound the work of a huge bucket: each member is compared
+        # with at most BUCKET_LEADERS earlier members, not with all of them.
+        leaders: list[tuple[int, np.ndarray]] = []
+        for doc in docs:
+            mine = shingle_set(doc)
+            match = next((lead for lead, theirs in leaders if exact_jaccard(mine, theirs) >= params.threshold), None)
+            if match is not None:
+                edges.append((match, doc))
+            elif len(leaders) < BUCKET_LEADERS:
+                leaders.append((doc, mine))
+    return edges
+
+
+def components(n: int, edges: list[tuple[int, int]]) -> list[list[int]]:
+    """Connected components with more than one member (union-find, path halving)."""
+    parent = list(range(n))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in edges:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    groups: dict[int, list[int]] = {}
+    for a, b in edges:
+        for x in (a, b):
+            groups.setdefault(find(x), [])
+    for x in range(n):
+        root = find(x)
+        if root in groups:
+            groups[root].append(x)
+    return [sorted(g) for g in groups.values()]
+
+
+def _use_ray(use_ray: bool | None, chunks: int) -> bool:
+    if use_ray is not None:
+        return use_ray
+    try:
+        import ray
+    except ImportError:
+        return False
+    return ray.is_initialized() and chunks > 1
+
+
+def duplicate_clusters(
+    texts: Sequence[str], params: LshParams, *, chunk_size: int = 1000, partitions: int | None = None, use_ray: bool | None = None
+) -> tuple[list[list[int]], np.ndarray]:
+    """Clusters (lists of doc indices, size >= 2) of duplicate ``texts``, and their exact keys."""
+    n = len(texts)
+    if n == 0:
+        return [], np.zeros(0, dtype=np.int64)
+    starts = list(range(0, n, chunk_size))
+    if _use_ray(use_ray, len(starts)):
+        import ray
+
+        parts = partitions or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        mapper = ray.remote(_remote_signature_chunk).options(num_returns=2 + parts)
+        outs = [mapper.remote(list(texts[s : s + chunk_size]), s, params, parts) for s in starts]
+        set_refs = [o[0] for o in outs]
+        reducer = ray.remote(_reduce_remote)
+        edge_refs = [reducer.remote(set_refs, chunk_size, params, *[o[2 + p] for o in outs]) for p in range(parts)]
+        edges = [e for part in ray.get(edge_refs) for e in part]
+        exact_keys = np.concatenate(ray.get([o[1] for o in outs]))
+    else:
+        parts = partitions or 1
+        results = [_split(signature_chunk(texts[s : s + chunk_size], s, params, parts)) for s in starts]
+        sets = [r[0] for r in results]
+        exact_keys = np.concatenate([r[1] for r in results])
+        edges = []
+        for p in range(parts):
+            edges.extend(group_partition([r[2 + p] for r in results], sets, chunk_size, params))
+    return components(n, edges), exact_keys
+
+
+def _split(result):
+    sigs, exact_keys, routed = result
+    return [sigs, exact_keys, *routed]
+
+
+def _reduce_remote(set_refs, chunk_size, params, *routed_parts):
+    import ray
+
+    return group_partition(list(routed_parts), set_refs, chunk_size, params, fetch=ray.get)
+
+
+def _remote_signature_chunk(texts, start, params, partitions):
+    return _split(signature_chunk(texts, start, params, partitions))
 
 
 @dataclass
@@ -45,6 +317,12 @@ class DedupeResult:
     kept: list[Trajectory]
     removed_exact: list[str] = field(default_factory=list)
     removed_near: list[str] = field(default_factory=list)
+    clusters: int = 0
+
+
+def _preference(t: Trajectory, text: str) -> tuple:
+    v = t.verdict
+    return (not (v and v.passed), -(v.score if v else 0.0), len(text), t.id)
 
 
 def dedupe(
@@ -55,27 +333,27 @@ def dedupe(
     threshold: float = 0.85,
     num_perm: int = 128,
     shingle_size: int = 5,
+    bands: int | None = None,
+    chunk_size: int = 1000,
+    partitions: int | None = None,
+    use_ray: bool | None = None,
 ) -> DedupeResult:
-    texts = {t.id: normalized_text(t) for t in trajectories}
-    ordered = sorted(trajectories, key=lambda t: _preference(t, texts[t.id]))
-    result = DedupeResult(kept=[])
-    seen_hashes: set[str] = set()
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm) if near else None
-    for t in ordered:  # best first, so the first of each cluster is the keeper
-        text = texts[t.id]
-        if exact:
-            digest = hashlib.sha256(text.encode()).hexdigest()
-            if digest in seen_hashes:
-                result.removed_exact.append(t.id)
+    if not (exact or near) or not trajectories:
+        return DedupeResult(kept=sorted(trajectories, key=lambda t: t.id))
+    texts = [normalized_text(t) for t in trajectories]
+    params = LshParams.make(threshold=threshold, num_perm=num_perm, shingle_size=shingle_size, exact=exact, near=near, bands=bands)
+    clusters, exact_keys = duplicate_clusters(texts, params, chunk_size=chunk_size, partitions=partitions, use_ray=use_ray)
+    result = DedupeResult(kept=[], clusters=len(clusters))
+    removed: set[int] = set()
+    for cluster in clusters:
+        keeper = min(cluster, key=lambda i: _preference(trajectories[i], texts[i]))
+        for i in cluster:
+            if i == keeper:
                 continue
-            seen_hashes.add(digest)
-        if lsh is not None and text:
-            sig = MinHash(num_perm=num_perm, seed=1)
-            sig.update_batch(list(_shingles(text, shingle_size)))
-            if lsh.query(sig):
-                result.removed_near.append(t.id)
-                continue
-            lsh.insert(t.id, sig)
-        result.kept.append(t)
-    result.kept.sort(key=lambda t: t.id)
+            removed.add(i)
+            same = exact and exact_keys[i] == exact_keys[keeper]
+            (result.removed_exact if same else result.removed_near).append(trajectories[i].id)
+    result.kept = sorted((t for i, t in enumerate(trajectories) if i not in removed), key=lambda t: t.id)
+    result.removed_exact.sort()
+    result.removed_near.sort()
     return result
