@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from schemas import MASKING_POLICIES
 
@@ -69,11 +69,41 @@ class RayConfig(_Strict):
 
 
 class DedupeConfig(_Strict):
+    """Defaults: see ``pipelines/dedupe.py`` (Jaccard of 5-word shingles >= 0.85 is a near duplicate)."""
+
     exact: bool = True
     near: bool = True
-    threshold: float = 0.85  # estimated Jaccard for near duplicates
+    threshold: float = Field(0.85, gt=0, le=1)  # Jaccard of shingle sets for near duplicates
     num_perm: int = 128
     shingle_size: int = 5
+    bands: int | None = None  # LSH bands; None: chosen from threshold and num_perm
+    chunk_size: int = 1000  # documents per signature task
+
+
+class DecontamSource(_Strict):
+    path: str | None = None  # .txt (a text a line), .jsonl, .json, .parquet, .csv
+    dataset: str | None = None  # a `datasets` hub name or a save_to_disk folder
+    config: str | None = None
+    split: str = "test"
+    fields: list[str] = Field(default_factory=lambda: ["question"])  # text columns
+    name: str | None = None  # label in the report (default: file or dataset name)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "DecontamSource":
+        if (self.path is None) == (self.dataset is None):
+            raise ValueError("give exactly one of path or dataset")
+        return self
+
+
+class DecontamConfig(_Strict):
+    """Defaults: see ``pipelines/decontaminate.py`` (13-gram overlap with any benchmark text)."""
+
+    enabled: bool = True
+    ngram: int = Field(13, ge=1)
+    min_words: int = 8  # shorter benchmark texts are ignored (too generic to match whole)
+    min_hits: int = 1  # matching n-grams that make a trajectory contaminated
+    check: list[Literal["task", "trajectory"]] = Field(default_factory=lambda: ["task", "trajectory"])
+    sources: list[DecontamSource] = Field(default_factory=list)
 
 
 class ShardsConfig(_Strict):
@@ -94,6 +124,7 @@ class RunConfig(_Strict):
     units: UnitsConfig = Field(default_factory=UnitsConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
     dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
+    decontam: DecontamConfig = Field(default_factory=DecontamConfig)
     shards: ShardsConfig = Field(default_factory=ShardsConfig)
     domain_options: dict[str, Any] = Field(default_factory=dict)
 

@@ -191,6 +191,9 @@ def run_pipeline(config: RunConfig, out_dir: Path, events: RunEvents | None = No
     started = time.monotonic()
     out_dir = Path(out_dir)
     tasks = seed_tasks(config)
+    from pipelines.decontaminate import decontaminate, load_index
+
+    benchmarks = load_index(config.decontam)  # before anything is written: a bad source fails fast
     units = plan_units(tasks, config.units.tasks_per_unit)
     from pipelines.preflight import check_sandbox
     from synthesizers.domains.registry import get_domain
@@ -214,15 +217,22 @@ def run_pipeline(config: RunConfig, out_dir: Path, events: RunEvents | None = No
 
     done_units = [u.id for u in units if store.is_done(u.id)]
     everything = store.read_units(done_units)
-    events.on_stage("dedupe")
     selected = [t for t in everything if config.shards.include == "all" or (t.verdict and t.verdict.passed)]
+    events.on_stage("decontaminate")
+    clean = decontaminate(selected, benchmarks, where=config.decontam.check, min_hits=config.decontam.min_hits)
+    # Optional domain hook: the messages the shards should hold (Agentic-CoT rewrites).
+    view = getattr(get_domain(config.domain), "training_messages", None)
+    kept = [t.model_copy(update={"messages": view(t)}) for t in clean.kept] if view else clean.kept
+    events.on_stage("dedupe")
     deduped = dedupe(
-        selected,
+        kept,
         exact=config.dedupe.exact,
         near=config.dedupe.near,
         threshold=config.dedupe.threshold,
         num_perm=config.dedupe.num_perm,
         shingle_size=config.dedupe.shingle_size,
+        bands=config.dedupe.bands,
+        chunk_size=config.dedupe.chunk_size,
     )
     events.on_stage("tokenize")
     rows, render_errors = _tokenize(config, deduped.kept, tokenizer_path) if deduped.kept else ([], [])
@@ -255,6 +265,7 @@ def run_pipeline(config: RunConfig, out_dir: Path, events: RunEvents | None = No
         "render_errors": render_errors,
         "tokenizer": tokenizer_id(tokenizer_path),
         "run_dir": str(out_dir.resolve()),
+        "decontamination": clean.report(config.decontam.ngram),
     }
     write_json(out_dir / "report.json", report.to_dict())
     return RunResult(report=report, run_dir=out_dir, failed_units=failed_units)
