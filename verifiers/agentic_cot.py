@@ -7,6 +7,10 @@ task (``payload.underlying``) is judged by its own domain's verifier on the
 conversation with the last assistant message's text replaced by its summary:
 the answer must be *stated in the summary*, not somewhere earlier. Tool calls
 stay in place (tool-use verifiers judge the calls that were made).
+
+``trajforge verify`` rows: ``{"domain": "agentic-cot", "task": {"underlying":
+{"domain": "math", "kind": "default", "payload": {"question", "answer"}}},
+"messages": [...]}``.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ class AgenticCoTVerifier:
         raw = task.payload.get("underlying")
         if not isinstance(raw, dict):
             return Verdict(passed=False, reason="task has no underlying task to verify against")
-        inner = Task.model_validate(raw)
+        inner = Task.model_validate({"id": f"{task.id}:underlying", **raw})  # verify rows may omit the id
         marker = _ANSWER_MARKERS.get(inner.domain)
         options = task.payload.get("structure") or {}
         report = check_structure(

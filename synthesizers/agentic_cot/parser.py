@@ -18,7 +18,7 @@ from typing import Any, Iterable
 from synthesizers.agentic_cot.format import PHASES
 
 _TAG = re.compile(r"<(/?)(" + "|".join(PHASES) + r")\s*>")
-_FENCE = re.compile(r"^[ \t]*(```|~~~)", re.MULTILINE)
+_FENCE = re.compile(r"```|~~~")
 _INLINE = re.compile(r"`[^`\n]+`")
 
 
@@ -46,9 +46,9 @@ def mask_code(text: str) -> str:
     chars = list(text)
     pos = 0
     while (opening := _FENCE.search(text, pos)) is not None:
-        fence = opening.group(1)
-        closing = re.compile(r"^[ \t]*" + re.escape(fence) + r"[ \t]*$", re.MULTILINE).search(text, opening.end())
-        end = closing.end() if closing else len(text)  # an unclosed fence runs to the end
+        # Fences pair up wherever they stand (models open them right after a tag).
+        closing = text.find(opening.group(0), opening.end())
+        end = closing + 3 if closing >= 0 else len(text)  # an unclosed fence runs to the end
         chars[opening.start() : end] = " " * (end - opening.start())
         pos = end
     masked = "".join(chars)

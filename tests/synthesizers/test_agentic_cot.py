@@ -1,0 +1,233 @@
+"""The five-phase format: parser and structure check on good and adversarial texts,
+and the Agentic-CoT domain's seeds, prompts, tools, final and critical-step rules."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from schemas import Message, Task, ToolCall, Trajectory
+from synthesizers.agentic_cot import check_structure, first_action_message, parse_text, render_phases
+from synthesizers.agentic_cot.parser import mask_code
+from synthesizers.domains.agentic_cot import AgenticCoTDomain
+
+GOOD = [("analysis", "We need 17 + 25."), ("plan", "Add, then check."), ("action", "17 + 25 = 42."),
+        ("reflection", "42 - 25 = 17: right."), ("summary", "The sum is \\boxed{42}.")]
+BOXED = lambda s: "\\boxed{" in s  # noqa: E731
+
+
+def convo(*assistant: str | Message) -> list[Message]:
+    out = [Message(role="system", content="s"), Message(role="user", content="q")]
+    for a in assistant:
+        out.append(a if isinstance(a, Message) else Message(role="assistant", content=a))
+    return out
+
+
+def check(text: str, **kw):
+    return check_structure(convo(text), answer_check=BOXED, **kw)
+
+
+def test_good_single_message_passes():
+    report = check(render_phases(GOOD))
+    assert report.ok, report.reason
+    assert report.sequence == ["analysis", "plan", "action", "reflection", "summary"]
+    assert report.summary == "The sum is \\boxed{42}."
+
+
+def test_repeated_actions_with_tool_calls_between_pass():
+    call = lambda i: ToolCall.make(f"c{i}", "python", {"code": "print(1)"})  # noqa: E731
+    messages = convo(
+        Message(role="assistant", content="<analysis>a</analysis><plan>p</plan><action>run it</action>", tool_calls=[call(0)]),
+    ) + [Message(role="tool", content="1", tool_call_id="c0"),
+         Message(role="assistant", content="<action>", tool_calls=[call(1)]),  # left open: the call closed it
+         Message(role="tool", content="1", tool_call_id="c1"),
+         Message(role="assistant", content="<reflection>ok</reflection><action>one more</action>"
+                 "<reflection>still ok</reflection><summary>\\boxed{1}</summary>")]
+    report = check_structure(messages, answer_check=BOXED)
+    assert report.ok, report.reason
+    assert report.sequence == ["analysis", "plan", "action", "action", "reflection", "action", "reflection", "summary"]
+    assert first_action_message(messages) == 2
+
+
+@pytest.mark.parametrize("drop", ["analysis", "plan", "action", "reflection", "summary"])
+def test_missing_phase_fails(drop):
+    report = check(render_phases([p for p in GOOD if p[0] != drop]))
+    assert not report.ok
+    assert drop in report.reason
+
+
+@pytest.mark.parametrize("order,why", [
+    (["plan", "analysis", "action", "reflection", "summary"], "starts with <plan>"),
+    (["analysis", "plan", "reflection", "action", "summary"], "<reflection> follows <plan>"),
+    (["analysis", "plan", "action", "summary", "reflection"], "ends with <reflection>"),
+    (["analysis", "plan", "action", "reflection", "action", "summary"], "<summary> follows <action>"),
+    (["analysis", "plan", "action", "reflection", "reflection", "summary"], "<reflection> follows <reflection>"),
+    (["analysis", "analysis", "plan", "action", "reflection", "summary"], "once only"),
+])
+def test_wrong_order_fails(order, why):
+    text = {name: content for name, content in GOOD}
+    report = check(render_phases([(name, text[name]) for name in order]))
+    assert not report.ok and why in report.reason, report.reason
+
+
+@pytest.mark.parametrize("empty", ["analysis", "plan", "action", "reflection", "summary"])
+def test_empty_phase_fails(empty):
+    report = check(render_phases([(n, "  \n " if n == empty else c) for n, c in GOOD]), )
+    assert not report.ok
+    assert f"<{empty}>" in report.reason and ("empty" in report.reason or "answer" in report.reason)
+
+
+def test_summary_without_the_answer_fails_even_if_the_answer_is_elsewhere():
+    phases = [(n, c) for n, c in GOOD[:-1]] + [("summary", "So that is the sum.")]
+    phases[2] = ("action", "17 + 25 = \\boxed{42}")
+    report = check(render_phases(phases))
+    assert not report.ok and "does not state the final answer" in report.reason
+
+
+def test_tags_inside_code_blocks_are_content_not_structure():
+    fenced = "```python\nprint('<summary>fake</summary>')\n```"
+    inline = "the string `<reflection>` is just text"
+    phases = list(GOOD)
+    phases[2] = ("action", f"{fenced}\n{inline}")
+    report = check(render_phases(phases))
+    assert report.ok, report.reason
+    assert report.sequence.count("summary") == 1
+    # and a phase that exists only inside a code block does not count
+    only_in_code = render_phases(GOOD[:3]) + "\n```\n<reflection>r</reflection>\n<summary>\\boxed{42}</summary>\n```"
+    report = check(only_in_code)
+    assert not report.ok and "reflection" in report.reason
+
+
+def test_unclosed_fence_masks_to_the_end():
+    assert mask_code("a ```x <plan>") == "a " + " " * len("```x <plan>")
+
+
+@pytest.mark.parametrize("text,why", [
+    ("<analysis>a<plan>p</plan></analysis><action>x</action><reflection>r</reflection><summary>\\boxed{1}</summary>", "do not nest"),
+    ("<analysis>a</plan><plan>p</plan>", "closes <analysis>"),
+    ("</analysis><analysis>a</analysis>", "closes nothing"),
+    (render_phases(GOOD[:4]) + "<summary>\\boxed{42}", "never closed"),
+])
+def test_nested_mismatched_and_unclosed_tags_fail(text, why):
+    report = check(text)
+    assert not report.ok and why in report.reason, report.reason
+
+
+def test_open_action_without_tool_call_fails():
+    assert not check_structure(convo("<analysis>a</analysis><plan>p</plan><action>x")).ok
+
+
+def test_text_outside_tags_fails_unless_allowed():
+    text = "Sure! " + render_phases(GOOD)
+    assert not check(text).ok and "outside" in check(text).reason
+    assert check(text, allow_stray=True).ok
+
+
+def test_tool_call_outside_an_action_fails():
+    call = ToolCall.make("c0", "python", {"code": "1"})
+    messages = convo(Message(role="assistant", content="<analysis>a</analysis><plan>p</plan>", tool_calls=[call]))
+    messages += [Message(role="tool", content="1", tool_call_id="c0"),
+                 Message(role="assistant", content=render_phases(GOOD[2:]))]
+    report = check_structure(messages, answer_check=BOXED)
+    assert not report.ok and "outside an <action>" in report.reason
+
+
+def test_summary_must_be_in_the_last_assistant_message():
+    messages = convo(render_phases(GOOD), "<analysis>again</analysis>")
+    assert not check_structure(messages).ok
+
+
+def test_uppercase_tags_are_not_tags():
+    assert not check(render_phases(GOOD).replace("<plan>", "<PLAN>").replace("</plan>", "</PLAN>")).ok
+
+
+def test_parse_text_positions():
+    parsed = parse_text(render_phases(GOOD), 4)
+    assert [p.message_index for p in parsed.phases] == [4] * 5 and not parsed.errors
+
+
+# ---- the domain ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def domain():
+    return AgenticCoTDomain()
+
+
+def test_seeds_are_deterministic_and_interleave_direct_and_rewrite(domain):
+    a = list(domain.seed_tasks({}, limit=6, seed=3))
+    b = list(domain.seed_tasks({}, limit=6, seed=3))
+    assert [t.id for t in a] == [t.id for t in b] and len({t.id for t in a}) == 6
+    assert [t.payload["mode"] for t in a] == ["direct", "rewrite"] * 3
+    inner = AgenticCoTDomain.underlying(a[1])
+    assert inner.domain == "math" and inner.payload["answer"] and a[1].payload["source_text"]
+    assert all(t.domain == "agentic-cot" and t.kind == "default" for t in a)
+
+
+def test_bad_options_fail_fast(domain):
+    with pytest.raises(ValueError, match="unknown agentic-cot option"):
+        list(domain.seed_tasks({"bogus": 1}, limit=2, seed=0))
+    with pytest.raises(ValueError, match="mode"):
+        list(domain.seed_tasks({"sources": [{"mode": "rewrite"}]}, limit=2, seed=0))
+    with pytest.raises(ValueError, match="wrap itself"):
+        list(domain.seed_tasks({"sources": [{"mode": "direct", "domain": "agentic-cot"}]}, limit=2, seed=0))
+
+
+def test_direct_prompt_adds_the_format_to_the_underlying_prompt_and_tools_see_the_inner_task(domain):
+    task = next(iter(domain.seed_tasks({"sources": [{"mode": "direct", "domain": "math", "options": {"sources": ["generator"]}}]}, limit=1, seed=0)))
+    messages = domain.initial_messages(task)
+    inner = AgenticCoTDomain.underlying(task)
+    assert messages[0].role == "system" and "<analysis>" in messages[0].content and "\\boxed" in messages[0].content
+    assert messages[1].content == inner.payload["question"]
+    (tool,) = domain.tools(task)
+    seen = {}
+
+    class Probe:
+        name, schema, needs_sandbox = "probe", {}, False
+
+        def run(self, arguments, ctx):
+            seen["task"] = ctx.task
+            return "ok"
+
+    from synthesizers.domains.agentic_cot import UnderlyingTool
+    from synthesizers.domains.base import ToolContext
+
+    UnderlyingTool(Probe(), inner).run({}, ToolContext(task=task))
+    assert seen["task"] == inner and tool.name == "python"
+
+
+def test_rewrite_prompt_and_training_view(domain):
+    task = next(t for t in domain.seed_tasks({}, limit=4, seed=0) if t.payload["mode"] == "rewrite")
+    asked = domain.initial_messages(task)
+    assert task.payload["source_text"] in asked[1].content and domain.tools(task) == []
+    answer = Message(role="assistant", content=render_phases(GOOD))
+    traj = Trajectory(id="x", task_id=task.id, domain="agentic-cot", task=task, messages=asked + [answer])
+    view = domain.training_messages(traj)
+    inner = AgenticCoTDomain.underlying(task)
+    assert view[1].content == inner.payload["question"]  # the question, not the rewrite request
+    assert task.payload["source_text"] not in json.dumps([m.model_dump() for m in view])
+    assert view[-1] == answer
+
+
+def test_store_source_rewrites_passed_trajectories(tmp_path, domain):
+    from pipelines.store import TrajectoryStore
+    from schemas import Verdict
+
+    inner = Task(id="m1", domain="math", payload={"question": "What is 2 + 3?", "answer": "5"})
+    good = Trajectory(id="t1", task_id="m1", domain="math", task=inner, verdict=Verdict(passed=True),
+                      messages=[Message(role="user", content="What is 2 + 3?"), Message(role="assistant", content="2 + 3 = \\boxed{5}")])
+    bad = good.model_copy(update={"id": "t2", "verdict": Verdict(passed=False)})
+    TrajectoryStore(tmp_path).write_unit("u1", [good, bad])
+    tasks = list(domain.seed_tasks({"sources": [{"mode": "rewrite", "store": str(tmp_path)}]}, limit=None, seed=0))
+    assert len(tasks) == 1 and "2 + 3 = \\boxed{5}" in tasks[0].payload["source_text"]
+    assert AgenticCoTDomain.underlying(tasks[0]) == inner
+
+
+def test_final_and_critical_step(domain):
+    assert domain.is_final(Message(role="assistant", content=render_phases(GOOD)))
+    assert not domain.is_final(Message(role="assistant", content=render_phases(GOOD[:4])))
+    assert not domain.is_final(Message(role="assistant", content="```\n<summary>x</summary>\n```"))
+    messages = convo("<analysis>a</analysis><plan>p</plan>", render_phases(GOOD[2:]))
+    assert domain.first_critical_step(messages) == 3
+    assert domain.first_critical_step(convo("no tags at all")) == 2

@@ -1,0 +1,95 @@
+"""Agentic-CoT verifier: passes only when the structure passes AND the underlying
+task's verifier passes on the answer the summary states."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from schemas import Message, Task
+from synthesizers.agentic_cot import render_phases
+from verifiers.registry import get_verifier
+
+PHASES = [("analysis", "Seven pencils at 3 dollars, paid with 50."), ("plan", "Cost, then change."),
+          ("action", "7 * 3 = 21; 50 - 21 = 29."), ("reflection", "21 + 29 = 50, consistent."),
+          ("summary", "The change is \\boxed{29} dollars.")]
+
+
+def task(answer="29", domain="math"):
+    inner = {"id": "m1", "domain": domain, "payload": {"question": "Maya's change?", "answer": answer}}
+    return Task(id="acot-1", domain="agentic-cot", payload={"mode": "direct", "underlying": inner})
+
+
+def conversation(text):
+    return [Message(role="system", content="s"), Message(role="user", content="q"), Message(role="assistant", content=text)]
+
+
+@pytest.fixture(scope="module")
+def verifier():
+    return get_verifier("agentic-cot", "default")
+
+
+def test_good_structure_and_right_answer_passes(verifier):
+    v = verifier.verify(task(), conversation(render_phases(PHASES)))
+    assert v.passed and v.score == 1.0, v.reason
+    assert v.reason.startswith("structure ok")
+
+
+def test_right_structure_wrong_answer_fails(verifier):
+    phases = PHASES[:-1] + [("summary", "The change is \\boxed{30} dollars.")]
+    v = verifier.verify(task(), conversation(render_phases(phases)))
+    assert not v.passed and v.reason.startswith("structure ok; math")
+
+
+def test_rewrite_that_changes_the_answer_fails(verifier):
+    rewrite = Task(id="r", domain="agentic-cot", payload={"mode": "rewrite", "source_text": "... 29",
+                   "underlying": task().payload["underlying"]})
+    phases = PHASES[:-1] + [("summary", "The change is \\boxed{21}.")]
+    assert not verifier.verify(rewrite, conversation(render_phases(phases))).passed
+
+
+def test_right_answer_bad_structure_fails(verifier):
+    v = verifier.verify(task(), conversation(render_phases([PHASES[1], PHASES[0]] + PHASES[2:])))
+    assert not v.passed and v.reason.startswith("structure:")
+
+
+def test_answer_outside_the_summary_does_not_count(verifier):
+    phases = list(PHASES)
+    phases[2] = ("action", "7 * 3 = 21; 50 - 21 = \\boxed{29}.")
+    phases[4] = ("summary", "That is the change.")
+    v = verifier.verify(task(), conversation(render_phases(phases)))
+    assert not v.passed and "does not state the final answer" in v.reason
+
+
+def test_a_wrong_draft_in_an_action_is_not_judged(verifier):
+    phases = list(PHASES)
+    phases[2] = ("action", "First guess \\boxed{21}; then 50 - 21 = 29.")
+    assert verifier.verify(task(), conversation(render_phases(phases))).passed
+
+
+def test_missing_underlying_and_unknown_domain_fail_cleanly(verifier):
+    assert not verifier.verify(Task(id="x", domain="agentic-cot"), conversation(render_phases(PHASES))).passed
+    v = verifier.verify(task(domain="nope"), conversation(render_phases(PHASES)))
+    assert not v.passed and "verifier error" in v.reason
+
+
+def test_sandboxed_kind_needs_a_sandbox():
+    v = get_verifier("agentic-cot", "sandboxed")
+    assert v.needs_sandbox
+
+
+def test_trajforge_verify_rows(tmp_path):
+    from pipelines.verify_cmd import verify_file
+
+    rows = [
+        {"id": "good", "domain": "agentic-cot", "task": {"underlying": {"domain": "math", "payload": {"question": "q", "answer": "29"}}},
+         "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": render_phases(PHASES)}]},
+        {"id": "plain", "domain": "agentic-cot", "task": {"underlying": {"domain": "math", "payload": {"question": "q", "answer": "29"}}},
+         "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "It is \\boxed{29}."}]},
+    ]
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    verify_file(src, out)
+    verdicts = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert verdicts["good"]["passed"] and not verdicts["plain"]["passed"]
