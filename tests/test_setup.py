@@ -20,7 +20,9 @@ STEPS = ("apt", "venv", "docker", "model", "image")
 
 
 def _run(cmd, *, cwd=ROOT, env_extra=None, timeout=120):
-    env = {**os.environ, "CI": "true", **(env_extra or {})}
+    # Under `make test` the parent make's variables would leak into `make -n` ("Entering directory").
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEFILES")}
+    env.update({"CI": "true", **(env_extra or {})})
     return subprocess.run(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True,
                           text=True, timeout=timeout)
 
