@@ -31,12 +31,19 @@ def run(
     model: Optional[str] = typer.Option(None, help="HF model folder, OpenAI-compatible server URL, or 'embedded'"),
     quiet: bool = typer.Option(False, help="no progress bars"),
 ) -> None:
-    """Run one domain end to end into masked shards."""
+    """Run one domain end to end into masked shards (``all``: the domain mixture of configs/all.yaml)."""
     from pipelines.config import load_config
     from pipelines.progress import RichRunEvents, print_summary
     from pipelines.run import run_pipeline
     from pipelines.preflight import check_model
 
+    if domain == "all":
+        from pipelines.mixture import run_all
+
+        failed = run_all(config, out, limit=limit, model=model, quiet=quiet)
+        if failed:
+            raise UserError(f"domain(s) {', '.join(failed)} failed (see {out}/report.json): re-run the same command to retry")
+        return
     cfg = load_config(config, domain=None, limit=limit, **{"engine.model": model})
     if cfg.domain != domain:
         raise UserError(f"config {config} is for domain {cfg.domain!r}, not {domain!r}: pass a {domain} config")

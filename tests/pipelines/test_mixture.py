@@ -1,0 +1,119 @@
+"""Domain mixture: token shares land on the targets within tolerance, upsampling
+never passes its cap, and `run all` writes one shard set whose manifest reports
+tokens per domain against the targets."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipelines.mixture import MixtureConfig, mix_rows, plan_tokens, run_mixture, select_rows
+from pipelines.shards import write_shard_set
+from schemas import Manifest, ShardRow
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def rows(domain: str, n: int, seed: int = 0) -> list[ShardRow]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        k = rng.randint(20, 120)
+        out.append(ShardRow(trajectory_id=f"{domain}-{i:04d}", domain=domain, input_ids=list(range(k)),
+                            loss_mask=[1] * k, num_tokens=k, num_loss_tokens=k))
+    return out
+
+
+def mixture(targets: dict[str, float], **kw) -> MixtureConfig:
+    return MixtureConfig(domains={d: {"config": f"{d}.yaml", "target": t} for d, t in targets.items()}, **kw)
+
+
+def test_plan_respects_the_upsample_cap_and_renormalises():
+    plan = plan_tokens({"math": 10_000, "cot": 1_000}, {"math": 0.5, "cot": 0.5, "code": 0.2}, max_upsample=3.0)
+    assert set(plan) == {"math", "cot"}  # code produced nothing
+    assert plan["cot"] == pytest.approx(3_000) and plan["math"] == pytest.approx(3_000)  # cot capped at 3x
+    # with enough of everything, the natural total is kept and only shares move
+    plan = plan_tokens({"a": 5_000, "b": 5_000}, {"a": 0.8, "b": 0.2}, max_upsample=3.0)
+    assert plan == pytest.approx({"a": 8_000, "b": 2_000})
+    # an explicit total is lowered to honour the cap
+    plan = plan_tokens({"a": 1_000, "b": 1_000}, {"a": 0.5, "b": 0.5}, max_upsample=2.0, total=10_000)
+    assert plan == pytest.approx({"a": 2_000, "b": 2_000})
+
+
+def test_mixed_shares_are_within_tolerance_and_upsampling_is_capped():
+    domain_rows = {"math": rows("math", 600, 1), "agentic-cot": rows("agentic-cot", 80, 2), "deep-research": rows("deep-research", 300, 3)}
+    config = mixture({"math": 0.3, "agentic-cot": 0.4, "deep-research": 0.3}, max_upsample=3.0, tolerance=0.02)
+    mixed, report = mix_rows(domain_rows, config)
+    for domain, entry in report["domains"].items():
+        assert entry["within_tolerance"], (domain, entry)
+        assert abs(entry["share"] - entry["renormalised_target"]) <= 0.02
+        assert entry["upsample"] <= 3.0 + 1e-9
+    assert report["domains"]["agentic-cot"]["upsample"] > 1.0  # the small domain was repeated
+    assert report["domains"]["math"]["upsample"] < 1.0  # the big one sampled down
+    ids = [r.trajectory_id for r in mixed]
+    assert len(ids) == len(set(ids)), "repeated rows must get distinct ids"
+    assert any("#r1" in i for i in ids)
+    assert sum(r.num_tokens for r in mixed) == report["total_tokens"]
+    again, _ = mix_rows(domain_rows, config)
+    assert [r.trajectory_id for r in again] == ids  # seeded: same mixture every time
+
+
+def test_select_rows_gets_close_to_the_desired_tokens():
+    sample = rows("x", 200, 7)
+    for desired in (0, 500, 5_000, 12_345, 30_000):
+        picked = select_rows(sample, desired, random.Random(0))
+        got = sum(r.num_tokens for r, _ in picked)
+        assert abs(got - desired) <= 120  # within one row's tokens
+
+
+def _fake_run(name, cfg, run_dir):
+    if name == "deep-research":
+        raise RuntimeError("search service down")
+    n = 40 if name == "math" else 10
+    write_shard_set(rows(name, n, len(name)), run_dir / "shards", tokenizer_id="tok", masking_policy="assistant",
+                    rows_per_shard=16, run_config={"domain": name})
+
+
+def test_run_mixture_writes_one_shard_set_with_the_report(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for d in ("math", "agentic-cot", "deep-research"):
+        Path(f"{d}.yaml").write_text(f"domain: {d}\n")
+    config = mixture({"math": 0.5, "agentic-cot": 0.4, "deep-research": 0.1, "not-built-yet": 0.2}, max_upsample=4.0, tolerance=0.03)
+    report = run_mixture(config, tmp_path / "all", run_domain=_fake_run)
+    assert report["runs"]["not-built-yet"]["status"] == "skipped"
+    assert report["runs"]["deep-research"]["status"] == "failed" and "search service down" in report["runs"]["deep-research"]["why"]
+    manifest = Manifest.model_validate(json.loads((tmp_path / "all" / "shards" / "manifest.json").read_text()))
+    mix = manifest.run_config["mixture"]
+    assert manifest.tokens_per_domain() == {d: e["tokens"] for d, e in mix["domains"].items() if e["tokens"]}
+    assert set(manifest.tokens_per_domain()) == {"math", "agentic-cot"}
+    for d in ("math", "agentic-cot"):
+        assert mix["domains"][d]["within_tolerance"], mix["domains"][d]
+    assert mix["domains"]["deep-research"]["missing"] and mix["domains"]["not-built-yet"]["missing"]
+    assert json.loads((tmp_path / "all" / "report.json").read_text())["total_tokens"] == manifest.total_tokens
+    import datasets
+
+    files = [str(tmp_path / "all" / "shards" / s.file) for s in manifest.shards]
+    ds = datasets.load_dataset("parquet", data_files=files, split="train")
+    assert len(ds) == manifest.total_rows
+
+
+def test_cli_run_all_bad_config_is_one_line(tmp_path):
+    bad = tmp_path / "all.yaml"
+    bad.write_text("domain: math\n")
+    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "all", "--config", str(bad), "--out", str(tmp_path / "o")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "mixture" in proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_shipped_all_config_is_valid():
+    from pipelines.mixture import load_mixture_config
+
+    config = load_mixture_config(REPO / "configs" / "all.yaml")
+    assert "agentic-cot" in config.domains and config.max_upsample <= 5
