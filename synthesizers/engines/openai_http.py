@@ -36,6 +36,7 @@ class OpenAIHTTPEngine:
         max_retries: int = 3,
         backoff_s: float = 0.5,
         max_connections: int = 256,
+        tool_choice: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ):
         base = base_url.rstrip("/")
@@ -47,6 +48,9 @@ class OpenAIHTTPEngine:
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._transport = transport
+        # None: let the server decide. A server without a tool-call parser refuses
+        # the implicit "auto"; "none" still renders the tools into the prompt there.
+        self.tool_choice = tool_choice
         # One client per event loop: an httpx.AsyncClient's pool is bound to the loop it first ran in.
         self._clients: dict[int, httpx.AsyncClient] = {}
         self._model_lock: asyncio.Lock | None = None
@@ -113,6 +117,8 @@ class OpenAIHTTPEngine:
                 payload["stop"] = list(params.stop)
             if tools:
                 payload["tools"] = tools
+                if self.tool_choice:
+                    payload["tool_choice"] = self.tool_choice
             response = await self._post_with_retries("/chat/completions", payload)
             completion = _completion_from(response)
         except Exception as exc:  # the Protocol: a failed request is recorded, not raised

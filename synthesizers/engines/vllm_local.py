@@ -130,17 +130,19 @@ class VLLMEngine:
                 return
             self._closed = True
             loop, thread = self._loop, self._thread
+        atexit.unregister(self.shutdown)
         if loop is None:
             return
 
         def stop() -> None:
+            llm, self._llm = self._llm, None
             try:
-                if self._llm is not None:
-                    self._llm.shutdown()
+                if llm is not None:
+                    llm.shutdown()
+                    # AsyncLLM.__del__ shuts down again; if the object lives until
+                    # interpreter teardown that second call crashes on half-gone modules.
+                    llm.shutdown = lambda *args, **kwargs: None
             finally:
-                # Drop the last reference here, while modules are alive, so
-                # AsyncLLM.__del__ does not run during interpreter teardown.
-                self._llm = None
                 loop.stop()
 
         loop.call_soon_threadsafe(stop)

@@ -137,3 +137,12 @@ async def test_garbage_body_is_a_recorded_failure():
     engine = engine_for(Recorder([(200, "<html>not json</html>")]), model="m")
     completion = await engine.chat(HELLO)
     assert completion.finish_reason == "error" and completion.error
+
+
+async def test_tool_choice_is_sent_only_when_configured():
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
+    default, explicit = Recorder([(200, ok_body())]), Recorder([(200, ok_body())])
+    await engine_for(default, model="m").chat(HELLO, tools=tools)
+    await engine_for(explicit, model="m", tool_choice="none").chat(HELLO, tools=tools)
+    assert "tool_choice" not in default.chat_payloads()[0]
+    assert explicit.chat_payloads()[0]["tool_choice"] == "none"
