@@ -231,3 +231,116 @@ def test_final_and_critical_step(domain):
     messages = convo("<analysis>a</analysis><plan>p</plan>", render_phases(GOOD[2:]))
     assert domain.first_critical_step(messages) == 3
     assert domain.first_critical_step(convo("no tags at all")) == 2
+
+
+# ---- end to end through the real pipeline (Ray, Docker, tokenizer) with a scripted engine ----
+
+import re  # noqa: E402
+
+from synthesizers.engines.base import Completion, SamplingParams  # noqa: E402
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
+
+
+def _solve(question: str) -> str:
+    n = [int(x) for x in re.findall(r"\d+", question)]
+    if "% of" in question:
+        return f"{n[0]} * {n[1]} // 100"
+    if "remainder" in question:
+        return f"{n[0]} % {n[1]}"
+    if "Solve for x" in question:
+        return f"({n[2]} - {n[1]}) // {n[0]}"
+    if "divided by" in question:
+        return f"{n[0]} // {n[1]}"
+    return re.sub(r"[^0-9+\-*/() ]", "", question.split("What is", 1)[-1])
+
+
+class FivePhaseEngine:
+    """Writes five-phase answers: direct tasks run python once, rewrites copy the
+    solution's last number. Seeded faults: every third direct rollout drops its
+    reflection (a structure failure), every fourth rewrite changes the answer."""
+
+    model_id = "five-phase-script"
+
+    def __init__(self, **_):
+        pass
+
+    async def chat(self, messages, *, tools=None, params: SamplingParams = SamplingParams()) -> Completion:
+        system, user = messages[0].content, next(m.content for m in messages if m.role == "user")
+        # every root rollout shares the run seed: mix the task in, so faults differ per task
+        seed = __import__("zlib").crc32(f"{params.seed}:{user}".encode())
+        if "reorganize" in system:
+            solution = user.split("Solution to reorganize:", 1)[1]
+            answer = int(re.findall(r"\d+", solution)[-1]) + (1 if seed % 4 == 0 else 0)
+            text = render_phases([("analysis", "Restate the problem."), ("plan", "Follow the solution."),
+                                  ("action", solution.strip()[:200]), ("reflection", "Consistent."),
+                                  ("summary", f"The answer is \\boxed{{{answer}}}.")])
+        elif not any(m.role == "tool" for m in messages):
+            call = json.dumps({"name": "python", "arguments": {"code": f"print({_solve(user)})"}})
+            text = f"<analysis>{user}</analysis><plan>Compute it in python.</plan><action>Run it.<tool_call>{call}</tool_call></action>"
+        else:
+            out = re.findall(r"-?\d+", messages[-1].content.split("stdout:", 1)[-1])
+            phases = [("reflection", "The program printed the result.")] if seed % 3 else []
+            text = render_phases(phases + [("summary", f"So \\boxed{{{out[0] if out else '?'}}}.")])
+        return Completion(text=text, finish_reason="stop", prompt_tokens=40 * len(messages), completion_tokens=len(text) // 4)
+
+    async def close(self):
+        return None
+
+
+@pytest.mark.ray
+@pytest.mark.docker
+@pytest.mark.slow
+def test_agentic_cot_pipeline_end_to_end(tmp_path, model_dir):
+    from pipelines.config import load_config
+    from pipelines.run import run_pipeline
+    from pipelines.store import TrajectoryStore
+    from pipelines.tokenize import load_tokenizer
+    from schemas import Manifest
+
+    cfg_path = tmp_path / "acot.yaml"
+    cfg_path.write_text(f"""
+domain: agentic-cot
+seed: 11
+limit: 12
+engine: {{model: "python:tests.synthesizers.test_agentic_cot:FivePhaseEngine"}}
+agent: {{max_turns: 3, concurrency: 8}}
+branching: {{enabled: true, k: 2}}
+units: {{tasks_per_unit: 6}}
+sandbox: {{pool_size: 2}}
+decontam: {{sources: [{{path: {REPO / 'configs/benchmarks/heldout-sample.jsonl'}, name: heldout}}]}}
+domain_options:
+  sources:
+    - {{mode: direct, domain: math, options: {{sources: [generator]}}, count: 6}}
+    - {{mode: rewrite, dataset: {{}}, count: 6}}
+""")
+    run_dir = tmp_path / "run"
+    result = run_pipeline(load_config(cfg_path), run_dir)
+    store = TrajectoryStore(run_dir)
+    trajs = store.read_units([p.stem[len("unit-"):] for p in sorted((run_dir / "trajectories").glob("unit-*.parquet"))])
+    assert len({t.task_id for t in trajs}) == 12
+    reasons = [t.verdict.reason for t in trajs if not t.verdict.passed]
+    assert any(r.startswith("structure:") for r in reasons), reasons  # dropped reflections
+    assert any(r.startswith("structure ok; math") for r in reasons), reasons  # changed rewrite answers
+    passed = [t for t in trajs if t.verdict.passed]
+    assert passed and all(check_structure(t.messages).ok for t in passed)
+    domain = AgenticCoTDomain()
+    for b in (t for t in trajs if t.parent_id):  # branches cut just before the first action
+        parent = next(t for t in trajs if t.id == b.parent_id)
+        assert b.branch_step == domain.first_critical_step(parent.messages)
+
+    report = json.loads((run_dir / "report.json").read_text())
+    hits = report["extra"]["decontamination"]["hits"]
+    assert any("train travels 240 km" in json.dumps(t.task.payload) for t in trajs if t.id in {h["id"] for h in hits})
+    assert all(h["benchmark"] == "heldout" for h in hits)
+
+    manifest = Manifest.model_validate(json.loads((run_dir / "shards" / "manifest.json").read_text()))
+    assert manifest.total_rows == result.report.shard_rows > 0 and {s.domain for s in manifest.shards} == {"agentic-cot"}
+    import pyarrow.parquet as pq
+
+    tok = load_tokenizer(str(model_dir))
+    for entry in manifest.shards:
+        for row in pq.read_table(run_dir / "shards" / entry.file).to_pylist():
+            text = tok.decode(row["input_ids"])
+            assert "Solution to reorganize" not in text  # rewrites are sharded as plain answers
+            assert "<summary>" in text and "train travels 240 km" not in text
