@@ -40,12 +40,8 @@ code tool-use deep-research agentic-cot: setup ## planned domains -> runs/<domai
 	@test -f configs/$@.yaml || { echo "error: domain '$@' is planned, not built yet (no configs/$@.yaml): use \`make math\`" >&2; exit 2; }
 	$(TRAJFORGE) run $@ --config configs/$@.yaml --out runs/$@ $(RUN_FLAGS)
 
-all: setup ## every domain in turn (math now; the planned ones as they land)
-	$(MAKE) --no-print-directory math OUT=runs/math
-	@for d in $(DOMAINS); do \
-	  if [ -f configs/$$d.yaml ]; then $(MAKE) --no-print-directory $$d || exit $$?; \
-	  else echo "skip $$d: planned (no configs/$$d.yaml)"; fi; \
-	done
+all: setup ## every built domain under the mixture of configs/all.yaml -> runs/all/shards
+	$(TRAJFORGE) run all --config configs/all.yaml --out runs/all $(RUN_FLAGS)
 
 test: setup ## the whole test suite except GPU tests (what CI runs)
 	$(PYTEST) -m "not gpu" $(PYTEST_ARGS)
