@@ -12,9 +12,9 @@ predicted clusters, judged by its exact Jaccard.
 
 from __future__ import annotations
 
-import os
 import random
 import time
+from pathlib import Path
 
 LEVELS = (1.0, 0.95, 0.9, 0.85, 0.75, 0.7, 0.6, 0.5)
 CUT = 0.8
@@ -113,7 +113,7 @@ def run(distinct: int = 16_000, planted: int = 2_000, cpus: int = 2) -> dict:
     normalized = [normalize(t) for t in texts]  # what the stage compares (dedupe() does this)
     params = LshParams.make(threshold=CUT, num_perm=128, shingle_size=5, exact=True, near=True)
     ray.init(num_cpus=cpus, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": os.getcwd()}})
+             runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}})
     try:
         duplicate_clusters(normalized[:2000], params, chunk_size=500, use_ray=True)  # warm the workers
         t0 = time.perf_counter()
