@@ -65,10 +65,6 @@ as_root() {  # run a command as root: directly, or through password-less sudo
 }
 
 [[ "$MODE" == run ]] && mkdir -p "$STAMPS" "$LOGS"
-if [[ "$MODE" == run ]] && command -v flock >/dev/null 2>&1; then
-  exec 9>"$STAMPS/.setup.lock"   # two `make` at once: the second waits, then finds everything done
-  flock 9
-fi
 
 # ---------------------------------------------------------------- (1) system packages
 step_apt() {
@@ -100,7 +96,7 @@ step_apt() {
 
 # ---------------------------------------------------------------- (2) virtual environment
 venv_key() {
-  local pyver; pyver=$("$VPY" -c 'import sys; print(sys.version.split()[0])' 2>/dev/null || echo none)
+  local pyver; pyver=$(grep -hE '^version(_info)? *=' "$VENV/pyvenv.cfg" 2>/dev/null | head -n1 | tr -d ' ' || true)
   { echo "v$STAMP_VERSION $DEVICE $ROOT python=$pyver pip=$PIP_VERSION"; cat "$REQ" "$DATA_REQ" pyproject.toml; } \
     | sha256sum | cut -c1-16
 }
@@ -293,9 +289,8 @@ PY
 # ---------------------------------------------------------------- (5) sandbox image
 step_image() {
   if [[ ! -x "$VPY" ]]; then todo image "needs .venv first"; return; fi
-  if [[ "$MODE" == check ]]; then
-    local out rc=0
-    out=$("$VPY" - 2>&1 <<'PY'
+  local out rc=0
+  out=$("$VPY" - 2>&1 <<'PY'
 import os, sys
 import docker
 from sandboxes.image import recipe_tag
@@ -304,36 +299,43 @@ try:
     client = docker.from_env(timeout=10)
     client.ping()
 except Exception:
-    print(f"{tag}: Docker not answering, cannot tell")
+    print(f"{tag} (Docker not answering)")
     sys.exit(10)
 try:
     client.images.get(tag)
 except docker.errors.ImageNotFound:
-    print(f"build {tag}")
+    print(tag)
     sys.exit(10)
-print(f"{tag} present")
+print(tag)
 PY
 ) || rc=$?
-    if [[ $rc -eq 0 ]]; then say image "sandbox image $out"; else todo image "$out"; fi
-    return
-  fi
-  local log="$LOGS/setup-image.log" t0 tag; t0=$(now)
-  local rc=0 why
+  if [[ $rc -eq 0 ]]; then say image "sandbox image $out already present"; return; fi
+  [[ $rc -eq 10 ]] || die "sandbox image check failed: $(tail -n 1 <<<"$out")"
+  if [[ "$MODE" == check ]]; then todo image "build $out"; return; fi
+  local log="$LOGS/setup-image.log" t0 tag why; t0=$(now)
+  printf 'setup: %-8s building %s (pull or debootstrap + docker import, log %s) ... ' image "$out" "${log#"$ROOT"/}"
+  rc=0
   tag=$("$VPY" -m sandboxes.image build 2>"$log" </dev/null) || rc=$?
   if [[ $rc -ne 0 ]]; then
+    echo
     why=$(grep -h '^error:' "$log" 2>/dev/null | tail -n1 | sed 's/^error: //' || true)
     [[ -n "$why" ]] || why=$(grep -v '^\s*$' "$log" | tail -n1 | cut -c1-200)
     die "sandbox image: $why (log $log)"
   fi
-  if grep -q '^built ' "$log"; then
-    say image "built sandbox image $tag in $(( $(now) - t0 ))s (log ${log#"$ROOT"/})"
-  else
-    say image "sandbox image $tag already present"
-  fi
+  echo "$tag done in $(( $(now) - t0 ))s"
 }
 
 step_apt
-step_venv
+# Two `make` at once: the second waits for the first's pip, then finds the venv stamped. Only this
+# step holds the lock (the model and image steps lock themselves), so that nothing long-lived —
+# dockerd above all — inherits the lock's file descriptor.
+if [[ "$MODE" == run ]] && command -v flock >/dev/null 2>&1; then
+  exec 9>"$STAMPS/.venv.lock"; flock 9
+  step_venv
+  flock -u 9; exec 9>&-
+else
+  step_venv
+fi
 step_docker
 step_model
 step_image
