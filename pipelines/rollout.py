@@ -117,6 +117,7 @@ class TaskRunner:
         async with self._slots:
             async with self._rollout_sandbox() as sandbox:
                 ctx = ToolContext(task=task, sandbox=sandbox, state={})
+                simulator = self._user_simulator(task)
                 try:
                     result = await run_agent(
                         self.engine,
@@ -126,6 +127,7 @@ class TaskRunner:
                         params=params,
                         budget=self.settings.budget,
                         is_final=self.domain.is_final,
+                        user_turn=simulator.reply if simulator is not None else None,
                     )
                 except Exception as exc:  # the loop itself failed: keep what we know
                     result = AgentResult(
@@ -157,6 +159,11 @@ class TaskRunner:
         traj.timings.started_at = started
         traj.timings.total_s = time.time() - started
         return traj
+
+    def _user_simulator(self, task: Task):
+        """A domain may play the user (tool use): optional ``user_simulator(task, engine)``."""
+        make = getattr(self.domain, "user_simulator", None)
+        return make(task, self.engine) if make is not None else None
 
     @property
     def _per_call_sandbox(self) -> bool:

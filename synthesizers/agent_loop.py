@@ -21,7 +21,7 @@ import hashlib
 import os
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from schemas import Message, TokenCounts, Timings, ToolCall
 from synthesizers.domains.base import Tool, ToolContext, ToolError
@@ -29,7 +29,13 @@ from synthesizers.engines.base import LLMEngine, SamplingParams
 from synthesizers.engines.errors import is_context_overflow
 from synthesizers.hermes import parse_tool_calls
 
-STOP_REASONS = ("final_answer", "no_tool_call", "max_turns", "max_tokens", "engine_error", "context_overflow")
+STOP_REASONS = (
+    "final_answer", "no_tool_call", "user_ended", "max_turns", "max_tokens", "engine_error", "context_overflow",
+)
+
+# Called when the assistant neither called a tool nor gave a final answer: a
+# simulated user's next message, or None when the user ends the conversation.
+UserTurn = Callable[[list[Message]], Awaitable["Message | None"]]
 
 # A dedicated pool: asyncio's default executor has only cpu+4 threads, and a
 # tool that overruns its timeout keeps its thread until it returns.
@@ -82,6 +88,7 @@ async def run_agent(
     params: SamplingParams = SamplingParams(),
     budget: Budget = Budget(),
     is_final: Callable[[Message], bool] | None = None,
+    user_turn: UserTurn | None = None,
 ) -> AgentResult:
     started = time.time()
     t_start = time.perf_counter()
@@ -124,8 +131,17 @@ async def run_agent(
             stop_reason = "max_tokens"  # cut off mid-thought; nothing to act on
             break
         if not calls and not parse_errors:
-            stop_reason = "no_tool_call"
-            break
+            if user_turn is None:
+                stop_reason = "no_tool_call"
+                break
+            t0 = time.perf_counter()
+            reply = await user_turn(list(convo))
+            timings.tools_s += time.perf_counter() - t0
+            if reply is None:
+                stop_reason = "user_ended"
+                break
+            convo.append(reply)
+            continue
 
         t0 = time.perf_counter()
         for call in calls:

@@ -253,3 +253,32 @@ async def test_many_loops_run_concurrently_against_one_engine():
     assert all(r.stop_reason == "final_answer" for r in results)
     assert active["peak"] == 32  # every loop had a request in flight at once
     assert elapsed < 1.0  # 64 sequential calls would take 3.2 s
+
+
+async def test_user_turn_hook_continues_until_the_user_ends():
+    from schemas import Message as _Message
+    from synthesizers.agent_loop import Budget as _Budget, run_agent as _run_agent
+    from synthesizers.domains.base import ToolContext as _Ctx
+    from synthesizers.engines.base import Completion as _Completion
+    from schemas import Task as _Task
+
+    class Echo:
+        model_id = "echo"
+
+        async def chat(self, messages, *, tools=None, params=None):
+            return _Completion(text=f"reply {len(messages)}", finish_reason="stop")
+
+        async def close(self):
+            pass
+
+    seen = []
+
+    async def user(convo):
+        seen.append(len(convo))
+        return _Message(role="user", content="go on") if len(seen) < 3 else None
+
+    result = await _run_agent(Echo(), [_Message(role="user", content="hi")], [], ctx=_Ctx(task=_Task(id="t", domain="d")),
+                              budget=_Budget(max_turns=10), user_turn=user)
+    assert result.stop_reason == "user_ended"
+    assert [m.role for m in result.messages] == ["user", "assistant", "user", "assistant", "user", "assistant"]
+    assert seen == [2, 4, 6]
