@@ -102,11 +102,16 @@ def _rollout_units(config: RunConfig, units: list[Unit], store: TrajectoryStore,
 
     from pipelines.worker import RolloutWorker
 
-    actor_cls = ray.remote(RolloutWorker).options(
+    options: dict[str, Any] = dict(
         num_cpus=config.ray.num_cpus_per_worker,
         num_gpus=config.ray.num_gpus_per_worker,
         max_concurrency=64,
     )
+    if not config.ray.num_gpus_per_worker:
+        # Ray pins OMP_NUM_THREADS to the actor's CPU count (1); a CPU engine needs every core.
+        threads = str(os.cpu_count() or 1)
+        options["runtime_env"] = {"env_vars": {"OMP_NUM_THREADS": threads}}
+    actor_cls = ray.remote(RolloutWorker).options(**options)
     workers = [actor_cls.remote(config.model_dump(), run_id) for _ in range(max(1, config.ray.num_workers))]
     failed: list[str] = []
     completion_tokens = 0
