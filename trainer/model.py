@@ -111,7 +111,9 @@ class MLATransformer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.embed = nn.Embedding(cfg.vocab_size, cfg.hidden)
+        # An explicit weight skips nn.Embedding's own init: reset_parameters below does it anyway,
+        # and that init is oddly slow (seconds) on the meta device used by count_parameters.
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.hidden, _weight=torch.empty(cfg.vocab_size, cfg.hidden))
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.hidden, cfg.norm_eps)
         self.reset_parameters()

@@ -23,7 +23,7 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
         span = max(1, cfg.steps - cfg.warmup_steps - 1)
         p = min(1.0, (step - cfg.warmup_steps) / span)
         return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * p))
-    decay_steps = max(1, round(cfg.decay_fraction * (cfg.steps - cfg.warmup_steps)))
+    decay_steps = max(1, min(cfg.steps - cfg.warmup_steps, round(cfg.decay_fraction * cfg.steps)))
     decay_start = cfg.steps - decay_steps
     if step < decay_start:
         return 1.0
