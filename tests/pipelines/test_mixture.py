@@ -117,3 +117,52 @@ def test_shipped_all_config_is_valid():
 
     config = load_mixture_config(REPO / "configs" / "all.yaml")
     assert "agentic-cot" in config.domains and config.max_upsample <= 5
+
+
+@pytest.mark.ray
+@pytest.mark.docker
+@pytest.mark.slow
+def test_trajforge_run_all_end_to_end_with_scripted_engines(tmp_path):
+    """`trajforge run all` through the real pipeline (Ray, Docker, tokenizer): math with the
+    scripted engine, Agentic-CoT with the five-phase script, one mixed shard set."""
+    math_cfg, cot_cfg, mix_cfg = tmp_path / "math.yaml", tmp_path / "cot.yaml", tmp_path / "all.yaml"
+    math_cfg.write_text("""
+domain: math
+seed: 7
+engine: {model: "python:tests.fakes:ScriptedEngine"}
+agent: {max_turns: 3, concurrency: 8}
+branching: {enabled: true, k: 1}
+sandbox: {pool_size: 2}
+domain_options: {sources: [generator]}
+""")
+    cot_cfg.write_text("""
+domain: agentic-cot
+seed: 7
+engine: {model: "python:tests.synthesizers.test_agentic_cot:FivePhaseEngine"}
+agent: {max_turns: 3, concurrency: 8}
+branching: {enabled: false}
+sandbox: {pool_size: 2}
+domain_options: {sources: [{mode: rewrite, dataset: {}, count: 16}]}
+""")
+    mix_cfg.write_text(f"""
+mixture:
+  max_upsample: 3.0
+  tolerance: 0.05
+  domains:
+    math: {{config: {math_cfg}, target: 0.5, limit: 12}}
+    agentic-cot: {{config: {cot_cfg}, target: 0.5, limit: 16}}
+    not-built-yet: {{config: nowhere.yaml, target: 0.2}}
+""")
+    out = tmp_path / "all"
+    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "all", "--config", str(mix_cfg), "--out", str(out), "--quiet"],
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    manifest = Manifest.model_validate(json.loads((out / "shards" / "manifest.json").read_text()))
+    mix = manifest.run_config["mixture"]
+    assert set(manifest.tokens_per_domain()) == {"math", "agentic-cot"}
+    for domain in ("math", "agentic-cot"):
+        entry = mix["domains"][domain]
+        assert entry["tokens"] == manifest.tokens_per_domain()[domain]
+        assert entry["within_tolerance"] and entry["upsample"] <= 3.0, entry
+    assert mix["runs"]["not-built-yet"]["status"] == "skipped"
+    assert (out / "math" / "shards" / "manifest.json").exists() and (out / "agentic-cot" / "report.json").exists()
