@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 
 from sandboxes.base import Sandbox
-from schemas import Message, Task, Verdict
+from schemas import Message, Task, Verdict, messages_from_openai
 
 # What an answer looks like in a summary, per underlying domain (a cheap check
 # before the underlying verifier runs; that verifier has the last word).
@@ -69,12 +69,24 @@ class AgenticCoTVerifier:
         verifier = get_verifier(inner.domain, inner.kind)
         if verifier.needs_sandbox and sandbox is None:
             return Verdict(passed=False, reason=f"structure ok; {inner.domain} verifier needs a sandbox and got none")
-        verdict = verifier.verify(inner, summary_view(messages, report.summary or ""), sandbox)
+        verdict = verifier.verify(inner, self._judged(task, messages, report.summary or ""), sandbox)
         return Verdict(
             passed=verdict.passed,
             score=verdict.score,
             reason=f"structure ok; {inner.domain}: {verdict.reason}",
         )
+
+
+    @staticmethod
+    def _judged(task: Task, messages: list[Message], summary: str) -> list[Message]:
+        """What the underlying verifier reads. A rewrite of a stored trajectory is judged
+        on the original conversation (its tool results are the evidence, e.g. the
+        documents a deep-research run retrieved) followed by the summary as the last
+        word; anything else on its own conversation with the summary as the last text."""
+        source = task.payload.get("source_messages")
+        if task.payload.get("mode") == "rewrite" and source:
+            return messages_from_openai(source) + [Message(role="assistant", content=summary)]
+        return summary_view(messages, summary)
 
 
 class SandboxedAgenticCoTVerifier(AgenticCoTVerifier):

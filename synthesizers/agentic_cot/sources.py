@@ -8,7 +8,9 @@
   ``trajectories/unit-*.parquet``); the underlying task is the stored task and
   the text to reorganize is the transcript (assistant turns and tool results).
 
-Both yield ``(inner_task, source_text)``; malformed rows are skipped and counted.
+Both yield ``(inner_task, source_text, source_messages)`` (messages only for stored
+trajectories: the verifier judges a rewrite's summary against the original's
+evidence, e.g. the documents a deep-research run retrieved); malformed rows are skipped.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def _load(path: str, split: str, config: str | None):
     return datasets.load_dataset(path, config, split=split)
 
 
-def cot_rows(spec: dict[str, Any] | None) -> Iterator[tuple[Task, str]]:
+def cot_rows(spec: dict[str, Any] | None) -> Iterator[tuple[Task, str, None]]:
     spec = dict(spec or {})
     if unknown := sorted(set(spec) - DATASET_KEYS):
         raise ValueError(f"agentic-cot dataset: unknown keys {unknown}; known: {sorted(DATASET_KEYS)}")
@@ -64,7 +66,7 @@ def cot_rows(spec: dict[str, Any] | None) -> Iterator[tuple[Task, str]]:
             source=f"dataset:{label}",
             payload={"question": question.strip(), "answer": str(answer).strip().strip("$").strip()},
         )
-        yield inner, solution.strip()
+        yield inner, solution.strip(), None
 
 
 def transcript(messages: list[Message]) -> str:
@@ -81,7 +83,7 @@ def transcript(messages: list[Message]) -> str:
     return "\n".join(lines)
 
 
-def store_rows(spec: dict[str, Any] | str) -> Iterator[tuple[Task, str]]:
+def store_rows(spec: dict[str, Any] | str) -> Iterator[tuple[Task, str, list[dict]]]:
     import pyarrow.parquet as pq
 
     from schemas import table_to_trajectories
@@ -100,4 +102,4 @@ def store_rows(spec: dict[str, Any] | str) -> Iterator[tuple[Task, str]]:
                 continue
             text = transcript(traj.messages)
             if text:
-                yield traj.task, text
+                yield traj.task, text, [m.model_dump() for m in traj.messages]

@@ -110,24 +110,27 @@ class AgenticCoTDomain:
             if inner_domain.needs_sandbox and getattr(inner_domain, "sandbox_scope", "rollout") != "call":
                 raise ValueError(f"agentic-cot direct over {name!r} (stateful sandbox tools) is not supported yet")
             inner = inner_domain.seed_tasks(spec.get("options") or {}, limit=count, seed=seed)
-            pairs = ((t, "") for t in inner)
+            pairs = ((t, "", None) for t in inner)
             label = f"direct:{name}"
         elif mode == "rewrite" and ("dataset" in spec) != ("store" in spec):
             pairs = cot_rows(spec["dataset"]) if "dataset" in spec else store_rows(spec["store"])
             label = "rewrite:dataset" if "dataset" in spec else "rewrite:store"
         else:
             raise ValueError("agentic-cot source needs mode: direct, or mode: rewrite with one of dataset/store")
-        return [self._wrap(mode, label, inner, text, structure) for inner, text in itertools.islice(pairs, count)]
+        return [self._wrap(mode, label, inner, text, msgs, structure) for inner, text, msgs in itertools.islice(pairs, count)]
 
     @staticmethod
-    def _wrap(mode: str, label: str, inner: Task, text: str, structure: dict[str, Any]) -> Task:
+    def _wrap(mode: str, label: str, inner: Task, text: str, source_messages: list | None, structure: dict[str, Any]) -> Task:
         digest = hashlib.sha256(f"{mode}\0{inner.id}\0{text}".encode()).hexdigest()[:12]
+        payload = {"mode": mode, "underlying": inner.model_dump(), "source_text": text, "structure": structure}
+        if source_messages:
+            payload["source_messages"] = source_messages  # the original's evidence, for the verifier
         return Task(
             id=f"acot-{mode}-{digest}",
             domain=NAME,
             kind="sandboxed" if inner.domain in SANDBOXED_VERIFIERS else "default",
             source=f"{label}:{inner.source}",
-            payload={"mode": mode, "underlying": inner.model_dump(), "source_text": text, "structure": structure},
+            payload=payload,
         )
 
     # ---- rollout ----------------------------------------------------------

@@ -221,6 +221,7 @@ def test_store_source_rewrites_passed_trajectories(tmp_path, domain):
     TrajectoryStore(tmp_path).write_unit("u1", [good, bad])
     tasks = list(domain.seed_tasks({"sources": [{"mode": "rewrite", "store": str(tmp_path)}]}, limit=None, seed=0))
     assert len(tasks) == 1 and "2 + 3 = \\boxed{5}" in tasks[0].payload["source_text"]
+    assert tasks[0].payload["source_messages"][-1]["content"] == "2 + 3 = \\boxed{5}"
     assert AgenticCoTDomain.underlying(tasks[0]) == inner
 
 

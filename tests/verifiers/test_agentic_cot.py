@@ -93,3 +93,19 @@ def test_trajforge_verify_rows(tmp_path):
     verify_file(src, out)
     verdicts = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
     assert verdicts["good"]["passed"] and not verdicts["plain"]["passed"]
+
+
+def test_rewrite_of_a_stored_trajectory_is_judged_on_the_original_evidence_plus_the_summary(verifier):
+    inner = task().payload["underlying"]
+    original = [{"role": "user", "content": "Maya's change?"},
+                {"role": "assistant", "content": "", "tool_calls": [{"id": "c0", "function": {"name": "python", "arguments": {"code": "print(50-21)"}}}]},
+                {"role": "tool", "content": "29", "tool_call_id": "c0"},
+                {"role": "assistant", "content": "\\boxed{29}"}]
+    rewrite = Task(id="r", domain="agentic-cot", payload={"mode": "rewrite", "source_text": "...", "underlying": inner, "source_messages": original})
+    convo = [Message(role="system", content="rewrite"), Message(role="user", content="...")]
+    judged = verifier._judged(rewrite, convo + [Message(role="assistant", content=render_phases(PHASES))], "S")
+    assert [m.role for m in judged] == ["user", "assistant", "tool", "assistant", "assistant"] and judged[-1].content == "S"
+    assert verifier.verify(rewrite, convo + [Message(role="assistant", content=render_phases(PHASES))]).passed
+    wrong = PHASES[:-1] + [("summary", "\\boxed{28}")]
+    # the original's correct \boxed{29} is not the last word: the summary's answer is judged
+    assert not verifier.verify(rewrite, convo + [Message(role="assistant", content=render_phases(wrong))]).passed
