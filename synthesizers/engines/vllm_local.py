@@ -206,6 +206,8 @@ class VLLMEngine:
         if final is None or not final.outputs:
             return Completion(finish_reason="error", prompt_tokens=len(prompt_ids), error="engine returned no output")
         out = final.outputs[0]
+        if out.finish_reason == "abort":
+            return Completion(finish_reason="error", prompt_tokens=len(prompt_ids), error="request aborted by the engine")
         return Completion(
             text=out.text,
             finish_reason=out.finish_reason or "stop",
