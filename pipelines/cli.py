@@ -24,7 +24,7 @@ class UserError(Exception):
 
 @app.command()
 def run(
-    domain: str = typer.Argument(..., help="math (code, tool-use, deep-research, agentic-cot: planned)"),
+    domain: str = typer.Argument(..., help="a domain (math, deep-research, agentic-cot, ...) or all: the mixture of configs/all.yaml"),
     config: Path = typer.Option(..., "--config", "-c", help="YAML run config"),
     out: Path = typer.Option(..., "--out", "-o", help="run folder; re-running on it resumes"),
     limit: Optional[int] = typer.Option(None, help="cap on seed tasks"),
