@@ -52,6 +52,13 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return (xf * cos[:, None, :] + rotated * sin[:, None, :]).to(x.dtype)
 
 
+@torch.compiler.disable
+def _attention(q, k, v, cu_seqlens, max_seqlen, scale):
+    # Kept out of torch.compile graphs: the kernel is already fused, and inductor fails to re-compile
+    # its user-defined Triton kernels (CompilationError in _fwd_inner, torch 2.11 on H100).
+    return mla_attention(q, k, v, cu_seqlens, max_seqlen, softmax_scale=scale, causal=True)
+
+
 class MLA(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -79,7 +86,7 @@ class MLA(nn.Module):
         k_pe = apply_rope(k_pe.view(t, 1, rope), cos, sin).expand(t, h, rope)
         q = torch.cat([q_nope, q_pe], dim=-1)
         k = torch.cat([k_nope, k_pe], dim=-1)
-        out = mla_attention(q, k, v.contiguous(), cu_seqlens, max_seqlen, softmax_scale=self.scale, causal=True)
+        out = _attention(q, k, v.contiguous(), cu_seqlens, max_seqlen, self.scale)
         return self.o(out.reshape(t, h * cfg.v_dim))
 
 

@@ -110,7 +110,13 @@ def _train(cfg: TrainConfig, shards_dir: Path, out: Path, tokenizer, rt: Runtime
     if rt.is_main:
         (out / "config.json").write_text(cfg.model_dump_json(indent=2))
     torch.manual_seed(cfg.seed)  # same init on every rank (DDP also broadcasts; FSDP does not)
-    model = wrap(MLATransformer(mcfg), cfg, rt)
+    model = MLATransformer(mcfg)
+    if cfg.compile:
+        # Per block: the 32 identical blocks compile once, and the attention kernel stays outside
+        # the graphs (see trainer.model._attention). On H100 this took youtu-2b from 28% to 40% MFU.
+        for layer in model.layers:
+            layer.compile()
+    model = wrap(model, cfg, rt)
     optimizer = _optimizer(model, cfg, rt.device)
     scheduler = make_scheduler(optimizer, cfg)
     loader = PackedLoader(shards, seq_len=cfg.seq_len, micro_batch=cfg.micro_batch, seed=cfg.seed,
@@ -121,8 +127,6 @@ def _train(cfg: TrainConfig, shards_dir: Path, out: Path, tokenizer, rt: Runtime
     last = checkpoint.latest(ckpt_root)
     if last is not None:
         step = checkpoint.load(last, model, optimizer, scheduler, loader)["step"]
-    if cfg.compile:
-        model = torch.compile(model)
     n_params, bf16, peak = count_parameters(mcfg), use_bf16(cfg, rt.device), peak_flops(cfg, rt.device)
     log = _Log(rt, out, cfg.steps, step, quiet)
     losses, windows, tok_s = [], [], []
