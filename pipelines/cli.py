@@ -99,9 +99,13 @@ def train(
     tokenizer: Optional[str] = typer.Option(None, help="must match the shards' manifest"),
 ) -> None:
     """Train on shards (the tiny config runs on CPU)."""
+    from trainer.shards import ShardError
     from trainer.train import train_main
 
-    train_main(config, shards, out, tokenizer=tokenizer)
+    try:
+        train_main(config, shards, out, tokenizer=tokenizer)
+    except (ShardError, ValueError) as exc:  # wrong tokenizer, bad sha256, bad trainer config
+        raise UserError(str(exc)) from None
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:

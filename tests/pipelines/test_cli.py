@@ -69,3 +69,13 @@ def test_verify_missing_input(tmp_path):
     proc = trajforge("verify", "--input", str(tmp_path / "none.jsonl"), "--output", str(tmp_path / "o.jsonl"))
     assert_one_line_error(proc, "input file not found")
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_train_refuses_a_tokenizer_that_does_not_match_the_shards(tmp_path):
+    from tests.trainer.shard_factory import write_shards
+
+    write_shards(tmp_path / "shards", [([1, 2, 3, 4], [0, 1, 1, 1])] * 4, tokenizer_id="test-tokenizer")
+    proc = trajforge("train", "--config", str(REPO / "configs" / "train-tiny.yaml"), "--shards", str(tmp_path / "shards"),
+                     "--out", str(tmp_path / "train"), "--tokenizer", "gpt2")
+    assert_one_line_error(proc, "gpt2")
+    assert not (tmp_path / "train" / "checkpoints").exists()
