@@ -1,0 +1,200 @@
+"""``report.html``: the run report with plots, one self-contained file (inline SVG, no CDN).
+
+Written at the end of every run and by ``trajforge report RUN_DIR``, which also
+recomputes ``report.json`` from the store and the shards (keeping what only the
+run itself could measure: wall time, rollout time, dedupe and decontamination
+counts). A mixture folder (``trajforge run all``) gets one page over all its
+domain runs; each domain run keeps its own page.
+
+Plots: trajectories per stage, pass rate per domain, branch yield, token-length
+histograms of the shards, dedupe/decontamination removals, throughput over time
+(completion tokens of trajectories finishing in each time bin, from their timings).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from pipelines import report_svg as svg
+from pipelines.atomic import write_json, write_text
+from pipelines.report import build_report
+from pipelines.review.runfolder import RunFolder
+from schemas import Manifest, Trajectory
+
+# Fields only the run itself measured; a regenerated report.json keeps them.
+_RUN_ONLY = ("tasks", "units_total", "units_run_now", "units_resumed", "dedupe_removed_exact",
+             "dedupe_removed_near", "wall_s", "rollout_s", "completion_tokens_per_s", "extra")
+
+
+def _domain_runs(run_dir: Path) -> list[Path]:
+    if (run_dir / "trajectories").is_dir():
+        return [run_dir]
+    return sorted(p.parent for p in run_dir.glob("*/trajectories") if p.is_dir())
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def regenerate_report_json(run_dir: Path) -> dict[str, Any]:
+    """Recompute a domain run's report.json from its store and shards."""
+    run = RunFolder(run_dir)
+    old = run.report()
+    manifest = run.manifest(run_dir / "shards") if (run_dir / "shards" / "manifest.json").is_file() else None
+    trajectories = run.trajectories
+    report = build_report(
+        domain=old.get("domain") or (trajectories[0].domain if trajectories else run.run_config().get("domain", "")),
+        tasks=old.get("tasks", len({t.task_id for t in trajectories})),
+        units_total=old.get("units_total", len(list((run_dir / "trajectories").glob("unit-*.parquet")))),
+        units_run_now=0,
+        trajectories=trajectories,
+        removed_exact=old.get("dedupe_removed_exact", 0),
+        removed_near=old.get("dedupe_removed_near", 0),
+        manifest=manifest or Manifest(tokenizer_id=""),
+        wall_s=old.get("wall_s", 0.0),
+        rollout_s=old.get("rollout_s", 0.0),
+        completion_tokens_now=0,
+    ).to_dict()
+    report.update({k: old[k] for k in _RUN_ONLY if k in old})
+    write_json(run_dir / "report.json", report)
+    return report
+
+
+def _stages(report: dict[str, Any], config: dict[str, Any]) -> list[tuple[str, float]]:
+    if not report:
+        return []
+    include_all = config.get("shards", {}).get("include") == "all"
+    selected = report.get("trajectories", 0) if include_all else report.get("passed", 0)
+    decontam = report.get("extra", {}).get("decontamination", {}).get("removed", 0)
+    dedupe = report.get("dedupe_removed_exact", 0) + report.get("dedupe_removed_near", 0)
+    return [
+        ("seed tasks", report.get("tasks", 0)),
+        ("rollouts (originals)", report.get("originals", 0)),
+        ("+ branches", report.get("trajectories", 0)),
+        ("passed", report.get("passed", 0)),
+        ("selected for shards", selected),
+        ("after decontamination", selected - decontam),
+        ("after dedupe", selected - decontam - dedupe),
+        ("shard rows", report.get("shard_rows", 0)),
+    ]
+
+
+def _per_domain(trajectories: list[Trajectory]) -> tuple[list, list]:
+    by: dict[str, list[Trajectory]] = {}
+    for t in trajectories:
+        by.setdefault(t.domain, []).append(t)
+    pass_rate, branch_yield = [], []
+    for domain, ts in sorted(by.items()):
+        originals = [t for t in ts if t.parent_id is None]
+        ok = sum(1 for t in originals if t.verdict and t.verdict.passed)
+        pass_rate.append((f"{domain} ({ok}/{len(originals)})", ok / len(originals) if originals else 0.0))
+        parents = {t.parent_id for t in ts if t.parent_id}
+        rescued = {t.parent_id for t in ts if t.parent_id and t.verdict and t.verdict.passed}
+        branch_yield.append((f"{domain} ({len(rescued)}/{len(parents)})", len(rescued) / len(parents) if parents else 0.0))
+    return pass_rate, branch_yield
+
+
+def throughput(trajectories: list[Trajectory], bins: int = 30) -> list[tuple[float, float]]:
+    """(seconds since the first start, completion tokens/s) of trajectories finishing in each bin."""
+    timed = [t for t in trajectories if t.timings.started_at > 0]
+    if not timed:
+        return []
+    t0 = min(t.timings.started_at for t in timed)
+    ends = [(t.timings.started_at + t.timings.total_s - t0, t.tokens.completion) for t in timed]
+    span = max(e for e, _ in ends) or 1.0
+    width = span / bins
+    tokens = [0.0] * bins
+    for end, n in ends:
+        tokens[min(bins - 1, int(end / width))] += n
+    return [((i + 0.5) * width, tokens[i] / width) for i in range(bins)]
+
+
+def _shard_lengths(run: RunFolder) -> tuple[list[int], list[int]]:
+    if not run.shard_dirs:
+        return [], []
+    shard_dir = run.shard_dirs[0]
+    lengths, losses = [], []
+    for entry in run.manifest(shard_dir).shards:
+        table = pq.read_table(shard_dir / entry.file, columns=["num_tokens", "num_loss_tokens"])
+        lengths += table.column(0).to_pylist()
+        losses += table.column(1).to_pylist()
+    return lengths, losses
+
+
+def render_html(run_dir: Path) -> str:
+    run_dir = Path(run_dir)
+    run = RunFolder(run_dir)
+    trajectories = run.trajectories
+    charts: list[str] = []
+    summary_rows: list[tuple[str, str]] = []
+    for sub in _domain_runs(run_dir):
+        report, config = _read_json(sub / "report.json"), _read_json(sub / "run.json").get("config", {})
+        name = report.get("domain") or sub.name
+        charts.append(svg.hbars(f"trajectories per stage — {name}", _stages(report, config)))
+        decontam = report.get("extra", {}).get("decontamination", {}).get("removed", 0)
+        charts.append(svg.hbars(f"removals — {name}", [
+            ("dedupe exact", report.get("dedupe_removed_exact", 0)),
+            ("dedupe near", report.get("dedupe_removed_near", 0)),
+            ("decontamination", decontam),
+            ("render errors", len(report.get("extra", {}).get("render_errors", []))),
+        ], colors=svg.PALETTE[2:]))
+        for key in ("trajectories", "passed", "pass_rate", "branch_yield", "shard_rows", "tokens", "loss_tokens",
+                    "wall_s", "completion_tokens_per_s"):
+            if key in report:
+                summary_rows.append((f"{name} · {key}", str(report[key])))
+    pass_rate, branch_yield = _per_domain(trajectories)
+    pct = lambda v: f"{100 * v:.1f}%"  # noqa: E731
+    charts.insert(0, svg.hbars("pass rate per domain (originals)", pass_rate, fmt=pct, max_value=1.0,
+                               colors=svg.PALETTE))
+    charts.insert(1, svg.hbars("branch yield (failed parents rescued by a branch)", branch_yield, fmt=pct,
+                               max_value=1.0, colors=svg.PALETTE[3:]))
+    lengths, losses = _shard_lengths(run)
+    charts.append(svg.histogram("shard row length", lengths, xlabel="tokens per row"))
+    charts.append(svg.histogram("loss-carrying tokens per row", losses, xlabel="loss tokens per row",
+                                color=svg.PALETTE[2]))
+    charts.append(svg.line("throughput over time", throughput(trajectories), xlabel="seconds since the first rollout",
+                           ylabel="completion tokens/s"))
+    top = run.report()
+    rows = "".join(f"<tr><td>{escape(k)}</td><td>{escape(v)}</td></tr>" for k, v in summary_rows)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>trajforge report — {escape(run_dir.name)}</title>
+<style>
+body {{ font: 14px/1.45 system-ui, sans-serif; margin: 20px; color: #1d1d1f; }}
+.charts {{ display: flex; flex-wrap: wrap; gap: 18px; }}
+svg.chart {{ background: #fff; border: 1px solid #e3e3e3; font: 12px system-ui, sans-serif; }}
+table {{ border-collapse: collapse; }} td {{ border-bottom: 1px solid #eee; padding: 2px 10px; }}
+pre {{ background: #f6f6f6; padding: 8px; overflow: auto; }}
+</style></head><body>
+<h1>trajforge run report</h1>
+<p>{escape(str(run_dir.resolve()))} · {len(trajectories)} trajectories · generated {time.strftime('%Y-%m-%d %H:%M:%S')}</p>
+<div class="charts">{''.join(charts)}</div>
+<h2>numbers</h2><table>{rows}</table>
+<details><summary>report.json</summary><pre>{escape(json.dumps(top, indent=2, sort_keys=True, default=str))}</pre></details>
+</body></html>
+"""
+
+
+def write_report_html(run_dir: Path) -> Path:
+    path = Path(run_dir) / "report.html"
+    write_text(path, render_html(Path(run_dir)))
+    return path
+
+
+def regenerate(run_dir: Path) -> list[Path]:
+    """``trajforge report``: report.json of every domain run, then every report.html."""
+    run_dir = Path(run_dir)
+    RunFolder(run_dir)  # one clear error for a folder that is not a run
+    written: list[Path] = []
+    subs = _domain_runs(run_dir)
+    for sub in subs:
+        regenerate_report_json(sub)
+        written += [sub / "report.json", write_report_html(sub)]
+    if subs != [run_dir]:  # a mixture: its report.json is the mixing report, kept; one page over all
+        written.append(write_report_html(run_dir))
+    return written

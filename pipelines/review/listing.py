@@ -1,0 +1,88 @@
+"""The reviewer's list: a reproducible sample, filters, and facet counts.
+
+The sample order is a seeded hash of each trajectory id, so a given seed always
+shows the same trajectories in the same order, and narrowing a filter keeps the
+trajectories that were already on screen (the sample of a subset is the subset
+of the sample order). Filters narrow first, then the first ``sample`` are shown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas import Trajectory
+
+FACETS = ("domain", "verdict", "kind", "mark")
+
+
+@dataclass
+class Filters:
+    domain: str = ""
+    verdict: str = ""  # passed | failed
+    kind: str = ""  # original | branch
+    mark: str = ""  # accept | reject | unmarked
+    sample: int | None = None  # None: every matching trajectory
+    seed: int = 0
+
+    def query(self, **override: Any) -> str:
+        """The URL query string for these filters (empty values left out)."""
+        values = {**self.__dict__, **override}
+        return "&".join(f"{k}={values[k]}" for k in (*FACETS, "sample", "seed") if values[k] not in ("", None))
+
+
+def facet_value(t: Trajectory, facet: str, marks: dict[str, dict]) -> str:
+    if facet == "domain":
+        return t.domain
+    if facet == "verdict":
+        return "passed" if t.verdict and t.verdict.passed else "failed"
+    if facet == "kind":
+        return "branch" if t.parent_id else "original"
+    mark = marks.get(t.id)
+    return mark["decision"] if mark else "unmarked"
+
+
+def sample_key(seed: int, trajectory_id: str) -> str:
+    return hashlib.sha256(f"{seed}\x1f{trajectory_id}".encode()).hexdigest()
+
+
+def _matches(t: Trajectory, f: Filters, marks: dict[str, dict], skip: str = "") -> bool:
+    return all(
+        not getattr(f, facet) or facet_value(t, facet, marks) == getattr(f, facet)
+        for facet in FACETS
+        if facet != skip
+    )
+
+
+@dataclass
+class Listing:
+    rows: list[Trajectory]
+    matching: int
+    total: int
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def build_listing(trajectories: list[Trajectory], f: Filters, marks: dict[str, dict]) -> Listing:
+    matching = [t for t in trajectories if _matches(t, f, marks)]
+    matching.sort(key=lambda t: sample_key(f.seed, t.id))
+    rows = matching if f.sample is None else matching[: max(0, f.sample)]
+    # Facet counts under the *other* active filters, so each number is what clicking it shows.
+    counts: dict[str, dict[str, int]] = {}
+    for facet in FACETS:
+        bucket: dict[str, int] = {}
+        for t in trajectories:
+            if _matches(t, f, marks, skip=facet):
+                value = facet_value(t, facet, marks)
+                bucket[value] = bucket.get(value, 0) + 1
+        counts[facet] = dict(sorted(bucket.items()))
+    return Listing(rows=rows, matching=len(matching), total=len(trajectories), counts=counts)
+
+
+def neighbours(listing: Listing, trajectory_id: str) -> tuple[str | None, str | None]:
+    """Previous and next ids around ``trajectory_id`` in the listing (for j / k)."""
+    ids = [t.id for t in listing.rows]
+    if trajectory_id not in ids:
+        return None, ids[0] if ids else None
+    i = ids.index(trajectory_id)
+    return (ids[i - 1] if i > 0 else None), (ids[i + 1] if i + 1 < len(ids) else None)

@@ -1,0 +1,148 @@
+"""What the trajectory page shows, computed from the store and the shards.
+
+- messages in order, assistant text cut into Agentic-CoT phase segments (the
+  format's own tag list and code masking, so a tag quoted inside code is not a
+  phase), tool calls with pretty arguments, tool observations tied to their call;
+- lineage: parent, cut step, siblings and children with verdicts;
+- the token view: the exact shard row decoded token by token with the manifest's
+  tokenizer, each token flagged when it carries loss.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipelines.review.runfolder import RunFolder, resolve_tokenizer_path
+from schemas import Trajectory
+
+try:  # the Agentic-CoT format owns the phase names and what counts as code
+    from synthesizers.agentic_cot.format import PHASES
+    from synthesizers.agentic_cot.parser import mask_code, parse_messages
+except ImportError:  # pragma: no cover - only if that room is removed
+    PHASES = ("analysis", "plan", "action", "reflection", "summary")
+    mask_code = None
+    parse_messages = None
+
+_TAG = re.compile(r"<(/?)(" + "|".join(PHASES) + r")\s*>")
+
+
+def phase_segments(text: str) -> list[dict[str, Any]]:
+    """``[{"phase": name | None, "text": ...}]`` covering ``text``; tags themselves are dropped
+    from the text and shown as labels. An unclosed phase runs to the end of the text."""
+    masked = mask_code(text) if mask_code else text
+    segments: list[dict[str, Any]] = []
+    current, start = None, 0
+    for tag in _TAG.finditer(masked):
+        closing, name = tag.group(1) == "/", tag.group(2)
+        if text[start : tag.start()]:
+            segments.append({"phase": current, "text": text[start : tag.start()]})
+        if closing and current == name:
+            current = None
+        elif not closing:
+            current = name
+        start = tag.end()
+    if text[start:]:
+        segments.append({"phase": current, "text": text[start:]})
+    return [s for s in segments if s["phase"] or s["text"].strip()]
+
+
+def _pretty(arguments: str) -> str:
+    try:
+        return json.dumps(json.loads(arguments), indent=2, ensure_ascii=False)
+    except (json.JSONDecodeError, TypeError):
+        return arguments  # malformed arguments are shown as the model wrote them
+
+
+def message_views(t: Trajectory) -> list[dict[str, Any]]:
+    call_names: dict[str, str] = {}
+    out = []
+    for i, m in enumerate(t.messages):
+        view: dict[str, Any] = {
+            "index": i,
+            "role": m.role,
+            "content": m.content,
+            "segments": phase_segments(m.content) if m.role == "assistant" else [],
+            "tool_calls": [
+                {"id": c.id, "name": c.function.name, "arguments": _pretty(c.function.arguments)}
+                for c in m.tool_calls
+            ],
+            "tool_call_id": m.tool_call_id,
+            "call_name": None,
+            "shared": t.branch_step is not None and i < t.branch_step,
+            "cut": t.branch_step is not None and i == t.branch_step,
+        }
+        for c in m.tool_calls:
+            call_names[c.id] = c.function.name
+        if m.role == "tool":
+            view["call_name"] = m.name or call_names.get(m.tool_call_id or "", "")
+        out.append(view)
+    return out
+
+
+def phase_summary(t: Trajectory) -> dict[str, Any] | None:
+    """The phase sequence and structure errors, or None when no assistant text has a phase tag."""
+    if parse_messages is None:
+        return None
+    result = parse_messages(t.messages)
+    if not result.phases and not result.errors:
+        return None
+    return {"sequence": result.sequence, "errors": result.errors}
+
+
+def _brief(t: Trajectory) -> dict[str, Any]:
+    v = t.verdict
+    return {
+        "id": t.id,
+        "passed": bool(v and v.passed),
+        "score": v.score if v else None,
+        "reason": v.reason if v else "",
+        "branch_step": t.branch_step,
+    }
+
+
+def lineage(run: RunFolder, t: Trajectory) -> dict[str, Any]:
+    parent = run.by_id.get(t.parent_id) if t.parent_id else None
+    siblings = [s for s in run.children.get(t.parent_id, []) if s.id != t.id] if t.parent_id else []
+    return {
+        "parent_id": t.parent_id,
+        "parent": _brief(parent) if parent else None,
+        "branch_step": t.branch_step,
+        "siblings": [_brief(s) for s in siblings],
+        "children": [_brief(c) for c in run.children.get(t.id, [])],
+    }
+
+
+@dataclass
+class TokenView:
+    status: str  # ok | absent | no-tokenizer
+    note: str = ""
+    tokens: list[dict[str, Any]] = field(default_factory=list)  # {"text", "id", "loss"}
+    num_tokens: int = 0
+    num_loss_tokens: int = 0
+    shard: str = ""
+    tokenizer_id: str = ""
+
+
+def token_view(run: RunFolder, t: Trajectory) -> TokenView:
+    found = run.shard_row(t.id)
+    if found is None:
+        why = "failed verdict" if not (t.verdict and t.verdict.passed) else "removed by dedupe or decontamination"
+        return TokenView(status="absent", note=f"not in any shard set of this run ({why}, or shards not written)")
+    row, where = found
+    manifest = run.manifest(where.shard_dir)
+    path = resolve_tokenizer_path(manifest.tokenizer_id, manifest.run_config or run.run_config())
+    shard = f"{where.shard_dir.name}/{where.file} row {where.row}"
+    base = dict(num_tokens=row["num_tokens"], num_loss_tokens=row["num_loss_tokens"], shard=shard,
+                tokenizer_id=manifest.tokenizer_id)
+    if path is None:
+        return TokenView(status="no-tokenizer", note=f"tokenizer {manifest.tokenizer_id!r} not found on this machine", **base)
+    from pipelines.tokenize import load_tokenizer
+
+    tok = load_tokenizer(path)
+    ids = row["input_ids"]
+    texts = tok.batch_decode([[i] for i in ids], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    tokens = [{"text": s, "id": i, "loss": int(m)} for s, i, m in zip(texts, ids, row["loss_mask"])]
+    return TokenView(status="ok", tokens=tokens, **base)
