@@ -108,6 +108,40 @@ def train(
         raise UserError(str(exc)) from None
 
 
+@app.command()
+def review(
+    run_dir: Path = typer.Argument(..., help="a run folder (the --out of `trajforge run`)"),
+    sample: int = typer.Option(50, help="trajectories in the reproducible sample (0: all)"),
+    seed: int = typer.Option(0, help="sample seed: the same seed shows the same trajectories"),
+    domain: Optional[str] = typer.Option(None, help="only this domain"),
+    verdict: Optional[str] = typer.Option(None, help="passed or failed"),
+    host: str = typer.Option("127.0.0.1", help="address to listen on"),
+    port: int = typer.Option(8765, help="port (0: any free one)"),
+    export: bool = typer.Option(False, "--export", help="write review/accepted.txt and shards-reviewed/, then exit"),
+) -> None:
+    """Sample and read a run's trajectories in the browser; mark accept/reject."""
+    from pipelines.review.listing import Filters
+    from pipelines.review.serve import export as export_reviewed, serve
+
+    if verdict not in (None, "passed", "failed"):
+        raise UserError(f"--verdict must be passed or failed, not {verdict!r}")
+    if export:
+        ids, out, rows = export_reviewed(run_dir)
+        Console().print(f"accepted ids -> {ids}; reviewed shard set ({rows} rows) -> {out}")
+        return
+    filters = Filters(domain=domain or "", verdict=verdict or "", sample=sample or None, seed=seed)
+    serve(run_dir, filters, host, port, announce=lambda url: print(f"review {run_dir} at {url}  (Ctrl-C stops)", flush=True))
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="a run folder")) -> None:
+    """Recompute report.json from the store and write report.html (plots)."""
+    from pipelines.report_html import regenerate
+
+    for path in regenerate(run_dir):
+        Console().print(f"wrote {path}")
+
+
 def _known_errors() -> tuple[type[BaseException], ...]:
     from pipelines.config import ConfigError
     from pipelines.run import SeedError, WorkerStartError

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -273,4 +274,11 @@ def run_pipeline(config: RunConfig, out_dir: Path, events: RunEvents | None = No
         "decontamination": clean.report(config.decontam.ngram),
     }
     write_json(out_dir / "report.json", report.to_dict())
+    from pipelines.report_html import write_report_html
+
+    try:
+        write_report_html(out_dir)
+    except Exception as exc:  # the page is derived from files already written: never fail a finished run
+        print(f"warning: report.html not written ({type(exc).__name__}: {exc}); `trajforge report {out_dir}` retries",
+              file=sys.stderr)
     return RunResult(report=report, run_dir=out_dir, failed_units=failed_units)
