@@ -107,8 +107,11 @@ class RunFolder:
         path = self.dir / "report.json"
         return json.loads(path.read_text()) if path.is_file() else {}
 
-    def run_config(self) -> dict[str, Any]:
+    def run_config(self, domain: str | None = None) -> dict[str, Any]:
+        """The run's config; in a mixture folder, the config of ``domain``'s run."""
         path = self.dir / "run.json"
+        if not path.is_file() and domain:
+            path = self.dir / domain / "run.json"
         return json.loads(path.read_text()).get("config", {}) if path.is_file() else {}
 
 

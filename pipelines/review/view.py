@@ -129,11 +129,15 @@ class TokenView:
 def token_view(run: RunFolder, t: Trajectory) -> TokenView:
     found = run.shard_row(t.id)
     if found is None:
-        why = "failed verdict" if not (t.verdict and t.verdict.passed) else "removed by dedupe or decontamination"
-        return TokenView(status="absent", note=f"not in any shard set of this run ({why}, or shards not written)")
+        include = run.run_config(t.domain).get("shards", {}).get("include", "passed")
+        if not (t.verdict and t.verdict.passed) and include != "all":
+            why = "failed: shards hold passed trajectories only"
+        else:
+            why = "removed by decontamination or dedupe (see report.json), or shards not written yet"
+        return TokenView(status="absent", note=f"not in any shard set of this run ({why})")
     row, where = found
     manifest = run.manifest(where.shard_dir)
-    path = resolve_tokenizer_path(manifest.tokenizer_id, manifest.run_config or run.run_config())
+    path = resolve_tokenizer_path(manifest.tokenizer_id, manifest.run_config or run.run_config(t.domain))
     shard = f"{where.shard_dir.name}/{where.file} row {where.row}"
     base = dict(num_tokens=row["num_tokens"], num_loss_tokens=row["num_loss_tokens"], shard=shard,
                 tokenizer_id=manifest.tokenizer_id)
