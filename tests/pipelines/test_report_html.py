@@ -1,0 +1,73 @@
+"""report.html: every plot is there, the page is self-contained, and `trajforge report`
+recomputes report.json from the store while keeping what only the run measured."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from pipelines.cli import app
+from pipelines.report_html import regenerate, render_html, throughput, write_report_html
+from schemas import Timings, TokenCounts, Trajectory
+from tests.pipelines.review.runfixture import make_run
+
+TITLES = ("pass rate per domain", "branch yield", "trajectories per stage", "removals", "shard row length",
+          "loss-carrying tokens per row", "throughput over time")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, model_dir):
+    path = tmp_path_factory.mktemp("report") / "run"
+    make_run(path, model_dir)
+    return path
+
+
+def test_page_has_every_plot_and_needs_nothing_from_outside(run_dir):
+    html = render_html(run_dir)
+    assert html.count("<svg") >= len(TITLES)
+    for title in TITLES:
+        assert title in html, title
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)  # no CDN, no remote fonts
+    assert "<script" not in html
+    # pass rate per domain from the store: math 4/8 originals, agentic-cot 4/6
+    assert "math (4/8)" in html and "agentic-cot (4/6)" in html
+    assert "math (2/4)" in html  # branch yield: 2 of 4 failed parents rescued
+    assert "after decontamination" in html and ">2</text>" in html  # decontamination removals from report.json
+
+
+def test_throughput_bins_hold_every_completion_token():
+    ts = [Trajectory(id=f"t{i}", task_id="k", domain="math", messages=[], tokens=TokenCounts(completion=10 * i),
+                     timings=Timings(started_at=1000.0 + i, total_s=1.0)) for i in range(1, 11)]
+    points = throughput(ts, bins=5)
+    width = points[1][0] - points[0][0]
+    assert len(points) == 5 and sum(rate * width for _, rate in points) == pytest.approx(sum(10 * i for i in range(1, 11)))
+    assert throughput([t.model_copy(update={"timings": Timings()}) for t in ts]) == []
+
+
+def test_regenerate_recomputes_from_the_store_and_keeps_run_only_fields(run_dir, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    before = json.loads((copy / "report.json").read_text())
+    broken = {**before, "passed": 999, "branches": 0}
+    (copy / "report.json").write_text(json.dumps(broken))
+    result = CliRunner().invoke(app, ["report", str(copy)])
+    assert result.exit_code == 0, result.output
+    after = json.loads((copy / "report.json").read_text())
+    assert after["passed"] == before["passed"] == 10 and after["branches"] == 8
+    assert after["wall_s"] == 12.5 and after["dedupe_removed_exact"] == 1 and after["extra"]["decontamination"]["removed"] == 2
+    assert (copy / "report.html").stat().st_size > 1000
+
+
+def test_mixture_folder_gets_one_page_over_its_domain_runs(run_dir, tmp_path):
+    mix = tmp_path / "all"
+    shutil.copytree(run_dir, mix / "math")
+    (mix / "report.json").write_text(json.dumps({"domains": {}, "runs": {"math": {"status": "ok"}}}))
+    written = regenerate(mix)
+    assert mix / "report.html" in written and mix / "math" / "report.html" in written
+    assert "trajectories per stage — math" in (mix / "report.html").read_text()
+    assert json.loads((mix / "report.json").read_text())["runs"]["math"]["status"] == "ok"  # mixing report kept
+    assert write_report_html(mix).is_file()
