@@ -9,6 +9,7 @@ from verifiers.base import Verifier
 VERIFIERS: dict[tuple[str, str], str] = {
     ("math", "default"): "verifiers.math:MathVerifier",
     ("code", "function"): "verifiers.code_function:FunctionCodeVerifier",
+    ("code", "repo"): "verifiers.code_repo:RepoCodeVerifier",
     ("deep-research", "default"): "verifiers.deep_research:DeepResearchVerifier",
     ("agentic-cot", "default"): "verifiers.agentic_cot:AgenticCoTVerifier",
     ("agentic-cot", "sandboxed"): "verifiers.agentic_cot:SandboxedAgenticCoTVerifier",
