@@ -13,6 +13,8 @@ VERIFIERS: dict[tuple[str, str], str] = {
     ("deep-research", "default"): "verifiers.deep_research:DeepResearchVerifier",
     ("agentic-cot", "default"): "verifiers.agentic_cot:AgenticCoTVerifier",
     ("agentic-cot", "sandboxed"): "verifiers.agentic_cot:SandboxedAgenticCoTVerifier",
+    ("tool-use", "calls"): "verifiers.tool_use:CallMatchVerifier",
+    ("tool-use", "stateful"): "verifiers.tool_use:StateVerifier",
 }
 
 
@@ -33,4 +35,6 @@ def infer_kind(domain: str, task_fields: dict) -> str:
     """The task kind implied by the fields of a `trajforge verify` input row."""
     if domain == "code":
         return "function" if "entry_point" in task_fields else "repo"
+    if domain == "tool-use":
+        return "calls" if "expected_calls" in task_fields else "stateful"
     return "default"

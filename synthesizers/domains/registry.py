@@ -11,6 +11,7 @@ DOMAINS: dict[str, str] = {
     "math": "synthesizers.domains.math:MathDomain",
     "deep-research": "synthesizers.domains.deep_research:DeepResearchDomain",
     "agentic-cot": "synthesizers.domains.agentic_cot:AgenticCoTDomain",
+    "tool-use": "synthesizers.domains.tool_use:ToolUseDomain",
 }
 PLANNED = ("code", "tool-use", "deep-research", "agentic-cot")
 

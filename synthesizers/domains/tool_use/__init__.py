@@ -1,0 +1,6 @@
+"""The tool-use domain: stateful tool environments (τ² airline/retail, a file
+system), a simulated user, and single-turn function calling. See ``domain.py``."""
+
+from synthesizers.domains.tool_use.domain import ToolUseDomain
+
+__all__ = ["ToolUseDomain"]
