@@ -130,7 +130,10 @@ def review(
         Console().print(f"accepted ids -> {ids}; reviewed shard set ({rows} rows) -> {out}")
         return
     filters = Filters(domain=domain or "", verdict=verdict or "", sample=sample or None, seed=seed)
-    serve(run_dir, filters, host, port, announce=lambda url: print(f"review {run_dir} at {url}  (Ctrl-C stops)", flush=True))
+    try:
+        serve(run_dir, filters, host, port, announce=lambda url: print(f"review {run_dir} at {url}  (Ctrl-C stops)", flush=True))
+    except OSError as exc:  # busy port, bad host
+        raise UserError(str(exc)) from None
 
 
 @app.command()

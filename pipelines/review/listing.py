@@ -9,6 +9,7 @@ of the sample order). Filters narrow first, then the first ``sample`` are shown.
 from __future__ import annotations
 
 import hashlib
+from urllib.parse import urlencode
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +30,7 @@ class Filters:
     def query(self, **override: Any) -> str:
         """The URL query string for these filters (empty values left out)."""
         values = {**self.__dict__, **override}
-        return "&".join(f"{k}={values[k]}" for k in (*FACETS, "sample", "seed") if values[k] not in ("", None))
+        return urlencode([(k, values[k]) for k in (*FACETS, "sample", "seed") if values[k] not in ("", None)])
 
 
 def facet_value(t: Trajectory, facet: str, marks: dict[str, dict]) -> str:

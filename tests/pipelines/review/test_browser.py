@@ -27,13 +27,13 @@ def server(fresh_run):
 
     from pipelines.review.app import create_app
     from pipelines.review.listing import Filters
-    from pipelines.review.serve import free_port
+    from pipelines.review.serve import listen
 
     run_dir, _ = fresh_run
-    port = free_port("127.0.0.1")
-    srv = uvicorn.Server(uvicorn.Config(create_app(run_dir, Filters(sample=50, seed=0)), host="127.0.0.1",
-                                        port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
+    sock = listen("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(create_app(run_dir, Filters(sample=50, seed=0)), log_level="warning"))
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not srv.started and time.monotonic() < deadline:
@@ -42,6 +42,7 @@ def server(fresh_run):
     yield f"http://127.0.0.1:{port}", run_dir
     srv.should_exit = True
     thread.join(timeout=10)
+    sock.close()
 
 
 @pytest.fixture

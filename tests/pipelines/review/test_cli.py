@@ -37,9 +37,12 @@ def test_review_serves_at_the_printed_url(fixture_run):
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     try:
-        line = proc.stdout.readline()
-        assert "http://127.0.0.1:" in line, line + (proc.stdout.read() if proc.poll() is not None else "")
-        url = line.split(" at ")[1].split()[0]
+        seen = []  # library warnings on stderr may come first: read up to the URL line
+        while not (seen and " at http://127.0.0.1:" in seen[-1]):
+            line = proc.stdout.readline()
+            assert line, "server exited before printing its URL:\n" + "".join(seen)
+            seen.append(line)
+        url = seen[-1].split(" at ")[1].split()[0]
         assert "domain=math" in url and "verdict=failed" in url and "sample=3" in url and "seed=9" in url
         page = httpx.get(url, timeout=30)
         assert page.status_code == 200 and page.text.count('class="row"') == 3
