@@ -1,0 +1,8 @@
+"""The code domain: repo-level bug fixing on real Python projects and function-level tasks cut from them.
+
+Construction (offline, SWE-smith style): ``projects`` (pinned sdists) ->
+``images`` (per-project sandbox images with test deps) -> ``baseline`` (the
+suite twice; passing, non-flaky tests) -> ``mutate`` (AST bugs) ->
+``instances`` (keep bugs with >= 1 FAIL_TO_PASS and >= 1 PASS_TO_PASS; Parquet).
+Rollouts: ``domain.CodeDomain`` with the ``tools`` bash/view/edit/submit.
+"""
