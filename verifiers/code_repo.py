@@ -59,6 +59,13 @@ def _fail(reason: str) -> Verdict:
     return Verdict(passed=False, score=0.0, reason=reason)
 
 
+def submission_text(patch: str) -> str:
+    """The ``submit`` tool's observation; ``submitted_patch`` reads it back."""
+    if not patch.strip():
+        return f"Submitted an empty patch (no source file changed).\n{PATCH_BEGIN}{PATCH_END}"
+    return f"Submitted. Your patch against the starting checkout:\n{PATCH_BEGIN}{patch}{PATCH_END}"
+
+
 def submitted_patch(messages: list[Message]) -> str | None:
     """The diff from the last ``submit`` tool observation answering a real ``submit`` call."""
     submit_ids = {c.id for m in messages if m.role == "assistant" for c in m.tool_calls

@@ -1,0 +1,70 @@
+"""Shared by the code-domain and repo-verifier tests: one small real project (cachetools),
+one known bug in it (LRU evicts the most recent key), its true fix, and submissions."""
+
+from __future__ import annotations
+
+import contextlib
+
+from schemas import Message, Task, ToolCall
+from verifiers.code_repo import submission_text
+from verifiers.repo_env import ProjectSpec, pristine_files
+from verifiers.repo_patch import file_diff
+
+PROJECT = "cachetools"
+LRU_FILE = "src/cachetools/__init__.py"
+GOOD_LINE = "            key = next(iter(self.__order))\n"
+BUG_LINE = "            key = next(reversed(self.__order))\n"
+
+
+def project_spec() -> ProjectSpec:
+    from synthesizers.domains.code.projects import fetch, load_projects
+
+    spec = load_projects(names=[PROJECT])[0]
+    fetch(spec)
+    return spec
+
+
+def pristine_lru(spec: ProjectSpec) -> str:
+    return pristine_files(spec)[LRU_FILE].decode()
+
+
+def buggy_lru(spec: ProjectSpec) -> str:
+    text = pristine_lru(spec)
+    head, sep, tail = text.partition("class LRUCache(Cache):")  # FIFO pops the same way: change LRU only
+    assert sep and GOOD_LINE in tail
+    return head + sep + tail.replace(GOOD_LINE, BUG_LINE, 1)
+
+
+def bug_patch(spec: ProjectSpec) -> str:
+    return file_diff(LRU_FILE, pristine_lru(spec), buggy_lru(spec))
+
+
+def fix_patch(spec: ProjectSpec) -> str:
+    return file_diff(LRU_FILE, buggy_lru(spec), pristine_lru(spec))
+
+
+def make_task(spec: ProjectSpec, f2p: list[str], p2p: list[str]) -> Task:
+    return Task(id="code-repo-test-lru", domain="code", kind="repo", source="test",
+                payload={"project": spec.to_dict(), "bug_patch": bug_patch(spec), "FAIL_TO_PASS": f2p,
+                         "PASS_TO_PASS": p2p, "problem_statement": "LRUCache evicts the wrong key."})
+
+
+def submit_messages(patch: str, call_id: str = "call_submit") -> list[Message]:
+    call = ToolCall.make(call_id, "submit", {})
+    return [Message(role="system", content="fix the bug"), Message(role="user", content="LRU is broken"),
+            Message(role="assistant", content="Submitting.", tool_calls=[call]),
+            Message(role="tool", name="submit", tool_call_id=call_id, content=submission_text(patch))]
+
+
+@contextlib.contextmanager
+def project_pool(spec: ProjectSpec, size: int = 1):
+    from sandboxes.base import SandboxLimits
+    from sandboxes.docker_backend import DockerSandboxPool
+    from synthesizers.domains.code.images import ensure_project_image
+
+    pool = DockerSandboxPool(ensure_project_image(spec), size=size,
+                             limits=SandboxLimits(memory_mb=768, timeout_s=60, output_bytes=256 * 1024))
+    try:
+        yield pool
+    finally:
+        pool.close()
