@@ -57,6 +57,7 @@ def pytest_runtest_protocol(item, nextitem):
 @dataclass
 class PytestRun:
     outcomes: dict[str, str] = field(default_factory=dict)  # test id -> passed|failed|error|skipped
+    messages: dict[str, str] = field(default_factory=dict)  # test id -> failure message (for statements)
     exit_code: int | None = None
     timed_out: bool = False
     report_found: bool = False
@@ -71,8 +72,14 @@ class PytestRun:
 
 
 def parse_junit(xml_bytes: bytes) -> dict[str, str]:
+    return parse_junit_details(xml_bytes)[0]
+
+
+def parse_junit_details(xml_bytes: bytes, message_chars: int = 800) -> tuple[dict[str, str], dict[str, str]]:
+    """(test id -> outcome, test id -> failure/error message with the start of its traceback)."""
     root = ET.fromstring(xml_bytes)
     outcomes: dict[str, str] = {}
+    messages: dict[str, str] = {}
     for case in root.iter("testcase"):
         cls, name = case.get("classname", ""), case.get("name", "")
         test_id = f"{cls}::{name}" if cls else name
@@ -81,10 +88,13 @@ def parse_junit(xml_bytes: bytes) -> dict[str, str]:
             tag = {"failure": FAILED, "error": ERROR, "skipped": SKIPPED}.get(child.tag)
             if tag and _RANK[tag] > _RANK[status]:
                 status = tag
+            if tag in (FAILED, ERROR) and test_id not in messages:
+                text = (child.get("message") or "") + "\n" + (child.text or "")
+                messages[test_id] = text.strip()[:message_chars]
         if test_id in outcomes and _RANK[outcomes[test_id]] > _RANK[status]:
             status = outcomes[test_id]
         outcomes[test_id] = status
-    return outcomes
+    return outcomes, messages
 
 
 def run_pytest(box: Sandbox, spec: ProjectSpec, repo_dir: str, deps_dir: str | None, *,
@@ -114,7 +124,7 @@ def run_pytest(box: Sandbox, spec: ProjectSpec, repo_dir: str, deps_dir: str | N
         box.exec(["rm", "-rf", run_dir], timeout_s=10)
     if xml:
         try:
-            run.outcomes = parse_junit(xml)
+            run.outcomes, run.messages = parse_junit_details(xml)
             run.report_found = True
         except ET.ParseError:
             run.report_found = False

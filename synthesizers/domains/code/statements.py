@@ -1,0 +1,82 @@
+"""Problem statements for repo-level instances: written by an LLM from the failing tests' output,
+with a templated fallback.
+
+Neither reveals the patch: the inputs are the project, the failing test ids
+and the ``E ...`` lines of their failures (what a user filing an issue would
+see), never the diff or the mutated source line. An LLM statement that is
+empty, too short or too long, or quotes the changed line (before or after) is
+discarded for the template.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+from schemas import Message
+
+MAX_TESTS_SHOWN = 3
+_E_LINE = re.compile(r"^E\s{1,5}(.*)$", re.MULTILINE)
+
+SYSTEM = ("You write GitHub issues for Python libraries. Given failing tests and their errors, write a short "
+          "bug report (3-8 sentences) as a user of the library would: what they did, what they expected, what "
+          "happened. Do not guess the cause, do not propose a fix, and do not quote the library's source code.")
+
+
+def error_lines(message: str, limit: int = 6) -> str:
+    lines = [m.group(1).rstrip() for m in _E_LINE.finditer(message)]
+    if not lines:  # no pytest "E" lines: keep the first line of the message
+        lines = message.strip().splitlines()[:1]
+    return "\n".join(line[:200] for line in lines[:limit])
+
+
+def _short(test_id: str) -> str:
+    module, _, name = test_id.partition("::")
+    return f"{module.rsplit('.', 1)[-1]}::{name}" if name else test_id
+
+
+def evidence(f2p: list[str], messages: dict[str, str]) -> str:
+    parts = []
+    for test_id in f2p[:MAX_TESTS_SHOWN]:
+        err = error_lines(messages.get(test_id, "")) or "(no error message)"
+        parts.append(f"{test_id}\n{err}")
+    return "\n\n".join(parts)
+
+
+def template_statement(project: str, version: str, f2p: list[str], messages: dict[str, str]) -> str:
+    shown = ", ".join(f"`{_short(t)}`" for t in f2p[:MAX_TESTS_SHOWN])
+    more = f" (and {len(f2p) - MAX_TESTS_SHOWN} more)" if len(f2p) > MAX_TESTS_SHOWN else ""
+    first = f2p[0]
+    err = error_lines(messages.get(first, "")) or "(no error message)"
+    return (f"In {project} {version}, {len(f2p)} test(s) of the project's own suite fail: {shown}{more}.\n\n"
+            f"`{_short(first)}` fails with:\n```\n{err}\n```\n\n"
+            "The tests describe the intended behaviour. Find the bug in the library's source and fix it "
+            "without changing the tests.")
+
+
+def acceptable(text: str, before: str, after: str) -> bool:
+    text = text.strip()
+    if not (40 <= len(text) <= 2500):
+        return False
+    return not any(line and len(line) > 8 and line in text for line in (before.strip(), after.strip()))
+
+
+async def llm_statements(engine: Any, items: list[dict[str, Any]], max_tokens: int = 256,
+                         concurrency: int = 16) -> list[str | None]:
+    """One statement per item ({project, version, f2p, messages, before, after}); None where unusable."""
+    from synthesizers.engines.base import SamplingParams
+
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(item: dict[str, Any]) -> str | None:
+        prompt = (f"Library: {item['project']} {item['version']}\n\nFailing tests and errors:\n\n"
+                  f"{evidence(item['f2p'], item['messages'])}\n\nWrite the bug report.")
+        async with slots:
+            done = await engine.chat([Message(role="system", content=SYSTEM), Message(role="user", content=prompt)],
+                                     params=SamplingParams(temperature=0.3, max_tokens=max_tokens, seed=0))
+        if done.error or not acceptable(done.text, item["before"], item["after"]):
+            return None
+        return done.text.strip()
+
+    return list(await asyncio.gather(*(one(i) for i in items)))
