@@ -111,6 +111,18 @@ def parse_diff(text: str) -> list[FilePatch]:
     return patches
 
 
+def split_diff(text: str) -> list[tuple[str, str]]:
+    """[(path, that file's part of the diff)] in order; text before the first header is dropped."""
+    lines = text.splitlines(keepends=True)
+    starts = [i for i in range(len(lines) - 1) if lines[i].startswith("--- ") and lines[i + 1].startswith("+++ ")]
+    out = []
+    for k, i in enumerate(starts):
+        chunk = "".join(lines[i:starts[k + 1] if k + 1 < len(starts) else len(lines)])
+        old, new = _header_path(lines[i][4:]), _header_path(lines[i + 1][4:])
+        out.append((new or old or "", chunk))
+    return out
+
+
 def _strip_eol(hunk: list[str]) -> None:
     if hunk and hunk[-1].endswith("\n"):
         hunk[-1] = hunk[-1][:-1]

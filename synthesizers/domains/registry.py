@@ -9,6 +9,7 @@ from synthesizers.domains.base import Domain
 # name -> "module:attribute"; imported lazily so one broken plug-in can't break the others.
 DOMAINS: dict[str, str] = {
     "math": "synthesizers.domains.math:MathDomain",
+    "code": "synthesizers.domains.code.domain:CodeDomain",
     "deep-research": "synthesizers.domains.deep_research:DeepResearchDomain",
     "agentic-cot": "synthesizers.domains.agentic_cot:AgenticCoTDomain",
     "tool-use": "synthesizers.domains.tool_use:ToolUseDomain",

@@ -1,0 +1,147 @@
+"""The code domain plug-in: repo-level bug fixing (and function-level tasks) on real projects.
+
+Seeds: the instances Parquet written by ``make code-tasks``
+(``python -m synthesizers.domains.code.instances``) and, optionally, the
+function-level tasks of ``function_tasks``. One sandbox holds the checkout for
+the whole rollout (``sandbox_scope = "rollout"``). The verifier for both kinds
+is ``verifiers.code_repo.RepoCodeVerifier`` (task kind ``repo``).
+
+Critical action (where branching cuts): the first assistant turn that edits
+(``edit``, ``submit``, or a ``bash`` command that is not plainly read-only) or
+runs tests, whichever comes first; without one, the first assistant turn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+from pathlib import Path
+from typing import Any, Iterator
+
+from schemas import Message, Task
+from synthesizers.domains.base import Tool
+from synthesizers.domains.code.tools import code_tools
+from verifiers.repo_env import code_cache_dir
+
+OPTION_KEYS = {"instances", "function_tasks", "kinds", "shuffle", "projects"}
+SYSTEM_PROMPT = (
+    "You are a software engineer fixing a bug in a real Python project. The repository is checked out at "
+    "/work/repo. Tools: `bash` (run a command there, e.g. `python3 -m pytest tests/test_x.py -q`), `view` "
+    "(read a file or a line range), `edit` (replace one unique string in a file) and `submit`. Find the bug "
+    "in the library's source, fix it with `edit`, check it with the tests, then call `submit`. Do not change "
+    "the tests: changes to tests or test configuration are not part of a submission."
+)
+FUNCTION_PROMPT = (
+    "You are a Python programmer. Complete the function from a real project whose signature and docstring "
+    "are given. Reply with the complete function definition in one ```python code block."
+)
+_TEST_RUN = re.compile(r"\b(pytest|py\.test|unittest|tox|nox)\b|python3?\s+\S*test", re.IGNORECASE)
+_READ_ONLY = {"ls", "cat", "head", "tail", "grep", "egrep", "rg", "find", "wc", "pwd", "echo", "nl", "tree",
+              "sort", "uniq", "file", "stat", "diff", "which", "cd", "true", "less", "more", "awk"}
+_SEPARATORS = re.compile(r"\|\||&&|[|;\n]")
+
+
+class CodeDomainError(ValueError):
+    pass
+
+
+def is_test_run(command: str) -> bool:
+    return bool(_TEST_RUN.search(command))
+
+
+def is_read_only(command: str) -> bool:
+    """True only for commands plainly free of side effects (no redirects, no in-place edits)."""
+    if re.search(r"(^|[^0-9&])>|>>|\btee\b|-i\b|--in-place|`|\$\(", command):
+        return False
+    for part in _SEPARATORS.split(command):
+        try:
+            words = shlex.split(part)
+        except ValueError:
+            return False
+        if words and words[0] not in _READ_ONLY:
+            return False
+    return True
+
+
+def _default_instances() -> Path:
+    return code_cache_dir() / "instances" / "instances.parquet"
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    if path.is_dir():
+        path = path / "instances.parquet"
+    if not path.is_file():
+        raise CodeDomainError(f"no code instances at {path}: run `make code-tasks` (python -m "
+                              "synthesizers.domains.code.instances --out .cache/code/instances --target 200)")
+    return pq.read_table(path).to_pylist()
+
+
+class CodeDomain:
+    """Options: ``instances`` (Parquet file or folder; default .cache/code/instances), ``function_tasks``
+    (Parquet from ``function_tasks``; optional), ``kinds`` (["repo"] by default; add "function"),
+    ``projects`` (only these), ``shuffle`` (default true)."""
+
+    name = "code"
+    needs_sandbox = True
+    sandbox_scope = "rollout"  # the checkout lives in one box for the whole rollout
+
+    def seed_tasks(self, options: dict[str, Any], *, limit: int | None, seed: int) -> Iterator[Task]:
+        from synthesizers.domains.code.function_tasks import function_task_from_row
+        from synthesizers.domains.code.instances import instance_to_task
+
+        options = dict(options or {})
+        if unknown := set(options) - OPTION_KEYS:
+            raise CodeDomainError(f"unknown code option(s) {sorted(unknown)}; known: {sorted(OPTION_KEYS)}")
+        kinds = list(options.get("kinds") or ["repo"])
+        if bad := set(kinds) - {"repo", "function"}:
+            raise CodeDomainError(f"code kinds must be among ['repo', 'function'], got {sorted(bad)}")
+        tasks: list[Task] = []
+        if "repo" in kinds:
+            rows = _read_rows(Path(options.get("instances") or _default_instances()))
+            tasks += [instance_to_task(r) for r in rows]
+        if "function" in kinds:
+            path = options.get("function_tasks") or code_cache_dir() / "function_tasks" / "function_tasks.parquet"
+            tasks += [function_task_from_row(r) for r in _read_rows(Path(path))]
+        if projects := options.get("projects"):
+            tasks = [t for t in tasks if t.payload["project"]["name"] in set(projects)]
+        if options.get("shuffle", True):
+            tasks.sort(key=lambda t: hashlib.sha256(f"{seed}:{t.id}".encode()).hexdigest())
+        return iter(tasks[:limit] if limit is not None else tasks)
+
+    def initial_messages(self, task: Task) -> list[Message]:
+        payload = task.payload
+        if "function" in payload:
+            return [Message(role="system", content=FUNCTION_PROMPT),
+                    Message(role="user", content=payload["function"]["prompt"])]
+        project = payload["project"]
+        user = (f"Repository: {project['name']} {project['version']} at /work/repo.\n\n"
+                f"{payload.get('problem_statement', '').strip()}")
+        return [Message(role="system", content=SYSTEM_PROMPT), Message(role="user", content=user)]
+
+    def tools(self, task: Task) -> list[Tool]:
+        return [] if "function" in task.payload else code_tools()
+
+    def is_final(self, message: Message) -> bool:
+        """A turn without tool calls ends a code rollout (after ``submit``, or an answer block)."""
+        return message.role == "assistant" and not message.tool_calls
+
+    def first_critical_step(self, messages: list[Message]) -> int | None:
+        for index, message in enumerate(messages):
+            if message.role != "assistant":
+                continue
+            for call in message.tool_calls:
+                name = call.function.name
+                if name in ("edit", "submit"):
+                    return index
+                if name == "bash":
+                    try:
+                        command = str(json.loads(call.function.arguments or "{}").get("command", ""))
+                    except (ValueError, AttributeError):
+                        command = ""
+                    if is_test_run(command) or not is_read_only(command):
+                        return index
+        return next((i for i, m in enumerate(messages) if m.role == "assistant"), None)

@@ -1,0 +1,192 @@
+"""The code agent's tools: ``bash``, ``view``, ``edit``, ``submit``, all in the rollout's sandbox.
+
+The first call of a rollout stages the buggy checkout (pinned sdist +
+``bug_patch``) at ``/work/repo`` and a copy at ``/work/.tf/base`` (what
+``submit`` diffs against), plus the project's test deps when the box's image
+lacks them. ``bash`` runs in ``/work/repo`` with ``PYTHONPATH`` set so
+``python3 -m pytest`` tests the checkout. ``submit`` prints the diff of the
+project's source files (tests, config and scratch files are left out and
+named); the verifier applies exactly that diff to a fresh checkout.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import secrets
+import threading
+from pathlib import Path
+from typing import Any
+
+from synthesizers.domains.base import ToolContext, ToolError
+from verifiers import repo_patch
+from verifiers.code_repo import buggy_checkout, submission_text
+from verifiers.repo_env import ProjectSpec, change_allowed, python_path, stage_deps, stage_files
+
+REPO, BASE = "repo", ".tf/base"
+MAX_OUTPUT_CHARS = 2500  # per observation: small models have small windows
+VIEW_MAX_LINES = 120
+_PATCH_SCRIPT = Path(repo_patch.__file__).read_text()
+_setup_lock = threading.Lock()
+
+
+def _clip(text: str, limit: int = MAX_OUTPUT_CHARS) -> str:
+    text = text.rstrip("\n")
+    if len(text) <= limit:
+        return text
+    head = limit * 2 // 3
+    return f"{text[:head]}\n[... {len(text) - limit} characters cut ...]\n{text[-(limit - head):]}"
+
+
+def _schema(name: str, description: str, props: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": name, "description": description,
+                                             "parameters": {"type": "object", "properties": props,
+                                                            "required": required}}}
+
+
+def workspace(ctx: ToolContext) -> dict[str, Any]:
+    """The rollout's checkout, staged on first use: {repo, spec, env}."""
+    if ctx.sandbox is None:
+        raise ToolError("this tool needs a sandbox, and none was given to this rollout")
+    state = ctx.state if ctx.state is not None else {}
+    with _setup_lock:
+        if "code_ws" not in state:
+            spec = ProjectSpec.from_dict(ctx.task.payload["project"])
+            raw, buggy = buggy_checkout(spec, str(ctx.task.payload.get("bug_patch", "")))
+            files: dict[str, bytes | str] = {**raw, **buggy}
+            repo = stage_files(ctx.sandbox, files, REPO)
+            stage_files(ctx.sandbox, files, BASE)
+            deps = stage_deps(ctx.sandbox, spec)
+            env = {"PYTHONPATH": ":".join(python_path(spec, repo, deps)), "HOME": "/tmp",
+                   "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"}
+            state["code_ws"] = {"repo": repo, "spec": spec, "env": env}
+    return state["code_ws"]
+
+
+def _repo_path(ws: dict[str, Any], path: Any) -> tuple[str, str]:
+    """(relative, absolute) path inside the checkout; anything outside is refused."""
+    if not isinstance(path, str) or not path.strip():
+        raise ToolError("'path' must be a file path inside the repository, e.g. 'src/pkg/module.py'")
+    root = ws["repo"]
+    raw = path.strip()
+    full = posixpath.normpath(raw if raw.startswith("/") else posixpath.join(root, raw))
+    if full != root and not full.startswith(root + "/"):
+        raise ToolError(f"{path!r} is outside the repository ({root})")
+    return posixpath.relpath(full, root), full
+
+
+class BashTool:
+    name = "bash"
+    needs_sandbox = True
+    schema = _schema("bash", "Run a bash command in the repository folder (/work/repo) and get its exit code "
+                     "and output. Use it to explore and to run tests, e.g. `python3 -m pytest tests/test_x.py -q`.",
+                     {"command": {"type": "string", "description": "the bash command"}}, ["command"])
+
+    def __init__(self, timeout_s: float = 45.0):
+        self.timeout_s = timeout_s
+
+    def run(self, arguments: dict[str, Any], ctx: ToolContext) -> str:
+        command = arguments.get("command")
+        if not isinstance(command, str) or not command.strip():
+            raise ToolError("bash needs 'command': a non-empty string")
+        ws = workspace(ctx)
+        result = ctx.sandbox.exec(["bash", "-c", command], timeout_s=self.timeout_s, workdir=ws["repo"],
+                                  env=ws["env"])
+        head = (f"timed out after {self.timeout_s:g} s (killed)" if result.timed_out
+                else f"exit code: {result.exit_code}")
+        body = result.stdout + (("\n[stderr]\n" + result.stderr) if result.stderr.strip() else "")
+        return f"{head}\n{_clip(body)}"
+
+
+class ViewTool:
+    name = "view"
+    needs_sandbox = True
+    schema = _schema("view", f"Show a file with line numbers (at most {VIEW_MAX_LINES} lines at a time), or list "
+                     "a directory.", {"path": {"type": "string", "description": "path relative to the repository"},
+                                      "start_line": {"type": "integer", "description": "first line (1-based)"},
+                                      "end_line": {"type": "integer", "description": "last line (inclusive)"}},
+                     ["path"])
+
+    def run(self, arguments: dict[str, Any], ctx: ToolContext) -> str:
+        ws = workspace(ctx)
+        rel, full = _repo_path(ws, arguments.get("path"))
+        listing = ctx.sandbox.exec(["sh", "-c", 'test -d "$1" && ls -1Ap "$1"', "sh", full], timeout_s=10)
+        if listing.exit_code == 0:
+            return f"{rel}/ contains:\n{_clip(listing.stdout)}"
+        try:
+            text = ctx.sandbox.get_file(full).decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            raise ToolError(f"no such file or directory: {rel}") from None
+        lines = text.splitlines()
+        try:
+            start = max(1, int(arguments.get("start_line") or 1))
+            end = int(arguments.get("end_line") or start + VIEW_MAX_LINES - 1)
+        except (TypeError, ValueError):
+            raise ToolError("start_line and end_line must be integers") from None
+        end = min(end, len(lines), start + VIEW_MAX_LINES - 1)
+        shown = "\n".join(f"{i:5d}  {lines[i - 1]}" for i in range(start, end + 1))
+        more = f"\n[{len(lines) - end} more lines; view with start_line={end + 1}]" if end < len(lines) else ""
+        return _clip(f"{rel} (lines {start}-{end} of {len(lines)}):\n{shown}{more}", MAX_OUTPUT_CHARS + 1500)
+
+
+class EditTool:
+    name = "edit"
+    needs_sandbox = True
+    schema = _schema("edit", "Replace one exact, unique occurrence of old_str in a file with new_str.",
+                     {"path": {"type": "string", "description": "path relative to the repository"},
+                      "old_str": {"type": "string", "description": "text to replace; must occur exactly once"},
+                      "new_str": {"type": "string", "description": "the replacement text"}},
+                     ["path", "old_str", "new_str"])
+
+    def run(self, arguments: dict[str, Any], ctx: ToolContext) -> str:
+        ws = workspace(ctx)
+        rel, full = _repo_path(ws, arguments.get("path"))
+        old, new = arguments.get("old_str"), arguments.get("new_str")
+        if not isinstance(old, str) or not old or not isinstance(new, str):
+            raise ToolError("edit needs 'old_str' (non-empty) and 'new_str' strings")
+        try:
+            text = ctx.sandbox.get_file(full).decode("utf-8")
+        except FileNotFoundError:
+            raise ToolError(f"no such file: {rel}") from None
+        except UnicodeDecodeError:
+            raise ToolError(f"{rel} is not a text file") from None
+        count = text.count(old)
+        if count != 1:
+            raise ToolError(f"old_str occurs {count} times in {rel}; it must occur exactly once "
+                            "(include more surrounding lines to make it unique)")
+        updated = text.replace(old, new, 1)
+        ctx.sandbox.put_files({full: updated})
+        line = text[:text.index(old)].count("\n") + 1
+        snippet = updated.splitlines()[max(0, line - 3):line + new.count("\n") + 3]
+        numbered = "\n".join(f"{i:5d}  {s}" for i, s in enumerate(snippet, start=max(1, line - 2)))
+        return f"Edited {rel}. The lines around the change now read:\n{numbered}"
+
+
+class SubmitTool:
+    name = "submit"
+    needs_sandbox = True
+    schema = _schema("submit", "Submit your fix: the diff of the project's source files against the starting "
+                     "checkout is recorded and judged by the project's tests. Call it once, when done.", {}, [])
+
+    def run(self, arguments: dict[str, Any], ctx: ToolContext) -> str:
+        ws = workspace(ctx)
+        script = f"/tmp/tf-submit-{secrets.token_hex(6)}.py"
+        ctx.sandbox.put_files({script: _PATCH_SCRIPT})
+        base = posixpath.join(ctx.sandbox.workdir, BASE)
+        result = ctx.sandbox.exec(["python3", "-I", script, base, ws["repo"]], timeout_s=60)
+        ctx.sandbox.exec(["rm", "-f", script], timeout_s=10)
+        if result.exit_code != 0 or result.truncated:
+            why = "the diff is too large" if result.truncated else _clip(result.stderr, 500)
+            raise ToolError(f"could not compute your patch: {why}")
+        spec: ProjectSpec = ws["spec"]
+        kept, left_out = [], []
+        for path, chunk in repo_patch.split_diff(result.stdout):
+            (kept if change_allowed(spec, path) else left_out).append((path, chunk))
+        text = submission_text("".join(chunk for _, chunk in kept))
+        if left_out:
+            names = ", ".join(p for p, _ in left_out[:8])
+            text += f"\nNot part of the submission (only the project's source files count): {names}"
+        return text
+
+
+def code_tools() -> list[Any]:
+    return [BashTool(), ViewTool(), EditTool(), SubmitTool()]
