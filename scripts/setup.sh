@@ -71,12 +71,13 @@ step_apt() {
   local -a need=()
   command -v dockerd >/dev/null 2>&1 || [[ -x /usr/sbin/dockerd ]] || need+=(docker.io)
   command -v debootstrap >/dev/null 2>&1 || [[ -x /usr/sbin/debootstrap ]] || need+=(debootstrap)
+  command -v chromium >/dev/null 2>&1 || [[ -x /usr/bin/chromium ]] || need+=(chromium)  # reviewer browser test
   if ! command -v "$PYTHON" >/dev/null 2>&1; then
     need+=("$PYTHON" "$PYTHON-venv")
   elif [[ ! -x "$VPY" ]] && ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
     need+=("$PYTHON-venv")
   fi
-  if [[ ${#need[@]} -eq 0 ]]; then say apt "docker.io, debootstrap, $PYTHON: already installed"; return; fi
+  if [[ ${#need[@]} -eq 0 ]]; then say apt "docker.io, debootstrap, chromium, $PYTHON: already installed"; return; fi
   if [[ "$MODE" == check ]]; then todo apt "apt-get install ${need[*]}"; return; fi
   command -v apt-get >/dev/null 2>&1 \
     || die "missing ${need[*]} and no apt-get on this machine: install them with your package manager, then re-run \`make setup\`"
