@@ -7,7 +7,6 @@ end, so readers never see a half-written set.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import time
 from pathlib import Path
@@ -15,16 +14,9 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 
-from schemas import Manifest, ShardEntry, ShardRow, shard_arrow_schema, shard_file_name
+from schemas import Manifest, ShardEntry, ShardRow, sha256_file, shard_arrow_schema, shard_file_name
 from pipelines.atomic import write_json, write_parquet
 
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def rows_to_table(rows: list[ShardRow]) -> pa.Table:

@@ -16,6 +16,7 @@ from schemas.shard import (
     Manifest,
     ShardEntry,
     ShardRow,
+    sha256_file,
     shard_arrow_schema,
     shard_file_name,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "MASKING_POLICIES",
     "shard_arrow_schema",
     "shard_file_name",
+    "sha256_file",
     "trajectory_arrow_schema",
     "trajectories_to_table",
     "table_to_trajectories",

@@ -6,6 +6,8 @@ trajectory; ``datasets.load_dataset("parquet", ...)`` reads it as it is.
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -14,6 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from schemas.version import SCHEMA_VERSION
 
 MASKING_POLICIES = ("assistant", "assistant+user", "all-but-tool", "none")
+
+
+def sha256_file(path: str | Path) -> str:
+    """The digest a manifest records for a shard (writer and reader must agree)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def shard_file_name(domain: str, index: int) -> str:

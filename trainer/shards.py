@@ -8,14 +8,13 @@ cache) as flat numpy arrays, so fetching a document is two slices.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 
-from schemas import SCHEMA_VERSION, Manifest
+from schemas import SCHEMA_VERSION, Manifest, sha256_file
 
 
 class ShardError(Exception):
@@ -47,13 +46,6 @@ def check_tokenizer(manifest: Manifest, tokenizer: str | None) -> None:
             "train with the tokenizer the shards were made with"
         )
 
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class ShardSet:
