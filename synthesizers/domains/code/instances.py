@@ -83,8 +83,10 @@ def _row(spec: ProjectSpec, m: Mutation, original: str, f2p: list[str], p2p: lis
 
 
 def validate_project(spec: ProjectSpec, quota: int, *, seed: int, out: Path, max_attempts: int,
-                     image: str | None = None, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Kept instances of one project (resuming from its attempts file)."""
+                     image: str | None = None, log: Callable[[str], None] = print,
+                     candidates: list[Mutation] | None = None) -> list[dict[str, Any]]:
+    """Kept instances of one project (resuming from its attempts file); ``candidates`` replaces
+    the project's own mutation list (tests use it to feed known bugs)."""
     from sandboxes.base import SandboxLimits
     from sandboxes.docker_backend import DockerSandboxPool
     from synthesizers.domains.code.images import ensure_project_image
@@ -115,7 +117,7 @@ def validate_project(spec: ProjectSpec, quota: int, *, seed: int, out: Path, max
         deps = stage_deps(box, spec)
         budget_s = max(60.0, 6 * max(base.run_seconds))
         tried = len(done)
-        for m in candidate_mutations(spec, files, seed):
+        for m in candidates if candidates is not None else candidate_mutations(spec, files, seed):
             if len(kept) >= quota or tried >= max_attempts:
                 break
             if m.id in done or (m.path, m.function) in used_functions:

@@ -1,0 +1,139 @@
+"""Code domain in the real sandbox on a real project (cachetools): bug injection keeps only
+instances with >= 1 FAIL_TO_PASS and >= 1 PASS_TO_PASS; the tools and a scripted rollout
+through the generic TaskRunner reach a verified fix; a failed rollout branches at its first edit."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from schemas import Message, ToolCall
+from synthesizers.agent_loop import Budget
+from synthesizers.domains.base import ToolContext
+from synthesizers.domains.code.domain import CodeDomain
+from synthesizers.domains.code.instances import instance_to_task, validate_project
+from synthesizers.domains.code.mutate import Mutation
+from synthesizers.engines.base import Completion, SamplingParams
+from tests.synthesizers.domains.code.helpers import (
+    BUG_LINE,
+    GOOD_LINE,
+    LRU_FILE,
+    buggy_lru,
+    pristine_lru,
+    project_pool,
+    project_spec,
+)
+from verifiers.code_repo import RepoCodeVerifier
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return project_spec()
+
+
+@pytest.fixture(scope="module")
+def pool(spec):
+    with project_pool(spec) as pool:
+        yield pool
+
+
+@pytest.fixture(scope="module")
+def instances(spec, tmp_path_factory):
+    """Three hand-made mutations through the real validation loop: one real bug, one that breaks
+    every test (no PASS_TO_PASS), one that changes nothing observable (no FAIL_TO_PASS)."""
+    good = pristine_lru(spec)
+    mk = lambda kind, text: Mutation(LRU_FILE, 1, kind, f"f_{kind}", "", "", text)  # noqa: E731
+    candidates = [mk("real", buggy_lru(spec)), mk("breaks_all", "raise ImportError('boom')\n" + good),
+                  mk("harmless", good + "\n_UNUSED = 1\n")]
+    out = tmp_path_factory.mktemp("instances")
+    rows = validate_project(spec, quota=3, seed=0, out=out, max_attempts=3, candidates=candidates)
+    attempts = [json.loads(line) for line in (out / "attempts" / f"{spec.name}-{spec.version}.jsonl").open()]
+    return rows, attempts
+
+
+def test_bug_injection_keeps_only_f2p_and_p2p(instances):
+    rows, attempts = instances
+    assert len(attempts) == 3
+    for rec in attempts:
+        assert ("row" in rec) == (rec["f2p"] >= 1 and rec["p2p"] >= 1), rec
+    assert [r["mutation_kind"] for r in rows] == ["real"]
+    row = rows[0]
+    assert any("test_lru" in t for t in row["FAIL_TO_PASS"]) and len(row["PASS_TO_PASS"]) > 50
+    assert not set(row["FAIL_TO_PASS"]) & set(row["PASS_TO_PASS"])
+    assert BUG_LINE.strip() in row["bug_patch"] and GOOD_LINE.strip() in row["fix_patch"]
+
+
+class FixerEngine:
+    """Scripted agent: look, run the failing test, fix (or not), submit, stop."""
+
+    model_id = "scripted-fixer"
+
+    def __init__(self, fix: bool):
+        self.fix = fix
+
+    async def chat(self, messages, *, tools=None, params: SamplingParams = SamplingParams()) -> Completion:
+        turn = sum(m.role == "assistant" for m in messages)
+        new = (GOOD_LINE if self.fix else BUG_LINE.replace("(self.__order)", "(list(self.__order))")).strip()
+        script = [("view", {"path": LRU_FILE, "start_line": 220, "end_line": 232}),
+                  ("bash", {"command": "python3 -m pytest tests/test_lru.py -q 2>&1 | tail -3"}),
+                  ("edit", {"path": LRU_FILE, "old_str": BUG_LINE.strip(), "new_str": new}),
+                  ("submit", {})]
+        if turn >= len(script):
+            return Completion(text="Done.", finish_reason="stop", prompt_tokens=10, completion_tokens=2)
+        name, args = script[turn]
+        call = ToolCall.make(f"call-{turn}-{params.seed}", name, args)
+        return Completion(text=f"Step {turn}.", finish_reason="stop", prompt_tokens=10, completion_tokens=5,
+                          tool_calls=[call])
+
+    async def close(self):
+        return None
+
+
+def _settings(branches: int):
+    from pipelines.rollout import RolloutSettings
+
+    return RolloutSettings(sampling=SamplingParams(max_tokens=64), seed=7, branches=branches,
+                           budget=Budget(max_turns=8, max_total_tokens=100_000, max_tool_output_chars=12_000))
+
+
+def _runner(fix: bool, pool, branches: int):
+    from pipelines.rollout import TaskRunner
+
+    return TaskRunner(FixerEngine(fix), CodeDomain(), lambda kind: RepoCodeVerifier(), _settings(branches),
+                      pool=pool, concurrency=2)
+
+
+async def test_scripted_rollout_fixes_and_passes(instances, pool):
+    task = instance_to_task(instances[0][0])
+    trajs = await _runner(True, pool, branches=1).run_task(task)
+    assert len(trajs) == 1, [t.verdict for t in trajs]
+    traj = trajs[0]
+    assert traj.verdict.passed, traj.verdict.reason
+    tool_out = {m.name: m.content for m in traj.messages if m.role == "tool"}
+    assert "Edited" in tool_out["edit"] and "failed" in tool_out["bash"] and "<patch>" in tool_out["submit"]
+    assert CodeDomain().first_critical_step(traj.messages) == 4  # the test run comes before the edit
+
+
+async def test_failed_rollout_branches_at_first_critical_action(instances, pool):
+    task = instance_to_task(instances[0][0])
+    trajs = await _runner(False, pool, branches=1).run_task(task)
+    root, branch = trajs
+    assert not root.verdict.passed and "FAIL_TO_PASS" in root.verdict.reason
+    assert branch.parent_id == root.id and branch.branch_step == 4
+    assert branch.messages[:4] == root.messages[:4]
+
+
+def test_tools_refuse_paths_outside_the_repo(instances, pool):
+    from synthesizers.domains.code.tools import ViewTool
+    from synthesizers.domains.base import ToolError
+
+    task = instance_to_task(instances[0][0])
+    with pool.acquire() as box:
+        ctx = ToolContext(task=task, sandbox=box, state={})
+        assert "src/" in ViewTool().run({"path": "."}, ctx)
+        with pytest.raises(ToolError):
+            ViewTool().run({"path": "../../etc/passwd"}, ctx)

@@ -1,0 +1,138 @@
+"""Code domain units without Docker: diffs, the patch policy, mutations, splicing, statements,
+the critical-action rule and tool arguments."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from schemas import Message, ToolCall
+from synthesizers.domains.code.baseline import Baseline
+from synthesizers.domains.code.domain import CodeDomain, is_read_only, is_test_run
+from synthesizers.domains.code.instances import classify, keep
+from synthesizers.domains.code.mutate import file_mutations
+from synthesizers.domains.code.statements import acceptable, template_statement
+from verifiers.code_repo_function import splice_function
+from verifiers.repo_env import ProjectSpec, change_allowed, is_test_path
+from verifiers.repo_patch import PatchError, apply_patch, file_diff, make_diff, parse_diff, split_diff
+
+SPEC = ProjectSpec(name="p", version="1", sha256="0" * 64, source=("src/pkg", "mod.py"))
+
+
+@pytest.mark.parametrize("old,new", [
+    ("a\nb\nc\n", "a\nB\nc\n"), ("a\nb", "a\nb\nc"), ("x\n" * 20, "x\n" * 5 + "y\n" + "x\n" * 15),
+    ("keep\nno newline", "keep\nchanged, still no newline"), ("", "new file\n"),
+])
+def test_diff_round_trip(old, new):
+    patch = file_diff("f.py", old, new)
+    assert apply_patch({"f.py": old}, parse_diff(patch))["f.py"] == new
+
+
+def test_add_delete_and_strictness():
+    diff = make_diff({"a.py": "1\n", "b.py": "2\n"}, {"a.py": "1\n", "c.py": "3\n"})
+    changed = apply_patch({"a.py": "1\n", "b.py": "2\n"}, parse_diff(diff))
+    assert changed == {"b.py": None, "c.py": "3\n"}
+    with pytest.raises(PatchError):
+        apply_patch({"f.py": "other\n"}, parse_diff(file_diff("f.py", "a\n", "b\n")))
+    assert [p for p, _ in split_diff(diff)] == ["b.py", "c.py"]
+
+
+@pytest.mark.parametrize("path,ok", [
+    ("src/pkg/core.py", True), ("mod.py", True), ("src/pkg/tests/test_core.py", False),
+    ("src/pkg/conftest.py", False), ("conftest.py", False), ("tests/test_x.py", False), ("pytest.ini", False),
+    ("setup.cfg", False), ("sitecustomize.py", False), ("src/pkg/../../sitecustomize.py", False),
+    ("/etc/passwd", False), ("src/pkg/data.json", False), ("src/other.py", False),
+])
+def test_change_policy(path, ok):
+    assert change_allowed(SPEC, path) is ok
+
+
+def test_test_paths():
+    assert is_test_path("toolz/tests/test_x.py") and is_test_path("test_six.py") and not is_test_path("six.py")
+
+
+SOURCE = '''import os
+
+
+def f(a, b):
+    """Doc."""
+    # a comment that must survive
+    if a < b and a:
+        x = a + 1
+        return x
+    return b - a
+'''
+
+
+def test_mutations_are_local_and_compile():
+    muts = file_mutations("src/pkg/m.py", SOURCE)
+    kinds = {m.kind for m in muts}
+    assert {"compare", "boolop", "binop", "constant", "negate_if", "drop_statement", "wrong_variable"} <= kinds
+    for m in muts:
+        compile(m.mutated_source, "m", "exec")
+        assert "# a comment that must survive" in m.mutated_source
+        assert len(file_diff("m.py", SOURCE, m.mutated_source).splitlines()) < 14
+    assert len({m.id for m in muts}) == len(muts)
+
+
+def test_keep_needs_both_f2p_and_p2p():
+    base = Baseline(project="p", passing=["t1", "t2", "t3"])
+    assert classify(base, lambda t: t != "t1") == (["t1"], ["t2", "t3"])
+    assert keep(["t1"], ["t2"]) and not keep([], ["t1"]) and not keep(["t1", "t2", "t3"], [])
+
+
+def test_splice_function():
+    src = "import math\n\n\ndef g(x):\n    \"\"\"Doc.\"\"\"\n    raise NotImplementedError\n\n\ndef h():\n    return 1\n"
+    out = splice_function(src, "g", "import re\n\ndef g(x):\n    return x * 2\n")
+    ns: dict = {}
+    exec(out, ns)
+    assert ns["g"](3) == 6 and ns["h"]() == 1
+    with pytest.raises(ValueError):
+        splice_function(src, "g", "def other():\n    pass\n")
+
+
+def test_statements_do_not_leak_the_patch():
+    text = template_statement("p", "1", ["tests.test_m::test_a"], {"tests.test_m::test_a": "E   assert 1 == 2"})
+    assert "test_a" in text and "assert 1 == 2" in text
+    assert not acceptable("The bug is in `x = a - 1`, replace it " * 3, "x = a + 1", "x = a - 1")
+    assert acceptable("Calling f(1, 2) returns 3 but the docs promise 2; tests fail.", "x = a + 1", "x = a - 1")
+
+
+def _call(name, **args):
+    return ToolCall.make(f"c-{name}", name, args)
+
+
+def test_critical_step_is_first_edit_or_test_run():
+    d = CodeDomain()
+    msgs = [Message(role="system"), Message(role="user", content="bug"),
+            Message(role="assistant", tool_calls=[_call("bash", command="ls -la && grep -n foo src/*.py | head")]),
+            Message(role="tool", content="..."),
+            Message(role="assistant", tool_calls=[_call("view", path="src/pkg/core.py")]),
+            Message(role="tool", content="..."),
+            Message(role="assistant", tool_calls=[_call("bash", command="python3 -m pytest tests -q")]),
+            Message(role="tool", content="..."),
+            Message(role="assistant", tool_calls=[_call("edit", path="a", old_str="x", new_str="y")])]
+    assert d.first_critical_step(msgs) == 6
+    assert d.first_critical_step(msgs[:6] + msgs[8:]) == 6  # the edit, now at index 6
+    assert d.first_critical_step(msgs[:6]) == 2  # nothing critical: the first assistant turn
+    assert is_test_run("cd tests && python3 -m pytest") and not is_test_run("ls tests")
+    for cmd in ("sed -i 's/a/b/' f.py", "echo x > f.py", "python3 -c 'open(\"f\",\"w\")'", "rm f.py", "cat $(x)"):
+        assert not is_read_only(cmd), cmd
+    assert is_read_only("cat -n src/pkg/core.py | sed -n 1,20p") is False  # sed is not on the list
+    assert is_read_only("grep -rn 'def f' src 2>/dev/null | head -20")
+
+
+def test_is_final_and_tools():
+    d = CodeDomain()
+    assert d.is_final(Message(role="assistant", content="done"))
+    assert not d.is_final(Message(role="assistant", tool_calls=[_call("submit")]))
+    assert [t.name for t in d.tools(_task())] == ["bash", "view", "edit", "submit"]
+    for tool in d.tools(_task()):
+        json.dumps(tool.schema)
+
+
+def _task():
+    from schemas import Task
+
+    return Task(id="t", domain="code", kind="repo", payload={"project": SPEC.to_dict(), "bug_patch": ""})
