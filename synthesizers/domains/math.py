@@ -34,8 +34,29 @@ DEFAULT_GENERATOR_COUNT = 200
 SYSTEM_PROMPT = (
     "You are a careful math assistant. Reason step by step. "
     "You may call the `python` tool to run Python 3 code and see what it prints. "
-    "When you are done, give the final answer in \\boxed{}, e.g. \\boxed{42}."
+    "When you are done, give the final answer in \\boxed{}, e.g. \\boxed{42}.\n\n"
+    # One worked example: small models copy a format they have seen far more reliably than one described.
+    "Example.\nQuestion: What is 12 + 30?\nAnswer: 12 + 30 = 42. The final answer is \\boxed{42}."
 )
+# Sent once when the model stops without a boxed answer (and without a tool call).
+ANSWER_REMINDER = "Please finish: state your final answer as \\boxed{...}."
+
+
+class AnswerReminder:
+    """The math domain's 'user': one reminder to box the answer, then the conversation ends.
+
+    Plugs into the agent loop's simulated-user hook; the reminder is a user turn, so the
+    masking policy keeps it out of the loss.
+    """
+
+    def __init__(self, max_reminders: int = 1):
+        self.left = max_reminders
+
+    async def reply(self, messages: list[Message]) -> Message | None:
+        if self.left <= 0:
+            return None
+        self.left -= 1
+        return Message(role="user", content=ANSWER_REMINDER)
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _CODE_FENCE = re.compile(r"^\s*```(?:python|py)?\s*\n(.*?)\n?```\s*$", re.DOTALL)
@@ -183,6 +204,9 @@ class MathDomain:
 
     def tools(self, task: Task) -> list[Tool]:
         return [self._python]
+
+    def user_simulator(self, task: Task, engine: object) -> AnswerReminder:
+        return AnswerReminder()
 
     def is_final(self, message: Message) -> bool:
         """A final answer is an assistant turn that boxes something and calls no tool."""

@@ -328,3 +328,12 @@ def test_python_tool_in_a_real_docker_sandbox(sandbox_pool):
         crashed = tool.run({"code": "1/0"}, ctx(sb))
         assert crashed.startswith("exit code: 1") and "ZeroDivisionError" in crashed
         assert tool.run({"code": "while True:\n    pass"}, ctx(sb)).startswith("timed out after 3 s")
+
+
+async def test_answer_reminder_asks_once_then_ends():
+    from synthesizers.domains.math import ANSWER_REMINDER, MathDomain
+
+    sim = MathDomain().user_simulator(Task(id="t", domain="math", payload={"question": "1+1", "answer": "2"}), None)
+    first = await sim.reply([])
+    assert first.role == "user" and first.content == ANSWER_REMINDER
+    assert await sim.reply([]) is None
