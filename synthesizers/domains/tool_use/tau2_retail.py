@@ -148,7 +148,7 @@ class RetailEnv(Environment):
         for old_id, new_id in zip(item_ids, new_item_ids):
             item = next(i for i in order["items"] if i["item_id"] == old_id)
             variant = self.db.get("products", item["product_id"])["variants"][new_id]
-            item.update(item_id=new_id, price=variant["price"], options=variant["options"])
+            item.update(item_id=new_id, price=variant["price"], options=dict(variant["options"]))
         kind = "payment" if diff > 0 else "refund"
         order["payment_history"].append({"transaction_type": kind, "amount": abs(diff), "payment_method_id": payment_method_id})
         order["status"] = "pending (item modified)"
