@@ -20,7 +20,7 @@ RUN_FLAGS   := $(if $(LIMIT),--limit $(LIMIT)) $(if $(MODEL),--model $(MODEL))
 
 DOMAINS := code tool-use deep-research agentic-cot
 
-.PHONY: help setup demo math $(DOMAINS) all test test-fast bench train-smoke review clean
+.PHONY: help setup demo math code-tasks $(DOMAINS) all test test-fast bench train-smoke review clean
 
 help: ## list the targets
 	@echo "usage: make TARGET [OUT=dir] [LIMIT=n] [MODEL=path-or-url]"
@@ -39,6 +39,9 @@ math: setup ## math domain at a configurable size: OUT=runs/math LIMIT=n MODEL=.
 code tool-use deep-research agentic-cot: setup ## planned domains -> runs/<domain>
 	@test -f configs/$@.yaml || { echo "error: domain '$@' is planned, not built yet (no configs/$@.yaml): use \`make math\`" >&2; exit 2; }
 	$(TRAJFORGE) run $@ --config configs/$@.yaml --out runs/$@ $(RUN_FLAGS)
+
+code-tasks: setup ## repo-level bug instances for the code domain (resumable) -> .cache/code/instances
+	$(PY) -m synthesizers.domains.code.instances --out .cache/code/instances --target 200
 
 all: setup ## every built domain under the mixture of configs/all.yaml -> runs/all/shards
 	$(TRAJFORGE) run all --config configs/all.yaml --out runs/all $(RUN_FLAGS)
