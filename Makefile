@@ -36,7 +36,7 @@ demo: setup ## small math run on the embedded model -> runs/demo
 math: setup ## math domain at a configurable size: OUT=runs/math LIMIT=n MODEL=...
 	$(TRAJFORGE) run math --config configs/math.yaml --out $(OUT) $(RUN_FLAGS)
 
-code tool-use deep-research agentic-cot: setup ## planned domains -> runs/<domain>
+code tool-use deep-research agentic-cot: setup ## one domain on configs/<domain>.yaml -> runs/<domain>
 	@test -f configs/$@.yaml || { echo "error: domain '$@' is planned, not built yet (no configs/$@.yaml): use \`make math\`" >&2; exit 2; }
 	$(TRAJFORGE) run $@ --config configs/$@.yaml --out runs/$@ $(RUN_FLAGS)
 
