@@ -37,6 +37,7 @@ class SamplingConfig(_Strict):
     temperature: float = 0.7
     top_p: float = 0.95
     max_tokens: int = 384
+    stop: list[str] = Field(default_factory=list)  # e.g. ["\n\n"] to end a small model's rambling turn
 
 
 class AgentConfig(_Strict):

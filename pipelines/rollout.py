@@ -224,6 +224,7 @@ def settings_from_config(config: Any) -> RolloutSettings:
             temperature=config.sampling.temperature,
             top_p=config.sampling.top_p,
             max_tokens=config.sampling.max_tokens,
+            stop=tuple(config.sampling.stop),
         ),
         budget=Budget(
             max_turns=config.agent.max_turns,

@@ -14,7 +14,7 @@ DOMAINS: dict[str, str] = {
     "agentic-cot": "synthesizers.domains.agentic_cot:AgenticCoTDomain",
     "tool-use": "synthesizers.domains.tool_use:ToolUseDomain",
 }
-PLANNED = ("code", "tool-use", "deep-research", "agentic-cot")
+PLANNED: tuple[str, ...] = ()  # names announced but not built yet
 
 
 class UnknownDomain(ValueError):
