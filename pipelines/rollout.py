@@ -128,6 +128,7 @@ class TaskRunner:
                         budget=self.settings.budget,
                         is_final=self.domain.is_final,
                         user_turn=simulator.reply if simulator is not None else None,
+                        prefix_after_user=getattr(simulator, "assistant_prefix", ""),
                     )
                 except Exception as exc:  # the loop itself failed: keep what we know
                     result = AgentResult(

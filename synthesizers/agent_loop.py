@@ -89,7 +89,10 @@ async def run_agent(
     budget: Budget = Budget(),
     is_final: Callable[[Message], bool] | None = None,
     user_turn: UserTurn | None = None,
+    prefix_after_user: str = "",
 ) -> AgentResult:
+    """Run one rollout. ``prefix_after_user`` starts the assistant turn that answers a
+    simulated-user reply (answer forcing, e.g. ``"The final answer is $\\boxed{"``)."""
     started = time.time()
     t_start = time.perf_counter()
     convo = list(messages)
@@ -98,13 +101,17 @@ async def run_agent(
     tokens, timings = TokenCounts(), Timings(started_at=started)
     stop_reason, error, turn = "max_turns", None, 0
     last_context = 0  # conversation tokens after the latest turn, as the engine counted them
+    prefix = ""  # set right after a simulated-user reply
 
     while turn < budget.max_turns:
         room = budget.max_total_tokens - last_context - _tokens_since_last_turn(convo)
         if room <= 0:
             stop_reason = "max_tokens"
             break
-        turn_params = replace(params, seed=turn_seed(params.seed, turn), max_tokens=min(params.max_tokens, room))
+        turn_params = replace(
+            params, seed=turn_seed(params.seed, turn), max_tokens=min(params.max_tokens, room), assistant_prefix=prefix
+        )
+        prefix = ""
         t0 = time.perf_counter()
         completion = await engine.chat(convo, tools=schemas, params=turn_params)
         timings.generate_s += time.perf_counter() - t0
@@ -141,6 +148,7 @@ async def run_agent(
                 stop_reason = "user_ended"
                 break
             convo.append(reply)
+            prefix = prefix_after_user
             continue
 
         t0 = time.perf_counter()

@@ -46,6 +46,13 @@ class Domain(Protocol):
     # Optional attribute ``sandbox_scope``: "rollout" (default; one box held for the
     # whole rollout, for stateful tools) or "call" (a box borrowed per tool call,
     # for stateless tools — lets many more rollouts run than there are boxes).
+    # Optional method ``user_simulator(task, engine)``: an object with
+    # ``async reply(messages) -> Message | None`` that plays the user when the
+    # assistant stops without a tool call or final answer (None ends the
+    # rollout); it may carry ``assistant_prefix: str``, the text the next
+    # assistant turn starts with (answer forcing, see ``SamplingParams``).
+    # Optional method ``training_messages(trajectory)``: the messages to train on
+    # when they differ from the rollout's (e.g. a rewrite).
 
     def seed_tasks(self, options: dict[str, Any], *, limit: int | None, seed: int) -> Iterator[Task]:
         """Deterministic for (options, limit, seed): same inputs, same tasks, same ids."""

@@ -40,6 +40,9 @@ SYSTEM_PROMPT = (
 )
 # Sent once when the model stops without a boxed answer (and without a tool call).
 ANSWER_REMINDER = "Please finish: state your final answer as \\boxed{...}."
+# The reply to the reminder starts with this, so even a small model ends in a
+# checkable answer (the number it computed) instead of more prose.
+ANSWER_PREFIX = "The final answer is $\\boxed{"
 
 
 class AnswerReminder:
@@ -48,6 +51,8 @@ class AnswerReminder:
     Plugs into the agent loop's simulated-user hook; the reminder is a user turn, so the
     masking policy keeps it out of the loss.
     """
+
+    assistant_prefix = ANSWER_PREFIX
 
     def __init__(self, max_reminders: int = 1):
         self.left = max_reminders

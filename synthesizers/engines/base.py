@@ -20,6 +20,11 @@ class SamplingParams:
     max_tokens: int = 512
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    # Answer forcing: the assistant turn starts with this text and the model
+    # continues it (e.g. "The final answer is $\\boxed{"). ``Completion.text``
+    # then holds prefix + continuation, so the stored message is what the
+    # model "said" and masking renders it like any assistant turn.
+    assistant_prefix: str = ""
 
 
 @dataclass

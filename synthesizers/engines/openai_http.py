@@ -115,12 +115,19 @@ class OpenAIHTTPEngine:
                 payload["seed"] = params.seed
             if params.stop:
                 payload["stop"] = list(params.stop)
+            if params.assistant_prefix:
+                # vLLM's (and most servers') way to continue a started assistant turn.
+                payload["messages"].append({"role": "assistant", "content": params.assistant_prefix})
+                payload["continue_final_message"] = True
+                payload["add_generation_prompt"] = False
             if tools:
                 payload["tools"] = tools
                 if self.tool_choice:
                     payload["tool_choice"] = self.tool_choice
             response = await self._post_with_retries("/chat/completions", payload)
             completion = _completion_from(response)
+            if params.assistant_prefix and completion.error is None:
+                completion.text = params.assistant_prefix + completion.text
         except Exception as exc:  # the Protocol: a failed request is recorded, not raised
             completion = Completion(finish_reason="error", error=f"{type(exc).__name__}: {exc}")
         completion.latency_s = time.perf_counter() - t0

@@ -173,7 +173,8 @@ class VLLMEngine:
     ) -> Completion:
         t0 = time.perf_counter()
         try:
-            prompt_ids = self.tokenizer.encode(self.render(messages, tools), add_special_tokens=False)
+            prompt = self.render(messages, tools) + params.assistant_prefix
+            prompt_ids = self.tokenizer.encode(prompt, add_special_tokens=False)
             room = self.max_model_len - len(prompt_ids)
             if room <= 0:
                 return Completion(
@@ -214,7 +215,7 @@ class VLLMEngine:
         if out.finish_reason == "abort":
             return Completion(finish_reason="error", prompt_tokens=len(prompt_ids), error="request aborted by the engine")
         return Completion(
-            text=out.text,
+            text=params.assistant_prefix + out.text,
             finish_reason=out.finish_reason or "stop",
             prompt_tokens=len(prompt_ids),
             completion_tokens=len(out.token_ids),

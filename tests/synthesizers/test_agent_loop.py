@@ -282,3 +282,28 @@ async def test_user_turn_hook_continues_until_the_user_ends():
     assert result.stop_reason == "user_ended"
     assert [m.role for m in result.messages] == ["user", "assistant", "user", "assistant", "user", "assistant"]
     assert seen == [2, 4, 6]
+
+
+async def test_the_turn_after_a_simulated_user_reply_starts_with_the_prefix():
+    from synthesizers.engines.base import Completion as _Completion
+
+    class Prefixing:
+        model_id = "prefixing"
+
+        def __init__(self):
+            self.prefixes = []
+
+        async def chat(self, messages, *, tools=None, params=None):
+            self.prefixes.append(params.assistant_prefix)
+            return _Completion(text=params.assistant_prefix + ("7}$" if params.assistant_prefix else "thinking"), finish_reason="stop")
+
+        async def close(self):
+            pass
+
+    async def remind(convo):
+        return Message(role="user", content="box it")
+
+    engine = Prefixing()
+    result = await run_agent(engine, START, [], ctx=CTX, is_final=boxed, user_turn=remind, prefix_after_user="So $\\boxed{")
+    assert engine.prefixes == ["", "So $\\boxed{"]  # only the turn that answers the user is forced
+    assert result.stop_reason == "final_answer" and result.messages[-1].content == "So $\\boxed{7}$"

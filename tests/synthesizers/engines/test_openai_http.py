@@ -146,3 +146,12 @@ async def test_tool_choice_is_sent_only_when_configured():
     await engine_for(explicit, model="m", tool_choice="none").chat(HELLO, tools=tools)
     assert "tool_choice" not in default.chat_payloads()[0]
     assert explicit.chat_payloads()[0]["tool_choice"] == "none"
+
+
+async def test_assistant_prefix_continues_a_started_assistant_turn():
+    recorder = Recorder([(200, ok_body(text="42}$."))])
+    completion = await engine_for(recorder, model="m").chat(HELLO, params=SamplingParams(assistant_prefix="So $\\boxed{"))
+    [payload] = recorder.chat_payloads()
+    assert payload["messages"][-1] == {"role": "assistant", "content": "So $\\boxed{"}
+    assert payload["continue_final_message"] is True and payload["add_generation_prompt"] is False
+    assert completion.text == "So $\\boxed{42}$."  # the stored turn is prefix + continuation

@@ -34,6 +34,17 @@ async def test_max_tokens_cuts_generation(vllm_engine):
     assert (completion.completion_tokens, completion.finish_reason) == (3, "length")
 
 
+async def test_assistant_prefix_is_continued_and_returned(vllm_engine):
+    prefix = "The answer is $\\boxed{"
+    params = SamplingParams(temperature=0.0, max_tokens=8, seed=0, assistant_prefix=prefix)
+    completion = await vllm_engine.chat(QUESTION, params=params)
+    assert completion.error is None, completion.error
+    assert completion.text.startswith(prefix) and len(completion.text) > len(prefix)
+    # The model saw the prefix as the start of its own turn (it is part of the prompt).
+    rendered = vllm_engine.render(QUESTION) + prefix
+    assert completion.prompt_tokens == len(vllm_engine.tokenizer.encode(rendered, add_special_tokens=False))
+
+
 async def test_seeds_make_sampling_reproducible(vllm_engine):
     params = [SamplingParams(temperature=1.0, max_tokens=24, seed=s) for s in (11, 11, 12, 13, 14)]
     texts = [c.text for c in await asyncio.gather(*[vllm_engine.chat(QUESTION, params=p) for p in params])]
