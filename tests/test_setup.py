@@ -122,9 +122,10 @@ def test_bench_runner_discovers_modules_and_formats_figures():
 
     names = bench_run.discover()
     assert names and all((ROOT / "bench" / f"bench_{n}.py").is_file() for n in names)
-    assert bench_run._figures({"skipped": "no GPU"}) == [("skipped", "no GPU", "-")]
-    assert bench_run._figures({"error": "exit code 1"})[0][0] == "error"
-    rows = bench_run._figures({"figures": [{"figure": "ratio", "value": 0.95123, "goal": ">= 0.9"}]})
-    assert rows == [("ratio", "0.9512", ">= 0.9")]
+    skipped = bench_run.figures({"skipped": "no GPU"})
+    assert skipped == [{"figure": "skipped", "value": "no GPU", "goal": "-", "met": None}]
+    assert bench_run.figures({"error": "exit code 1"})[0]["figure"] == "error"
+    rows = bench_run.figures({"figures": [{"figure": "ratio", "value": 0.95123, "goal": ">= 0.9"}]})
+    assert rows == [{"figure": "ratio", "value": 0.95123, "goal": ">= 0.9", "met": True}]  # more in tests/bench
     machine = bench_run.machine()
     assert machine["cpu_count"] and "torch" in machine["versions"]
