@@ -30,7 +30,7 @@ import httpx
 
 from synthesizers.domains.deep_research.corpus import normalize_spec, spec_key
 from synthesizers.domains.deep_research.search_index import CACHE_DIR
-from synthesizers.domains.deep_research.search_service import SearchService
+from synthesizers.domains.deep_research.search_service import SearchService, answers_health
 
 
 class BackendError(RuntimeError):
@@ -140,10 +140,10 @@ def ensure_local_service(corpus_spec: dict[str, Any], key: str | None = None) ->
             state_file = state_dir / f"{key}.json"
             try:
                 url = json.loads(state_file.read_text())["url"]
-                if httpx.get(url + "/health", timeout=2.0).status_code == 200:
-                    return url
-            except (OSError, ValueError, KeyError, httpx.HTTPError):
-                pass
+            except (OSError, ValueError, KeyError, TypeError):
+                url = None
+            if url and answers_health(url):
+                return url
             if mine is not None:
                 mine.stop()
             service = SearchService(corpus_spec).start()

@@ -91,6 +91,14 @@ class ServiceStartError(RuntimeError):
     pass
 
 
+def answers_health(url: str, timeout_s: float = 2.0) -> bool:
+    """True when ``url``/health answers 200; any transport or HTTP failure is False."""
+    try:
+        return httpx.get(url + "/health", timeout=timeout_s).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 class SearchService:
     """Context manager: start the service in a child process, health-check it, stop it.
 
@@ -141,11 +149,8 @@ class SearchService:
             if self._proc.poll() is not None:
                 err = (self._proc.stderr.read() or "").strip().splitlines()
                 raise ServiceStartError(f"search service exited with {self._proc.returncode}: {err[-1] if err else 'no output'}")
-            try:
-                if httpx.get(self.url + "/health", timeout=2.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
+            if answers_health(self.url):
+                return
             time.sleep(0.1)
         self.stop()
         raise ServiceStartError(f"search service did not answer /health within {self.start_timeout_s:g} s")
@@ -153,10 +158,7 @@ class SearchService:
     def healthy(self) -> bool:
         if self._proc is None or self._proc.poll() is not None:
             return False
-        try:
-            return httpx.get(self.url + "/health", timeout=2.0).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return answers_health(self.url)
 
     def stop(self) -> None:
         with self._lock:

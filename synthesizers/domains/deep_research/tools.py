@@ -46,6 +46,22 @@ def _state(ctx: ToolContext) -> dict[str, Any]:
     return ctx.state
 
 
+def _text(args: dict[str, Any], key: str, problem: str) -> str:
+    """The stripped, non-empty string argument ``key``; otherwise ``problem`` as a ToolError."""
+    value = args.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise ToolError(problem)
+    return value.strip()
+
+
+def _ask(what: str, call: Any, *args: Any) -> Any:
+    """A backend call whose failure (service down, bad id, HTTP error) becomes one tool error line."""
+    try:
+        return call(*args)
+    except BackendError as exc:
+        raise ToolError(f"{what} failed: {exc}") from None
+
+
 def _int(value: Any, name: str, default: int) -> int:
     if value is None:
         return default
@@ -55,9 +71,17 @@ def _int(value: Any, name: str, default: int) -> int:
         raise ToolError(f"{name} must be an integer, not {value!r}") from None
 
 
-class SearchTool:
-    name = "search"
+class _BackendTool:
+    """A tool that asks the search backend (nothing here needs a sandbox)."""
+
     needs_sandbox = False
+
+    def __init__(self, backend: SearchBackend):
+        self.backend = backend
+
+
+class SearchTool(_BackendTool):
+    name = "search"
     schema = _schema(
         "search",
         "Search the document collection. Returns ranked results: [doc_id] title and a snippet.",
@@ -68,28 +92,19 @@ class SearchTool:
         ["query"],
     )
 
-    def __init__(self, backend: SearchBackend):
-        self.backend = backend
-
     def run(self, arguments: dict[str, Any], ctx: ToolContext) -> str:
         args = _args(arguments, "search", {"query", "k"})
-        query = args.get("query")
-        if not isinstance(query, str) or not query.strip():
-            raise ToolError('search needs a non-empty "query" string')
+        query = _text(args, "query", 'search needs a non-empty "query" string')
         k = min(MAX_K, max(1, _int(args.get("k"), "k", 5)))
-        try:
-            results = self.backend.search(query.strip(), k)
-        except BackendError as exc:
-            raise ToolError(f"search failed: {exc}") from None
+        results = _ask("search", self.backend.search, query, k)
         if not results:
-            return f"No results for {query.strip()!r}. Try other keywords."
+            return f"No results for {query!r}. Try other keywords."
         lines = [f"[{r['doc_id']}] {r.get('title', '')}\n    {r.get('snippet', '')}" for r in results]
         return "\n".join(lines)
 
 
-class OpenTool:
+class OpenTool(_BackendTool):
     name = "open"
-    needs_sandbox = False
     schema = _schema(
         "open",
         "Open a document by its doc_id and read a page of its text (use offset for later pages).",
@@ -100,19 +115,11 @@ class OpenTool:
         ["doc_id"],
     )
 
-    def __init__(self, backend: SearchBackend):
-        self.backend = backend
-
     def run(self, arguments: dict[str, Any], ctx: ToolContext) -> str:
         args = _args(arguments, "open", {"doc_id", "offset"})
-        doc_id = args.get("doc_id")
-        if not isinstance(doc_id, str) or not doc_id.strip():
-            raise ToolError('open needs a "doc_id" string from the search results')
+        doc_id = _text(args, "doc_id", 'open needs a "doc_id" string from the search results')
         offset = max(0, _int(args.get("offset"), "offset", 0))
-        try:
-            page = self.backend.open(doc_id.strip().strip("[]"), offset)
-        except BackendError as exc:
-            raise ToolError(f"open failed: {exc}") from None
+        page = _ask("open", self.backend.open, doc_id.strip("[]"), offset)
         _state(ctx)["page"] = page
         end = page["offset"] + len(page["text"])
         head = f"[{page['doc_id']}] {page['title']} (characters {page['offset']}-{end} of {page['total_chars']})"
@@ -132,17 +139,15 @@ class FindTool:
 
     def run(self, arguments: dict[str, Any], ctx: ToolContext) -> str:
         args = _args(arguments, "find", {"pattern"})
-        pattern = args.get("pattern")
-        if not isinstance(pattern, str) or not pattern.strip():
-            raise ToolError('find needs a non-empty "pattern" string')
+        pattern = _text(args, "pattern", 'find needs a non-empty "pattern" string')
         page = _state(ctx).get("page")
         if not page:
             raise ToolError("no page is open: call open with a doc_id first")
         text = page["text"]
-        hits = [m.start() for m in re.finditer(re.escape(pattern.strip()), text, re.IGNORECASE)]
+        hits = [m.start() for m in re.finditer(re.escape(pattern), text, re.IGNORECASE)]
         if not hits:
-            return f"{pattern.strip()!r} does not occur in [{page['doc_id']}] (this page)."
-        out = [f"{len(hits)} match(es) for {pattern.strip()!r} in [{page['doc_id']}] {page['title']}:"]
+            return f"{pattern!r} does not occur in [{page['doc_id']}] (this page)."
+        out = [f"{len(hits)} match(es) for {pattern!r} in [{page['doc_id']}] {page['title']}:"]
         for pos in hits[:MAX_FIND_HITS]:
             start, end = max(0, pos - FIND_CONTEXT), min(len(text), pos + len(pattern) + FIND_CONTEXT)
             out.append(f"- @{page['offset'] + pos}: …{text[start:end]}…")
@@ -164,9 +169,8 @@ class AnswerTool:
 
     def run(self, arguments: dict[str, Any], ctx: ToolContext) -> str:
         args = _args(arguments, "answer", {"answer", "citations"})
-        answer, citations = args.get("answer"), args.get("citations")
-        if not isinstance(answer, str) or not answer.strip():
-            raise ToolError('answer needs a non-empty "answer" string')
+        _text(args, "answer", 'answer needs a non-empty "answer" string')
+        citations = args.get("citations")
         if not isinstance(citations, list) or not all(isinstance(c, str) for c in citations):
             raise ToolError('answer needs "citations": a list of doc_id strings, e.g. ["d00012"]')
         return "Answer recorded."
