@@ -273,6 +273,13 @@ def summary(results: dict[str, dict], paths: dict[str, Path], console=None) -> d
     return counts
 
 
+def _load() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
 def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
@@ -302,7 +309,10 @@ def main(argv: list[str] | None = None, bench_dir: Path = BENCH_DIR) -> int:
     started = time.monotonic()
     for name in names:
         print(f"== bench {name} ...", file=sys.stderr, flush=True)
+        load_before = _load()
         result = _run_one(name, args.timeout, bench_dir)
+        # Figures from a shared machine mean little without how busy it was.
+        result["load_avg_1m"] = {"before": load_before, "after": _load()}
         print(f"== bench {name}: {result.get('bench_wall_s')} s", file=sys.stderr, flush=True)
         results[name] = result
         paths[name] = args.out / f"{name}.json"
