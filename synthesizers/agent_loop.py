@@ -35,6 +35,9 @@ STOP_REASONS = (
 
 # Called when the assistant neither called a tool nor gave a final answer: a
 # simulated user's next message, or None when the user ends the conversation.
+# A reply with role "assistant" is not a user turn: it is text the assistant's
+# own last turn goes on with (answer forcing, e.g. "The final answer is
+# $\\boxed{"), and the model continues from there in the same message.
 UserTurn = Callable[[list[Message]], Awaitable["Message | None"]]
 
 # A dedicated pool: asyncio's default executor has only cpu+4 threads, and a
@@ -147,8 +150,11 @@ async def run_agent(
             if reply is None:
                 stop_reason = "user_ended"
                 break
-            convo.append(reply)
-            prefix = prefix_after_user
+            if reply.role == "assistant":
+                prefix = convo.pop().content + reply.content
+            else:
+                convo.append(reply)
+                prefix = prefix_after_user
             continue
 
         t0 = time.perf_counter()

@@ -38,30 +38,30 @@ SYSTEM_PROMPT = (
     # One worked example: small models copy a format they have seen far more reliably than one described.
     "Example.\nQuestion: What is 12 + 30?\nAnswer: 12 + 30 = 42. The final answer is \\boxed{42}."
 )
-# Sent once when the model stops without a boxed answer (and without a tool call).
-ANSWER_REMINDER = "Please finish: state your final answer as \\boxed{...}."
-# The reply to the reminder starts with this, so even a small model ends in a
-# checkable answer (the number it computed) instead of more prose.
-ANSWER_PREFIX = "The final answer is $\\boxed{"
+# When the model stops without a boxed answer (and without a tool call), its own
+# turn is continued once from this text: the answer then sits right after the
+# reasoning that computed it, where even a small model copies the right number
+# (a separate "please box it" user turn made SmolLM2 guess instead).
+ANSWER_FORCING = "\n\nThe final answer is $\\boxed{"
 
 
-class AnswerReminder:
-    """The math domain's 'user': one reminder to box the answer, then the conversation ends.
+class AnswerForcing:
+    """The math domain's 'user': once, continue the assistant's turn with ``ANSWER_FORCING``.
 
-    Plugs into the agent loop's simulated-user hook; the reminder is a user turn, so the
-    masking policy keeps it out of the loss.
+    Plugs into the agent loop's simulated-user hook (an assistant-role reply
+    continues the assistant's own turn), so the forced words are the model's
+    turn, not a user turn, and the model writes the answer itself.
     """
 
-    assistant_prefix = ANSWER_PREFIX
-
-    def __init__(self, max_reminders: int = 1):
-        self.left = max_reminders
+    def __init__(self, max_forcings: int = 1):
+        self.left = max_forcings
 
     async def reply(self, messages: list[Message]) -> Message | None:
         if self.left <= 0:
             return None
         self.left -= 1
-        return Message(role="user", content=ANSWER_REMINDER)
+        return Message(role="assistant", content=ANSWER_FORCING)
+
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _CODE_FENCE = re.compile(r"^\s*```(?:python|py)?\s*\n(.*?)\n?```\s*$", re.DOTALL)
@@ -210,8 +210,8 @@ class MathDomain:
     def tools(self, task: Task) -> list[Tool]:
         return [self._python]
 
-    def user_simulator(self, task: Task, engine: object) -> AnswerReminder:
-        return AnswerReminder()
+    def user_simulator(self, task: Task, engine: object) -> AnswerForcing:
+        return AnswerForcing()
 
     def is_final(self, message: Message) -> bool:
         """A final answer is an assistant turn that boxes something and calls no tool."""

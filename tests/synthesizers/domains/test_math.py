@@ -330,10 +330,43 @@ def test_python_tool_in_a_real_docker_sandbox(sandbox_pool):
         assert tool.run({"code": "while True:\n    pass"}, ctx(sb)).startswith("timed out after 3 s")
 
 
-async def test_answer_reminder_asks_once_then_ends():
-    from synthesizers.domains.math import ANSWER_REMINDER, MathDomain
+async def test_answer_forcing_continues_the_assistant_turn_once_then_ends():
+    from synthesizers.domains.math import ANSWER_FORCING, MathDomain
 
     sim = MathDomain().user_simulator(Task(id="t", domain="math", payload={"question": "1+1", "answer": "2"}), None)
     first = await sim.reply([])
-    assert first.role == "user" and first.content == ANSWER_REMINDER
+    assert first.role == "assistant" and first.content == ANSWER_FORCING
     assert await sim.reply([]) is None
+
+
+async def test_answer_forcing_through_the_agent_loop_yields_one_boxed_assistant_turn():
+    """The forced words join the model's own turn; the verifier then judges what it wrote."""
+    from synthesizers.agent_loop import Budget, run_agent
+    from synthesizers.domains.base import ToolContext
+    from synthesizers.domains.math import ANSWER_FORCING, MathDomain
+    from synthesizers.engines.base import Completion
+
+    class Reasoner:  # reasons without boxing, then completes whatever prefix it is given
+        model_id = "reasoner"
+
+        def __init__(self):
+            self.prefixes = []
+
+        async def chat(self, messages, *, tools=None, params=None):
+            self.prefixes.append(params.assistant_prefix)
+            if params.assistant_prefix:
+                return Completion(text=params.assistant_prefix + "2}$.", finish_reason="stop")
+            return Completion(text="1 + 1 = 2.", finish_reason="stop")
+
+        async def close(self):
+            pass
+
+    domain, engine = MathDomain(), Reasoner()
+    task = Task(id="t", domain="math", payload={"question": "What is 1+1?", "answer": "2"})
+    result = await run_agent(engine, domain.initial_messages(task), [], ctx=ToolContext(task=task),
+                             budget=Budget(max_turns=3), is_final=domain.is_final,
+                             user_turn=domain.user_simulator(task, engine).reply)
+    assert engine.prefixes == ["", "1 + 1 = 2." + ANSWER_FORCING]
+    assert result.stop_reason == "final_answer"
+    assert [m.role for m in result.messages] == ["system", "user", "assistant"]
+    assert result.messages[-1].content == "1 + 1 = 2.\n\nThe final answer is $\\boxed{2}$."
