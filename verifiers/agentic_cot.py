@@ -1,8 +1,7 @@
 """Agentic-CoT verifier: the five-phase structure AND the underlying task's verdict.
 
-The structure check is the format's own (``synthesizers.agentic_cot``, a leaf
-package: the format is a contract shared by the synthesizer and this verifier,
-so this is the one import from synthesizers a verifier makes). The underlying
+The structure check is the format's contract (``schemas.agentic_cot``, shared
+with the synthesizer that builds the phases). The underlying
 task (``payload.underlying``) is judged by its own domain's verifier on the
 conversation with the last assistant message's text replaced by its summary:
 the answer must be *stated in the summary*, not somewhere earlier. Tool calls
@@ -19,6 +18,7 @@ import re
 
 from sandboxes.base import Sandbox
 from schemas import Message, Task, Verdict, messages_from_openai
+from schemas.agentic_cot import check_structure
 
 # What an answer looks like in a summary, per underlying domain (a cheap check
 # before the underlying verifier runs; that verifier has the last word).
@@ -50,7 +50,6 @@ class AgenticCoTVerifier:
             return Verdict(passed=False, score=0.0, reason=f"verifier error: {type(exc).__name__}: {exc}")
 
     def _verify(self, task: Task, messages: list[Message], sandbox: Sandbox | None) -> Verdict:
-        from synthesizers.agentic_cot.structure import check_structure
         from verifiers.registry import get_verifier
 
         raw = task.payload.get("underlying")
@@ -75,7 +74,6 @@ class AgenticCoTVerifier:
             score=verdict.score,
             reason=f"structure ok; {inner.domain}: {verdict.reason}",
         )
-
 
     @staticmethod
     def _judged(task: Task, messages: list[Message], summary: str) -> list[Message]:

@@ -18,13 +18,7 @@ from typing import Any
 from pipelines.review.runfolder import RunFolder, resolve_tokenizer_path
 from schemas import Trajectory
 
-try:  # the Agentic-CoT format owns the phase names and what counts as code
-    from synthesizers.agentic_cot.format import PHASES
-    from synthesizers.agentic_cot.parser import mask_code, parse_messages
-except ImportError:  # pragma: no cover - only if that room is removed
-    PHASES = ("analysis", "plan", "action", "reflection", "summary")
-    mask_code = None
-    parse_messages = None
+from schemas.agentic_cot import PHASES, mask_code, parse_messages  # the format's tags and code masking
 
 _TAG = re.compile(r"<(/?)(" + "|".join(PHASES) + r")\s*>")
 
@@ -32,7 +26,7 @@ _TAG = re.compile(r"<(/?)(" + "|".join(PHASES) + r")\s*>")
 def phase_segments(text: str) -> list[dict[str, Any]]:
     """``[{"phase": name | None, "text": ...}]`` covering ``text``; tags themselves are dropped
     from the text and shown as labels. An unclosed phase runs to the end of the text."""
-    masked = mask_code(text) if mask_code else text
+    masked = mask_code(text)
     segments: list[dict[str, Any]] = []
     current, start = None, 0
     for tag in _TAG.finditer(masked):
@@ -84,8 +78,6 @@ def message_views(t: Trajectory) -> list[dict[str, Any]]:
 
 def phase_summary(t: Trajectory) -> dict[str, Any] | None:
     """The phase sequence and structure errors, or None when no assistant text has a phase tag."""
-    if parse_messages is None:
-        return None
     result = parse_messages(t.messages)
     if not result.phases and not result.errors:
         return None

@@ -1,21 +1,29 @@
-"""The Agentic-CoT five-phase format: tags, prompts, parser and structure check.
+"""Agentic-CoT construction: prompts (``format``), rewrite material (``sources``)
+and phase-by-phase generation (``phased``).
 
-Assistant text carries five phases as tags, in order — ``<analysis>``,
-``<plan>``, ``<action>``, ``<reflection>``, ``<summary>`` — where action may
-repeat with tool calls between. This package is a leaf (it imports only the
-standard library and ``schemas``) because the verifier uses the same parser
-and structure check as the synthesizer: the format is a contract, like schemas.
+The format itself — phase names, parser, structure check — is a contract shared
+with the verifier and lives in ``schemas.agentic_cot``; it is re-exported here.
 """
 
-from synthesizers.agentic_cot.format import PHASES, render_phases
-from synthesizers.agentic_cot.parser import Phase, ParseResult, parse_messages, parse_text
-from synthesizers.agentic_cot.structure import StructureReport, check_structure, first_action_message
+from schemas.agentic_cot import (
+    PHASES,
+    ParseResult,
+    Phase,
+    StructureReport,
+    check_structure,
+    first_action_message,
+    mask_code,
+    parse_messages,
+    parse_text,
+    render_phases,
+)
 
 __all__ = [
     "PHASES",
     "render_phases",
     "Phase",
     "ParseResult",
+    "mask_code",
     "parse_messages",
     "parse_text",
     "StructureReport",

@@ -9,7 +9,7 @@ verifier reads the answer from the summary.
 
 from __future__ import annotations
 
-PHASES = ("analysis", "plan", "action", "reflection", "summary")
+from schemas.agentic_cot import PHASES, render_phases  # noqa: F401  (the format contract)
 
 # How each underlying domain's verifier expects the final answer to be written
 # (the summary must state it in that form). Unknown domains get the generic hint.
@@ -62,7 +62,3 @@ def rewrite_system(domain: str) -> str:
 def rewrite_user(problem: str, solution: str) -> str:
     return f"Problem:\n{problem.strip()}\n\nSolution to reorganize:\n{solution.strip()}\n\nNow write the five phases."
 
-
-def render_phases(phases: list[tuple[str, str]]) -> str:
-    """``[(name, text), ...]`` -> tagged text (used by tests and fixtures)."""
-    return "\n".join(f"<{name}>{text}</{name}>" for name, text in phases)

@@ -8,8 +8,7 @@ import json
 import pytest
 
 from schemas import Message, Task, ToolCall, Trajectory
-from synthesizers.agentic_cot import check_structure, first_action_message, parse_text, render_phases
-from synthesizers.agentic_cot.parser import mask_code
+from schemas.agentic_cot import check_structure, first_action_message, mask_code, parse_text, render_phases
 from synthesizers.domains.agentic_cot import AgenticCoTDomain
 
 GOOD = [("analysis", "We need 17 + 25."), ("plan", "Add, then check."), ("action", "17 + 25 = 42."),

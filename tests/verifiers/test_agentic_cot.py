@@ -8,7 +8,7 @@ import json
 import pytest
 
 from schemas import Message, Task
-from synthesizers.agentic_cot import render_phases
+from schemas.agentic_cot import render_phases
 from verifiers.registry import get_verifier
 
 PHASES = [("analysis", "Seven pencils at 3 dollars, paid with 50."), ("plan", "Cost, then change."),
