@@ -46,6 +46,9 @@ class _FrameReader:
         if not data:
             self.eof = True
             return
+        self.feed(data)
+
+    def feed(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
             if self._left == 0:
@@ -72,6 +75,34 @@ class _FrameReader:
                 self.truncated = True
 
 
+def _drain_http_buffer(fp, sock: socket.socket) -> bytes:
+    """Stream bytes the HTTP client already read past the upgrade headers.
+
+    The daemon starts the process right after sending ``101 UPGRADED``; when
+    the client is slow (a loaded host), the header read's buffered ``recv``
+    also swallows the first frames — a fast command's whole output. Reading the
+    raw socket alone would lose them (docker-py #3332). ``fp`` is that
+    buffered reader; peeking with the socket non-blocking returns what it holds
+    without waiting for more.
+    """
+    if fp is None or not hasattr(fp, "peek"):
+        return b""
+    sock.setblocking(False)
+    try:
+        held = fp.peek(0)
+        return fp.read(len(held)) if held else b""
+    except (BlockingIOError, ValueError, OSError):
+        return b""
+    finally:
+        sock.setblocking(True)
+
+
+def _response_buffer(handle):
+    """The buffered reader behind docker-py's hijacked exec socket, if it has one."""
+    response = getattr(handle, "_response", None)
+    return getattr(getattr(getattr(response, "raw", None), "_fp", None), "fp", None)
+
+
 def _exit_code(api, exec_id: str) -> int | None:
     # The stream can end a moment before the daemon records the exit.
     for _ in range(50):
@@ -91,6 +122,7 @@ def run_raw(api, container_id: str, cmd: list[str], *, user: str, workdir: str,
     handle = api.exec_start(exec_id, socket=True)
     sock = getattr(handle, "_sock", handle)
     reader = _FrameReader(sock, cap)
+    reader.feed(_drain_http_buffer(_response_buffer(handle), sock))
     deadline = started + deadline_s
     escalation = 0  # 0: waiting, 1: killed all, 2: restarted
     try:
