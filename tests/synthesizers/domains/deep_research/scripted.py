@@ -22,10 +22,11 @@ def _call(name: str, arguments: dict[str, Any]) -> str:
 
 
 class ResearchEngine:
-    def __init__(self, answers: str, wrong_every: int = 3, **_: Any):
+    def __init__(self, answers: str, wrong_every: int = 3, cite_evidence: bool = True, **_: Any):
         self.model_id = "scripted-research"
         self.answers = json.loads(Path(answers).read_text())
         self.wrong_every = int(wrong_every)
+        self.cite_evidence = bool(cite_evidence)  # False: the right answer, citing no document
 
     async def chat(self, messages: list[Message], *, tools=None, params: SamplingParams = SamplingParams()) -> Completion:
         question = next(m.content for m in messages if m.role == "user")
@@ -41,7 +42,8 @@ class ResearchEngine:
             roll = int(hashlib.sha256(f"{question}|{params.seed}".encode()).hexdigest()[:8], 16)
             wrong = self.wrong_every and roll % self.wrong_every == 0
             answer = "no idea" if wrong else gold["answer"]
-            text = "Done.\n" + _call("answer", {"answer": answer, "citations": gold["doc_ids"]})
+            cites = gold["doc_ids"] if self.cite_evidence else []
+            text = "Done.\n" + _call("answer", {"answer": answer, "citations": cites})
         return Completion(text=text, finish_reason="stop", prompt_tokens=20 * len(messages), completion_tokens=len(text) // 4)
 
     async def close(self) -> None:

@@ -29,12 +29,16 @@ def _tasks(service_url: str | None = None):
     return list(DeepResearchDomain().seed_tasks(opts, limit=None, seed=0))
 
 
-@pytest.mark.parametrize("wrong_every, passed", [(0, True), (1, False)])
-def test_scripted_agent_through_real_loop_and_tools(service, tmp_path, wrong_every, passed):
+@pytest.mark.parametrize(
+    "wrong_every, cite_evidence, passed",
+    [(0, True, True), (1, True, False), (0, False, False)],
+    ids=["right-answer-with-evidence", "wrong-answer", "right-answer-without-evidence"],
+)
+def test_scripted_agent_through_real_loop_and_tools(service, tmp_path, wrong_every, cite_evidence, passed):
     tasks = _tasks(service.url)
     answers = tmp_path / "answers.json"
     answers.write_text(json.dumps(answers_for(tasks)))
-    engine = ResearchEngine(str(answers), wrong_every=wrong_every)
+    engine = ResearchEngine(str(answers), wrong_every=wrong_every, cite_evidence=cite_evidence)
     domain, verifier = DeepResearchDomain(), DeepResearchVerifier()
 
     async def roll(task):
@@ -53,6 +57,8 @@ def test_scripted_agent_through_real_loop_and_tools(service, tmp_path, wrong_eve
         assert any(task.payload["answer_doc_ids"][0] in text for text in tool_text)  # the real service answered
         verdict = verifier.verify(task, result.messages)
         assert verdict.passed is passed, verdict.reason
+        if not cite_evidence:
+            assert verdict.score == 1.0 and "cites none of the evidence" in verdict.reason  # right, but unsupported
         assert domain.first_critical_step(result.messages) == 2
 
 
