@@ -25,6 +25,10 @@ class SamplingParams:
     # then holds prefix + continuation, so the stored message is what the
     # model "said" and masking renders it like any assistant turn.
     assistant_prefix: str = ""
+    # Structured outputs (guided decoding): keyword arguments of vLLM's
+    # ``StructuredOutputsParams``, e.g. {"regex": ...} or {"structural_tag": ...};
+    # an OpenAI-compatible vLLM server gets them as ``structured_outputs``.
+    structured_outputs: dict[str, Any] | None = None
 
 
 @dataclass

@@ -115,6 +115,8 @@ class OpenAIHTTPEngine:
                 payload["seed"] = params.seed
             if params.stop:
                 payload["stop"] = list(params.stop)
+            if params.structured_outputs:
+                payload["structured_outputs"] = dict(params.structured_outputs)
             if params.assistant_prefix:
                 # vLLM's (and most servers') way to continue a started assistant turn.
                 payload["messages"].append({"role": "assistant", "content": params.assistant_prefix})

@@ -194,7 +194,7 @@ class VLLMEngine:
 
     async def _generate(self, prompt_ids: list[int], params: SamplingParams, max_tokens: int) -> Completion:
         from vllm import SamplingParams as VSamplingParams
-        from vllm.sampling_params import RequestOutputKind
+        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
         llm = await self._ensure_llm()
         sampling = VSamplingParams(
@@ -204,6 +204,7 @@ class VLLMEngine:
             seed=params.seed,
             stop=list(params.stop) or None,
             output_kind=RequestOutputKind.FINAL_ONLY,
+            structured_outputs=StructuredOutputsParams(**params.structured_outputs) if params.structured_outputs else None,
         )
         request_id = f"tf-{next(self._ids)}-{uuid.uuid4().hex[:8]}"
         final = None

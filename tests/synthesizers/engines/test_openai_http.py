@@ -155,3 +155,11 @@ async def test_assistant_prefix_continues_a_started_assistant_turn():
     assert payload["messages"][-1] == {"role": "assistant", "content": "So $\\boxed{"}
     assert payload["continue_final_message"] is True and payload["add_generation_prompt"] is False
     assert completion.text == "So $\\boxed{42}$."  # the stored turn is prefix + continuation
+
+
+async def test_structured_outputs_are_sent_as_vllm_structured_outputs():
+    plain, guided = Recorder([(200, ok_body())]), Recorder([(200, ok_body(text="yes"))])
+    await engine_for(plain, model="m").chat(HELLO)
+    await engine_for(guided, model="m").chat(HELLO, params=SamplingParams(structured_outputs={"choice": ["yes", "no"]}))
+    assert "structured_outputs" not in plain.chat_payloads()[0]
+    assert guided.chat_payloads()[0]["structured_outputs"] == {"choice": ["yes", "no"]}

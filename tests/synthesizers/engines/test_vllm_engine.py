@@ -45,6 +45,29 @@ async def test_assistant_prefix_is_continued_and_returned(vllm_engine):
     assert completion.prompt_tokens == len(vllm_engine.tokenizer.encode(rendered, add_special_tokens=False))
 
 
+async def test_structured_outputs_constrain_generation(vllm_engine):
+    """vLLM CPU's structured-output backend (xgrammar) really runs here: a regex and a
+    tool-call structural tag (synthesizers/domains/tool_use/guided.py) both hold."""
+    from synthesizers.domains.tool_use.guided import tool_call_tag
+    from synthesizers.hermes import parse_tool_calls
+
+    regex = SamplingParams(temperature=1.0, max_tokens=12, seed=3, structured_outputs={"regex": r"(yes|no)-[0-9]{3}"})
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string", "maxLength": 12}}, "required": ["city"],
+        "additionalProperties": False}}}
+    call = SamplingParams(temperature=1.0, max_tokens=48, seed=3,
+                          structured_outputs=tool_call_tag([tool], at_least_one=True, stop_after_first=True))
+    weather = [Message(role="user", content="Weather in Oslo?")]
+    a, b = await asyncio.gather(vllm_engine.chat(QUESTION, params=regex), vllm_engine.chat(weather, tools=[tool], params=call))
+    assert a.error is None and b.error is None, (a.error, b.error)
+    import re
+
+    assert re.fullmatch(r"(yes|no)-[0-9]{3}", a.text), a.text
+    content, calls, errors = parse_tool_calls(b.text)
+    assert not errors and [c.function.name for c in calls] == ["get_weather"], b.text
+    assert set(calls[0].parsed_arguments()) == {"city"}
+
+
 async def test_seeds_make_sampling_reproducible(vllm_engine):
     params = [SamplingParams(temperature=1.0, max_tokens=24, seed=s) for s in (11, 11, 12, 13, 14)]
     texts = [c.text for c in await asyncio.gather(*[vllm_engine.chat(QUESTION, params=p) for p in params])]
