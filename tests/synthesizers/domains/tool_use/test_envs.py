@@ -100,3 +100,34 @@ def test_check_args_nested_schema():
     for bad in ({"xs": [{"n": "1"}]}, {"xs": [{}]}, {"xs": [{"n": 1, "m": 2}]}, {"xs": [{"n": True}]}):
         with pytest.raises(ToolError):
             check_args(schema, bad)
+
+
+def test_telecom_agent_side_tasks_replay_and_tools_enforce_rules():
+    """Every kept τ² telecom task (1688 of 2285: those with an agent-side database write)
+    initialises, replays its agent-side expected actions strictly and changes the state."""
+    from synthesizers.domains.tool_use import tau2_telecom as telecom
+
+    rows = telecom.tasks()
+    assert len(rows) == 1688
+    for row in rows:
+        spec = {"init": telecom.init_actions(row)}
+        actions = telecom.agent_actions(row["evaluation_criteria"]["actions"])
+        assert actions and all(a["name"] in {t.name for t in telecom.TelecomEnv.tool_list} for a in actions)
+        one, two = make_env({"env": "tau2-telecom", "env_spec": spec}), make_env({"env": "tau2-telecom", "env_spec": spec})
+        start = one.state_hash()
+        one.apply(actions, strict=True), two.apply(actions, strict=True)
+        assert one.state_hash() == two.state_hash() != start
+    env = make_env({"env": "tau2-telecom"})
+    start = env.state_hash()
+    assert '"customer_id": "C1001"' in env.call("get_customer_by_phone", {"phone_number": "555-123-2002"})
+    assert '"data_limit_gb": 15.0' in env.call("get_data_usage", {"customer_id": "C1001", "line_id": "L1002"})
+    assert env.state_hash() == start  # reads change nothing
+    with pytest.raises(ToolError, match="not found for customer"):
+        env.call("enable_roaming", {"customer_id": "C1001", "line_id": "L9999"})
+    with pytest.raises(ToolError, match="positive"):
+        env.call("refuel_data", {"customer_id": "C1001", "line_id": "L1002", "gb_amount": -1})
+    with pytest.raises(ToolError, match="must be suspended"):
+        env.call("resume_line", {"customer_id": "C1001", "line_id": "L1002"})
+    assert env.state_hash() == start
+    out = env.call("refuel_data", {"customer_id": "C1001", "line_id": "L1002", "gb_amount": 2.0})
+    assert '"charge": 4.0' in out and env.state_hash() != start  # Premium plan: $2/GB, billed on a draft bill
