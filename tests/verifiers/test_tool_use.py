@@ -162,3 +162,59 @@ def test_registry_and_trajforge_verify_rows(tmp_path):
     verify_file(src, out)
     results = {r["id"]: r["passed"] for r in map(json.loads, out.read_text().splitlines())}
     assert results == {"par": True, "extra": False, "state-ok": True, "state-bad": False}
+
+
+def test_more_adversarial_call_sets():
+    """Right calls with wrong or cross-wired values, a null extra argument, non-object
+    arguments, and a retry that repeats a correct call: all fail."""
+    two_cities = Task(id="w", domain="tool-use", kind="calls", payload={"tools": [WEATHER], "expected_calls": [
+        {"name": "get_weather", "arguments": {"city": ["Oslo"], "unit": ["celsius"]}},
+        {"name": "get_weather", "arguments": {"city": ["Lima"], "unit": ["fahrenheit"]}}]})
+
+    def verdict(task, *calls):
+        return V.verify(task, [Message(role="assistant", tool_calls=[ToolCall.make(f"c{i}", n, a) for i, (n, a) in enumerate(calls)])])
+
+    assert verdict(two_cities, ("get_weather", {"city": "Lima", "unit": "fahrenheit"}), ("get_weather", {"city": "Oslo", "unit": "celsius"})).passed
+    crossed = verdict(two_cities, ("get_weather", {"city": "Oslo", "unit": "fahrenheit"}), ("get_weather", {"city": "Lima", "unit": "celsius"}))
+    assert not crossed.passed  # every value is acceptable somewhere, but not in these pairs
+    good_stock = ("get_stock_price", {"symbol": "AAPL"})
+    assert not check(("get_weather", {"city": "Paris", "country": None}), good_stock).passed  # extra arg, even null
+    assert not check(("get_weather", {"city": "Paris"}), good_stock, good_stock, split=True).passed  # retried call
+    assert not check(("get_weather", {"city": 7}), good_stock).passed  # wrong type
+    listed = answer(("get_weather", {"city": "Paris"}), good_stock)
+    listed[-1].tool_calls[0].function.arguments = '["Paris"]'
+    assert not V.verify(CALLS_TASK, listed).passed  # arguments must be a JSON object
+
+
+def test_state_verifier_adversarial_writes():
+    sv = StateVerifier()
+    move = [{"name": "move", "arguments": {"source": "a.txt", "destination": "/home/user/b.txt"}}]
+    assert not sv.verify(files_task(move), calls_msgs(("move", {"source": "a.txt", "destination": "c.txt"}))).passed  # wrong value
+    assert not sv.verify(files_task(move), calls_msgs(("delete_file", {"path": "a.txt"}))).passed  # wrong write
+    # an information task with the right answer told, but a stray write: the state differs
+    info = files_task([{"name": "read_file", "arguments": {"path": "a.txt"}}], info=["2"])
+    assert not sv.verify(info, calls_msgs(("write_file", {"path": "a.txt", "content": "x"}), final="2 lines")).passed
+    # rejected calls (extra argument, bad type) change nothing, so the right call after them passes
+    assert sv.verify(files_task(move), calls_msgs(("move", {"source": "a.txt", "destination": "b.txt", "force": True}),
+                                                  ("move", {"source": ["a.txt"], "destination": "b.txt"}),
+                                                  ("move", {"source": "a.txt", "destination": "b.txt"}))).passed
+    # told "1,000" counts as "1000"; case does not matter
+    big = files_task([], info=["1000 Lines"])
+    assert sv.verify(big, calls_msgs(final="It has 1,000 lines.")).passed
+
+
+def test_state_verifier_on_tau2_telecom():
+    line = {"customer_id": "C1001", "line_id": "L1002"}
+    spec = {"init": [{"name": "set_data_usage", "arguments": {**line, "data_used_gb": 15.1}},
+                     {"name": "disable_roaming", "arguments": line}]}
+    expected = [{"name": "refuel_data", "arguments": {"customer_id": "C1001", "line_id": "L1002", "gb_amount": 2.0}}]
+    task = Task(id="t", domain="tool-use", kind="stateful", payload={"env": "tau2-telecom", "env_spec": spec,
+                                                                     "expected_actions": expected})
+    sv = StateVerifier()
+    lookup = ("get_customer_by_phone", {"phone_number": "555-123-2002"})
+    assert sv.verify(task, calls_msgs(lookup, ("refuel_data", {"customer_id": "C1001", "line_id": "L1002", "gb_amount": 2}))).passed
+    for wrong in ({"customer_id": "C1001", "line_id": "L1002", "gb_amount": 5.0},
+                  {"customer_id": "C1001", "line_id": "L1001", "gb_amount": 2.0}):
+        assert not sv.verify(task, calls_msgs(lookup, ("refuel_data", wrong))).passed
+    assert not sv.verify(task, calls_msgs(lookup, ("refuel_data", expected[0]["arguments"]),
+                                          ("enable_roaming", {"customer_id": "C1001", "line_id": "L1002"}))).passed

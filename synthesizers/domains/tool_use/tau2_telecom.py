@@ -180,6 +180,7 @@ class TelecomEnv(Environment):
 
     def refuel_data(self, customer_id: str, line_id: str, gb_amount: float) -> dict[str, Any]:
         line = self._line_of(customer_id, line_id)
+        gb_amount = float(gb_amount)  # 2 and 2.0 are the same request (and the same state)
         if gb_amount <= 0:
             raise ToolError("refuel amount must be positive")
         price = self._get("plans", line["plan_id"])["data_refueling_price_per_gb"]
@@ -207,7 +208,7 @@ class TelecomEnv(Environment):
 
     # -- initialisation helpers (τ²'s "break" functions; not tools) -------
     def set_data_usage(self, customer_id: str, line_id: str, data_used_gb: float) -> str:
-        self._line_of(customer_id, line_id)["data_used_gb"] = data_used_gb
+        self._line_of(customer_id, line_id)["data_used_gb"] = float(data_used_gb)
         return f"Data usage set to {data_used_gb} GB for line {line_id}"
 
     def suspend_line_for_overdue_bill(self, customer_id: str, line_id: str, new_bill_id: str, contract_ended: bool) -> str:
