@@ -30,7 +30,8 @@ def run(projects: tuple[str, ...] = PROJECTS, per_project: int = PER_PROJECT) ->
     from synthesizers.domains.code.images import ensure_project_image
     from synthesizers.domains.code.instances import instance_to_task, validate_project
     from synthesizers.domains.code.projects import fetch, load_projects
-    from verifiers.code_repo import RepoCodeVerifier, submission_text
+    from synthesizers.domains.code.tools import submission_text
+    from verifiers.code_repo import RepoCodeVerifier
 
     specs = load_projects(names=list(projects))
     for spec in specs:

@@ -1,19 +1,75 @@
-"""The Ray rollout actor: one engine, one sandbox pool, many concurrent rollouts.
+"""The Ray rollout actor: one engine, sandbox pools, many concurrent rollouts.
 
 A worker receives whole units and returns their trajectories as an Arrow
 table; the driver writes them. Keeping writes on the driver means the same DAG
 works on a cluster whose nodes share no file system.
+
+Sandboxes: one pool per image, each of ``sandbox.pool_size`` boxes, created on
+first use and closed with the worker. A domain with the optional hook
+``sandbox_image(task) -> str | None`` (code: the project's image) gets its
+rollouts, tools and verification in that image; ``None`` or no hook means the
+base image.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import logging
 import os
-from typing import Any
+import threading
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 
 from schemas import Task, trajectories_to_table
+
+log = logging.getLogger(__name__)
+_current_image: contextvars.ContextVar[str | None] = contextvars.ContextVar("trajforge_sandbox_image",
+                                                                            default=None)
+
+
+class ImagePools:
+    """A ``SandboxPool`` that hands out boxes of the image chosen for the current task.
+
+    ``TaskRunner`` acquires boxes without naming a task; the worker sets the
+    task's image in a context variable before running it, which asyncio tasks
+    and ``asyncio.to_thread`` carry along, so every acquire of that task's
+    rollouts, branches, tools and verification lands in the same image's pool.
+    """
+
+    def __init__(self, default_image: Callable[[], str], make_pool: Callable[[str], Any]):
+        self._default_image = default_image
+        self._make_pool = make_pool
+        self._pools: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def pool_for(self, image: str | None) -> Any:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("sandbox pools are closed")
+            image = image or self._default_image()
+            if image not in self._pools:
+                self._pools[image] = self._make_pool(image)
+            return self._pools[image]
+
+    @contextmanager
+    def acquire(self) -> Iterator[Any]:
+        with self.pool_for(_current_image.get()).acquire() as box:
+            yield box
+
+    @property
+    def images(self) -> list[str]:
+        return list(self._pools)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.close()
 
 
 class RolloutWorker:
@@ -34,14 +90,18 @@ class RolloutWorker:
         if not cfg.engine.model.startswith(("http://", "https://", "python:")):
             engine_opts.setdefault("max_model_len", cfg.engine.max_model_len)
         self.engine = make_engine(cfg.engine.model, **engine_opts)
-        self.pool = None
+        self.pool: ImagePools | None = None
         if self.domain.needs_sandbox:
             from sandboxes.base import SandboxLimits
             from sandboxes.docker_backend import DockerSandboxPool
             from sandboxes.image import ensure_image
 
             limits = SandboxLimits(memory_mb=cfg.sandbox.memory_mb, timeout_s=cfg.sandbox.timeout_s)
-            self.pool = DockerSandboxPool(image=ensure_image(), size=cfg.sandbox.pool_size, limits=limits, run_id=run_id)
+            self.pool = ImagePools(
+                ensure_image,
+                lambda image: DockerSandboxPool(image=image, size=cfg.sandbox.pool_size, limits=limits,
+                                                run_id=run_id),
+            )
         self._verifiers: dict[str, Any] = {}
         self._get_verifier = get_verifier
         self.runner = TaskRunner(
@@ -58,9 +118,20 @@ class RolloutWorker:
             self._verifiers[kind] = self._get_verifier(self.config.domain, kind)
         return self._verifiers[kind]
 
+    async def _run_task(self, task: Task) -> list:
+        hook = getattr(self.domain, "sandbox_image", None)
+        if self.pool is not None and hook is not None:
+            # Runs in this asyncio task's own context (gather wraps each coroutine in a task).
+            try:
+                _current_image.set(await asyncio.to_thread(hook, task))
+            except Exception as exc:  # noqa: BLE001 - the base image still runs the task
+                log.warning("task %s: no sandbox image (%s: %s); using the base image", task.id,
+                            type(exc).__name__, exc)
+        return await self.runner.run_task(task)
+
     async def run_unit(self, tasks: list[dict[str, Any]]) -> pa.Table:
         parsed = [Task.model_validate(t) for t in tasks]
-        results = await asyncio.gather(*(self.runner.run_task(t) for t in parsed))
+        results = await asyncio.gather(*(self._run_task(t) for t in parsed))
         return trajectories_to_table([traj for group in results for traj in group])
 
     async def ready(self) -> str:

@@ -60,3 +60,20 @@ def sandbox_pool(sandbox_image):
     pool = DockerSandboxPool(image=sandbox_image, size=2)
     yield pool
     pool.close()
+
+
+@pytest.fixture(scope="session")
+def code_project():
+    """The small real project of the code-domain tests (cachetools), fetched and sha256-checked."""
+    from tests.synthesizers.domains.code.helpers import project_spec
+
+    return project_spec()
+
+
+@pytest.fixture(scope="session")
+def code_pool(code_project):
+    """One warm pool of the code project's own image (test deps baked in) for the session."""
+    from tests.synthesizers.domains.code.helpers import project_pool
+
+    with project_pool(code_project) as pool:
+        yield pool

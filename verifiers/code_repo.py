@@ -18,7 +18,7 @@ Why the agent cannot influence the tests:
   (edited tests, conftest.py, pytest.ini, fake reports, planted processes)
   exists there;
 - from the agent's diff only Python files inside the project's source dirs that
-  are not tests or test config are applied (``repo_env.change_allowed``); the
+  are not tests or test config are applied (``sandboxes.project.change_allowed``); the
   rest is ignored, i.e. test files and config stay pristine;
 - new code that reaches for the test harness (pytest internals, the report,
   signals, atexit, argv, frames) is refused outright;
@@ -36,19 +36,19 @@ import secrets
 
 from sandboxes.base import Sandbox
 from schemas import Message, Task, Verdict
-from verifiers.repo_env import (
+from sandboxes.project import (
     ProjectSpec,
     ProjectUnavailable,
     change_allowed,
-    pristine_files,
+    patched_checkout,
     stage_deps,
     stage_files,
+    text_files,
 )
-from verifiers.repo_patch import PatchError, apply_patch, parse_diff
-from verifiers.repo_pytest import run_pytest
+from sandboxes.pytest_junit import run_pytest
+from sandboxes.tree_diff import PatchError, apply_patch, parse_diff, unframe_diff
 
 SUBMIT_TOOL = "submit"
-PATCH_BEGIN, PATCH_END = "<patch>\n", "</patch>"
 MAX_PATCH_CHARS = 200_000
 # Names that only code tampering with the harness needs; counted in the final file against pristine.
 _HARNESS_NAMES = re.compile(r"pytest|junit|atexit|sys\.argv|\bsignal\b|setitimer|_getframe|settrace|setprofile"
@@ -59,46 +59,14 @@ def _fail(reason: str) -> Verdict:
     return Verdict(passed=False, score=0.0, reason=reason)
 
 
-def submission_text(patch: str) -> str:
-    """The ``submit`` tool's observation; ``submitted_patch`` reads it back."""
-    if not patch.strip():
-        return f"Submitted an empty patch (no source file changed).\n{PATCH_BEGIN}{PATCH_END}"
-    return f"Submitted. Your patch against the starting checkout:\n{PATCH_BEGIN}{patch}{PATCH_END}"
-
-
 def submitted_patch(messages: list[Message]) -> str | None:
-    """The diff from the last ``submit`` tool observation answering a real ``submit`` call."""
+    """The diff (``tree_diff.frame_diff``) in the last ``submit`` tool observation answering a real ``submit`` call."""
     submit_ids = {c.id for m in messages if m.role == "assistant" for c in m.tool_calls
                   if c.function.name == SUBMIT_TOOL}
     for m in reversed(messages):
         if m.role == "tool" and m.name == SUBMIT_TOOL and m.tool_call_id in submit_ids:
-            start, end = m.content.find(PATCH_BEGIN), m.content.rfind(PATCH_END)
-            if start < 0 or end < start:
-                return None
-            return m.content[start + len(PATCH_BEGIN):end]
+            return unframe_diff(m.content)
     return None
-
-
-def text_files(files: dict[str, bytes]) -> dict[str, str]:
-    out = {}
-    for path, data in files.items():
-        try:
-            out[path] = data.decode("utf-8")
-        except UnicodeDecodeError:
-            continue
-    return out
-
-
-def buggy_checkout(spec: ProjectSpec, bug_patch: str) -> tuple[dict[str, bytes], dict[str, str]]:
-    """(all pristine files, text files of the buggy checkout the agent started from)."""
-    raw = pristine_files(spec)
-    text = text_files(raw)
-    for path, content in apply_patch(text, parse_diff(bug_patch)).items():
-        if content is None:
-            text.pop(path, None)
-        else:
-            text[path] = content
-    return raw, text
 
 
 def tampering(spec: ProjectSpec, final: dict[str, str | None], pristine: dict[str, str]) -> str | None:
@@ -130,7 +98,7 @@ class RepoCodeVerifier:
             return _fail("repo-level code needs a sandbox")
         try:
             spec = ProjectSpec.from_dict(payload["project"])
-            raw, buggy = buggy_checkout(spec, str(payload.get("bug_patch", "")))
+            raw, buggy = patched_checkout(spec, str(payload.get("bug_patch", "")))
         except (ProjectUnavailable, PatchError, KeyError) as exc:
             return _fail(f"task unusable: {exc}")
         candidate = self._candidate(task, messages, spec, buggy)

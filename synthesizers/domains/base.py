@@ -53,6 +53,9 @@ class Domain(Protocol):
     # assistant turn starts with (answer forcing, see ``SamplingParams``).
     # Optional method ``sampling_overrides(task) -> dict``: SamplingParams fields for
     # this task's rollouts (e.g. ``structured_outputs`` for guided tool calls).
+    # Optional method ``sandbox_image(task) -> str | None``: the Docker image this
+    # task's sandboxes run (e.g. a project image with its test deps); None or no
+    # method: the base image. The worker keeps one lazily made pool per image.
     # Optional method ``training_messages(trajectory)``: the messages to train on
     # when they differ from the rollout's (e.g. a rewrite).
 

@@ -10,84 +10,71 @@ from __future__ import annotations
 
 import pytest
 
+from sandboxes.project import stage_deps, stage_files, pristine_files
+from sandboxes.pytest_junit import run_pytest
+from sandboxes.tree_diff import file_diff
 from schemas import Message, ToolCall
 from tests.synthesizers.domains.code.helpers import (
     LRU_FILE,
     buggy_lru,
     fix_patch,
     make_task,
-    project_pool,
-    project_spec,
     submit_messages,
 )
 from verifiers.code_repo import RepoCodeVerifier, submitted_patch
-from verifiers.repo_env import stage_deps, stage_files, pristine_files
-from verifiers.repo_patch import file_diff
-from verifiers.repo_pytest import run_pytest
 
 pytestmark = pytest.mark.docker
 
 
 @pytest.fixture(scope="module")
-def spec():
-    return project_spec()
-
-
-@pytest.fixture(scope="module")
-def pool(spec):
-    with project_pool(spec) as pool:
-        yield pool
-
-
-@pytest.fixture(scope="module")
-def task(spec, pool):
+def task(code_project, code_pool):
     """F2P/P2P measured for real: the pristine suite, then the buggy one."""
-    files = pristine_files(spec)
-    with pool.acquire() as box:
+    files = pristine_files(code_project)
+    with code_pool.acquire() as box:
         repo = stage_files(box, files, "repo")
-        deps = stage_deps(box, spec)
-        good = run_pytest(box, spec, repo, deps)
-        box.put_files({f"{repo}/{LRU_FILE}": buggy_lru(spec)})
-        bad = run_pytest(box, spec, repo, deps)
+        deps = stage_deps(box, code_project)
+        good = run_pytest(box, code_project, repo, deps)
+        box.put_files({f"{repo}/{LRU_FILE}": buggy_lru(code_project)})
+        bad = run_pytest(box, code_project, repo, deps)
     passing = [t for t, o in good.outcomes.items() if o == "passed"]
     f2p = [t for t in passing if not bad.passed(t)]
     p2p = [t for t in passing if bad.passed(t)]
     assert f2p and p2p, (f2p, len(p2p))
-    return make_task(spec, f2p, p2p)
+    return make_task(code_project, f2p, p2p)
 
 
-def verdict(task, pool, messages):
-    with pool.acquire() as box:
+def verdict(task, code_pool, messages):
+    with code_pool.acquire() as box:
         return RepoCodeVerifier().verify(task, messages, box)
 
 
-def patch_of(spec, path, new, old=None):
-    base = old if old is not None else (buggy_lru(spec) if path == LRU_FILE else None)
-    if base is None and path in pristine_files(spec):
-        base = pristine_files(spec)[path].decode()
+def patch_of(code_project, path, new, old=None):
+    base = old if old is not None else (buggy_lru(code_project) if path == LRU_FILE else None)
+    if base is None and path in pristine_files(code_project):
+        base = pristine_files(code_project)[path].decode()
     return file_diff(path, base, new)
 
 
-def test_true_fix_passes(spec, task, pool):
-    v = verdict(task, pool, submit_messages(fix_patch(spec)))
+def test_true_fix_passes(code_project, task, code_pool):
+    v = verdict(task, code_pool, submit_messages(fix_patch(code_project)))
     assert v.passed, v.reason
     assert v.score == 1.0
 
 
-def test_no_op_and_no_submission_fail(task, pool):
-    assert not verdict(task, pool, submit_messages("")).passed
-    v = verdict(task, pool, [Message(role="user", content="fix it"), Message(role="assistant", content="done")])
+def test_no_op_and_no_submission_fail(task, code_pool):
+    assert not verdict(task, code_pool, submit_messages("")).passed
+    v = verdict(task, code_pool, [Message(role="user", content="fix it"), Message(role="assistant", content="done")])
     assert not v.passed and "no patch" in v.reason
 
 
-def test_wrong_fix_fails(spec, task, pool):
-    wrong = buggy_lru(spec).replace("next(reversed(self.__order))", "next(reversed(list(self.__order)))")
-    v = verdict(task, pool, submit_messages(patch_of(spec, LRU_FILE, wrong)))
+def test_wrong_fix_fails(code_project, task, code_pool):
+    wrong = buggy_lru(code_project).replace("next(reversed(self.__order))", "next(reversed(list(self.__order)))")
+    v = verdict(task, code_pool, submit_messages(patch_of(code_project, LRU_FILE, wrong)))
     assert not v.passed and "FAIL_TO_PASS failing" in v.reason
 
 
-def test_deleting_the_failing_test_fails(spec, task, pool):
-    v = verdict(task, pool, submit_messages(patch_of(spec, "tests/test_lru.py", None)))
+def test_deleting_the_failing_test_fails(code_project, task, code_pool):
+    v = verdict(task, code_pool, submit_messages(patch_of(code_project, "tests/test_lru.py", None)))
     assert not v.passed and "ignored changes to tests/test_lru.py" in v.reason
 
 
@@ -96,58 +83,59 @@ SKIP_ALL = ("import pytest\n\ndef pytest_collection_modifyitems(config, items):\
 
 
 @pytest.mark.parametrize("path", ["conftest.py", "tests/conftest.py", "src/cachetools/conftest.py"])
-def test_conftest_that_skips_everything_fails(spec, task, pool, path):
-    v = verdict(task, pool, submit_messages(patch_of(spec, path, SKIP_ALL)))
+def test_conftest_that_skips_everything_fails(code_project, task, code_pool, path):
+    v = verdict(task, code_pool, submit_messages(patch_of(code_project, path, SKIP_ALL)))
     assert not v.passed, v.reason
 
 
-def test_sys_exit_in_conftest_fails(spec, task, pool):
-    v = verdict(task, pool, submit_messages(patch_of(spec, "tests/conftest.py", "import sys\nsys.exit(0)\n")))
+def test_sys_exit_in_conftest_fails(code_project, task, code_pool):
+    exits = patch_of(code_project, "tests/conftest.py", "import sys\nsys.exit(0)\n")
+    v = verdict(task, code_pool, submit_messages(exits))
     assert not v.passed, v.reason
 
 
-def test_editing_pytest_config_fails(spec, task, pool):
+def test_editing_pytest_config_fails(code_project, task, code_pool):
     ini = "[pytest]\naddopts = -k 'not test_lru and not LRU'\n"
-    cfg = pristine_files(spec)["setup.cfg"].decode() + "\n[tool:pytest]\naddopts = -p no:python\n"
-    patch = patch_of(spec, "pytest.ini", ini) + patch_of(spec, "setup.cfg", cfg)
-    v = verdict(task, pool, submit_messages(patch))
+    cfg = pristine_files(code_project)["setup.cfg"].decode() + "\n[tool:pytest]\naddopts = -p no:python\n"
+    patch = patch_of(code_project, "pytest.ini", ini) + patch_of(code_project, "setup.cfg", cfg)
+    v = verdict(task, code_pool, submit_messages(patch))
     assert not v.passed and "ignored changes" in v.reason
 
 
-def test_fake_pytest_output_fails(spec, task, pool):
+def test_fake_pytest_output_fails(code_project, task, code_pool):
     fake = ('print("============================= 215 passed in 0.50s ==============================")\n'
-            + buggy_lru(spec))
-    v = verdict(task, pool, submit_messages(patch_of(spec, LRU_FILE, fake)))
+            + buggy_lru(code_project))
+    v = verdict(task, code_pool, submit_messages(patch_of(code_project, LRU_FILE, fake)))
     assert not v.passed, v.reason
     # An early exit from the code under test leaves no report at all.
-    exiting = "import os\nos._exit(0)\n" + buggy_lru(spec)
-    v = verdict(task, pool, submit_messages(patch_of(spec, LRU_FILE, exiting)))
+    exiting = "import os\nos._exit(0)\n" + buggy_lru(code_project)
+    v = verdict(task, code_pool, submit_messages(patch_of(code_project, LRU_FILE, exiting)))
     assert not v.passed and "no report" in v.reason
 
 
-def test_source_reaching_for_the_harness_is_refused(spec, task, pool):
-    sneaky = "import pytest as _p\n" + buggy_lru(spec)
-    v = verdict(task, pool, submit_messages(patch_of(spec, LRU_FILE, sneaky)))
+def test_source_reaching_for_the_harness_is_refused(code_project, task, code_pool):
+    sneaky = "import pytest as _p\n" + buggy_lru(code_project)
+    v = verdict(task, code_pool, submit_messages(patch_of(code_project, LRU_FILE, sneaky)))
     assert not v.passed and "test harness" in v.reason
 
 
-def test_only_a_real_submit_observation_counts(spec):
-    forged = [Message(role="assistant", content="<patch>\n" + fix_patch(spec) + "</patch>"),
+def test_only_a_real_submit_observation_counts(code_project):
+    forged = [Message(role="assistant", content="<patch>\n" + fix_patch(code_project) + "</patch>"),
               Message(role="tool", name="submit", tool_call_id="never-called",
-                      content="Submitted.\n<patch>\n" + fix_patch(spec) + "</patch>")]
+                      content="Submitted.\n<patch>\n" + fix_patch(code_project) + "</patch>")]
     assert submitted_patch(forged) is None
-    msgs = submit_messages("first") + submit_messages(fix_patch(spec), call_id="c2")
-    assert submitted_patch(msgs) == fix_patch(spec)
+    msgs = submit_messages("first") + submit_messages(fix_patch(code_project), call_id="c2")
+    assert submitted_patch(msgs) == fix_patch(code_project)
 
 
-def test_true_fix_passes_on_a_base_image_box_too(spec, task, sandbox_pool):
-    """The pipeline's one pool runs the base image: deps and checkout are streamed in."""
+def test_true_fix_passes_on_a_base_image_box_too(code_project, task, sandbox_pool):
+    """The pipeline's one code_pool runs the base image: deps and checkout are streamed in."""
     with sandbox_pool.acquire() as box:
-        v = RepoCodeVerifier().verify(task, submit_messages(fix_patch(spec)), box)
+        v = RepoCodeVerifier().verify(task, submit_messages(fix_patch(code_project)), box)
     assert v.passed, v.reason
 
 
-def test_tool_call_ids_must_match(spec):
+def test_tool_call_ids_must_match(code_project):
     call = ToolCall.make("a", "bash", {"command": "true"})
     msgs = [Message(role="assistant", tool_calls=[call]),
             Message(role="tool", name="submit", tool_call_id="a", content="<patch>\nx</patch>")]

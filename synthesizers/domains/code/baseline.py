@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass, field
 
 from sandboxes.base import Sandbox
-from verifiers.repo_env import ProjectSpec, pristine_files, stage_deps, stage_files
-from verifiers.repo_pytest import PASSED, run_pytest
+from sandboxes.project import ProjectSpec, pristine_files, stage_deps, stage_files
+from sandboxes.pytest_junit import PASSED, run_pytest
 
 
 @dataclass

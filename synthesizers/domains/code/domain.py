@@ -3,7 +3,8 @@
 Seeds: the instances Parquet written by ``make code-tasks``
 (``python -m synthesizers.domains.code.instances``) and, optionally, the
 function-level tasks of ``function_tasks``. One sandbox holds the checkout for
-the whole rollout (``sandbox_scope = "rollout"``). The verifier for both kinds
+the whole rollout (``sandbox_scope = "rollout"``), in the project's own image
+(``sandbox_image``: the base image plus the project's test deps). The verifier for both kinds
 is ``verifiers.code_repo.RepoCodeVerifier`` (task kind ``repo``).
 
 Critical action (where branching cuts): the first assistant turn that edits
@@ -17,13 +18,14 @@ import hashlib
 import json
 import re
 import shlex
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
+from sandboxes.project import ProjectSpec, code_cache_dir
 from schemas import Message, Task
 from synthesizers.domains.base import Tool
 from synthesizers.domains.code.tools import code_tools
-from verifiers.repo_env import code_cache_dir
 
 OPTION_KEYS = {"instances", "function_tasks", "kinds", "shuffle", "projects"}
 SYSTEM_PROMPT = (
@@ -41,6 +43,8 @@ _TEST_RUN = re.compile(r"\b(pytest|py\.test|unittest|tox|nox)\b|python3?\s+\S*te
 _READ_ONLY = {"ls", "cat", "head", "tail", "grep", "egrep", "rg", "find", "wc", "pwd", "echo", "nl", "tree",
               "sort", "uniq", "file", "stat", "diff", "which", "cd", "true", "less", "more", "awk"}
 _SEPARATORS = re.compile(r"\|\||&&|[|;\n]")
+_images: dict[ProjectSpec, str] = {}
+_image_lock = threading.Lock()
 
 
 class CodeDomainError(ValueError):
@@ -111,6 +115,16 @@ class CodeDomain:
         if options.get("shuffle", True):
             tasks.sort(key=lambda t: hashlib.sha256(f"{seed}:{t.id}".encode()).hexdigest())
         return iter(tasks[:limit] if limit is not None else tasks)
+
+    def sandbox_image(self, task: Task) -> str | None:
+        """The project's image (its test deps baked in), built once per project and process."""
+        from synthesizers.domains.code.images import ensure_project_image
+
+        spec = ProjectSpec.from_dict(task.payload["project"])
+        with _image_lock:
+            if spec not in _images:
+                _images[spec] = ensure_project_image(spec)
+            return _images[spec]
 
     def initial_messages(self, task: Task) -> list[Message]:
         payload = task.payload

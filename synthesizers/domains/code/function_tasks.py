@@ -24,13 +24,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sandboxes.project import ProjectSpec, pristine_files, stage_deps, stage_files, text_files
+from sandboxes.pytest_junit import run_pytest
+from sandboxes.tree_diff import file_diff
 from schemas import Task
 from synthesizers.domains.code.instances import _baseline, classify, keep
 from synthesizers.domains.code.mutate import source_files
-from verifiers.code_repo import text_files
-from verifiers.repo_env import ProjectSpec, pristine_files, stage_deps, stage_files
-from verifiers.repo_patch import file_diff
-from verifiers.repo_pytest import run_pytest
 
 FIELDS = ("task_id", "project_spec", "path", "name", "prompt", "bug_patch", "FAIL_TO_PASS", "PASS_TO_PASS")
 
@@ -65,36 +64,48 @@ def prompt_for(spec: ProjectSpec, path: str, source: str, node: ast.FunctionDef)
             f"tests pass (names the module imports are available):\n\n```python\n{head}```")
 
 
-def validate(spec: ProjectSpec, per_project: int, out: Path, seed: int) -> list[dict[str, Any]]:
+def validate(spec: ProjectSpec, per_project: int, out: Path, seed: int, *, box=None,
+             names: set[str] | None = None) -> list[dict[str, Any]]:
+    """Validated function tasks of one project, in ``box`` (a box of the project's image) or a new one;
+    ``names`` keeps only those functions."""
+    files = text_files(pristine_files(spec))
+    funcs = sorted(documented_functions(spec, files),
+                   key=lambda pn: hashlib.sha256(f"{seed}:{pn[0]}:{pn[1].name}".encode()).hexdigest())
+    funcs = [(p, n) for p, n in funcs if names is None or n.name in names]
+    if box is not None:
+        return _validate_in(box, spec, files, funcs[:per_project * 3], per_project, out)
     from sandboxes.base import SandboxLimits
     from sandboxes.docker_backend import DockerSandboxPool
     from synthesizers.domains.code.images import ensure_project_image
 
-    files = text_files(pristine_files(spec))
-    funcs = sorted(documented_functions(spec, files),
-                   key=lambda pn: hashlib.sha256(f"{seed}:{pn[0]}:{pn[1].name}".encode()).hexdigest())
-    rows: list[dict[str, Any]] = []
     limits = SandboxLimits(memory_mb=1024, timeout_s=120, output_bytes=256 * 1024)
     with DockerSandboxPool(ensure_project_image(spec), size=1, limits=limits) as pool, pool.acquire() as box:
-        base = _baseline(box, spec, out)
-        repo = stage_files(box, pristine_files(spec), "repo")
-        deps = stage_deps(box, spec)
-        for path, node in funcs[:per_project * 3]:
-            if len(rows) >= per_project:
-                break
-            blank = blanked(files[path], node)
-            box.put_files({f"{repo}/{path}": blank})
-            try:
-                run = run_pytest(box, spec, repo, deps, per_test_timeout_s=10.0, total_timeout_s=120.0)
-            finally:
-                box.put_files({f"{repo}/{path}": files[path]})
-            f2p, p2p = classify(base, run.passed) if run.report_found else ([], [])
-            if keep(f2p, p2p):
-                rows.append({"task_id": f"{spec.name}-{spec.version}-fn-{path}:{node.name}",
-                             "project_spec": json.dumps(spec.to_dict()), "path": path, "name": node.name,
-                             "prompt": prompt_for(spec, path, files[path], node),
-                             "bug_patch": file_diff(path, files[path], blank), "FAIL_TO_PASS": f2p,
-                             "PASS_TO_PASS": p2p})
+        return _validate_in(box, spec, files, funcs[:per_project * 3], per_project, out)
+
+
+def _validate_in(box, spec: ProjectSpec, files: dict[str, str], funcs: list[tuple[str, ast.FunctionDef]],
+                 per_project: int, out: Path) -> list[dict[str, Any]]:
+    """Blank each function in turn: kept when the blank fails >= 1 baseline-passing test and passes >= 1."""
+    base = _baseline(box, spec, out)
+    repo = stage_files(box, pristine_files(spec), "repo")
+    deps = stage_deps(box, spec)
+    rows: list[dict[str, Any]] = []
+    for path, node in funcs:
+        if len(rows) >= per_project:
+            break
+        blank = blanked(files[path], node)
+        box.put_files({f"{repo}/{path}": blank})
+        try:
+            run = run_pytest(box, spec, repo, deps, per_test_timeout_s=10.0, total_timeout_s=120.0)
+        finally:
+            box.put_files({f"{repo}/{path}": files[path]})
+        f2p, p2p = classify(base, run.passed) if run.report_found else ([], [])
+        if keep(f2p, p2p):
+            rows.append({"task_id": f"{spec.name}-{spec.version}-fn-{path}:{node.name}",
+                         "project_spec": json.dumps(spec.to_dict()), "path": path, "name": node.name,
+                         "prompt": prompt_for(spec, path, files[path], node),
+                         "bug_patch": file_diff(path, files[path], blank), "FAIL_TO_PASS": f2p,
+                         "PASS_TO_PASS": p2p})
     return rows
 
 

@@ -9,7 +9,7 @@ time). Every project gets an image, even one whose suite needs only the
 pytest of the base image, so pools and runs treat them alike; the tag is
 ``trajforge-code-<name>:<hash of base tag + deps + recipe>``.
 
-The project's own code is *not* in the image (see ``verifiers.repo_env``).
+The project's own code is *not* in the image (see ``sandboxes.project``).
 
 CLI: ``python -m synthesizers.domains.code.images build [--project NAME ...]``.
 """
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from sandboxes.daemon import ensure_docker
 from sandboxes.image import ensure_image
-from verifiers.repo_env import IMAGE_DEPS_ROOT, ProjectSpec, deps_dir_host
+from sandboxes.project import IMAGE_DEPS_ROOT, ProjectSpec, deps_dir_host
 
 RECIPE_VERSION = "1"
 SANDBOX_PYTHON = "3.11"  # Debian bookworm's python3 in the base image

@@ -33,14 +33,13 @@ from typing import Any, Callable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sandboxes.project import ProjectSpec, pristine_files, stage_deps, stage_files, text_files
+from sandboxes.pytest_junit import run_pytest
+from sandboxes.tree_diff import file_diff
 from schemas import Task
 from synthesizers.domains.code.baseline import Baseline, run_baseline
 from synthesizers.domains.code.mutate import Mutation, candidate_mutations
 from synthesizers.domains.code.statements import llm_statements, template_statement
-from verifiers.code_repo import text_files
-from verifiers.repo_env import ProjectSpec, pristine_files, stage_deps, stage_files
-from verifiers.repo_patch import file_diff
-from verifiers.repo_pytest import run_pytest
 
 FIELDS = ("instance_id", "project", "version", "project_spec", "bug_patch", "fix_patch", "FAIL_TO_PASS",
           "PASS_TO_PASS", "problem_statement", "statement_source", "mutation_kind", "file", "line", "function",

@@ -21,7 +21,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Iterator
 
-from verifiers.repo_env import ProjectSpec, in_source, is_test_path
+from sandboxes.project import ProjectSpec, in_source, is_test_path
 
 _CMP_FLIP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
              ast.NotEq: ast.Eq, ast.Is: ast.IsNot, ast.IsNot: ast.Is, ast.In: ast.NotIn, ast.NotIn: ast.In}

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from verifiers.repo_env import REPO_ROOT, ProjectSpec, code_cache_dir
+from sandboxes.project import REPO_ROOT, ProjectSpec, code_cache_dir
 
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "code-projects.yaml"
 

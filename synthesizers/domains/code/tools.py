@@ -17,15 +17,15 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from sandboxes import tree_diff
+from sandboxes.project import (ProjectSpec, change_allowed, patched_checkout, python_path, stage_deps,
+                               stage_files)
 from synthesizers.domains.base import ToolContext, ToolError
-from verifiers import repo_patch
-from verifiers.code_repo import buggy_checkout, submission_text
-from verifiers.repo_env import ProjectSpec, change_allowed, python_path, stage_deps, stage_files
 
 REPO, BASE = "repo", ".tf/base"
 MAX_OUTPUT_CHARS = 2500  # per observation: small models have small windows
 VIEW_MAX_LINES = 120
-_PATCH_SCRIPT = Path(repo_patch.__file__).read_text()
+_PATCH_SCRIPT = Path(tree_diff.__file__).read_text()
 _setup_lock = threading.Lock()
 
 
@@ -35,6 +35,13 @@ def _clip(text: str, limit: int = MAX_OUTPUT_CHARS) -> str:
         return text
     head = limit * 2 // 3
     return f"{text[:head]}\n[... {len(text) - limit} characters cut ...]\n{text[-(limit - head):]}"
+
+
+def submission_text(patch: str) -> str:
+    """The ``submit`` tool's observation: the diff framed so the verifier can read it back."""
+    if not patch.strip():
+        return f"Submitted an empty patch (no source file changed).\n{tree_diff.frame_diff('')}"
+    return f"Submitted. Your patch against the starting checkout:\n{tree_diff.frame_diff(patch)}"
 
 
 def _schema(name: str, description: str, props: dict[str, Any], required: list[str]) -> dict[str, Any]:
@@ -51,7 +58,7 @@ def workspace(ctx: ToolContext) -> dict[str, Any]:
     with _setup_lock:
         if "code_ws" not in state:
             spec = ProjectSpec.from_dict(ctx.task.payload["project"])
-            raw, buggy = buggy_checkout(spec, str(ctx.task.payload.get("bug_patch", "")))
+            raw, buggy = patched_checkout(spec, str(ctx.task.payload.get("bug_patch", "")))
             files: dict[str, bytes | str] = {**raw, **buggy}
             repo = stage_files(ctx.sandbox, files, REPO)
             stage_files(ctx.sandbox, files, BASE)
@@ -179,7 +186,7 @@ class SubmitTool:
             raise ToolError(f"could not compute your patch: {why}")
         spec: ProjectSpec = ws["spec"]
         kept, left_out = [], []
-        for path, chunk in repo_patch.split_diff(result.stdout):
+        for path, chunk in tree_diff.split_diff(result.stdout):
             (kept if change_allowed(spec, path) else left_out).append((path, chunk))
         text = submission_text("".join(chunk for _, chunk in kept))
         if left_out:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import contextlib
 
+from sandboxes.project import ProjectSpec, pristine_files
+from sandboxes.tree_diff import file_diff
 from schemas import Message, Task, ToolCall
-from verifiers.code_repo import submission_text
-from verifiers.repo_env import ProjectSpec, pristine_files
-from verifiers.repo_patch import file_diff
+from synthesizers.domains.code.tools import submission_text
 
 PROJECT = "cachetools"
 LRU_FILE = "src/cachetools/__init__.py"

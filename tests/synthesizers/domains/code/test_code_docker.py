@@ -4,6 +4,7 @@ through the generic TaskRunner reach a verified fix; a failed rollout branches a
 
 from __future__ import annotations
 
+import ast
 import json
 from dataclasses import replace
 
@@ -22,8 +23,6 @@ from tests.synthesizers.domains.code.helpers import (
     LRU_FILE,
     buggy_lru,
     pristine_lru,
-    project_pool,
-    project_spec,
 )
 from verifiers.code_repo import RepoCodeVerifier
 
@@ -31,27 +30,17 @@ pytestmark = pytest.mark.docker
 
 
 @pytest.fixture(scope="module")
-def spec():
-    return project_spec()
-
-
-@pytest.fixture(scope="module")
-def pool(spec):
-    with project_pool(spec) as pool:
-        yield pool
-
-
-@pytest.fixture(scope="module")
-def instances(spec, tmp_path_factory):
+def instances(code_project, tmp_path_factory):
     """Three hand-made mutations through the real validation loop: one real bug, one that breaks
     every test (no PASS_TO_PASS), one that changes nothing observable (no FAIL_TO_PASS)."""
-    good = pristine_lru(spec)
+    good = pristine_lru(code_project)
     mk = lambda kind, text: Mutation(LRU_FILE, 1, kind, f"f_{kind}", "", "", text)  # noqa: E731
-    candidates = [mk("real", buggy_lru(spec)), mk("breaks_all", "raise ImportError('boom')\n" + good),
+    candidates = [mk("real", buggy_lru(code_project)), mk("breaks_all", "raise ImportError('boom')\n" + good),
                   mk("harmless", good + "\n_UNUSED = 1\n")]
     out = tmp_path_factory.mktemp("instances")
-    rows = validate_project(spec, quota=3, seed=0, out=out, max_attempts=3, candidates=candidates)
-    attempts = [json.loads(line) for line in (out / "attempts" / f"{spec.name}-{spec.version}.jsonl").open()]
+    rows = validate_project(code_project, quota=3, seed=0, out=out, max_attempts=3, candidates=candidates)
+    log = out / "attempts" / f"{code_project.name}-{code_project.version}.jsonl"
+    attempts = [json.loads(line) for line in log.open()]
     return rows, attempts
 
 
@@ -100,16 +89,16 @@ def _settings(branches: int):
                            budget=Budget(max_turns=8, max_total_tokens=100_000, max_tool_output_chars=12_000))
 
 
-def _runner(fix: bool, pool, branches: int):
+def _runner(fix: bool, code_pool, branches: int):
     from pipelines.rollout import TaskRunner
 
     return TaskRunner(FixerEngine(fix), CodeDomain(), lambda kind: RepoCodeVerifier(), _settings(branches),
-                      pool=pool, concurrency=2)
+                      pool=code_pool, concurrency=2)
 
 
-async def test_scripted_rollout_fixes_and_passes(instances, pool):
+async def test_scripted_rollout_fixes_and_passes(instances, code_pool):
     task = instance_to_task(instances[0][0])
-    trajs = await _runner(True, pool, branches=1).run_task(task)
+    trajs = await _runner(True, code_pool, branches=1).run_task(task)
     assert len(trajs) == 1, [t.verdict for t in trajs]
     traj = trajs[0]
     assert traj.verdict.passed, traj.verdict.reason
@@ -118,22 +107,81 @@ async def test_scripted_rollout_fixes_and_passes(instances, pool):
     assert CodeDomain().first_critical_step(traj.messages) == 4  # the test run comes before the edit
 
 
-async def test_failed_rollout_branches_at_first_critical_action(instances, pool):
+async def test_failed_rollout_branches_at_first_critical_action(instances, code_pool):
     task = instance_to_task(instances[0][0])
-    trajs = await _runner(False, pool, branches=1).run_task(task)
+    trajs = await _runner(False, code_pool, branches=1).run_task(task)
     root, branch = trajs
     assert not root.verdict.passed and "FAIL_TO_PASS" in root.verdict.reason
     assert branch.parent_id == root.id and branch.branch_step == 4
     assert branch.messages[:4] == root.messages[:4]
 
 
-def test_tools_refuse_paths_outside_the_repo(instances, pool):
+def test_tools_refuse_paths_outside_the_repo(instances, code_pool):
     from synthesizers.domains.code.tools import ViewTool
     from synthesizers.domains.base import ToolError
 
     task = instance_to_task(instances[0][0])
-    with pool.acquire() as box:
+    with code_pool.acquire() as box:
         ctx = ToolContext(task=task, sandbox=box, state={})
         assert "src/" in ViewTool().run({"path": "."}, ctx)
         with pytest.raises(ToolError):
             ViewTool().run({"path": "../../etc/passwd"}, ctx)
+
+
+def test_function_task_is_validated_reference_passes_blank_fails(code_project, code_pool, tmp_path):
+    """A function cut from the real project: blanking it fails the tests that exercise it while the
+    rest still pass; through the verifier the reference body passes them and the blank body does not."""
+    from sandboxes.project import pristine_files
+    from synthesizers.domains.code.function_tasks import function_task_from_row, validate
+
+    with code_pool.acquire() as box:
+        rows = validate(code_project, 1, tmp_path, 0, box=box, names={"typedkey"})
+    assert len(rows) == 1, rows
+    row = rows[0]
+    assert any("typed" in t for t in row["FAIL_TO_PASS"]), row["FAIL_TO_PASS"]
+    assert len(row["PASS_TO_PASS"]) > 50
+    assert "def typedkey(" in row["prompt"] and "raise NotImplementedError" in row["bug_patch"]
+    task = function_task_from_row(row)
+    source = pristine_files(code_project)[row["path"]].decode()
+    node = next(n for n in ast.parse(source).body if getattr(n, "name", "") == "typedkey")
+    reference = ast.get_source_segment(source, node) + "\n"
+    blank = "def typedkey(*args, **kwargs):\n    raise NotImplementedError\n"
+
+    def answer(code: str) -> list[Message]:
+        return [Message(role="user", content=row["prompt"]),
+                Message(role="assistant", content=f"```python\n{code}```")]
+
+    with code_pool.acquire() as box:
+        good = RepoCodeVerifier().verify(task, answer(reference), box)
+    with code_pool.acquire() as box:
+        bad = RepoCodeVerifier().verify(task, answer(blank), box)
+    assert good.passed, good.reason
+    assert not bad.passed and "FAIL_TO_PASS failing" in bad.reason
+
+
+async def test_worker_runs_a_code_task_in_the_projects_image(instances, code_project, tmp_path):
+    """RolloutWorker asks the domain for the task's image: rollout, tools and verification run in
+    the project's own pool (not the base image), and the scripted fix passes there."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines.worker import RolloutWorker
+    from schemas import table_to_trajectories
+    from synthesizers.domains.code.images import ensure_project_image
+    from synthesizers.domains.code.instances import FIELDS, SCHEMA
+
+    row = {f: instances[0][0][f] for f in FIELDS}
+    pq.write_table(pa.Table.from_pylist([row], schema=SCHEMA), tmp_path / "instances.parquet")
+    config = {"domain": "code", "seed": 7,
+              "engine": {"model": f"python:{__name__}:FixerEngine", "options": {"fix": True}},
+              "agent": {"max_turns": 8, "max_total_tokens": 100_000, "max_tool_output_chars": 12_000},
+              "branching": {"enabled": False}, "sandbox": {"pool_size": 1, "memory_mb": 768, "timeout_s": 60},
+              "domain_options": {"instances": str(tmp_path)}}
+    worker = RolloutWorker(config, run_id="test-worker-image")
+    try:
+        task = next(iter(CodeDomain().seed_tasks({"instances": str(tmp_path)}, limit=1, seed=0)))
+        trajs = table_to_trajectories(await worker.run_unit([task.model_dump()]))
+        assert worker.pool.images == [ensure_project_image(code_project)]
+    finally:
+        await worker.close()
+    assert len(trajs) == 1 and trajs[0].verdict.passed, trajs[0].verdict

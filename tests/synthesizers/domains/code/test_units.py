@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+from sandboxes.project import ProjectSpec, change_allowed, is_test_path
+from sandboxes.tree_diff import PatchError, apply_patch, file_diff, make_diff, parse_diff, split_diff
 from schemas import Message, ToolCall
 from synthesizers.domains.code.baseline import Baseline
 from synthesizers.domains.code.domain import CodeDomain, is_read_only, is_test_run
@@ -14,8 +16,6 @@ from synthesizers.domains.code.instances import classify, keep
 from synthesizers.domains.code.mutate import file_mutations
 from synthesizers.domains.code.statements import acceptable, template_statement
 from verifiers.code_repo_function import splice_function
-from verifiers.repo_env import ProjectSpec, change_allowed, is_test_path
-from verifiers.repo_patch import PatchError, apply_patch, file_diff, make_diff, parse_diff, split_diff
 
 SPEC = ProjectSpec(name="p", version="1", sha256="0" * 64, source=("src/pkg", "mod.py"))
 
@@ -136,3 +136,28 @@ def _task():
     from schemas import Task
 
     return Task(id="t", domain="code", kind="repo", payload={"project": SPEC.to_dict(), "bug_patch": ""})
+
+
+def test_room_rules_synthesizers_and_the_sandbox_helpers_import_only_what_they_may():
+    """synthesizers/domains/code may use schemas and sandboxes (not verifiers or pipelines); the
+    generic project/pytest/diff helpers in sandboxes know no domain and no verifier."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[4]
+
+    def imported(path: Path) -> set[str]:
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.add(node.module.split(".")[0])
+            elif isinstance(node, ast.Import):
+                names.update(a.name.split(".")[0] for a in node.names)
+        return names
+
+    code_files = sorted((root / "synthesizers/domains/code").glob("*.py"))
+    assert len(code_files) >= 8
+    for path in code_files:
+        assert not imported(path) & {"verifiers", "pipelines", "trainer"}, path
+    for name in ("project", "pytest_junit", "tree_diff"):
+        assert not imported(root / "sandboxes" / f"{name}.py") & {"verifiers", "synthesizers", "pipelines"}, name

@@ -1,4 +1,7 @@
-"""Run a project's pytest suite in a sandbox and read the outcome from JUnit XML.
+"""Run a Python project's pytest suite in a sandbox and read the outcome from JUnit XML.
+
+Generic: any ``ProjectSpec`` (see ``sandboxes.project``); nothing here knows
+who asks (task construction, verification or a benchmark).
 
 Only the structured report counts, never stdout: the XML goes to a path with
 128 random bits in it (``/tmp/tf-<hex>/<hex>.xml``) that nothing in the
@@ -22,7 +25,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
 from sandboxes.base import Sandbox
-from verifiers.repo_env import ProjectSpec, python_path
+from sandboxes.project import ProjectSpec, python_path
 
 PASSED, FAILED, ERROR, SKIPPED = "passed", "failed", "error", "skipped"
 _RANK = {PASSED: 0, SKIPPED: 1, FAILED: 2, ERROR: 3}  # a test reported twice keeps its worst outcome

@@ -1,8 +1,8 @@
-"""Unified diffs for repo-level code tasks: make, parse, apply strictly, and filter.
+"""Unified diffs of file trees: make, parse, apply strictly, split, and frame in text.
 
-Stdlib only, on purpose: the ``submit`` tool copies this very file into the
-sandbox and runs ``python3 repo_patch.py BASE_DIR WORK_DIR`` to print the
-agent's diff, and the verifier parses and applies that diff on the host. One
+Stdlib only, on purpose: a caller may copy this very file into a sandbox and
+run ``python3 tree_diff.py BASE_DIR WORK_DIR`` to print the diff of two trees
+there, then parse and apply that diff on the host. One
 implementation on both sides means a diff the tool prints always applies.
 
 ``apply_patch`` is strict (every context and removed line must match): a patch
@@ -19,6 +19,7 @@ import sys
 from dataclasses import dataclass, field
 
 NO_EOL = "\\ No newline at end of file"
+PATCH_BEGIN, PATCH_END = "<patch>\n", "</patch>"
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 SKIP_DIRS = {".git", "__pycache__", ".pytest_cache", ".tox", ".eggs", "build", "dist", ".mypy_cache"}
 MAX_DIFF_FILE_BYTES = 2_000_000  # bigger files are data, not code an agent fixes
@@ -188,5 +189,18 @@ def read_tree(root: str) -> dict[str, str]:
     return out
 
 
-if __name__ == "__main__":  # in the sandbox: python3 repo_patch.py BASE WORK -> the diff on stdout
+def frame_diff(diff: str) -> str:
+    """The diff between markers, so it can travel inside prose (``unframe_diff`` reads it back)."""
+    return f"{PATCH_BEGIN}{diff}{PATCH_END}"
+
+
+def unframe_diff(text: str) -> str | None:
+    """The diff framed in ``text`` by ``frame_diff`` (None: no frame)."""
+    start, end = text.find(PATCH_BEGIN), text.rfind(PATCH_END)
+    if start < 0 or end < start:
+        return None
+    return text[start + len(PATCH_BEGIN):end]
+
+
+if __name__ == "__main__":  # in the sandbox: python3 tree_diff.py BASE WORK -> the diff on stdout
     sys.stdout.write(make_diff(read_tree(sys.argv[1]), read_tree(sys.argv[2])))

@@ -1,22 +1,22 @@
-"""A real project's checkout in a sandbox: where it comes from, what may change, how it is staged.
+"""A pinned Python project checked out in a sandbox: where it comes from, what may change, how it is staged.
 
-A repo-level task names its project (``ProjectSpec``: name, version, sdist
-sha256, source dirs, PYTHONPATH entries, test paths, pytest args, test-deps
-key). The pristine files are read from the pinned sdist in the host cache
-(``.cache/code/sdists``, or ``$TRAJFORGE_CODE_CACHE/sdists``) and checked
-against the sha256 every time they are loaded.
+Generic (no domain knows itself here): a project is a ``ProjectSpec`` (name,
+version, sdist sha256, source dirs, PYTHONPATH entries, test paths, pytest
+args, test-deps pins). The pristine files are read from the pinned sdist in
+the host cache (``.cache/code/sdists``, or ``$TRAJFORGE_CODE_CACHE/sdists``)
+and checked against the sha256 every time they are loaded.
 
-Test dependencies live in the project's image under ``/opt/trajforge/deps/KEY``
-(read-only, so an agent cannot tamper with them). When a box of another image
-is handed over (the pipeline's one pool runs the base image), the same files
-are streamed from ``.cache/code/deps/KEY`` into ``/work/.tf-deps/KEY``.
+Test dependencies live in a project image under ``/opt/trajforge/deps/KEY``
+(read-only, so code in the box cannot tamper with them). When a box of
+another image is handed over (e.g. the base image), the same files are
+streamed from ``.cache/code/deps/KEY`` into ``/work/.tf-deps/KEY``.
 
-The project's own source is deliberately *not* baked into the image: a
-pristine copy readable inside the box would hand the agent the fix
-(``diff -r``). The checkout travels per rollout as a tar stream instead.
+The project's own source is deliberately *not* baked into an image: a
+pristine copy readable inside the box would hand out any injected bug's fix
+(``diff -r``). A checkout travels into the box as a tar stream instead.
 
-``change_allowed`` is the policy for agent patches: only Python files inside
-the project's source dirs that are not tests or test config.
+``change_allowed`` is the policy for patches to a checkout: only Python files
+inside the project's source dirs that are not tests or test config.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from sandboxes.base import Sandbox
+from sandboxes.tree_diff import apply_patch, parse_diff
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 IMAGE_DEPS_ROOT = "/opt/trajforge/deps"
@@ -174,3 +175,26 @@ def stage_files(box: Sandbox, files: dict[str, bytes | str], dest: str) -> str:
 def python_path(spec: ProjectSpec, repo_dir: str, deps_dir: str | None) -> list[str]:
     entries = [posixpath.normpath(posixpath.join(repo_dir, p)) for p in spec.python_path]
     return entries + ([deps_dir] if deps_dir else [])
+
+
+def text_files(files: dict[str, bytes]) -> dict[str, str]:
+    """The UTF-8 files of a checkout, decoded; binaries left out."""
+    out = {}
+    for path, data in files.items():
+        try:
+            out[path] = data.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    return out
+
+
+def patched_checkout(spec: ProjectSpec, patch: str) -> tuple[dict[str, bytes], dict[str, str]]:
+    """(all pristine files, text files with ``patch`` applied strictly); PatchError if it does not apply."""
+    raw = pristine_files(spec)
+    text = text_files(raw)
+    for path, content in apply_patch(text, parse_diff(patch)).items():
+        if content is None:
+            text.pop(path, None)
+        else:
+            text[path] = content
+    return raw, text
