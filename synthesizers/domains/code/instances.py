@@ -71,6 +71,23 @@ def _baseline(box, spec: ProjectSpec, out: Path) -> Baseline:
     return result
 
 
+def _attempts_path(out: Path, spec: ProjectSpec) -> Path:
+    return out / "attempts" / f"{spec.name}-{spec.version}.jsonl"
+
+
+def load_attempts(path: Path) -> dict[str, dict[str, Any]]:
+    """mutation id -> attempt record, from a project's attempts file (absent: none)."""
+    done: dict[str, dict[str, Any]] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+                done[rec["mutation_id"]] = rec
+            except (json.JSONDecodeError, KeyError):
+                continue  # a line cut by a kill: that attempt is simply redone
+    return done
+
+
 def _row(spec: ProjectSpec, m: Mutation, original: str, f2p: list[str], p2p: list[str], seconds: float,
          messages: dict[str, str]) -> dict[str, Any]:
     return {"instance_id": f"{spec.name}-{spec.version}-{m.id}", "project": spec.name, "version": spec.version,
@@ -90,16 +107,9 @@ def validate_project(spec: ProjectSpec, quota: int, *, seed: int, out: Path, max
     from sandboxes.docker_backend import DockerSandboxPool
     from synthesizers.domains.code.images import ensure_project_image
 
-    attempts_path = out / "attempts" / f"{spec.name}-{spec.version}.jsonl"
+    attempts_path = _attempts_path(out, spec)
     attempts_path.parent.mkdir(parents=True, exist_ok=True)
-    done: dict[str, dict[str, Any]] = {}
-    if attempts_path.is_file():
-        for line in attempts_path.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-                done[rec["mutation_id"]] = rec
-            except (json.JSONDecodeError, KeyError):
-                continue  # a line cut by a kill: that attempt is simply redone
+    done = load_attempts(attempts_path)
     kept = [r["row"] for r in done.values() if r.get("row")]
     used_functions = {(r["file"], r["function"]) for r in kept}
     if len(kept) >= quota or len(done) >= max_attempts:
@@ -181,7 +191,10 @@ def instance_to_task(row: dict[str, Any]) -> Task:
 
 
 def build(out: Path, target: int, *, projects: list[str] | None = None, seed: int = 0, workers: int = 2,
-          llm: str | None = None, max_attempts: int | None = None, config: str | None = None) -> dict[str, Any]:
+          llm: str | None = None, max_attempts: int | None = None, config: str | None = None,
+          collect_only: bool = False) -> dict[str, Any]:
+    """Validate until ``target`` instances (or the projects run dry), then write the Parquet;
+    ``collect_only`` writes it from the attempts recorded so far and runs nothing new."""
     from synthesizers.domains.code.projects import fetch, load_projects
 
     started = time.monotonic()
@@ -191,8 +204,9 @@ def build(out: Path, target: int, *, projects: list[str] | None = None, seed: in
         fetch(spec)
     quota = math.ceil(target / len(specs))
     attempts_cap = max_attempts or quota * 6
-    results: dict[str, list[dict[str, Any]]] = {}
-    for _round in range(3):  # later rounds raise the quota of projects that still have bugs to give
+    results: dict[str, list[dict[str, Any]]] = {
+        s.name: [r["row"] for r in load_attempts(_attempts_path(out, s)).values() if r.get("row")] for s in specs}
+    for _round in range(0 if collect_only else 3):  # later rounds raise the quota of projects with bugs left
         with ThreadPoolExecutor(max_workers=max(1, workers)) as ex:
             futures = {s.name: ex.submit(validate_project, s, quota, seed=seed, out=out, max_attempts=attempts_cap)
                        for s in specs}
@@ -206,8 +220,7 @@ def build(out: Path, target: int, *, projects: list[str] | None = None, seed: in
     add_statements(rows, llm)
     write_parquet(rows, out / "instances.parquet")
     took = time.monotonic() - started
-    attempts = sum(len((out / "attempts" / f"{s.name}-{s.version}.jsonl").read_text().splitlines())
-                   for s in specs if (out / "attempts" / f"{s.name}-{s.version}.jsonl").is_file())
+    attempts = sum(len(load_attempts(_attempts_path(out, s))) for s in specs)
     report = {"instances": len(rows), "target": target, "attempts": attempts, "seconds": round(took, 1),
               "per_project": {s.name: len(results[s.name]) for s in specs},
               "statements": {k: sum(r["statement_source"] == k for r in rows) for k in ("llm", "template")},
@@ -227,10 +240,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--llm", default=None, help="engine for problem statements (embedded | model dir | URL)")
     ap.add_argument("--max-attempts", type=int, default=None, help="mutants tried per project per round")
     ap.add_argument("--config", default=None, help="project list (default configs/code-projects.yaml)")
+    ap.add_argument("--collect", action="store_true",
+                    help="only write instances.parquet from the attempts so far (no new validation)")
     args = ap.parse_args(argv)
     try:
         report = build(Path(args.out), args.target, projects=args.project, seed=args.seed, workers=args.workers,
-                       llm=args.llm, max_attempts=args.max_attempts, config=args.config)
+                       llm=args.llm, max_attempts=args.max_attempts, config=args.config,
+                       collect_only=args.collect)
     except Exception as exc:  # noqa: BLE001 - one clear line for the user
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

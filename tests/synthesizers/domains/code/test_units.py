@@ -161,3 +161,31 @@ def test_room_rules_synthesizers_and_the_sandbox_helpers_import_only_what_they_m
         assert not imported(path) & {"verifiers", "pipelines", "trainer"}, path
     for name in ("project", "pytest_junit", "tree_diff"):
         assert not imported(root / "sandboxes" / f"{name}.py") & {"verifiers", "synthesizers", "pipelines"}, name
+
+
+def test_instances_parquet_is_a_dataset_that_datasets_reads(tmp_path):
+    """What `make code-tasks` writes loads with `datasets.load_dataset("parquet", ...)` as it is,
+    and --collect rebuilds it from the attempts log alone (a killed run still yields its instances)."""
+    import datasets
+
+    from synthesizers.domains.code.instances import FIELDS, build
+
+    spec = {"name": "cachetools", "version": "5.5.0"}
+    out = tmp_path / "inst"
+    (out / "attempts").mkdir(parents=True)
+    rows = []
+    for i in range(3):
+        row = {f: "" for f in FIELDS} | {
+            "instance_id": f"cachetools-5.5.0-m{i}", "project": "cachetools", "version": "5.5.0",
+            "project_spec": json.dumps(spec), "FAIL_TO_PASS": [f"tests.t::f{i}"], "PASS_TO_PASS": ["tests.t::p"],
+            "mutation_kind": "compare", "line": 3 + i, "validate_seconds": 1.5,
+            "_messages": {f"tests.t::f{i}": "E   assert 1 == 2"}, "_before": "a < b", "_after": "a <= b"}
+        rows.append(json.dumps({"mutation_id": f"m{i}", "row": row}))
+    rows.append(json.dumps({"mutation_id": "m9", "f2p": 0, "p2p": 5}) + "\n{\"mutation_id\": \"cut")  # killed
+    (out / "attempts" / "cachetools-5.5.0.jsonl").write_text("\n".join(rows))
+    report = build(out, 3, projects=["cachetools"], collect_only=True)
+    assert report["instances"] == 3 and report["attempts"] == 4
+    ds = datasets.load_dataset("parquet", data_files=str(out / "instances.parquet"), split="train")
+    assert ds.num_rows == 3 and set(FIELDS) <= set(ds.column_names)
+    assert ds[1]["FAIL_TO_PASS"] == ["tests.t::f1"] and ds[1]["line"] == 4
+    assert "t::f0" in ds[0]["problem_statement"] and ds[0]["statement_source"] == "template"
