@@ -9,6 +9,9 @@ Options (``domain_options``, all optional):
                                   options: {...}, temperature: 0.7, max_tokens: 96}}
   f1_threshold: 0.8         (verifier pass mark on token F1)
   require_retrieved: true   (a cited answer document must have appeared in a tool result)
+  forcing: true             (small-model help, see ``forcing.py``: the first turn opens a search
+                             call, tool calls are guided into the exact format, and a turn
+                             without a call goes on with a search or an answer call)
 
 Where the search service runs: the tools start it lazily, once per node, on
 their first call (``backends.ensure_local_service``), inside whatever process
@@ -26,20 +29,28 @@ from typing import Any, Iterator
 from schemas import Message, Task
 from synthesizers.domains.base import Tool
 from synthesizers.domains.deep_research.backends import backend_from_spec
+from synthesizers.domains.deep_research.forcing import ToolCallForcing, first_turn_overrides
 from synthesizers.domains.deep_research.tools import make_tools
 
 NAME = "deep-research"
-OPTION_KEYS = {"corpus", "search", "questions", "f1_threshold", "require_retrieved"}
+OPTION_KEYS = {"corpus", "search", "questions", "f1_threshold", "require_retrieved", "forcing"}
 QUESTION_KEYS = {"count", "seed", "hops", "reverse_fraction", "leak_k", "writer"}
 DEFAULT_COUNT = 64
 
 SYSTEM_PROMPT = (
-    "You are a research assistant with a document collection. Answer the user's question by searching "
-    "and reading documents; questions need several steps (find the first document, follow what it "
-    "mentions, then find the answer). Use the tools: search(query) lists [doc_id] title and snippet; "
-    "open(doc_id) shows a document; find(pattern) looks for text in the opened document. When you know "
-    'the answer, call answer with {"answer": "<short answer>", "citations": ["<doc_id>", ...]} citing '
-    "the documents that support it."
+    "You are a research assistant. Do not answer from memory: find the answer in the documents with the "
+    "tools, then call answer with a short answer (a few words) and the doc_ids you read it in. Reply with "
+    "one tool call and nothing else, exactly in this form:\n"
+    '<tool_call>\n{"name": "search", "arguments": {"query": "a few keywords"}}\n</tool_call>\n\n'
+    # One worked example (a made-up corpus): small models copy a format they have seen.
+    "Example.\nQuestion: In what year was the founder of Alpha Town born?\n"
+    '<tool_call>\n{"name": "search", "arguments": {"query": "Alpha Town founder"}}\n</tool_call>\n'
+    "[d00017] Alpha Town: Alpha Town was founded by Mara Quill.\n"
+    '<tool_call>\n{"name": "search", "arguments": {"query": "Mara Quill"}}\n</tool_call>\n'
+    "[d00042] Mara Quill: Mara Quill was a surveyor.\n"
+    '<tool_call>\n{"name": "open", "arguments": {"doc_id": "d00042"}}\n</tool_call>\n'
+    "[d00042] Mara Quill: Mara Quill (born 1790) was a surveyor who founded Alpha Town.\n"
+    '<tool_call>\n{"name": "answer", "arguments": {"answer": "1790", "citations": ["d00042"]}}\n</tool_call>'
 )
 _TEXT_FINAL = re.compile(r"(?im)^\s*final answer\s*:")
 
@@ -69,6 +80,7 @@ class DeepResearchDomain:
             "search": search,
             "f1_threshold": float(options.get("f1_threshold", 0.8)),
             "require_retrieved": bool(options.get("require_retrieved", True)),
+            "forcing": bool(options.get("forcing", True)),
         }
         return (self._task(rows[i], corpus_spec, extras) for i in order[:limit])
 
@@ -132,6 +144,14 @@ class DeepResearchDomain:
 
     def initial_messages(self, task: Task) -> list[Message]:
         return [Message(role="system", content=SYSTEM_PROMPT), Message(role="user", content=task.payload["question"])]
+
+    def user_simulator(self, task: Task, engine: object) -> ToolCallForcing | None:
+        """Small-model help: a turn without a tool call goes on with a search or an answer call."""
+        return ToolCallForcing() if task.payload.get("forcing", True) else None
+
+    def sampling_overrides(self, task: Task) -> dict[str, Any]:
+        """With ``forcing``: the first turn opens a search call and calls are guided well-formed."""
+        return first_turn_overrides([t.schema for t in self.tools(task)]) if task.payload.get("forcing", True) else {}
 
     def tools(self, task: Task) -> list[Tool]:
         return make_tools(backend_from_spec(task.payload.get("search")))

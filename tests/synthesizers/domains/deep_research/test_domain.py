@@ -70,3 +70,42 @@ def test_prompt_and_tools():
     msgs = d.initial_messages(task)
     assert [m.role for m in msgs] == ["system", "user"] and msgs[1].content == "Who?"
     assert [t.name for t in d.tools(task)] == ["search", "open", "find", "answer"]
+
+
+async def test_forcing_continues_a_turn_without_a_call_with_search_then_answer():
+    from synthesizers.domains.deep_research.forcing import ANSWER_OPENING, SEARCH_OPENING
+    from synthesizers.hermes import parse_tool_calls
+
+    from schemas import Task
+
+    d = DeepResearchDomain()
+    forcing = d.user_simulator(Task(id="t", domain="deep-research", payload={"question": "q"}), None)
+    start = [Message(role="system", content="s"), Message(role="user", content="q")]
+    reply = await forcing.reply(start + [assistant(content="It is Paris.")])
+    assert reply.role == "assistant" and reply.content == "\n" + SEARCH_OPENING  # no search yet: search first
+    assert await forcing.reply(start + [assistant(content="Paris\n")]) is None  # each forcing once
+    searched = start + [assistant(("search", {"query": "x"})), Message(role="tool", content="[d1] X"), assistant(content="So.\n")]
+    reply = await forcing.reply(searched)
+    assert reply.content == ANSWER_OPENING
+    assert await forcing.reply(searched) is None
+    # What the model writes after the opening parses into a real answer call.
+    _, calls, errors = parse_tool_calls("So.\n" + ANSWER_OPENING + 'Paris", "citations": ["d1"]}}\n</tool_call>', turn=0)
+    assert not errors and d.is_final(Message(role="assistant", content="So.", tool_calls=calls))
+
+
+def test_forcing_overrides_open_the_first_turn_with_a_search_and_guide_calls():
+    import json
+
+    from schemas import Task
+    from synthesizers.domains.deep_research.forcing import SEARCH_OPENING
+
+    d = DeepResearchDomain()
+    search = {"backend": "http", "url": "http://127.0.0.1:1"}
+    task = Task(id="t", domain="deep-research", payload={"question": "Who?", "search": search})
+    overrides = d.sampling_overrides(task)
+    assert overrides["assistant_prefix"] == SEARCH_OPENING
+    tags = json.loads(overrides["structured_outputs"]["structural_tag"])["format"]["tags"]
+    answer = next(t for t in tags if '"answer"' in t["begin"])
+    assert answer["content"]["json_schema"]["required"] == ["answer", "citations"]
+    off = Task(id="t", domain="deep-research", payload={"question": "Who?", "search": search, "forcing": False})
+    assert d.sampling_overrides(off) == {} and d.user_simulator(off, None) is None
