@@ -91,7 +91,10 @@ def test_sources_from_files_and_datasets(tmp_path):
     res = decontaminate([traj("a", BENCH_Q), traj("b", OTHER_Q), traj("c", "fresh words " * 10)], idx)
     assert {(h["id"], h["benchmark"]) for h in res.removed} == {("a", "jsonl-bench"), ("b", "c")}
     assert [t.id for t in res.kept] == ["c"]
-    assert res.report(13)["removed"] == 2
+    report = res.report(13)  # what run.py writes under report.json extra.decontamination
+    assert report["removed"] == 2 and report["hits"] == res.removed and report["ngram"] == 13
+    assert all(len(h["match"].split()) == 13 and h["match"] in " ".join(words(BENCH_Q + " " + OTHER_Q))
+               for h in report["hits"])
 
 
 def test_bad_sources_are_one_line_config_errors(tmp_path):
