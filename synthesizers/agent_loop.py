@@ -94,8 +94,9 @@ async def run_agent(
     user_turn: UserTurn | None = None,
     prefix_after_user: str = "",
 ) -> AgentResult:
-    """Run one rollout. ``prefix_after_user`` starts the assistant turn that answers a
-    simulated-user reply (answer forcing, e.g. ``"The final answer is $\\boxed{"``)."""
+    """Run one rollout. ``params.assistant_prefix`` starts the first assistant turn;
+    ``prefix_after_user`` starts the assistant turn that answers a simulated-user reply
+    (answer forcing, e.g. ``"The final answer is $\\boxed{"``)."""
     started = time.time()
     t_start = time.perf_counter()
     convo = list(messages)
@@ -104,7 +105,7 @@ async def run_agent(
     tokens, timings = TokenCounts(), Timings(started_at=started)
     stop_reason, error, turn = "max_turns", None, 0
     last_context = 0  # conversation tokens after the latest turn, as the engine counted them
-    prefix = ""  # set right after a simulated-user reply
+    prefix = params.assistant_prefix  # the first turn's opener; later set by a simulated-user reply
 
     while turn < budget.max_turns:
         room = budget.max_total_tokens - last_context - _tokens_since_last_turn(convo)

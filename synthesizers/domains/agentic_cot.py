@@ -16,6 +16,9 @@ Options (``domain_options``)::
       - {mode: rewrite, dataset: {path: ..., question_field, answer_field, solution_field}, count: 8}
       - {mode: rewrite, store: runs/math, count: 8}
     allow_stray: false            # text outside the tags fails the structure check
+    phased: true                  # phase-by-phase generation (synthesizers.agentic_cot.phased):
+                                  # the loop writes the tags, the model each phase's text
+    summary_opener: ""            # text the summary starts with when phased (answer forcing)
 
 The verifier (``verifiers.agentic_cot``) passes a trajectory only if the
 structure check passes and the underlying domain's verifier passes on the
@@ -31,13 +34,14 @@ import itertools
 from typing import Any, Iterator
 
 from schemas import Message, Task, Trajectory
-from synthesizers.agentic_cot import first_action_message, parse_text
+from schemas.agentic_cot import first_action_message, parse_text
+from synthesizers.agentic_cot import phased
 from synthesizers.agentic_cot.format import format_instructions, rewrite_system, rewrite_user
 from synthesizers.agentic_cot.sources import cot_rows, store_rows
 from synthesizers.domains.base import Tool, ToolContext
 
 NAME = "agentic-cot"
-OPTION_KEYS = {"sources", "allow_stray"}
+OPTION_KEYS = {"sources", "allow_stray", "phased", "summary_opener"}
 SOURCE_KEYS = {"mode", "domain", "options", "dataset", "store", "count"}
 DEFAULT_SOURCES = [
     {"mode": "direct", "domain": "math", "options": {"sources": ["generator"]}, "count": 8},
@@ -91,7 +95,8 @@ class AgenticCoTDomain:
             raise ValueError(f"unknown agentic-cot option(s) {unknown}; known: {sorted(OPTION_KEYS)}")
         specs = options.get("sources") or DEFAULT_SOURCES
         structure = {"allow_stray": bool(options.get("allow_stray", False))}
-        streams = [self._stream(dict(spec), seed, structure) for spec in specs]  # validated up front
+        generation = {"phased": bool(options.get("phased", True)), "summary_opener": str(options.get("summary_opener") or "")}
+        streams = [self._stream(dict(spec), seed, structure, generation) for spec in specs]  # validated up front
         seen: set[str] = set()
         tasks = []
         for task in itertools.chain.from_iterable(itertools.zip_longest(*streams)):
@@ -100,7 +105,7 @@ class AgenticCoTDomain:
                 tasks.append(task)
         return iter(tasks[:limit] if limit is not None else tasks)
 
-    def _stream(self, spec: dict[str, Any], seed: int, structure: dict[str, Any]) -> list[Task]:
+    def _stream(self, spec: dict[str, Any], seed: int, structure: dict[str, Any], generation: dict[str, Any]) -> list[Task]:
         if unknown := sorted(set(spec) - SOURCE_KEYS):
             raise ValueError(f"agentic-cot source: unknown key(s) {unknown}; known: {sorted(SOURCE_KEYS)}")
         mode, count = spec.get("mode"), spec.get("count")
@@ -117,12 +122,21 @@ class AgenticCoTDomain:
             label = "rewrite:dataset" if "dataset" in spec else "rewrite:store"
         else:
             raise ValueError("agentic-cot source needs mode: direct, or mode: rewrite with one of dataset/store")
-        return [self._wrap(mode, label, inner, text, msgs, structure) for inner, text, msgs in itertools.islice(pairs, count)]
+        return [
+            self._wrap(mode, label, inner, text, msgs, structure, generation)
+            for inner, text, msgs in itertools.islice(pairs, count)
+        ]
 
     @staticmethod
-    def _wrap(mode: str, label: str, inner: Task, text: str, source_messages: list | None, structure: dict[str, Any]) -> Task:
+    def _wrap(
+        mode: str, label: str, inner: Task, text: str, source_messages: list | None,
+        structure: dict[str, Any], generation: dict[str, Any],
+    ) -> Task:
         digest = hashlib.sha256(f"{mode}\0{inner.id}\0{text}".encode()).hexdigest()[:12]
-        payload = {"mode": mode, "underlying": inner.model_dump(), "source_text": text, "structure": structure}
+        payload = {
+            "mode": mode, "underlying": inner.model_dump(), "source_text": text,
+            "structure": structure, "generation": generation,
+        }
         if source_messages:
             payload["source_messages"] = source_messages  # the original's evidence, for the verifier
         return Task(
@@ -164,6 +178,20 @@ class AgenticCoTDomain:
             return []
         inner = self.underlying(task)
         return [UnderlyingTool(t, inner) for t in self._domain(inner.domain).tools(inner)]
+
+    @staticmethod
+    def _phased(task: Task) -> bool:
+        return bool((task.payload.get("generation") or {}).get("phased"))
+
+    def sampling_overrides(self, task: Task) -> dict[str, Any]:
+        """Phased tasks start their turn with ``<analysis>`` and stop at every next tag."""
+        return phased.sampling_overrides() if self._phased(task) else {}
+
+    def user_simulator(self, task: Task, engine: object) -> phased.PhaseStepper | None:
+        """Phased tasks: close each phase and open the next (an assistant continuation)."""
+        if not self._phased(task):
+            return None
+        return phased.PhaseStepper(summary_opener=(task.payload.get("generation") or {}).get("summary_opener", ""))
 
     def is_final(self, message: Message) -> bool:
         """Final once an assistant turn without tool calls has closed a <summary>."""

@@ -310,6 +310,7 @@ units: {{tasks_per_unit: 6}}
 sandbox: {{pool_size: 2}}
 decontam: {{sources: [{{path: {REPO / 'configs/benchmarks/heldout-sample.jsonl'}, name: heldout}}]}}
 domain_options:
+  phased: false   # this engine writes whole five-phase texts (the phased protocol: test_agentic_cot_phased)
   sources:
     - {{mode: direct, domain: math, options: {{sources: [generator]}}, count: 6}}
     - {{mode: rewrite, dataset: {{}}, count: 6}}

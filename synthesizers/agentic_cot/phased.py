@@ -1,0 +1,87 @@
+"""Phase-by-phase generation: the framework writes the tags, the model writes each phase.
+
+A small model asked for five tagged phases in one go mostly ignores the tags
+(SmolLM2-135M wrote none). Here the assistant turn starts with ``<analysis>``
+(``SamplingParams.assistant_prefix``) and every phase is cut at the next tag
+the model starts (``SamplingParams.stop`` on the opening tags and on the closing
+tags of the first four phases). The ``PhaseStepper`` then plays the agent
+loop's simulated user with an *assistant* continuation: it closes the phase the
+model was writing and opens the next one — analysis, plan, action, reflection,
+summary — so the whole five-phase text is one assistant message whose every
+phase body the model wrote. ``</summary>`` is not a stop: the model closes the
+summary itself (the domain's ``is_final``), or the stepper closes it once.
+
+Nothing here loosens the check: a phase the model left empty ends the rollout
+(the structure check would reject it), text the model writes outside a phase
+(e.g. after a tool result) stays there and fails the check, and the summary
+must still state an answer the underlying verifier accepts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas import Message
+from schemas.agentic_cot import PHASES, mask_code, parse_messages, parse_text
+
+FIRST_PREFIX = "<analysis>\n"
+STOPS = tuple(f"<{p}>" for p in PHASES) + tuple(f"</{p}>" for p in PHASES if p != "summary")
+NEXT = {"analysis": "plan", "plan": "action", "action": "reflection", "reflection": "summary"}
+
+
+def sampling_overrides() -> dict[str, Any]:
+    """SamplingParams fields for a phased rollout."""
+    return {"assistant_prefix": FIRST_PREFIX, "stop": STOPS}
+
+
+def open_phase(text: str) -> tuple[str | None, str]:
+    """``(name, body)`` of the phase left open at the end of ``text`` (the model was cut
+    or stopped inside it), or ``(None, "")`` when every phase in it is closed."""
+    parsed = parse_text(text)
+    if parsed.errors and parsed.errors[-1].endswith("is never closed"):
+        name = parsed.errors[-1][1 : parsed.errors[-1].index(">")]
+        start = mask_code(text).rfind(f"<{name}>")
+        return name, text[start + len(name) + 2 :].strip()
+    return None, ""
+
+
+class PhaseStepper:
+    """The agent loop's simulated user for phased rollouts: close the phase, open the next.
+
+    ``summary_opener`` is text the summary starts with (answer forcing, e.g.
+    ``"The final answer is \\\\boxed{"``); the model writes the rest. Returns None (the
+    rollout ends) when the model left a phase empty, when the tags no longer parse,
+    or after ``max_steps`` continuations.
+    """
+
+    def __init__(self, summary_opener: str = "", max_steps: int = 8):
+        self.summary_opener = summary_opener
+        self.left = max_steps
+
+    async def reply(self, messages: list[Message]) -> Message | None:
+        return self.step(messages)
+
+    def step(self, messages: list[Message]) -> Message | None:
+        if self.left <= 0 or not messages or messages[-1].role != "assistant":
+            return None
+        self.left -= 1
+        text = messages[-1].content
+        name, body = open_phase(text)
+        if name is not None:
+            if not body:
+                return None  # an empty phase: the structure check rejects it anyway
+            if name == "summary":
+                return Message(role="assistant", content="</summary>")
+            return Message(role="assistant", content=f"</{name}>\n<{NEXT[name]}>\n" + self._opener(NEXT[name]))
+        parsed = parse_messages(messages)
+        if parsed.errors:
+            return None
+        current = parsed.phases[-1].name if parsed.phases else None
+        if current == "summary":
+            return None  # closed summary: nothing more to write
+        following = NEXT[current] if current else "analysis"
+        lead = "" if not text or text.endswith("\n") else "\n"
+        return Message(role="assistant", content=f"{lead}<{following}>\n" + self._opener(following))
+
+    def _opener(self, phase: str) -> str:
+        return self.summary_opener if phase == "summary" else ""
