@@ -12,8 +12,8 @@ Options (``domain_options``, all optional):
   counts:  {source: max}      files/calls generate without end: default 64 each
   user_sim: {max_turns: 8, temperature: 0.7, max_tokens: 160}
   files_kinds: [...]          file-system task kinds (default all; files_env.EASY_KINDS for small models)
-  guided: false               force well-formed tool calls (vLLM structured outputs, see guided.py);
-                              single-turn call tasks must then make at least one call
+  guided: false               well-formed tool calls (vLLM structured outputs, see guided.py); call and
+                              file tasks then open their first turn with a call
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from synthesizers.domains.tool_use import prompts
 from synthesizers.domains.tool_use.env import EnvToolAdapter, env_class, make_env
 from synthesizers.domains.tool_use.fc_tasks import FC_TOOL_NAMES, fc_tasks
 from synthesizers.domains.tool_use.files_env import files_tasks
-from synthesizers.domains.tool_use.guided import tool_call_tag
+from synthesizers.domains.tool_use.guided import first_call_forced, tool_call_tag
 from synthesizers.domains.tool_use import tau2_telecom as telecom
 from synthesizers.domains.tool_use.tau2_data import tasks as tau2_tasks
 from synthesizers.domains.tool_use.user_sim import LLMUserSimulator, tau2_instructions
@@ -133,13 +133,18 @@ class ToolUseDomain:
         return [EnvToolAdapter(t) for t in make_env(task.payload).tools()]
 
     def sampling_overrides(self, task: Task) -> dict[str, Any]:
-        """Per-task sampling fields (the rollout applies them): with ``guided`` in the
-        payload, tool calls are forced well-formed; a single-turn call task must call."""
+        """Per-task sampling fields (the rollout applies them). With ``guided`` in the
+        payload every call the model starts is well-formed and schema-valid; where the
+        request itself says what to do (call tasks, file tasks) the first turn also opens
+        with a call (the model picks the tool and writes the values). τ² agents first
+        talk to the user, so there only the format is guided."""
         if not task.payload.get("guided"):
             return {}
         schemas = [t.schema for t in self.tools(task)]
         if task.kind == "calls":
-            return {"structured_outputs": tool_call_tag(schemas, at_least_one=True)}
+            return first_call_forced(schemas, stop_after_first=False)  # parallel calls allowed
+        if task.payload.get("env") == "files":
+            return first_call_forced(schemas, stop_after_first=True)
         return {"structured_outputs": tool_call_tag(schemas, stop_after_first=True)}
 
     def is_final(self, message: Message) -> bool:
