@@ -26,9 +26,9 @@ re-renders and re-tokenizes the whole conversation every turn, as it does in
 the pipelines. Same seeds per turn; tokens counted on both sides.
 
 Headline: the ratio of the pooled tok/s over all repetitions; the per-rep
-ratios show the spread. Knobs (environment): ``BENCH_AGENT_PROMPTS`` (24),
+ratios show the spread. Knobs (environment): ``BENCH_AGENT_PROMPTS`` (16),
 ``BENCH_AGENT_MAX_TOKENS`` (48, also per turn), ``BENCH_AGENT_TURNS`` (3),
-``BENCH_AGENT_REPS`` (4). ``python -m bench.bench_agent_loop``.
+``BENCH_AGENT_REPS`` (3). ``python -m bench.bench_agent_loop``.
 """
 
 from __future__ import annotations
@@ -196,9 +196,9 @@ def run(n_prompts: int | None = None, max_tokens: int | None = None, reps: int |
     from synthesizers.engines.model_store import ensure_embedded_model
     from synthesizers.engines.vllm_local import VLLMEngine
 
-    n_prompts = n_prompts or _knob("BENCH_AGENT_PROMPTS", 24)
+    n_prompts = n_prompts or _knob("BENCH_AGENT_PROMPTS", 16)
     max_tokens = max_tokens or _knob("BENCH_AGENT_MAX_TOKENS", 48)
-    reps = reps or _knob("BENCH_AGENT_REPS", 4)
+    reps = reps or _knob("BENCH_AGENT_REPS", 3)
     turns = turns or _knob("BENCH_AGENT_TURNS", 3)
     prompts, facts = _prompts(n_prompts), _fact_prompts(n_prompts)
 

@@ -104,8 +104,16 @@ def score(texts, pairs, clusters) -> dict:
     }
 
 
-def run(distinct: int = 16_000, planted: int = 2_000, cpus: int = 2) -> dict:
+def run(distinct: int | None = None, planted: int | None = None, cpus: int = 2) -> dict:
+    """Default 8,000 distinct documents + 1,000 planted pairs (125 per level); ``BENCH_DEDUPE_SCALE``
+    multiplies both (2 gives the 20,000-document corpus of earlier results)."""
+    import os
+
     import ray
+
+    scale = float(os.environ.get("BENCH_DEDUPE_SCALE", "1"))
+    distinct = distinct or int(8_000 * scale)
+    planted = planted or int(1_000 * scale)
 
     from pipelines.dedupe import LshParams, duplicate_clusters, normalize
 

@@ -14,6 +14,7 @@ kernel, one device, packed documents (goal >= 45% on H100), blocks compiled with
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -122,7 +123,9 @@ def _gpu_mfu(shards_dir: Path, seq_len: int = 4096, micro_batch: int = 2, steps:
             "max_memory_gib": torch.cuda.max_memory_allocated(dev) / 2**30}
 
 
-def run() -> dict:
+def run(model_steps: int | None = None) -> dict:
+    """``model_steps`` (env ``BENCH_LOADER_MODEL_STEPS``, default 2): timed CPU training steps per thread count."""
+    model_steps = model_steps or int(os.environ.get("BENCH_LOADER_MODEL_STEPS", "2"))
     with tempfile.TemporaryDirectory() as tmp:
         shards = Path(tmp) / "shards"
         _write_shards(shards)
@@ -135,7 +138,7 @@ def run() -> dict:
         per_threads = {}
         for n in sorted({1, threads}):
             torch.set_num_threads(n)
-            per_threads[n] = _model_tokens_per_s(shards)
+            per_threads[n] = _model_tokens_per_s(shards, steps=model_steps)
         torch.set_num_threads(threads)
         result["tiny_train_tokens_per_s_by_threads"] = per_threads
         result["tiny_train_tokens_per_s"] = max(per_threads.values())

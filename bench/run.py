@@ -251,7 +251,8 @@ def summary(results: dict[str, dict], paths: dict[str, Path], console=None) -> d
     from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    # Piped (make bench | tee), rich would fold the table to 80 columns.
+    console = console or (Console() if sys.stdout.isatty() else Console(width=150))
     table = Table(title="trajforge benchmarks")
     for col in ("benchmark", "figure", "value", "goal", "met"):
         table.add_column(col, overflow="fold")
