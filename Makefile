@@ -52,8 +52,8 @@ test: setup ## the whole test suite except GPU tests (what CI runs)
 test-fast: setup ## unit tests only (no Docker, vLLM, Ray, slow or GPU)
 	$(PYTEST) -m "not docker and not vllm and not ray and not slow and not gpu" $(PYTEST_ARGS)
 
-bench: setup ## benchmarks -> bench/results/*.json and a summary table
-	$(PY) -m bench.run
+bench: setup ## benchmarks -> bench/results/*.json and a summary table (BENCH="sandbox dedupe" picks some)
+	$(PY) -m bench.run $(BENCH)
 
 train-smoke: setup ## tiny CPU training run on the shards of RUN (default runs/demo; run `make demo` first)
 	@test -f $(RUN)/shards/manifest.json || { echo "error: no shards at $(RUN)/shards: run \`make demo\` first (or pass RUN=dir)" >&2; exit 2; }
