@@ -27,7 +27,7 @@ from schemas import Message, Task
 from synthesizers.domains.base import Tool
 from synthesizers.domains.code.tools import code_tools
 
-OPTION_KEYS = {"instances", "function_tasks", "kinds", "shuffle", "projects"}
+OPTION_KEYS = {"instances", "function_tasks", "kinds", "shuffle", "projects", "guided"}
 SYSTEM_PROMPT = (
     "You are a software engineer fixing a bug in a real Python project. The repository is checked out at "
     "/work/repo. Tools: `bash` (run a command there, e.g. `python3 -m pytest tests/test_x.py -q`), `view` "
@@ -49,6 +49,15 @@ _image_lock = threading.Lock()
 
 class CodeDomainError(ValueError):
     pass
+
+
+def reproduce_command(project: dict[str, Any], f2p: list[str], shown: int = 3) -> str:
+    """The project's pytest command narrowed to the failing tests by name (``-k`` cannot take parameters)."""
+    names = list(dict.fromkeys(t.rsplit("::", 1)[-1].split("[", 1)[0] for t in f2p))[:shown]
+    words = ["python3", "-m", "pytest", "-q", *project.get("pytest_args", []), *project.get("test_paths", [])]
+    if names:
+        words += ["-k", " or ".join(names)]
+    return shlex.join(words)
 
 
 def is_test_run(command: str) -> bool:
@@ -87,7 +96,9 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
 class CodeDomain:
     """Options: ``instances`` (Parquet file or folder; default .cache/code/instances), ``function_tasks``
     (Parquet from ``function_tasks``; optional), ``kinds`` (["repo"] by default; add "function"),
-    ``projects`` (only these), ``shuffle`` (default true)."""
+    ``projects`` (only these), ``shuffle`` (default true), ``guided`` (default false: when true, every
+    tool call the model starts is held to the call format and the tool's JSON schema, and a repo
+    task's first turn opens with a call; the model still picks the tool and writes the values)."""
 
     name = "code"
     needs_sandbox = True
@@ -112,6 +123,8 @@ class CodeDomain:
             tasks += [function_task_from_row(r) for r in _read_rows(Path(path))]
         if projects := options.get("projects"):
             tasks = [t for t in tasks if t.payload["project"]["name"] in set(projects)]
+        if options.get("guided"):
+            tasks = [t.model_copy(update={"payload": {**t.payload, "guided": True}}) for t in tasks]
         if options.get("shuffle", True):
             tasks.sort(key=lambda t: hashlib.sha256(f"{seed}:{t.id}".encode()).hexdigest())
         return iter(tasks[:limit] if limit is not None else tasks)
@@ -133,11 +146,20 @@ class CodeDomain:
                     Message(role="user", content=payload["function"]["prompt"])]
         project = payload["project"]
         user = (f"Repository: {project['name']} {project['version']} at /work/repo.\n\n"
-                f"{payload.get('problem_statement', '').strip()}")
+                f"{payload.get('problem_statement', '').strip()}\n\n"
+                f"To see the failure: `{reproduce_command(project, list(payload.get('FAIL_TO_PASS') or []))}`")
         return [Message(role="system", content=SYSTEM_PROMPT), Message(role="user", content=user)]
 
     def tools(self, task: Task) -> list[Tool]:
         return [] if "function" in task.payload else code_tools()
+
+    def sampling_overrides(self, task: Task) -> dict[str, Any]:
+        """Guided tool calls for tasks seeded with ``guided`` (see the class docstring)."""
+        if not task.payload.get("guided") or "function" in task.payload:
+            return {}
+        from synthesizers.domains.tool_use.guided import first_call_forced
+
+        return first_call_forced([t.schema for t in self.tools(task)], stop_after_first=True)
 
     def is_final(self, message: Message) -> bool:
         """A turn without tool calls ends a code rollout (after ``submit``, or an answer block)."""

@@ -67,8 +67,9 @@ class FixerEngine:
     async def chat(self, messages, *, tools=None, params: SamplingParams = SamplingParams()) -> Completion:
         turn = sum(m.role == "assistant" for m in messages)
         new = (GOOD_LINE if self.fix else BUG_LINE.replace("(self.__order)", "(list(self.__order))")).strip()
+        reproduce = messages[1].content.split("To see the failure: `", 1)[1].split("`", 1)[0]  # as given
         script = [("view", {"path": LRU_FILE, "start_line": 220, "end_line": 232}),
-                  ("bash", {"command": "python3 -m pytest tests/test_lru.py -q 2>&1 | tail -3"}),
+                  ("bash", {"command": f"{reproduce} 2>&1 | tail -3"}),
                   ("edit", {"path": LRU_FILE, "old_str": BUG_LINE.strip(), "new_str": new}),
                   ("submit", {})]
         if turn >= len(script):

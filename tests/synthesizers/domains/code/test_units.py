@@ -189,3 +189,23 @@ def test_instances_parquet_is_a_dataset_that_datasets_reads(tmp_path):
     assert ds.num_rows == 3 and set(FIELDS) <= set(ds.column_names)
     assert ds[1]["FAIL_TO_PASS"] == ["tests.t::f1"] and ds[1]["line"] == 4
     assert "t::f0" in ds[0]["problem_statement"] and ds[0]["statement_source"] == "template"
+
+
+def test_reproduce_command_and_guided_tool_calls():
+    from schemas import Task
+    from synthesizers.domains.code.domain import reproduce_command
+
+    project = {"name": "p", "pytest_args": ["-o", "addopts="], "test_paths": ["tests"]}
+    cmd = reproduce_command(project, ["tests.test_m.C::test_a[1-2]", "tests.test_m.C::test_a[3-4]", "tests.t::test_b"])
+    assert cmd == "python3 -m pytest -q -o addopts= tests -k 'test_a or test_b'"
+    payload = {"project": project | {"version": "1"}, "FAIL_TO_PASS": ["tests.t::test_b"], "problem_statement": "x"}
+    plain = Task(id="t", domain="code", kind="repo", payload=payload)
+    guided = plain.model_copy(update={"payload": {**payload, "guided": True}})
+    domain = CodeDomain()
+    assert cmd.split(" -k ")[0] in domain.initial_messages(plain)[1].content
+    assert domain.sampling_overrides(plain) == {}
+    over = domain.sampling_overrides(guided)
+    assert over["assistant_prefix"] == "<tool_call>"
+    tag = json.loads(over["structured_outputs"]["structural_tag"])
+    assert {'"submit"', '"bash"', '"edit"', '"view"'} <= {e["begin"].split('"name": ')[1].split(",")[0]
+                                                           for e in tag["format"]["elements"][0]["elements"]}
