@@ -33,29 +33,40 @@ def _tags(tools: list[dict[str, Any]], opener: str) -> list[dict[str, Any]]:
     return tags
 
 
-def _triggered(tools: list[dict[str, Any]], at_least_one: bool, stop_after_first: bool) -> dict[str, Any]:
-    return {"type": "triggered_tags", "triggers": [TRIGGER], "tags": _tags(tools, TRIGGER),
-            "at_least_one": at_least_one, "stop_after_first": stop_after_first}
+def _triggered(tools: list[dict[str, Any]], at_least_one: bool, stop_after_first: bool,
+               excludes: tuple[str, ...] = ()) -> dict[str, Any]:
+    fmt = {"type": "triggered_tags", "triggers": [TRIGGER], "tags": _tags(tools, TRIGGER),
+           "at_least_one": at_least_one, "stop_after_first": stop_after_first}
+    return {**fmt, "excludes": list(excludes)} if excludes else fmt
 
 
 def _structural(fmt: dict[str, Any]) -> dict[str, Any]:
     return {"structural_tag": json.dumps({"type": "structural_tag", "format": fmt})}
 
 
-def tool_call_tag(tools: list[dict[str, Any]], *, at_least_one: bool = False, stop_after_first: bool = False) -> dict[str, Any]:
-    """``SamplingParams.structured_outputs`` for ``tools`` (OpenAI tool schemas)."""
-    return _structural(_triggered(tools, at_least_one, stop_after_first))
+def tool_call_tag(tools: list[dict[str, Any]], *, at_least_one: bool = False, stop_after_first: bool = False,
+                  excludes: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``SamplingParams.structured_outputs`` for ``tools`` (OpenAI tool schemas);
+    ``excludes``: strings the free text may not contain (e.g. a fake ``<tool_response>``)."""
+    return _structural(_triggered(tools, at_least_one, stop_after_first, excludes))
+
+
+# Free text of a guided turn may not hold these: a fake tool result (small models echo the
+# template), or a call outside the guided tag (so after the "<tool_call>" prefix only the
+# guided call can follow, never unchecked free text).
+NO_FAKES = ("<tool_response>", "</tool_call>", '{"name"')
 
 
 def first_call_forced(tools: list[dict[str, Any]], *, stop_after_first: bool = True) -> dict[str, Any]:
     """Sampling overrides that open the *first* turn with a call: its ``assistant_prefix``
     is ``<tool_call>`` and the grammar (which sees only the continuation) completes one
-    guided call there; every later turn starts fresh and is guided as ``tool_call_tag``.
-    The model still picks the tool and writes every argument value."""
+    guided call there; with ``stop_after_first=False`` more calls (and nothing else) may
+    follow it (parallel calls). Every later turn starts fresh: free text without
+    ``NO_FAKES``, and at most one guided call. The model still picks each tool and
+    writes every argument value."""
     first = {"type": "or", "elements": _tags(tools, "")}  # the prefix already wrote "<tool_call>"
-    if not stop_after_first:  # free text and more guided calls may follow (parallel calls)
-        first = {"type": "sequence", "elements": [first, _triggered(tools, False, False)]}
-    # Free text may not hold '{"name"' outside a guided call: so a first turn that goes on
-    # with a call after the prefix can only be the guided one (never unchecked free text).
-    later = {**_triggered(tools, False, stop_after_first), "excludes": ['{"name"']}
+    if not stop_after_first:
+        more = {"type": "tags_with_separator", "tags": _tags(tools, "\n" + TRIGGER), "separator": "", "at_least_one": False}
+        first = {"type": "sequence", "elements": [first, more]}
+    later = _triggered(tools, False, True, NO_FAKES)
     return {"assistant_prefix": TRIGGER, "structured_outputs": _structural({"type": "or", "elements": [first, later]})}

@@ -42,8 +42,10 @@ def test_first_call_forced_completes_the_prefix_and_frees_later_turns():
     assert not accepts(g, '\n{"name": "delete_file", "arguments": {"path": 3}}\n</tool_call>')  # no escape as free text
     assert accepts(g, "Done: I deleted /home/user/a.txt.")  # later turns: talk to the user
     assert accepts(g, "Now the next one. " + TRIGGER + CALL)
+    assert not accepts(g, "Done.\n<tool_response>\ndeleted\n</tool_response>")  # no fake tool results
     parallel = grammar(first_call_forced(TOOLS, stop_after_first=False)["structured_outputs"])
-    assert accepts(parallel, CALL + "\n" + TRIGGER + CALL)
+    assert accepts(parallel, CALL + "\n" + TRIGGER + CALL) and accepts(parallel, CALL)
+    assert not accepts(parallel, CALL + " and the weather is fine")  # calls and nothing else
 
 
 def test_domain_overrides_only_for_guided_tasks():
