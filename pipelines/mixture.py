@@ -25,6 +25,7 @@ Config (YAML)::
       rows_per_shard: 1000
       domains:
         math: {config: configs/math.yaml, target: 0.3, limit: null}
+        code: {config: configs/code.yaml, target: 0.2, limit: 2, overrides: {agent.max_turns: 6}}
         ...
 """
 
@@ -49,6 +50,9 @@ class MixtureDomain(_Strict):
     config: str
     target: float = Field(gt=0)
     limit: int | None = None
+    # dotted run-config keys set on top of the domain's config (sizing a small mixture
+    # without a second config file), e.g. {"agent.max_turns": 6, "branching.k": 1}
+    overrides: dict[str, Any] = Field(default_factory=dict)
 
 
 class MixtureConfig(_Strict):
@@ -195,7 +199,8 @@ def run_mixture(
         if not Path(spec.config).is_file():
             runs[name] = {"status": "skipped", "why": f"no config {spec.config}"}
             continue
-        cfg = load_config(spec.config, limit=limit if limit is not None else spec.limit, **{"engine.model": model})
+        sized = {"limit": limit if limit is not None else spec.limit, "engine.model": model}
+        cfg = load_config(spec.config, **{**spec.overrides, **sized})
         if cfg.domain != name:
             raise ConfigError(f"mixture domain {name!r} points at {spec.config}, a config for {cfg.domain!r}")
         try:

@@ -102,6 +102,24 @@ def test_run_mixture_writes_one_shard_set_with_the_report(tmp_path, monkeypatch)
     assert len(ds) == manifest.total_rows
 
 
+def test_domain_overrides_and_limit_reach_the_run_config(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("math.yaml").write_text("domain: math\nlimit: 200\nagent: {max_turns: 4}\n")
+    seen = {}
+
+    def run(name, cfg, run_dir):
+        seen[name] = cfg
+        _fake_run(name, cfg, run_dir)
+
+    config = MixtureConfig(domains={"math": {"config": "math.yaml", "target": 1.0, "limit": 3,
+                                             "overrides": {"agent.max_turns": 2, "branching.k": 1}}})
+    run_mixture(config, tmp_path / "all", run_domain=run)
+    cfg = seen["math"]
+    assert cfg.limit == 3 and cfg.agent.max_turns == 2 and cfg.branching.k == 1
+    run_mixture(config, tmp_path / "all2", run_domain=run, limit=5)  # the CLI's --limit wins
+    assert seen["math"].limit == 5
+
+
 def test_cli_run_all_bad_config_is_one_line(tmp_path):
     bad = tmp_path / "all.yaml"
     bad.write_text("domain: math\n")
@@ -142,7 +160,7 @@ engine: {model: "python:tests.synthesizers.test_agentic_cot:FivePhaseEngine"}
 agent: {max_turns: 3, concurrency: 8}
 branching: {enabled: false}
 sandbox: {pool_size: 2}
-domain_options: {sources: [{mode: rewrite, dataset: {}, count: 16}]}
+domain_options: {phased: false, sources: [{mode: rewrite, dataset: {}, count: 16}]}
 """)
     mix_cfg.write_text(f"""
 mixture:
