@@ -24,14 +24,15 @@ from typing import Any
 from schemas import Message
 from schemas.agentic_cot import PHASES, mask_code, parse_messages, parse_text
 
-FIRST_PREFIX = "<analysis>\n"
+FIRST_PREFIX = "<analysis>"  # inline, like the prompt's worked example
 STOPS = tuple(f"<{p}>" for p in PHASES) + tuple(f"</{p}>" for p in PHASES if p != "summary")
 NEXT = {"analysis": "plan", "plan": "action", "action": "reflection", "reflection": "summary"}
 
 
-def sampling_overrides() -> dict[str, Any]:
-    """SamplingParams fields for a phased rollout."""
-    return {"assistant_prefix": FIRST_PREFIX, "stop": STOPS}
+def sampling_overrides(extra_stops: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
+    """SamplingParams fields for a phased rollout; ``extra_stops`` also end a phase (e.g. a
+    blank line, which keeps a small model's phases to one paragraph)."""
+    return {"assistant_prefix": FIRST_PREFIX, "stop": STOPS + tuple(s for s in extra_stops if s not in STOPS)}
 
 
 def open_phase(text: str) -> tuple[str | None, str]:
@@ -72,7 +73,7 @@ class PhaseStepper:
                 return None  # an empty phase: the structure check rejects it anyway
             if name == "summary":
                 return Message(role="assistant", content="</summary>")
-            return Message(role="assistant", content=f"</{name}>\n<{NEXT[name]}>\n" + self._opener(NEXT[name]))
+            return Message(role="assistant", content=f"</{name}>\n<{NEXT[name]}>" + self._opener(NEXT[name]))
         parsed = parse_messages(messages)
         if parsed.errors:
             return None
@@ -81,7 +82,7 @@ class PhaseStepper:
             return None  # closed summary: nothing more to write
         following = NEXT[current] if current else "analysis"
         lead = "" if not text or text.endswith("\n") else "\n"
-        return Message(role="assistant", content=f"{lead}<{following}>\n" + self._opener(following))
+        return Message(role="assistant", content=f"{lead}<{following}>" + self._opener(following))
 
     def _opener(self, phase: str) -> str:
         return self.summary_opener if phase == "summary" else ""

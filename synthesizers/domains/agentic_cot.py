@@ -18,7 +18,9 @@ Options (``domain_options``)::
     allow_stray: false            # text outside the tags fails the structure check
     phased: true                  # phase-by-phase generation (synthesizers.agentic_cot.phased):
                                   # the loop writes the tags, the model each phase's text
-    summary_opener: ""            # text the summary starts with when phased (answer forcing)
+    summary_opener: ""            # text the summary starts with when phased (answer forcing); a
+                                  # string, or {underlying domain: string}
+    phase_stops: []               # extra stop strings that end a phase when phased (e.g. "\n\n")
 
 The verifier (``verifiers.agentic_cot``) passes a trajectory only if the
 structure check passes and the underlying domain's verifier passes on the
@@ -41,7 +43,7 @@ from synthesizers.agentic_cot.sources import cot_rows, store_rows
 from synthesizers.domains.base import Tool, ToolContext
 
 NAME = "agentic-cot"
-OPTION_KEYS = {"sources", "allow_stray", "phased", "summary_opener"}
+OPTION_KEYS = {"sources", "allow_stray", "phased", "summary_opener", "phase_stops"}
 SOURCE_KEYS = {"mode", "domain", "options", "dataset", "store", "count"}
 DEFAULT_SOURCES = [
     {"mode": "direct", "domain": "math", "options": {"sources": ["generator"]}, "count": 8},
@@ -57,6 +59,23 @@ def _inner_domain(name: str):
     if name == NAME:
         raise ValueError("agentic-cot cannot wrap itself")
     return get_domain(name)
+
+
+def _generation_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The phased-generation options, checked (one clear error for a bad value)."""
+    opener = options.get("summary_opener") or ""
+    if not (isinstance(opener, str) or (isinstance(opener, dict) and all(isinstance(v, str) for v in opener.values()))):
+        raise ValueError("agentic-cot summary_opener must be a string or a mapping {domain: string}")
+    stops = options.get("phase_stops") or []
+    if not isinstance(stops, list) or not all(isinstance(x, str) and x for x in stops):
+        raise ValueError("agentic-cot phase_stops must be a list of non-empty strings")
+    return {"phased": bool(options.get("phased", True)), "summary_opener": opener, "phase_stops": stops}
+
+
+def _for_domain(generation: dict[str, Any], domain: str) -> dict[str, Any]:
+    """The options as stored on one task: a per-domain opener resolved for its underlying domain."""
+    opener = generation["summary_opener"]
+    return {**generation, "summary_opener": opener.get(domain, "") if isinstance(opener, dict) else opener}
 
 
 class UnderlyingTool:
@@ -95,7 +114,7 @@ class AgenticCoTDomain:
             raise ValueError(f"unknown agentic-cot option(s) {unknown}; known: {sorted(OPTION_KEYS)}")
         specs = options.get("sources") or DEFAULT_SOURCES
         structure = {"allow_stray": bool(options.get("allow_stray", False))}
-        generation = {"phased": bool(options.get("phased", True)), "summary_opener": str(options.get("summary_opener") or "")}
+        generation = _generation_options(options)
         streams = [self._stream(dict(spec), seed, structure, generation) for spec in specs]  # validated up front
         seen: set[str] = set()
         tasks = []
@@ -123,7 +142,7 @@ class AgenticCoTDomain:
         else:
             raise ValueError("agentic-cot source needs mode: direct, or mode: rewrite with one of dataset/store")
         return [
-            self._wrap(mode, label, inner, text, msgs, structure, generation)
+            self._wrap(mode, label, inner, text, msgs, structure, _for_domain(generation, inner.domain))
             for inner, text, msgs in itertools.islice(pairs, count)
         ]
 
@@ -185,7 +204,9 @@ class AgenticCoTDomain:
 
     def sampling_overrides(self, task: Task) -> dict[str, Any]:
         """Phased tasks start their turn with ``<analysis>`` and stop at every next tag."""
-        return phased.sampling_overrides() if self._phased(task) else {}
+        if not self._phased(task):
+            return {}
+        return phased.sampling_overrides(task.payload["generation"].get("phase_stops") or ())
 
     def user_simulator(self, task: Task, engine: object) -> phased.PhaseStepper | None:
         """Phased tasks: close each phase and open the next (an assistant continuation)."""

@@ -73,7 +73,7 @@ def test_phased_rollout_builds_one_five_phase_message(domain):
     engine = PhaseModel()
     result = roll(domain, task, engine)
     assert result.stop_reason == "final_answer" and result.turns == 5
-    assert engine.prefixes[0] == "<analysis>\n"  # the first turn starts inside the analysis
+    assert engine.prefixes[0] == "<analysis>"  # the first turn starts inside the analysis
     (answer,) = [m for m in result.messages if m.role == "assistant"]
     report = check_structure(result.messages)
     assert report.ok, report.reason
@@ -107,7 +107,7 @@ def test_summary_left_open_is_closed_once_and_opener_is_used(domain):
     engine = PhaseModel({"summary": "42}."})  # stops (EOS) without closing the summary
     result = roll(domain, task, engine)
     assert result.stop_reason == "final_answer" and result.turns == 6
-    assert engine.prefixes[4].endswith("<summary>\nThe final answer is \\boxed{")
+    assert engine.prefixes[4].endswith("</reflection>\n<summary>The final answer is \\boxed{")
     report = check_structure(result.messages)
     assert report.ok and report.summary == "The final answer is \\boxed{42}."
 
@@ -115,19 +115,19 @@ def test_summary_left_open_is_closed_once_and_opener_is_used(domain):
 def test_stepper_rules():
     step = PhaseStepper().step
     a = lambda text: [Message(role="user", content="q"), Message(role="assistant", content=text)]  # noqa: E731
-    assert step(a("<analysis>\nfacts")).content == "</analysis>\n<plan>\n"
+    assert step(a("<analysis>\nfacts")).content == "</analysis>\n<plan>"
     assert step(a("<analysis>\n  ")) is None  # empty phase
-    assert step(a("<analysis>x</analysis>\n<plan>\np</plan>\n<action>\nrun")).content == "</action>\n<reflection>\n"
-    assert step(a("")).content == "<analysis>\n"
+    assert step(a("<analysis>x</analysis>\n<plan>\np</plan>\n<action>\nrun")).content == "</action>\n<reflection>"
+    assert step(a("")).content == "<analysis>"
     # after a tool call the model may start a fresh message: it continues with the reflection
     call = Message(role="assistant", content="<analysis>a</analysis><plan>p</plan><action>run",
                    tool_calls=[{"id": "c1", "function": {"name": "python", "arguments": "{}"}}])
     after = [Message(role="user", content="q"), call, Message(role="tool", content="4", tool_call_id="c1"),
              Message(role="assistant", content="")]
-    assert step(after).content == "<reflection>\n"
+    assert step(after).content == "<reflection>"
     # text written outside a phase is kept (the structure check will reject it)
     after[-1] = Message(role="assistant", content="It printed 4.")
-    assert step(after).content == "\n<reflection>\n"
+    assert step(after).content == "\n<reflection>"
     assert step(a("<analysis>a</analysis><summary>x</summary>")) is None
     limited = PhaseStepper(max_steps=1)
     assert limited.step(a("<analysis>x")) is not None and limited.step(a("<analysis>x")) is None
@@ -135,6 +135,17 @@ def test_stepper_rules():
 
 def test_stop_strings_and_unphased_option(domain):
     assert "</summary>" not in STOPS and {"<plan>", "</analysis>", "<summary>"} <= set(STOPS)
-    assert sampling_overrides()["assistant_prefix"] == "<analysis>\n"
+    assert sampling_overrides()["assistant_prefix"] == "<analysis>"
+    assert sampling_overrides(["\n", "<plan>"])["stop"] == STOPS + ("\n",)
     task = phased_task(domain, phased=False)
     assert domain.sampling_overrides(task) == {} and domain.user_simulator(task, None) is None
+
+
+def test_generation_options_per_domain_and_bad_values(domain):
+    task = phased_task(domain, summary_opener={"math": "M:", "code": "C:"}, phase_stops=["\n"])
+    assert task.payload["generation"] == {"phased": True, "summary_opener": "M:", "phase_stops": ["\n"]}
+    assert domain.sampling_overrides(task)["stop"][-1] == "\n"
+    with pytest.raises(ValueError, match="phase_stops"):
+        phased_task(domain, phase_stops="\n")
+    with pytest.raises(ValueError, match="summary_opener"):
+        phased_task(domain, summary_opener=["x"])
