@@ -3,8 +3,8 @@
 A benchmark is a module ``bench/bench_<name>.py`` with ``run() -> dict``. Each
 runs in its own subprocess (one benchmark's engine or GPU state never leaks into
 the next, and a crash or a timeout is recorded instead of ending the run); its
-result is written to ``<out>/<name>.json`` with the machine it ran on, and a
-full run also writes ``<out>/summary.json`` (every figure, its goal, met or not).
+result is written to ``<out>/<name>.json`` with the machine it ran on, and
+``<out>/summary.json`` gathers every figure of every result there (goal, met or not).
 
 A result carries ``"figures": [{"figure", "value", "goal"[, "met"]}]``. ``goal``
 is text such as ``">= 0.9"``, ``"<= 150"``, ``">= 10x"``, ``">= 45% on H100"``
@@ -236,6 +236,19 @@ def figures(result: dict) -> list[dict]:
     return rows or [{"figure": "(no figures)", "value": "see JSON", "goal": "-", "met": None}]
 
 
+def count(rows: list[dict]) -> dict:
+    """How many figures met their goal, missed it, had none, were skipped, or failed."""
+    counts = {"met": 0, "not_met": 0, "no_goal": 0, "skipped": 0, "errors": 0}
+    for row in rows:
+        if row["figure"] == "error":
+            counts["errors"] += 1
+        elif row["figure"] == "skipped" or str(row["value"]).startswith("skipped"):
+            counts["skipped"] += 1
+        else:
+            counts[{True: "met", False: "not_met"}.get(row["met"], "no_goal")] += 1
+    return counts
+
+
 def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -256,16 +269,12 @@ def summary(results: dict[str, dict], paths: dict[str, Path], console=None) -> d
     table = Table(title="trajforge benchmarks")
     for col in ("benchmark", "figure", "value", "goal", "met"):
         table.add_column(col, overflow="fold")
-    counts = {"met": 0, "not_met": 0, "no_goal": 0, "skipped": 0, "errors": 0}
+    rows = []
     for name, result in results.items():
         for i, row in enumerate(figures(result)):
             table.add_row(name if i == 0 else "", row["figure"], _fmt(row["value"]), row["goal"], _met_text(row["met"]))
-            if row["figure"] == "error":
-                counts["errors"] += 1
-            elif row["figure"] == "skipped" or str(row["value"]).startswith("skipped"):
-                counts["skipped"] += 1
-            else:
-                counts[{True: "met", False: "not_met"}.get(row["met"], "no_goal")] += 1
+            rows.append(row)
+    counts = count(rows)
     console.print(table)
     console.print(f"{counts['met']} met, {counts['not_met']} not met, {counts['no_goal']} without a goal, "
                   f"{counts['skipped']} skipped, {counts['errors']} failed")
@@ -321,13 +330,26 @@ def main(argv: list[str] | None = None, bench_dir: Path = BENCH_DIR) -> int:
                                   "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                                   "machine": host, "result": result})
     counts = summary(results, paths)
-    if not args.only:
-        _write_json(args.out / "summary.json", {
-            "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "wall_s": round(time.monotonic() - started, 1), "machine": host, "counts": counts,
-            "figures": [{"benchmark": n, **row} for n, r in results.items() for row in figures(r)],
-        })
+    write_summary(args.out, bench_dir, host, round(time.monotonic() - started, 1))
     return 1 if counts["errors"] else 0
+
+
+def write_summary(out: Path, bench_dir: Path, host: dict, wall_s: float) -> Path:
+    """``summary.json``: every figure of every benchmark result in ``out`` (this run's and earlier
+    ones, each with its own timestamp and load), so re-running one benchmark keeps it whole."""
+    rows = []
+    for name in discover(bench_dir):
+        try:
+            record = json.loads((out / f"{name}.json").read_text())
+        except (OSError, ValueError):
+            continue
+        result = record.get("result", {})
+        rows += [{"benchmark": name, "timestamp": record.get("timestamp"), "load_avg_1m": result.get("load_avg_1m"),
+                  "bench_wall_s": result.get("bench_wall_s"), **row} for row in figures(result)]
+    path = out / "summary.json"
+    _write_json(path, {"timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                       "last_run_wall_s": wall_s, "machine": host, "counts": count(rows), "figures": rows})
+    return path
 
 
 if __name__ == "__main__":

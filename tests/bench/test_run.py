@@ -72,7 +72,8 @@ def test_full_run_writes_json_with_machine_and_summary(fake_bench: Path, tmp_pat
     boom = json.loads((out / "boom.json").read_text())["result"]
     assert "exit code 1" in boom["error"] and "engine exploded" in boom["error"]
     assert "no GPU" in json.loads((out / "skip.json").read_text())["result"]["skipped"]
-    assert not (out / "summary.json").exists()  # a filtered run writes no suite summary
+    summary = json.loads((out / "summary.json").read_text())  # what is in `out`, this run's or older
+    assert {f["benchmark"] for f in summary["figures"]} == {"boom", "good", "skip"}
 
     table = capsys.readouterr().out
     assert "trajforge benchmarks" in table and "NOT MET" in table and "met" in table
@@ -93,15 +94,18 @@ def test_summary_marks_each_figure(fake_bench: Path) -> None:
     assert counts == {"met": 2, "not_met": 2, "no_goal": 1, "skipped": 1, "errors": 0}
 
 
-def test_unfiltered_run_writes_summary_and_times_out(fake_bench: Path, tmp_path: Path) -> None:
+def test_rerun_of_one_keeps_the_summary_whole_and_times_out(fake_bench: Path, tmp_path: Path) -> None:
     out = tmp_path / "results"
-    assert bench_run.main(["--out", str(out), "--timeout", "3"], bench_dir=fake_bench) == 1
+    assert bench_run.main(["good", "skip", "--out", str(out)], bench_dir=fake_bench) == 0
+    first = json.loads((out / "summary.json").read_text())
+    assert bench_run.main(["slow", "--out", str(out), "--timeout", "3"], bench_dir=fake_bench) == 1
     slow = json.loads((out / "slow.json").read_text())["result"]
     assert slow["error"] == "timed out after 3 s"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["machine"]["cpu_model"]
-    assert {f["benchmark"] for f in summary["figures"]} == {"boom", "good", "skip", "slow"}
-    assert summary["counts"]["errors"] == 2
+    assert {f["benchmark"] for f in summary["figures"]} == {"good", "skip", "slow"}
+    assert summary["counts"] == {**first["counts"], "errors": 1}
+    assert all(f["timestamp"] and "load_avg_1m" in f for f in summary["figures"])
 
 
 def test_no_match_is_one_clear_error(fake_bench: Path, tmp_path: Path, capsys) -> None:
