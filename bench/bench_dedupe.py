@@ -148,7 +148,7 @@ def run(distinct: int | None = None, planted: int | None = None, cpus: int = 2) 
         "figures": [
             {"figure": "near-dup recall @ J>=0.8", "value": quality["recall"], "goal": ">= 0.95"},
             {"figure": "near-dup precision @ J>=0.8", "value": quality["precision"], "goal": ">= 0.95"},
-            {"figure": "dedupe docs/s/core", "value": round(per_core, 1), "goal": "report"},
+            {"figure": "dedupe docs/s/core", "value": round(per_core, 1), "goal": "-"},
         ],
     }
 

@@ -266,9 +266,9 @@ def summary(results: dict[str, dict], paths: dict[str, Path], console=None) -> d
 
     # Piped (make bench | tee), rich would fold the table to 80 columns.
     console = console or (Console() if sys.stdout.isatty() else Console(width=150))
-    table = Table(title="trajforge benchmarks")
-    for col in ("benchmark", "figure", "value", "goal", "met"):
-        table.add_column(col, overflow="fold")
+    table = Table(title="trajforge benchmarks", expand=True)
+    for col, ratio in (("benchmark", 1), ("figure", 4), ("value", 2), ("goal", 2), ("met", 1)):
+        table.add_column(col, overflow="fold", ratio=ratio)
     rows = []
     for name, result in results.items():
         for i, row in enumerate(figures(result)):
