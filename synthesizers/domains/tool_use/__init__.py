@@ -1,4 +1,4 @@
-"""The tool-use domain: stateful tool environments (τ² airline/retail, a file
+"""The tool-use domain: stateful tool environments (τ² airline/retail/telecom, a file
 system), a simulated user, and single-turn function calling. See ``domain.py``."""
 
 from synthesizers.domains.tool_use.domain import ToolUseDomain

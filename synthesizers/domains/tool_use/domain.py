@@ -1,5 +1,5 @@
 """The tool-use domain plug-in: stateful environments with a simulated user
-(τ² airline and retail, our file system) and single-turn function calling.
+(τ² airline, retail and telecom (agent side), our file system) and single-turn function calling.
 
 Task kinds: ``stateful`` (judged by ``verifiers.tool_use.StateVerifier``:
 replay → state hash, plus required information told to the user) and ``calls``
@@ -9,7 +9,7 @@ worker builds the domain without options.
 Options (``domain_options``, all optional):
   sources: [files, calls, tau2-airline, tau2-retail, tau2-telecom]   (default: all)
   mix:     {source: weight}   deterministic interleaving (default equal)
-  counts:  {source: max}      files/calls generate without end: default 64 each
+  counts:  {source: max}      default 64 each (files/calls generate without end)
   user_sim: {max_turns: 8, temperature: 0.7, max_tokens: 160}
   files_kinds: [...]          file-system task kinds (default all; files_env.EASY_KINDS for small models)
   guided: false               well-formed tool calls (vLLM structured outputs, see guided.py); call and

@@ -54,19 +54,21 @@ def tool_call_tag(tools: list[dict[str, Any]], *, at_least_one: bool = False, st
 # Free text of a guided turn may not hold these: a fake tool result (small models echo the
 # template), or a call outside the guided tag (so after the "<tool_call>" prefix only the
 # guided call can follow, never unchecked free text).
-NO_FAKES = ("<tool_response>", "</tool_call>", '{"name"')
+NO_FAKES = ("<tool_response", "</tool_call>", '{"name"')
 
 
 def first_call_forced(tools: list[dict[str, Any]], *, stop_after_first: bool = True) -> dict[str, Any]:
     """Sampling overrides that open the *first* turn with a call: its ``assistant_prefix``
     is ``<tool_call>`` and the grammar (which sees only the continuation) completes one
-    guided call there; with ``stop_after_first=False`` more calls (and nothing else) may
-    follow it (parallel calls). Every later turn starts fresh: free text without
+    guided call there; with ``stop_after_first=False`` one more call (and nothing else)
+    may follow it (two parallel calls at most: a small model otherwise repeats its call
+    until max_tokens). Every later turn starts fresh: free text without
     ``NO_FAKES``, and at most one guided call. The model still picks each tool and
     writes every argument value."""
     first = {"type": "or", "elements": _tags(tools, "")}  # the prefix already wrote "<tool_call>"
     if not stop_after_first:
-        more = {"type": "tags_with_separator", "tags": _tags(tools, "\n" + TRIGGER), "separator": "", "at_least_one": False}
+        more = {"type": "tags_with_separator", "tags": _tags(tools, "\n" + TRIGGER), "separator": "",
+                "at_least_one": False, "stop_after_first": True}
         first = {"type": "sequence", "elements": [first, more]}
     later = _triggered(tools, False, True, NO_FAKES)
     return {"assistant_prefix": TRIGGER, "structured_outputs": _structural({"type": "or", "elements": [first, later]})}

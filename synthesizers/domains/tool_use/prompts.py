@@ -22,11 +22,20 @@ FILES_SYSTEM = (
     + _CALLING
     + "Use the exact paths the user gives; do exactly what the user asks, nothing more. When the tool result "
     "comes back, tell the user in one sentence what you did or the answer they asked for.\n\n"
-    "Example:\n"
+    "To delete a file call delete_file; to create a folder, make_dir; to rename or move a file, move.\n\n"
+    "Examples:\n"
     "user: Please delete the file /home/user/tmp/old-7.tmp.\n"
     "assistant: <tool_call>\n{\"name\": \"delete_file\", \"arguments\": {\"path\": \"/home/user/tmp/old-7.tmp\"}}\n</tool_call>\n"
     "tool: deleted /home/user/tmp/old-7.tmp\n"
-    "assistant: Done: I deleted /home/user/tmp/old-7.tmp."
+    "assistant: Done: I deleted /home/user/tmp/old-7.tmp.\n\n"
+    "user: Please create a new folder /home/user/games.\n"
+    "assistant: <tool_call>\n{\"name\": \"make_dir\", \"arguments\": {\"path\": \"/home/user/games\"}}\n</tool_call>\n"
+    "tool: directory /home/user/games exists\n"
+    "assistant: Done: I created the folder /home/user/games.\n\n"
+    "user: Rename /home/user/a.txt to /home/user/b.txt.\n"
+    "assistant: <tool_call>\n{\"name\": \"move\", \"arguments\": {\"source\": \"/home/user/a.txt\", \"destination\": \"/home/user/b.txt\"}}\n</tool_call>\n"
+    "tool: moved /home/user/a.txt to /home/user/b.txt\n"
+    "assistant: Done: I renamed /home/user/a.txt to /home/user/b.txt."
 )
 
 CALLS_SYSTEM = (

@@ -46,6 +46,8 @@ def test_first_call_forced_completes_the_prefix_and_frees_later_turns():
     parallel = grammar(first_call_forced(TOOLS, stop_after_first=False)["structured_outputs"])
     assert accepts(parallel, CALL + "\n" + TRIGGER + CALL) and accepts(parallel, CALL)
     assert not accepts(parallel, CALL + " and the weather is fine")  # calls and nothing else
+    assert not accepts(parallel, CALL + ("\n" + TRIGGER + CALL) * 2)  # two at most
+    assert not accepts(g, "Done. <tool_response: deleted>")
 
 
 def test_domain_overrides_only_for_guided_tasks():
