@@ -12,7 +12,9 @@ phase body the model wrote. ``</summary>`` is not a stop: the model closes the
 summary itself (the domain's ``is_final``), or the stepper closes it once.
 
 Nothing here loosens the check: a phase the model left empty ends the rollout
-(the structure check would reject it), text the model writes outside a phase
+(the structure check would reject it; a phase cut right after its tag, where
+the model opened with a line break that a stop string removed, gets that line
+break back once), text the model writes outside a phase
 (e.g. after a tool result) stays there and fails the check, and the summary
 must still state an answer the underlying verifier accepts.
 """
@@ -58,6 +60,7 @@ class PhaseStepper:
     def __init__(self, summary_opener: str = "", max_steps: int = 8):
         self.summary_opener = summary_opener
         self.left = max_steps
+        self._given_breaks: set[str] = set()  # texts already given their line break back
 
     async def reply(self, messages: list[Message]) -> Message | None:
         return self.step(messages)
@@ -70,6 +73,11 @@ class PhaseStepper:
         name, body = open_phase(text)
         if name is not None:
             if not body:
+                if text.endswith(f"<{name}>") and text not in self._given_breaks:
+                    self._given_breaks.add(text)
+                    # Cut before writing anything: the model began with a line break (a
+                    # stop string, dropped from its text). Give it back once and go on.
+                    return Message(role="assistant", content="\n")
                 return None  # an empty phase: the structure check rejects it anyway
             if name == "summary":
                 return Message(role="assistant", content="</summary>")

@@ -98,7 +98,7 @@ def test_phased_rollout_is_judged_by_the_unchanged_verifier(domain):
 def test_an_empty_phase_ends_the_rollout_and_fails(domain):
     task = phased_task(domain)
     result = roll(domain, task, PhaseModel({"plan": ""}))
-    assert result.stop_reason == "user_ended" and result.turns == 2
+    assert result.stop_reason == "user_ended" and result.turns == 3  # one retry with its line break
     assert not check_structure(result.messages).ok
 
 
@@ -117,6 +117,8 @@ def test_stepper_rules():
     a = lambda text: [Message(role="user", content="q"), Message(role="assistant", content=text)]  # noqa: E731
     assert step(a("<analysis>\nfacts")).content == "</analysis>\n<plan>"
     assert step(a("<analysis>\n  ")) is None  # empty phase
+    assert step(a("<analysis>")).content == "\n"  # cut before a word: its line break back, once
+    assert step(a("<analysis>")) is None  # (the loop strips the trailing break: same text again)
     assert step(a("<analysis>x</analysis>\n<plan>\np</plan>\n<action>\nrun")).content == "</action>\n<reflection>"
     assert step(a("")).content == "<analysis>"
     # after a tool call the model may start a fresh message: it continues with the reflection
