@@ -13,7 +13,8 @@ machine hits both sides alike):
   to the engine loop, Hermes parsing, token accounting), one turn, no tools.
 
 Same prompts, same sampling and per-request seeds (the agent's turn-0 seed),
-same ``max_tokens``, same concurrency. Prompts ask for long answers so nearly
+same ``max_tokens``, same concurrency, and vLLM's prefix cache emptied before
+each timed side (else the second side would skip the prefill of the first's prompts). Prompts ask for long answers so nearly
 every request runs to ``max_tokens``; both sides count the tokens actually
 generated, and the result records the counts and the finish reasons.
 
@@ -51,6 +52,12 @@ TOPICS = ("rivers", "bridges", "bees", "volcanoes", "libraries", "trains", "glac
 def _prompts(n: int) -> list[str]:
     return [f"Write a long, detailed essay of at least 500 words about {TOPICS[i % len(TOPICS)]} "
             f"(essay number {i}). Do not stop early." for i in range(n)]
+
+
+async def _reset_prefix_cache(engine) -> None:
+    llm = await engine._ensure_llm()
+    if not await llm.reset_prefix_cache():
+        raise RuntimeError("vLLM refused to reset its prefix cache")
 
 
 def _fact_prompts(n: int) -> list[str]:
@@ -233,7 +240,12 @@ def run(n_prompts: int | None = None, max_tokens: int | None = None, reps: int |
         for rep in range(reps):
             for mode in ("single", "multi"):
                 order = ("raw", "agent") if rep % 2 == 0 else ("agent", "raw")
-                got = {side: _side(*sides[(mode, side)]()) for side in order}
+                got = {}
+                for side in order:
+                    # Cold prefix cache per side: neither side reuses the other's prompts (reuse within
+                    # a side, later turns over earlier ones, stays, as in the pipelines).
+                    engine._submit(_reset_prefix_cache(engine)).result()
+                    got[side] = _side(*sides[(mode, side)]())
                 got["ratio"] = round(got["agent"]["tokens_per_s"] / got["raw"]["tokens_per_s"], 3)
                 rounds[mode].append(got)
                 print(f"agent_loop rep {rep} {mode}: raw {got['raw']['tokens_per_s']} tok/s "
