@@ -96,9 +96,10 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
 class CodeDomain:
     """Options: ``instances`` (Parquet file or folder; default .cache/code/instances), ``function_tasks``
     (Parquet from ``function_tasks``; optional), ``kinds`` (["repo"] by default; add "function"),
-    ``projects`` (only these), ``shuffle`` (default true), ``guided`` (default false: when true, every
-    tool call the model starts is held to the call format and the tool's JSON schema, and a repo
-    task's first turn opens with a call; the model still picks the tool and writes the values)."""
+    ``projects`` (only these), ``shuffle`` (default true), ``guided`` (default false: when true, the rollout
+    gets ``tool_use.guided.first_call_forced``: the first turn opens with ``<tool_call>`` and calls
+    the model starts are held to the format and schemas. Measured 2026-11-23 with the embedded model:
+    no call was made, since that grammar also admits free text after the prefix)."""
 
     name = "code"
     needs_sandbox = True
