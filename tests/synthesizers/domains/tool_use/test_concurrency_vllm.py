@@ -52,7 +52,8 @@ async def test_user_simulator_and_agent_share_the_real_engine_concurrently(vllm_
     from synthesizers.engines.base import SamplingParams
 
     domain = ToolUseDomain()
-    options = {"sources": ["files"], "counts": {"files": 5}, "user_sim": {"max_turns": 2, "max_tokens": 40}}
+    # Kept small (4 rollouts, short turns, one user reply each): the point is the overlap, not the length.
+    options = {"sources": ["files"], "counts": {"files": 4}, "user_sim": {"max_turns": 1, "max_tokens": 24}}
     tasks = list(domain.seed_tasks(options, limit=None, seed=3))
     engine = Recording(vllm_engine)
 
@@ -62,7 +63,7 @@ async def test_user_simulator_and_agent_share_the_real_engine_concurrently(vllm_
             engine, domain.initial_messages(task), domain.tools(task), ctx=ToolContext(task=task, state={}),
             # A blank line ends a turn: the small model otherwise rambles to max_tokens, and a
             # cut-off turn ends the rollout before any user turn (the loop's rule).
-            params=SamplingParams(temperature=0.8, max_tokens=64, seed=i, stop=("\n\n",)),
+            params=SamplingParams(temperature=0.8, max_tokens=48, seed=i, stop=("\n\n",)),
             budget=Budget(max_turns=3, max_total_tokens=4096), is_final=domain.is_final, user_turn=sim.reply)
 
     results = await asyncio.wait_for(asyncio.gather(*(rollout(i, t) for i, t in enumerate(tasks))), timeout=600)
