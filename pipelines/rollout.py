@@ -132,6 +132,7 @@ class TaskRunner:
                         is_final=self.domain.is_final,
                         user_turn=simulator.reply if simulator is not None else None,
                         prefix_after_user=getattr(simulator, "assistant_prefix", ""),
+                        turn_policy=self._turn_policy(task),
                     )
                 except Exception as exc:  # the loop itself failed: keep what we know
                     result = AgentResult(
@@ -168,6 +169,11 @@ class TaskRunner:
         """A domain may play the user (tool use): optional ``user_simulator(task, engine)``."""
         make = getattr(self.domain, "user_simulator", None)
         return make(task, self.engine) if make is not None else None
+
+    def _turn_policy(self, task: Task):
+        """A domain may set sampling turn by turn: optional ``turn_policy(task)`` (see ``TurnPolicy``)."""
+        make = getattr(self.domain, "turn_policy", None)
+        return make(task) if make is not None else None
 
     @property
     def _per_call_sandbox(self) -> bool:

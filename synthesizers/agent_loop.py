@@ -40,6 +40,21 @@ STOP_REASONS = (
 # $\\boxed{"), and the model continues from there in the same message.
 UserTurn = Callable[[list[Message]], Awaitable["Message | None"]]
 
+
+@dataclass(frozen=True)
+class TurnInfo:
+    """Where a rollout stands when its next assistant turn is about to be sampled."""
+
+    turn: int  # assistant turns taken so far in this call of run_agent
+    turns_left: int  # including the one about to be sampled
+    tokens_left: int  # room in max_total_tokens for this turn's output
+
+
+# Called before each assistant turn: SamplingParams fields for that turn only (e.g.
+# ``guided_calls.required_call``: the turn must be one call; on the last turn, only the
+# answer tool). Not consulted for a turn that continues a simulated user's "assistant" reply.
+TurnPolicy = Callable[[list[Message], TurnInfo], dict[str, Any]]
+
 # A dedicated pool: asyncio's default executor has only cpu+4 threads, and a
 # tool that overruns its timeout keeps its thread until it returns.
 _TOOL_POOL = concurrent.futures.ThreadPoolExecutor(
@@ -93,10 +108,12 @@ async def run_agent(
     is_final: Callable[[Message], bool] | None = None,
     user_turn: UserTurn | None = None,
     prefix_after_user: str = "",
+    turn_policy: TurnPolicy | None = None,
 ) -> AgentResult:
     """Run one rollout. ``params.assistant_prefix`` starts the first assistant turn;
     ``prefix_after_user`` starts the assistant turn that answers a simulated-user reply
-    (answer forcing, e.g. ``"The final answer is $\\boxed{"``)."""
+    (answer forcing, e.g. ``"The final answer is $\\boxed{"``); ``turn_policy`` may set
+    sampling fields turn by turn (it wins over ``params``)."""
     started = time.time()
     t_start = time.perf_counter()
     convo = list(messages)
@@ -106,16 +123,18 @@ async def run_agent(
     stop_reason, error, turn = "max_turns", None, 0
     last_context = 0  # conversation tokens after the latest turn, as the engine counted them
     prefix = params.assistant_prefix  # the first turn's opener; later set by a simulated-user reply
+    continuing = False  # this turn goes on with a simulated user's "assistant" reply
 
     while turn < budget.max_turns:
         room = budget.max_total_tokens - last_context - _tokens_since_last_turn(convo)
         if room <= 0:
             stop_reason = "max_tokens"
             break
-        turn_params = replace(
-            params, seed=turn_seed(params.seed, turn), max_tokens=min(params.max_tokens, room), assistant_prefix=prefix
-        )
-        prefix = ""
+        turn_params = replace(params, assistant_prefix=prefix)
+        if turn_policy is not None and not continuing:
+            turn_params = replace(turn_params, **turn_policy(list(convo), TurnInfo(turn, budget.max_turns - turn, room)))
+        turn_params = replace(turn_params, seed=turn_seed(params.seed, turn), max_tokens=min(turn_params.max_tokens, room))
+        prefix, continuing = "", False
         t0 = time.perf_counter()
         completion = await engine.chat(convo, tools=schemas, params=turn_params)
         timings.generate_s += time.perf_counter() - t0
@@ -152,7 +171,7 @@ async def run_agent(
                 stop_reason = "user_ended"
                 break
             if reply.role == "assistant":
-                prefix = convo.pop().content + reply.content
+                prefix, continuing = convo.pop().content + reply.content, True
             else:
                 convo.append(reply)
                 prefix = prefix_after_user

@@ -53,6 +53,9 @@ class Domain(Protocol):
     # assistant turn starts with (answer forcing, see ``SamplingParams``).
     # Optional method ``sampling_overrides(task) -> dict``: SamplingParams fields for
     # this task's rollouts (e.g. ``structured_outputs`` for guided tool calls).
+    # Optional method ``turn_policy(task) -> TurnPolicy | None``: sampling fields turn
+    # by turn (``synthesizers.agent_loop.TurnPolicy``; e.g. every turn one guided call,
+    # the last one only the answer tool).
     # Optional method ``sandbox_image(task) -> str | None``: the Docker image this
     # task's sandboxes run (e.g. a project image with its test deps); None or no
     # method: the base image. The worker keeps one lazily made pool per image.

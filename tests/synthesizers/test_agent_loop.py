@@ -307,3 +307,35 @@ async def test_the_turn_after_a_simulated_user_reply_starts_with_the_prefix():
     result = await run_agent(engine, START, [], ctx=CTX, is_final=boxed, user_turn=remind, prefix_after_user="So $\\boxed{")
     assert engine.prefixes == ["", "So $\\boxed{"]  # only the turn that answers the user is forced
     assert result.stop_reason == "final_answer" and result.messages[-1].content == "So $\\boxed{7}$"
+
+
+async def test_turn_policy_sets_sampling_per_turn_and_sees_the_budget():
+    from synthesizers.agent_loop import TurnInfo
+
+    seen: list[TurnInfo] = []
+
+    def policy(convo, info):
+        seen.append(info)
+        return {"assistant_prefix": "<tool_call>" if info.turns_left > 1 else "LAST", "max_tokens": 10_000}
+
+    engine = FakeEngine([call("echo", text="a"), call("echo", text="b"), "done"])
+    result = await run_agent(engine, START, [echo_tool()], ctx=CTX, params=SamplingParams(max_tokens=50, seed=1),
+                             budget=Budget(max_turns=3, max_total_tokens=4000), turn_policy=policy)
+    assert [p.assistant_prefix for _, p in engine.seen] == ["<tool_call>", "<tool_call>", "LAST"]
+    assert [i.turns_left for i in seen] == [3, 2, 1] and [i.turn for i in seen] == [0, 1, 2]
+    assert all(p.max_tokens <= info.tokens_left for (_, p), info in zip(engine.seen, seen))  # the budget still caps
+    assert len({p.seed for _, p in engine.seen}) == 3  # per-turn seeds are not overridden
+    assert result.stop_reason == "no_tool_call"
+
+
+async def test_turn_policy_is_not_consulted_for_a_continued_turn():
+    def policy(convo, info):
+        return {"assistant_prefix": "POLICY"}
+
+    async def force(convo):
+        return Message(role="assistant", content=" The answer is \\boxed{")
+
+    engine = FakeEngine(["thinking", Completion(text="thinking The answer is \\boxed{7}", finish_reason="stop")])
+    result = await run_agent(engine, START, [], ctx=CTX, is_final=boxed, user_turn=force, turn_policy=policy)
+    assert [p.assistant_prefix for _, p in engine.seen] == ["POLICY", "thinking The answer is \\boxed{"]
+    assert result.stop_reason == "final_answer"

@@ -97,7 +97,7 @@ class CodeDomain:
     """Options: ``instances`` (Parquet file or folder; default .cache/code/instances), ``function_tasks``
     (Parquet from ``function_tasks``; optional), ``kinds`` (["repo"] by default; add "function"),
     ``projects`` (only these), ``shuffle`` (default true), ``guided`` (default false: when true, the rollout
-    gets ``tool_use.guided.first_call_forced``: the first turn opens with ``<tool_call>`` and calls
+    gets ``guided_calls.first_call_forced``: the first turn opens with ``<tool_call>`` and calls
     the model starts are held to the format and schemas. Measured 2026-11-23 with the embedded model:
     no call was made, since that grammar also admits free text after the prefix)."""
 
@@ -158,7 +158,7 @@ class CodeDomain:
         """Guided tool calls for tasks seeded with ``guided`` (see the class docstring)."""
         if not task.payload.get("guided") or "function" in task.payload:
             return {}
-        from synthesizers.domains.tool_use.guided import first_call_forced
+        from synthesizers.guided_calls import first_call_forced
 
         return first_call_forced([t.schema for t in self.tools(task)], stop_after_first=True)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas import Message
-from synthesizers.domains.tool_use.guided import tool_call_tag
+from synthesizers.guided_calls import tool_call_tag
 
 SEARCH_OPENING = '<tool_call>\n{"name": "search", "arguments": {"query": "'
 ANSWER_OPENING = '<tool_call>\n{"name": "answer", "arguments": {"answer": "'

@@ -28,7 +28,7 @@ from synthesizers.domains.tool_use import prompts
 from synthesizers.domains.tool_use.env import EnvToolAdapter, env_class, make_env
 from synthesizers.domains.tool_use.fc_tasks import FC_TOOL_NAMES, fc_tasks
 from synthesizers.domains.tool_use.files_env import files_tasks
-from synthesizers.domains.tool_use.guided import NO_FAKES, first_call_forced, tool_call_tag
+from synthesizers.guided_calls import NO_FAKES, first_call_forced, tool_call_tag
 from synthesizers.domains.tool_use import tau2_telecom as telecom
 from synthesizers.domains.tool_use.tau2_data import tasks as tau2_tasks
 from synthesizers.domains.tool_use.user_sim import LLMUserSimulator, tau2_instructions

@@ -47,8 +47,8 @@ async def test_assistant_prefix_is_continued_and_returned(vllm_engine):
 
 async def test_structured_outputs_constrain_generation(vllm_engine):
     """vLLM CPU's structured-output backend (xgrammar) really runs here: a regex and a
-    tool-call structural tag (synthesizers/domains/tool_use/guided.py) both hold."""
-    from synthesizers.domains.tool_use.guided import tool_call_tag
+    tool-call structural tag (synthesizers/guided_calls.py) both hold."""
+    from synthesizers.guided_calls import tool_call_tag
     from synthesizers.hermes import parse_tool_calls
 
     regex = SamplingParams(temperature=1.0, max_tokens=12, seed=3, structured_outputs={"regex": r"(yes|no)-[0-9]{3}"})
@@ -66,6 +66,24 @@ async def test_structured_outputs_constrain_generation(vllm_engine):
     content, calls, errors = parse_tool_calls(b.text)
     assert not errors and [c.function.name for c in calls] == ["get_weather"], b.text
     assert set(calls[0].parsed_arguments()) == {"city"}
+
+
+async def test_required_call_makes_the_turn_one_call(vllm_engine):
+    """``guided_calls.required_call``: with the prefix and grammar the real model's whole turn is
+    one well-formed call to the allowed tool, even where it would rather chat."""
+    from synthesizers.guided_calls import required_call
+    from synthesizers.hermes import parse_tool_calls
+
+    tools = [{"type": "function", "function": {"name": name, "parameters": {
+        "type": "object", "properties": {"text": {"type": "string", "maxLength": 40}}, "required": ["text"],
+        "additionalProperties": False}}} for name in ("note", "answer")]
+    params = SamplingParams(temperature=1.0, max_tokens=64, seed=5, **required_call(tools, only=("answer",)))
+    completion = await vllm_engine.chat([Message(role="user", content="Tell me a long story about cats.")],
+                                        tools=tools, params=params)
+    assert completion.error is None, completion.error
+    content, calls, errors = parse_tool_calls(completion.text)
+    assert not errors and content.strip() == "" and [c.function.name for c in calls] == ["answer"], completion.text
+    assert completion.text.rstrip().endswith("</tool_call>")
 
 
 async def test_seeds_make_sampling_reproducible(vllm_engine):

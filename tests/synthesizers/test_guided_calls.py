@@ -11,7 +11,7 @@ from xgrammar.testing import _is_grammar_accept_string as accepts  # noqa: E402
 
 from synthesizers.domains.tool_use.domain import ToolUseDomain  # noqa: E402
 from synthesizers.domains.tool_use.files_env import FilesEnv  # noqa: E402
-from synthesizers.domains.tool_use.guided import TRIGGER, first_call_forced, tool_call_tag  # noqa: E402
+from synthesizers.guided_calls import TRIGGER, first_call_forced, tool_call_tag  # noqa: E402
 
 TOOLS = [t.schema for t in FilesEnv.tool_list]
 CALL = '\n{"name": "delete_file", "arguments": {"path": "/home/user/a.txt"}}\n</tool_call>'
@@ -62,3 +62,21 @@ def test_domain_overrides_only_for_guided_tasks():
     assert "assistant_prefix" not in retail and "structural_tag" in retail["structured_outputs"]
     for task in guided.values():  # every grammar compiles
         grammar(domain.sampling_overrides(task)["structured_outputs"])
+
+
+def test_required_call_admits_exactly_one_call_to_an_allowed_tool():
+    from synthesizers.guided_calls import required_call
+
+    every = required_call(TOOLS)
+    assert every["assistant_prefix"] == TRIGGER
+    g = grammar(every["structured_outputs"])
+    assert accepts(g, CALL)
+    assert not accepts(g, "I will delete it.")  # no free text instead of a call
+    assert not accepts(g, CALL + " done")  # nothing after the call
+    assert not accepts(g, CALL + "\n" + TRIGGER + CALL)  # one call
+    names = [t["function"]["name"] for t in TOOLS]
+    other = next(n for n in names if n != "delete_file")
+    only = grammar(required_call(TOOLS, only=(other,))["structured_outputs"])
+    assert not accepts(only, CALL)  # delete_file is not allowed on this turn
+    with pytest.raises(ValueError, match="unknown tool"):
+        required_call(TOOLS, only=("rm_rf",))

@@ -1,12 +1,13 @@
 """Guided tool calls: a vLLM structured-output constraint (xgrammar structural tag)
-built from a task's tool schemas.
+built from a task's tool schemas. Shared by every domain with tools.
 
 The model may write free text; the moment it writes ``<tool_call>`` the rest of
 the block is forced into the chat template's exact call format
 ``<tool_call>\\n{"name": "NAME", "arguments": {...}}\\n</tool_call>`` with NAME one
 of the task's tools and the arguments valid against that tool's JSON schema.
 It makes a small model's calls well-formed; it does not choose the call, nor
-its values, nor whether to call at all (unless ``at_least_one``).
+its values, nor whether to call at all (unless ``at_least_one``, or
+``required_call``: tool_choice "required" done by grammar, one turn at a time).
 """
 
 from __future__ import annotations
@@ -72,3 +73,16 @@ def first_call_forced(tools: list[dict[str, Any]], *, stop_after_first: bool = T
         first = {"type": "sequence", "elements": [first, more]}
     later = _triggered(tools, False, True, NO_FAKES)
     return {"assistant_prefix": TRIGGER, "structured_outputs": _structural({"type": "or", "elements": [first, later]})}
+
+
+def required_call(tools: list[dict[str, Any]], *, only: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Sampling overrides for one turn that is exactly one call and nothing else (OpenAI's
+    ``tool_choice: "required"``, which this model cannot follow unguided): the turn opens with
+    ``<tool_call>`` and the grammar completes one call to one of ``only`` (default: every tool),
+    arguments valid against its schema, then ends at ``</tool_call>``. The model still picks
+    the tool among those allowed and writes every value."""
+    chosen = [t for t in tools if only is None or t.get("function", t)["name"] in only]
+    if only is not None and len(chosen) != len(set(only)):
+        known = sorted(t.get("function", t)["name"] for t in tools)
+        raise ValueError(f"required_call: unknown tool(s) in {sorted(only)}; known: {known}")
+    return {"assistant_prefix": TRIGGER, "structured_outputs": _structural({"type": "or", "elements": _tags(chosen, "")})}
