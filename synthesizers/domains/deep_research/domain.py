@@ -9,9 +9,9 @@ Options (``domain_options``, all optional):
                                   options: {...}, temperature: 0.7, max_tokens: 96}}
   f1_threshold: 0.8         (verifier pass mark on token F1)
   require_retrieved: true   (a cited answer document must have appeared in a tool result)
-  forcing: true             (small-model help, see ``forcing.py``: the first turn opens a search
-                             call, tool calls are guided into the exact format, and a turn
-                             without a call goes on with a search or an answer call)
+  forcing: true             (small-model help, see ``forcing.py``: every turn is one guided
+                             call; search first, answer on the last turn; doc ids only from
+                             this rollout's results)
 
 Where the search service runs: the tools start it lazily, once per node, on
 their first call (``backends.ensure_local_service``), inside whatever process
@@ -29,7 +29,7 @@ from typing import Any, Iterator
 from schemas import Message, Task
 from synthesizers.domains.base import Tool
 from synthesizers.domains.deep_research.backends import backend_from_spec
-from synthesizers.domains.deep_research.forcing import ToolCallForcing, first_turn_overrides
+from synthesizers.domains.deep_research.forcing import ForcedCalls
 from synthesizers.domains.deep_research.tools import make_tools
 
 NAME = "deep-research"
@@ -145,13 +145,9 @@ class DeepResearchDomain:
     def initial_messages(self, task: Task) -> list[Message]:
         return [Message(role="system", content=SYSTEM_PROMPT), Message(role="user", content=task.payload["question"])]
 
-    def user_simulator(self, task: Task, engine: object) -> ToolCallForcing | None:
-        """Small-model help: a turn without a tool call goes on with a search or an answer call."""
-        return ToolCallForcing() if task.payload.get("forcing", True) else None
-
-    def sampling_overrides(self, task: Task) -> dict[str, Any]:
-        """With ``forcing``: the first turn opens a search call and calls are guided well-formed."""
-        return first_turn_overrides([t.schema for t in self.tools(task)]) if task.payload.get("forcing", True) else {}
+    def turn_policy(self, task: Task) -> ForcedCalls | None:
+        """With ``forcing`` (default on): every turn one guided call (``forcing.ForcedCalls``)."""
+        return ForcedCalls([t.schema for t in self.tools(task)]) if task.payload.get("forcing", True) else None
 
     def tools(self, task: Task) -> list[Tool]:
         return make_tools(backend_from_spec(task.payload.get("search")))

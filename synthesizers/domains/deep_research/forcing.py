@@ -1,52 +1,80 @@
-"""Tool-call forcing for small models: the deep-research domain's simulated user.
+"""Tool-call forcing for small models: the deep-research domain's turn policy.
 
-When the assistant stops without a tool call (small models tend to answer a
-research question from memory, in prose), its own turn goes on with the start
-of the call it should have made: a ``search`` when it has not searched yet,
-otherwise an ``answer`` call. The model writes the query or the answer and its
-citations itself; only the call's opening is fixed. Each forcing is used at
-most once per rollout, so a model that still does not act ends the rollout.
+A 135M model asked a research question answers from memory, in prose, or
+copies the worked example's doc ids. With ``forcing`` on, every turn is one
+guided call (``guided_calls.required_call``: the chat template's exact format,
+arguments valid against the tool's schema) and the choices are narrowed to
+what a rollout can sensibly do at that point:
 
-Plugs into the agent loop's simulated-user hook: a reply with role
-``assistant`` continues the assistant's last turn (see ``synthesizers.agent_loop``).
-``first_turn_overrides`` are the rollout's sampling overrides: the first turn
-opens a ``search`` call (the model writes the query), and every call the model
-starts is guided into the chat template's exact format with arguments valid
-against the tool's schema (xgrammar structural tag; an ``answer`` call always
-carries a ``citations`` list).
+- before any search: only ``search``;
+- on the last turn (or when little room is left): only ``answer``, so a
+  rollout ends with an answer instead of running out of turns;
+- ``open`` and ``answer``'s citations take only doc ids that appeared in this
+  rollout's tool results (a made-up id can never be evidence anyway), and the
+  answer is short.
+
+The model still chooses the tool, the query, the document, the answer and its
+citations. The verifier is the same with forcing on or off.
 """
 
 from __future__ import annotations
 
+import copy
+import re
 from typing import Any
 
 from schemas import Message
-from synthesizers.guided_calls import tool_call_tag
+from synthesizers.agent_loop import TurnInfo
+from synthesizers.guided_calls import required_call
 
-SEARCH_OPENING = '<tool_call>\n{"name": "search", "arguments": {"query": "'
-ANSWER_OPENING = '<tool_call>\n{"name": "answer", "arguments": {"answer": "'
+ANSWER_MAX_CHARS = 60
+MAX_CITATIONS = 3
+# Room a final answer call needs (tokens): below it, the turn must be the answer.
+ANSWER_ROOM = 96
+_DOC_ID = re.compile(r"^\s*\[([^\]\s]{1,40})\]", re.MULTILINE)
 
 
 def has_searched(messages: list[Message]) -> bool:
     return any(m.role == "assistant" and any(c.function.name == "search" for c in m.tool_calls) for m in messages)
 
 
-def first_turn_overrides(tool_schemas: list[dict[str, Any]]) -> dict[str, Any]:
-    """Sampling overrides for every rollout: open the first turn with a search; guide calls."""
-    return {"assistant_prefix": SEARCH_OPENING, "structured_outputs": tool_call_tag(tool_schemas, stop_after_first=True)}
+def seen_doc_ids(messages: list[Message]) -> list[str]:
+    """Doc ids at the start of a line of a ``search``/``open`` result, first-seen order."""
+    found: dict[str, None] = {}
+    for message in messages:
+        if message.role == "tool" and message.name in ("search", "open"):
+            found.update(dict.fromkeys(_DOC_ID.findall(message.content)))
+    return list(found)
 
 
-class ToolCallForcing:
-    """Continue a turn without a tool call with a ``search`` (before any search) or an ``answer`` call."""
+def _narrowed(schemas: list[dict[str, Any]], doc_ids: list[str]) -> list[dict[str, Any]]:
+    """Copies of the tool schemas whose doc-id fields admit only ``doc_ids``; a short answer."""
+    out = copy.deepcopy(schemas)
+    for schema in out:
+        fn = schema.get("function", schema)
+        props = (fn.get("parameters") or {}).get("properties", {})
+        if fn["name"] == "open" and doc_ids:
+            props["doc_id"] = {"type": "string", "enum": doc_ids}
+            props.pop("offset", None)  # the summaries fit on one page
+        if fn["name"] == "answer":
+            props["answer"] = {"type": "string", "minLength": 1, "maxLength": ANSWER_MAX_CHARS}
+            if doc_ids:
+                props["citations"] = {"type": "array", "items": {"type": "string", "enum": doc_ids},
+                                      "minItems": 1, "maxItems": MAX_CITATIONS}
+    return out
 
-    def __init__(self) -> None:
-        self.left = {"search": 1, "answer": 1}
 
-    async def reply(self, messages: list[Message]) -> Message | None:
-        kind = "answer" if has_searched(messages) else "search"
-        if self.left[kind] <= 0:
-            return None
-        self.left[kind] -= 1
-        last = messages[-1].content if messages and messages[-1].role == "assistant" else ""
-        gap = "" if not last or last.endswith("\n") else "\n"
-        return Message(role="assistant", content=gap + (ANSWER_OPENING if kind == "answer" else SEARCH_OPENING))
+class ForcedCalls:
+    """``TurnPolicy`` for one rollout (see the module docstring)."""
+
+    def __init__(self, tool_schemas: list[dict[str, Any]]) -> None:
+        self.tool_schemas = tool_schemas
+
+    def __call__(self, messages: list[Message], info: TurnInfo) -> dict[str, Any]:
+        doc_ids = seen_doc_ids(messages)
+        schemas = _narrowed(self.tool_schemas, doc_ids)
+        if not has_searched(messages):
+            return required_call(schemas, only=("search",))
+        if info.turns_left <= 1 or info.tokens_left < ANSWER_ROOM:
+            return required_call(schemas, only=("answer",))
+        return required_call(schemas, only=None if doc_ids else ("search", "answer"))

@@ -3,6 +3,8 @@ prompts, tools, and the final/critical-step rules."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from schemas import Message, ToolCall
@@ -72,40 +74,50 @@ def test_prompt_and_tools():
     assert [t.name for t in d.tools(task)] == ["search", "open", "find", "answer"]
 
 
-async def test_forcing_continues_a_turn_without_a_call_with_search_then_answer():
-    from synthesizers.domains.deep_research.forcing import ANSWER_OPENING, SEARCH_OPENING
-    from synthesizers.hermes import parse_tool_calls
+def _grammar(overrides):
+    import xgrammar as xgr
 
+    return xgr.Grammar.from_structural_tag(overrides["structured_outputs"]["structural_tag"])
+
+
+def _accepts(overrides, text):
+    from xgrammar.testing import _is_grammar_accept_string
+
+    return _is_grammar_accept_string(_grammar(overrides), text)
+
+
+def test_forcing_policy_searches_first_answers_last_and_cites_only_seen_docs():
     from schemas import Task
+    from synthesizers.agent_loop import TurnInfo
+    from synthesizers.domains.deep_research.forcing import ANSWER_MAX_CHARS, seen_doc_ids
 
     d = DeepResearchDomain()
-    forcing = d.user_simulator(Task(id="t", domain="deep-research", payload={"question": "q"}), None)
+    task = Task(id="t", domain="deep-research", payload={"question": "Who?", "search": {"backend": "http", "url": "http://127.0.0.1:1"}})
+    policy = d.turn_policy(task)
     start = [Message(role="system", content="s"), Message(role="user", content="q")]
-    reply = await forcing.reply(start + [assistant(content="It is Paris.")])
-    assert reply.role == "assistant" and reply.content == "\n" + SEARCH_OPENING  # no search yet: search first
-    assert await forcing.reply(start + [assistant(content="Paris\n")]) is None  # each forcing once
-    searched = start + [assistant(("search", {"query": "x"})), Message(role="tool", content="[d1] X"), assistant(content="So.\n")]
-    reply = await forcing.reply(searched)
-    assert reply.content == ANSWER_OPENING
-    assert await forcing.reply(searched) is None
-    # What the model writes after the opening parses into a real answer call.
-    _, calls, errors = parse_tool_calls("So.\n" + ANSWER_OPENING + 'Paris", "citations": ["d1"]}}\n</tool_call>', turn=0)
-    assert not errors and d.is_final(Message(role="assistant", content="So.", tool_calls=calls))
+    call = lambda name, args: "\n" + json.dumps({"name": name, "arguments": args}) + "\n</tool_call>"  # noqa: E731
 
+    first = policy(start, TurnInfo(0, 6, 1000))
+    assert first["assistant_prefix"] == "<tool_call>"
+    assert _accepts(first, call("search", {"query": "Kano Niger"}))
+    assert not _accepts(first, call("answer", {"answer": "Nigeria", "citations": ["d00001"]}))  # search first
+    assert not _accepts(first, "It is Nigeria.")  # no prose instead of a call
 
-def test_forcing_overrides_open_the_first_turn_with_a_search_and_guide_calls():
-    import json
+    results = Message(role="tool", name="search", tool_call_id="c0",
+                      content="[d04242] Kano (city)\n    Kano is a city in Nigeria\n[d00007] Niger\n    Niger is ...")
+    searched = start + [assistant(("search", {"query": "Kano"})), results]
+    assert seen_doc_ids(searched) == ["d04242", "d00007"]
+    middle = policy(searched, TurnInfo(1, 5, 1000))
+    assert _accepts(middle, call("open", {"doc_id": "d04242"}))
+    assert not _accepts(middle, call("open", {"doc_id": "d90042"}))  # the worked example's id, never seen
+    assert _accepts(middle, call("answer", {"answer": "Nigeria", "citations": ["d04242"]}))
+    assert not _accepts(middle, call("answer", {"answer": "Nigeria", "citations": []}))  # evidence required
+    assert not _accepts(middle, call("answer", {"answer": "x" * (ANSWER_MAX_CHARS + 1), "citations": ["d04242"]}))
 
-    from schemas import Task
-    from synthesizers.domains.deep_research.forcing import SEARCH_OPENING
+    for info in (TurnInfo(5, 1, 1000), TurnInfo(2, 4, 50)):  # last turn, or little room: only an answer
+        last = policy(searched, info)
+        assert _accepts(last, call("answer", {"answer": "Nigeria", "citations": ["d00007", "d04242"]}))
+        assert not _accepts(last, call("search", {"query": "more"}))
 
-    d = DeepResearchDomain()
-    search = {"backend": "http", "url": "http://127.0.0.1:1"}
-    task = Task(id="t", domain="deep-research", payload={"question": "Who?", "search": search})
-    overrides = d.sampling_overrides(task)
-    assert overrides["assistant_prefix"] == SEARCH_OPENING
-    tags = json.loads(overrides["structured_outputs"]["structural_tag"])["format"]["tags"]
-    answer = next(t for t in tags if '"answer"' in t["begin"])
-    assert answer["content"]["json_schema"]["required"] == ["answer", "citations"]
-    off = Task(id="t", domain="deep-research", payload={"question": "Who?", "search": search, "forcing": False})
-    assert d.sampling_overrides(off) == {} and d.user_simulator(off, None) is None
+    off = Task(id="t", domain="deep-research", payload={"question": "Who?", "search": {"backend": "http", "url": "http://127.0.0.1:1"}, "forcing": False})
+    assert d.turn_policy(off) is None
