@@ -20,12 +20,15 @@ import re
 import shlex
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from sandboxes.project import ProjectSpec, code_cache_dir
 from schemas import Message, Task
 from synthesizers.domains.base import Tool
 from synthesizers.domains.code.tools import code_tools
+
+if TYPE_CHECKING:
+    from synthesizers.agent_loop import TurnPolicy
 
 OPTION_KEYS = {"instances", "function_tasks", "kinds", "shuffle", "projects", "guided"}
 SYSTEM_PROMPT = (
@@ -96,10 +99,11 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
 class CodeDomain:
     """Options: ``instances`` (Parquet file or folder; default .cache/code/instances), ``function_tasks``
     (Parquet from ``function_tasks``; optional), ``kinds`` (["repo"] by default; add "function"),
-    ``projects`` (only these), ``shuffle`` (default true), ``guided`` (default false: when true, the rollout
-    gets ``guided_calls.first_call_forced``: the first turn opens with ``<tool_call>`` and calls
-    the model starts are held to the format and schemas. Measured 2026-11-23 with the embedded model:
-    no call was made, since that grammar also admits free text after the prefix)."""
+    ``projects`` (only these), ``shuffle`` (default true), ``guided`` (default false, for models that
+    call tools on their own; configs/code.yaml turns it on for the embedded model): every turn of a
+    repo-level rollout is one guided call (``turn_policy``, see ``synthesizers.domains.code.policy``).
+    Why: SmolLM2-135M, unguided or with only its first turn opened by ``<tool_call>``, made no
+    call in any code rollout (2026-11-23, runs/code-check*: 48 of 48 ended after one free-text turn)."""
 
     name = "code"
     needs_sandbox = True
@@ -154,13 +158,14 @@ class CodeDomain:
     def tools(self, task: Task) -> list[Tool]:
         return [] if "function" in task.payload else code_tools()
 
-    def sampling_overrides(self, task: Task) -> dict[str, Any]:
-        """Guided tool calls for tasks seeded with ``guided`` (see the class docstring)."""
+    def turn_policy(self, task: Task) -> TurnPolicy | None:
+        """Guided rollouts (option ``guided``): one schema-valid call a turn, ``submit`` withheld until
+        the checkout changed, only ``submit`` on the last turn (``policy.guided_policy``); else None."""
         if not task.payload.get("guided") or "function" in task.payload:
-            return {}
-        from synthesizers.guided_calls import first_call_forced
+            return None
+        from synthesizers.domains.code.policy import guided_policy
 
-        return first_call_forced([t.schema for t in self.tools(task)], stop_after_first=True)
+        return guided_policy([t.schema for t in self.tools(task)], is_read_only)
 
     def is_final(self, message: Message) -> bool:
         """A turn without tool calls ends a code rollout (after ``submit``, or an answer block)."""

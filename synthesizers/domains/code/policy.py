@@ -1,0 +1,80 @@
+"""The code agent's per-turn sampling policy (``agent_loop.TurnPolicy``) for guided rollouts.
+
+Why: SmolLM2-135M, left free, never made a tool call in a code rollout (it
+wrote prose or a python block and the rollout ended at turn one). A
+``first_call_forced`` grammar did not help either: after the ``<tool_call>``
+prefix it also admitted free text. So each turn of a guided rollout is
+``guided_calls.required_call``: exactly one schema-valid call; the model still
+picks the tool and writes every argument (the command, the path, the strings
+of an edit). The policy only narrows *which* tools a turn may call:
+
+* ``submit`` is withheld until the rollout has changed the checkout (a
+  successful ``edit``, or a ``bash`` command that is not plainly read-only):
+  an unchanged checkout cannot pass, so an early submit only wastes a rollout;
+* the last turn (``turns_left == 1``) or a turn with little room left in the
+  token budget may only ``submit``, so a rollout that edited gets judged
+  instead of running out mid-exploration;
+* after a ``submit`` the next turn is free text that stops before any
+  ``<tool_call>``: a call-free turn is final for the code domain
+  (``CodeDomain.is_final``), so the rollout ends with the model's own closing
+  words (possibly empty) and the verifier reads the last submit.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from schemas import Message
+from synthesizers.agent_loop import TurnInfo, TurnPolicy
+from synthesizers.guided_calls import TRIGGER, required_call
+
+SUBMIT = "submit"
+# A submit call is ~20 tokens; below this much room only submit is offered (a longer call would be cut).
+SUBMIT_ROOM_TOKENS = 96
+CLOSING_MAX_TOKENS = 48
+
+
+def _changed_checkout(messages: list[Message], is_read_only) -> bool:
+    """True once a tool observation shows an edit landed, or a non-read-only bash command ran."""
+    calls = {c.id: c for m in messages if m.role == "assistant" for c in m.tool_calls}
+    for m in messages:
+        if m.role != "tool" or m.tool_call_id not in calls:
+            continue
+        call = calls[m.tool_call_id]
+        if call.function.name == "edit" and m.content.startswith("Edited "):
+            return True
+        if call.function.name == "bash":
+            try:
+                command = str(json.loads(call.function.arguments or "{}").get("command", ""))
+            except (ValueError, AttributeError):
+                continue
+            if command.strip() and not is_read_only(command):
+                return True
+    return False
+
+
+def _just_submitted(messages: list[Message]) -> bool:
+    """The latest assistant turn called ``submit`` (and its observation is in)."""
+    last = next((m for m in reversed(messages) if m.role == "assistant"), None)
+    return last is not None and any(c.function.name == SUBMIT for c in last.tool_calls)
+
+
+def guided_policy(tool_schemas: list[dict[str, Any]], is_read_only) -> TurnPolicy:
+    """The policy for one rollout's tools (see the module docstring); ``is_read_only(command)``
+    decides whether a bash command could have changed the checkout."""
+    names = tuple(t.get("function", t)["name"] for t in tool_schemas)
+    explore = required_call(tool_schemas, only=tuple(n for n in names if n != SUBMIT))
+    anything = required_call(tool_schemas)
+    submit_only = required_call(tool_schemas, only=(SUBMIT,))
+    closing = {"assistant_prefix": "", "structured_outputs": None, "stop": (TRIGGER,),
+               "max_tokens": CLOSING_MAX_TOKENS}
+
+    def policy(messages: list[Message], info: TurnInfo) -> dict[str, Any]:
+        if _just_submitted(messages):
+            return closing
+        if info.turns_left <= 1 or info.tokens_left < SUBMIT_ROOM_TOKENS:
+            return submit_only
+        return anything if _changed_checkout(messages, is_read_only) else explore
+
+    return policy

@@ -1,0 +1,146 @@
+"""The guided turn policy of the code domain, driven through the real agent loop with a
+scripted engine and fake tools (the real tools' schemas, no sandbox)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas import Message, Task
+from synthesizers.agent_loop import Budget, TurnInfo, run_agent
+from synthesizers.domains.base import ToolContext
+from synthesizers.domains.code.domain import CodeDomain
+from synthesizers.domains.code.policy import CLOSING_MAX_TOKENS, SUBMIT_ROOM_TOKENS
+from synthesizers.domains.code.tools import code_tools
+from synthesizers.engines.base import Completion, SamplingParams
+
+PAYLOAD = {"project": {"name": "p", "version": "1", "test_paths": ["tests"]}, "FAIL_TO_PASS": ["tests.t::test_b"],
+           "problem_statement": "x"}
+PLAIN = Task(id="t", domain="code", kind="repo", payload=PAYLOAD)
+GUIDED = Task(id="t", domain="code", kind="repo", payload={**PAYLOAD, "guided": True})
+
+
+def allowed_tools(params: dict[str, Any] | SamplingParams) -> set[str] | None:
+    """The tool names a turn's grammar admits; None for a turn without a grammar."""
+    structured = params.get("structured_outputs") if isinstance(params, dict) else params.structured_outputs
+    if not structured:
+        return None
+    fmt = json.loads(structured["structural_tag"])["format"]
+    assert fmt["type"] == "or"  # exactly one call of one of these tags, nothing else
+    return {json.loads(tag["begin"].split('"name": ')[1].split(",")[0]) for tag in fmt["elements"]}
+
+
+def call(name: str, **arguments: Any) -> str:
+    return f"<tool_call>\n{json.dumps({'name': name, 'arguments': arguments})}\n</tool_call>"
+
+
+def msg_call(name: str, call_id: str, **arguments: Any) -> Message:
+    from schemas import ToolCall
+
+    return Message(role="assistant", content="", tool_calls=[
+        ToolCall(id=call_id, function={"name": name, "arguments": json.dumps(arguments)})])
+
+
+@dataclass
+class ScriptedEngine:
+    script: list[str]
+    seen: list[SamplingParams] = field(default_factory=list)
+    model_id: str = "fake"
+
+    async def chat(self, messages, *, tools=None, params=SamplingParams()):
+        self.seen.append(params)
+        text = self.script[min(len(self.seen) - 1, len(self.script) - 1)]
+        return Completion(text=text, finish_reason="stop", prompt_tokens=100, completion_tokens=20)
+
+    async def close(self):
+        return None
+
+
+@dataclass
+class FakeCodeTool:
+    """A code tool's real schema with a scripted result."""
+
+    inner: Any
+    result: str
+    needs_sandbox: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        return self.inner.schema
+
+    def run(self, arguments, ctx):
+        return self.result
+
+
+RESULTS = {"bash": "exit code: 1\nFAILED tests/t.py::test_b", "view": "src/m.py (lines 1-3 of 3):\n    1  x = 1",
+           "edit": "Edited src/m.py. The lines around the change now read:\n    1  x = 2",
+           "submit": "Submitted. Your patch against the starting checkout:\n<patch>...</patch>"}
+
+
+def fake_tools() -> list[FakeCodeTool]:
+    return [FakeCodeTool(t, RESULTS[t.name]) for t in code_tools()]
+
+
+def test_policy_only_for_guided_repo_tasks():
+    domain = CodeDomain()
+    assert domain.turn_policy(PLAIN) is None
+    function_task = GUIDED.model_copy(update={"payload": {**GUIDED.payload, "function": {"name": "f"}}})
+    assert domain.turn_policy(function_task) is None
+    assert callable(domain.turn_policy(GUIDED))
+    assert not hasattr(domain, "sampling_overrides")  # the old first-turn-only grammar is gone
+
+
+async def test_a_guided_rollout_view_edit_submit_then_closing_words():
+    """Every turn before submit is exactly one call with the <tool_call> prefix; submit is only
+    offered once the checkout changed; after submit a free-text turn ends the rollout."""
+    domain = CodeDomain()
+    engine = ScriptedEngine([call("view", path="src/m.py"), call("edit", path="src/m.py", old_str="x = 1",
+                                                                     new_str="x = 2"),
+                             call("submit"), "Fixed the constant."])
+    result = await run_agent(engine, domain.initial_messages(GUIDED), fake_tools(),
+                             ctx=ToolContext(task=GUIDED), params=SamplingParams(max_tokens=300, seed=1),
+                             budget=Budget(max_turns=12, max_total_tokens=4096), is_final=domain.is_final,
+                             turn_policy=domain.turn_policy(GUIDED))
+    assert [allowed_tools(p) for p in engine.seen] == [
+        {"bash", "view", "edit"}, {"bash", "view", "edit"}, {"bash", "view", "edit", "submit"}, None]
+    assert [p.assistant_prefix for p in engine.seen] == ["<tool_call>"] * 3 + [""]
+    closing = engine.seen[-1]
+    assert closing.stop == ("<tool_call>",) and closing.max_tokens == CLOSING_MAX_TOKENS
+    assert result.stop_reason == "final_answer" and result.messages[-1].content == "Fixed the constant."
+    assert [m.name for m in result.messages if m.role == "tool"] == ["view", "edit", "submit"]
+
+
+def test_last_turn_and_low_token_room_allow_only_submit():
+    policy = CodeDomain().turn_policy(GUIDED)
+    start = CodeDomain().initial_messages(GUIDED)
+    assert allowed_tools(policy(start, TurnInfo(turn=0, turns_left=5, tokens_left=3000))) == {"bash", "view", "edit"}
+    assert allowed_tools(policy(start, TurnInfo(turn=11, turns_left=1, tokens_left=3000))) == {"submit"}
+    low = policy(start, TurnInfo(turn=3, turns_left=8, tokens_left=SUBMIT_ROOM_TOKENS - 1))
+    assert allowed_tools(low) == {"submit"}
+    assert allowed_tools(policy(start, TurnInfo(turn=3, turns_left=8, tokens_left=SUBMIT_ROOM_TOKENS))) \
+        == {"bash", "view", "edit"}
+
+
+def test_what_unlocks_submit():
+    """A failed edit or a read-only command does not change the checkout; `sed -i` or a landed edit does."""
+    policy = CodeDomain().turn_policy(GUIDED)
+    info = TurnInfo(turn=2, turns_left=6, tokens_left=3000)
+    start = CodeDomain().initial_messages(GUIDED)
+
+    def after(name: str, result: str, **arguments: Any) -> set[str] | None:
+        convo = start + [msg_call(name, "c1", **arguments),
+                         Message(role="tool", content=result, tool_call_id="c1", name=name)]
+        return allowed_tools(policy(convo, info))
+
+    explore, everything = {"bash", "view", "edit"}, {"bash", "view", "edit", "submit"}
+    assert after("edit", "Error: old_str occurs 0 times in src/m.py", path="src/m.py", old_str="a", new_str="b") \
+        == explore
+    assert after("bash", "exit code: 0", command="grep -n x src/m.py | head") == explore
+    assert after("bash", "exit code: 1", command="python3 -m pytest -q tests") == everything  # not plainly read-only
+    assert after("bash", "exit code: 0", command="sed -i 's/a/b/' src/m.py") == everything
+    assert after("edit", RESULTS["edit"], path="src/m.py", old_str="x = 1", new_str="x = 2") == everything
