@@ -23,9 +23,9 @@ import json
 import re
 from typing import Any
 
+from environments.base import make_env, replay
 from sandboxes.base import Sandbox
 from schemas import Message, Task, Verdict
-from synthesizers.domains.tool_use.env import make_env, replay
 
 _MISSING = object()
 

@@ -9,8 +9,8 @@ import pytest
 xgr = pytest.importorskip("xgrammar")
 from xgrammar.testing import _is_grammar_accept_string as accepts  # noqa: E402
 
+from environments.files import FilesEnv  # noqa: E402
 from synthesizers.domains.tool_use.domain import ToolUseDomain  # noqa: E402
-from synthesizers.domains.tool_use.files_env import FilesEnv  # noqa: E402
 from synthesizers.guided_calls import TRIGGER, first_call_forced, tool_call_tag  # noqa: E402
 
 TOOLS = [t.schema for t in FilesEnv.tool_list]

@@ -11,8 +11,8 @@ Options (``domain_options``, all optional):
   mix:     {source: weight}   deterministic interleaving (default equal)
   counts:  {source: max}      default 64 each (files/calls generate without end)
   user_sim: {max_turns: 8, temperature: 0.7, max_tokens: 160}
-  files_kinds: [...]          file-system task kinds (default all; files_env.EASY_KINDS for small models)
-  guided: false               well-formed tool calls (vLLM structured outputs, see guided.py); call and
+  files_kinds: [...]          file-system task kinds (default all; files_tasks.EASY_KINDS for small models)
+  guided: false               well-formed tool calls (vLLM structured outputs, see guided_calls.py); call and
                               file tasks then open their first turn with a call
 """
 
@@ -22,21 +22,22 @@ import itertools
 import random
 from typing import Any, Iterator
 
+from environments import tau2_telecom as telecom
+from environments.base import env_class, make_env
+from environments.tau2_data import tasks as tau2_tasks
 from schemas import Message, Task
 from synthesizers.domains.base import Tool, ToolContext
 from synthesizers.domains.tool_use import prompts
-from synthesizers.domains.tool_use.env import EnvToolAdapter, env_class, make_env
+from synthesizers.domains.tool_use.env_tools import EnvToolAdapter
 from synthesizers.domains.tool_use.fc_tasks import FC_TOOL_NAMES, fc_tasks
-from synthesizers.domains.tool_use.files_env import files_tasks
+from synthesizers.domains.tool_use.files_tasks import files_tasks
 from synthesizers.guided_calls import NO_FAKES, first_call_forced, tool_call_tag
-from synthesizers.domains.tool_use import tau2_telecom as telecom
-from synthesizers.domains.tool_use.tau2_data import tasks as tau2_tasks
 from synthesizers.domains.tool_use.user_sim import LLMUserSimulator, tau2_instructions
 from synthesizers.engines.base import LLMEngine
 
 NAME = "tool-use"
 SOURCES = ("files", "calls", "tau2-airline", "tau2-retail", "tau2-telecom")
-# τ² telecom's phone is not simulated (see tau2_telecom.py): the simulated user is told so.
+# τ² telecom's phone is not simulated (see environments/tau2_telecom.py): the simulated user is told so.
 TELECOM_NOTE = ("\nNote: you cannot operate your phone during this chat; if the agent asks you to check or change "
                 "a phone setting, say you cannot do it right now.")
 OPTION_KEYS = {"sources", "mix", "counts", "user_sim", "files_kinds", "guided"}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from synthesizers.domains.tool_use.tau2_data import policy
+from environments.tau2_data import policy
 
 _CALLING = (
     "Call a tool by writing <tool_call>{\"name\": \"TOOL\", \"arguments\": {...}}</tool_call>; "

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from synthesizers.domains.base import ToolError
-from synthesizers.domains.tool_use.common_tools import CALCULATE, INT, STR, TRANSFER, s
-from synthesizers.domains.tool_use.env import EnvTool, Environment, obj
-from synthesizers.domains.tool_use.tau2_data import CowDB, base_db, code_id, short_id
+from environments.base import EnvError, method_tool as _t, obj
+from environments.common_tools import CALCULATE, INT, STR, TRANSFER, s
+from environments.tau2_data import Tau2Env, code_id, short_id
 
 NOW = "2024-05-15T15:00:00"  # the policy's current time
 CABINS = ["basic_economy", "economy", "business"]
@@ -26,51 +25,45 @@ def _arr(item: dict[str, Any], description: str = "") -> dict[str, Any]:
     return {"type": "array", "items": item, "description": description}
 
 
-class AirlineEnv(Environment):
+class AirlineEnv(Tau2Env):
     name = "tau2-airline"
     domain = "airline"
-
-    def reset(self) -> None:
-        self.db = CowDB(base_db(self.domain))
-
-    def snapshot(self) -> Any:
-        return self.db.changes()
 
     # -- lookups ----------------------------------------------------------
     def _user(self, user_id: str) -> dict[str, Any]:
         if (user := self.db.get("users", user_id)) is None:
-            raise ToolError(f"user {user_id!r} not found")
+            raise EnvError(f"user {user_id!r} not found")
         return user
 
     def _reservation(self, reservation_id: str) -> dict[str, Any]:
         if self.db.get("reservations", reservation_id) is None:
-            raise ToolError(f"reservation {reservation_id!r} not found")
+            raise EnvError(f"reservation {reservation_id!r} not found")
         return self.db.get("reservations", reservation_id)
 
     def _flight_date(self, number: str, date: str) -> tuple[dict[str, Any], dict[str, Any]]:
         flight = self.db.get("flights", number)
         if flight is None:
-            raise ToolError(f"flight {number!r} not found")
+            raise EnvError(f"flight {number!r} not found")
         if date not in flight["dates"]:
-            raise ToolError(f"flight {number} does not fly on {date}")
+            raise EnvError(f"flight {number} does not fly on {date}")
         return flight, flight["dates"][date]
 
     def _bookable(self, number: str, date: str, cabin: str, seats: int) -> tuple[dict[str, Any], int]:
         flight, day = self._flight_date(number, date)
         if day["status"] != "available":
-            raise ToolError(f"flight {number} on {date} is not available for booking (status: {day['status']})")
+            raise EnvError(f"flight {number} on {date} is not available for booking (status: {day['status']})")
         if day["available_seats"][cabin] < seats:
-            raise ToolError(f"not enough {cabin} seats on flight {number} on {date}")
+            raise EnvError(f"not enough {cabin} seats on flight {number} on {date}")
         return flight, day["prices"][cabin]
 
     def _charge(self, user_id: str, payment_id: str, amount: float, *, certificate_ok: bool) -> None:
         method = self._user(user_id)["payment_methods"].get(payment_id)
         if method is None:
-            raise ToolError(f"payment method {payment_id!r} is not in the user's profile")
+            raise EnvError(f"payment method {payment_id!r} is not in the user's profile")
         if method["source"] == "certificate" and not certificate_ok:
-            raise ToolError("a travel certificate cannot be used for this change")
+            raise EnvError("a travel certificate cannot be used for this change")
         if method["source"] in ("gift_card", "certificate") and amount > method["amount"] + 1e-9:
-            raise ToolError(f"{payment_id} balance {method['amount']} is not enough for {amount}")
+            raise EnvError(f"{payment_id} balance {method['amount']} is not enough for {amount}")
         if amount and method["source"] == "gift_card":
             user = self.db.mutable("users", user_id)
             user["payment_methods"][payment_id]["amount"] = round(method["amount"] - amount, 2)
@@ -123,9 +116,9 @@ class AirlineEnv(Environment):
                          nonfree_baggages: int, insurance: str) -> Any:
         self._user(user_id)
         if not flights or not passengers:
-            raise ToolError("a reservation needs at least one flight and one passenger")
+            raise EnvError("a reservation needs at least one flight and one passenger")
         if len(passengers) > 5:
-            raise ToolError("a reservation can have at most five passengers")
+            raise EnvError("a reservation can have at most five passengers")
         segments, total = [], 0.0
         for f in flights:
             flight, price = self._bookable(f["flight_number"], f["date"], cabin, len(passengers))
@@ -135,7 +128,7 @@ class AirlineEnv(Environment):
         total += 30 * len(passengers) * (insurance == "yes") + 50 * nonfree_baggages
         paid = sum(p["amount"] for p in payment_methods)
         if abs(paid - total) > 0.01:
-            raise ToolError(f"payments add up to {paid}, but the reservation costs {total}")
+            raise EnvError(f"payments add up to {paid}, but the reservation costs {total}")
         for p in payment_methods:
             self._charge(user_id, p["payment_id"], p["amount"], certificate_ok=True)
         for seg in segments:
@@ -152,7 +145,7 @@ class AirlineEnv(Environment):
 
     def cancel_reservation(self, reservation_id: str) -> Any:
         if self._reservation(reservation_id).get("status") == "cancelled":
-            raise ToolError(f"reservation {reservation_id} is already cancelled")
+            raise EnvError(f"reservation {reservation_id} is already cancelled")
         res = self.db.mutable("reservations", reservation_id)
         res["payment_history"] += [{"payment_id": p["payment_id"], "amount": -p["amount"]} for p in res["payment_history"]]
         res["status"] = "cancelled"
@@ -162,7 +155,7 @@ class AirlineEnv(Environment):
                                     payment_id: str) -> Any:
         res = self._reservation(reservation_id)
         if total_baggages < res["total_baggages"]:
-            raise ToolError("checked bags can be added but not removed")
+            raise EnvError("checked bags can be added but not removed")
         cost = 50 * max(0, nonfree_baggages - res["nonfree_baggages"])
         self._charge(res["user_id"], payment_id, cost, certificate_ok=False)
         res = self.db.mutable("reservations", reservation_id)
@@ -194,7 +187,7 @@ class AirlineEnv(Environment):
 
     def update_reservation_passengers(self, reservation_id: str, passengers: list) -> Any:
         if len(passengers) != len(self._reservation(reservation_id)["passengers"]):
-            raise ToolError("the number of passengers cannot change")
+            raise EnvError("the number of passengers cannot change")
         res = self.db.mutable("reservations", reservation_id)
         res["passengers"] = passengers
         return res
@@ -202,15 +195,11 @@ class AirlineEnv(Environment):
     def send_certificate(self, user_id: str, amount: int) -> Any:
         self._user(user_id)
         if amount <= 0:
-            raise ToolError("the certificate amount must be positive")
+            raise EnvError("the certificate amount must be positive")
         user = self.db.mutable("users", user_id)
         cid = short_id("certificate_", user_id, sorted(user["payment_methods"]), amount)
         user["payment_methods"][cid] = {"source": "certificate", "id": cid, "amount": float(amount)}
         return f"Certificate {cid} added to user {user_id} with amount {amount}."
-
-
-def _t(name: str, description: str, parameters: dict[str, Any], writes: bool = False) -> EnvTool:
-    return EnvTool(name, description, parameters, lambda env, **kw: getattr(env, name)(**kw), writes)
 
 
 TOOLS = [

@@ -7,8 +7,7 @@ import ast
 import operator
 from typing import Any
 
-from synthesizers.domains.base import ToolError
-from synthesizers.domains.tool_use.env import EnvTool, obj
+from environments.base import EnvError, EnvTool, obj
 
 STR = {"type": "string"}
 INT = {"type": "integer"}
@@ -33,18 +32,18 @@ def _evaluate(node: ast.AST) -> float:
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         value = _evaluate(node.operand)
         return -value if isinstance(node.op, ast.USub) else value
-    raise ToolError("calculate accepts numbers, + - * / and parentheses only")
+    raise EnvError("calculate accepts numbers, + - * / and parentheses only")
 
 
 def calculate(env: Any, expression: str) -> str:
     if len(expression) > 200:
-        raise ToolError("expression too long (at most 200 characters)")
+        raise EnvError("expression too long (at most 200 characters)")
     try:
         value = _evaluate(ast.parse(expression, mode="eval"))
     except SyntaxError:
-        raise ToolError(f"cannot parse expression {expression!r}") from None
+        raise EnvError(f"cannot parse expression {expression!r}") from None
     except ZeroDivisionError:
-        raise ToolError("division by zero") from None
+        raise EnvError("division by zero") from None
     return str(round(value, 2))
 
 

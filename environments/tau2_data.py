@@ -18,6 +18,8 @@ import json
 import threading
 from typing import Any, Iterator
 
+from environments.base import Environment
+
 PACKAGE = "tau2"
 _DOMAINS_DIR = "data/tau2/domains"
 _LOCK = threading.Lock()
@@ -60,6 +62,23 @@ def policy(domain: str) -> str:
 
 def tasks(domain: str) -> list[dict[str, Any]]:
     return _cached(domain, "tasks.json")
+
+
+class Tau2Env(Environment):
+    """A τ² environment: each reset is a fresh copy-on-write view of the domain's shared
+    database, and the state hash covers the changes only (so equal final databases hash
+    alike, and a fresh environment per rollout or replay costs nothing)."""
+
+    domain = ""  # the τ² domain folder (airline | retail | telecom)
+
+    def base(self) -> dict[str, dict[str, Any]]:
+        return base_db(self.domain)
+
+    def reset(self) -> None:
+        self.db = CowDB(self.base())
+
+    def snapshot(self) -> Any:
+        return self.db.changes()
 
 
 class CowDB:

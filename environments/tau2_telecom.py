@@ -20,10 +20,9 @@ import datetime
 import tomllib
 from typing import Any
 
-from synthesizers.domains.base import ToolError
-from synthesizers.domains.tool_use.common_tools import NUM, STR, TRANSFER, s
-from synthesizers.domains.tool_use.env import EnvTool, Environment, obj
-from synthesizers.domains.tool_use.tau2_data import CowDB, _LOCK, _read, tasks as tau2_tasks
+from environments.base import EnvError, EnvTool, method_tool, obj
+from environments.common_tools import NUM, STR, TRANSFER, s
+from environments.tau2_data import _LOCK, Tau2Env, _read, tasks as tau2_tasks
 
 TODAY = datetime.date(2025, 2, 25)  # τ² telecom's fixed "today"
 TABLES = {"customers": "customer_id", "lines": "line_id", "plans": "plan_id", "devices": "device_id", "bills": "bill_id"}
@@ -53,10 +52,6 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def policy() -> str:
-    return _read("telecom", "main_policy.md")
-
-
 def tasks() -> list[dict[str, Any]]:
     """τ² telecom tasks whose expected actions hold an agent-side database write."""
     out = []
@@ -79,30 +74,31 @@ def init_actions(row: dict[str, Any]) -> list[dict[str, Any]]:
             if a.get("env_type") == "assistant"]
 
 
-class TelecomEnv(Environment):
+class TelecomEnv(Tau2Env):
     """Spec: ``{"init": [{"name", "arguments"}]}`` (agent-side initialisation actions)."""
 
     name = "tau2-telecom"
+    domain = "telecom"
+
+    def base(self) -> dict[str, dict[str, Any]]:
+        return base_db()  # db.toml, not db.json
 
     def reset(self) -> None:
-        self.db = CowDB(base_db())
+        super().reset()
         for action in self.spec.get("init") or []:
             if action["name"] not in INIT_HELPERS:
                 raise ValueError(f"unknown telecom initialisation action {action['name']!r}")
             getattr(self, action["name"])(**action["arguments"])
 
-    def snapshot(self) -> Any:
-        return self.db.changes()
-
     # -- lookups ----------------------------------------------------------
     def _get(self, table: str, key: str) -> dict[str, Any]:
         if not isinstance(key, str) or (record := self.db.get(table, key)) is None:
-            raise ToolError(f"{table[:-1]} {key!r} not found")
+            raise EnvError(f"{table[:-1]} {key!r} not found")
         return record
 
     def _line_of(self, customer_id: str, line_id: str) -> dict[str, Any]:
         if line_id not in self._get("customers", customer_id)["line_ids"]:
-            raise ToolError(f"line {line_id} not found for customer {customer_id}")
+            raise EnvError(f"line {line_id} not found for customer {customer_id}")
         return self.db.mutable("lines", line_id)
 
     def _customer_bills(self, customer_id: str) -> list[dict[str, Any]]:
@@ -115,7 +111,7 @@ class TelecomEnv(Environment):
             if customer["phone_number"] == phone_number or any(
                     self._get("lines", lid)["phone_number"] == phone_number for lid in customer["line_ids"]):
                 return customer
-        raise ToolError(f"customer with phone number {phone_number} not found")
+        raise EnvError(f"customer with phone number {phone_number} not found")
 
     def get_customer_by_id(self, customer_id: str) -> dict[str, Any]:
         return self._get("customers", customer_id)
@@ -127,7 +123,7 @@ class TelecomEnv(Environment):
     def get_details_by_id(self, id: str) -> dict[str, Any]:
         table = {"L": "lines", "D": "devices", "B": "bills", "C": "customers", "P": "plans"}.get(id[:1])
         if table is None:
-            raise ToolError(f"unknown id format {id!r} (ids start with C, L, D, B or P)")
+            raise EnvError(f"unknown id format {id!r} (ids start with C, L, D, B or P)")
         return self._get(table, id)
 
     def get_bills_for_customer(self, customer_id: str, limit: int = 12) -> list[dict[str, Any]]:
@@ -136,7 +132,7 @@ class TelecomEnv(Environment):
     def get_data_usage(self, customer_id: str, line_id: str) -> dict[str, Any]:
         line = self._get("lines", line_id) if line_id in self._get("customers", customer_id)["line_ids"] else None
         if line is None:
-            raise ToolError(f"line {line_id} not found for customer {customer_id}")
+            raise EnvError(f"line {line_id} not found for customer {customer_id}")
         plan = self._get("plans", line["plan_id"])
         return {"line_id": line_id, "data_used_gb": line["data_used_gb"], "data_limit_gb": plan["data_limit_gb"],
                 "data_refueling_gb": line.get("data_refueling_gb", 0.0), "cycle_end_date": "2025-02-28"}
@@ -145,22 +141,22 @@ class TelecomEnv(Environment):
     def suspend_line(self, customer_id: str, line_id: str, reason: str) -> dict[str, Any]:
         line = self._line_of(customer_id, line_id)
         if line["status"] != "Active":
-            raise ToolError("line must be active to suspend")
+            raise EnvError("line must be active to suspend")
         line.update(status="Suspended", suspension_start_date=TODAY.isoformat())
         return {"message": "Line suspended successfully. $5/month holding fee will apply.", "line": line}
 
     def resume_line(self, customer_id: str, line_id: str) -> dict[str, Any]:
         line = self._line_of(customer_id, line_id)
         if line["status"] not in ("Suspended", "Pending Activation"):
-            raise ToolError("line must be suspended to resume")
+            raise EnvError("line must be suspended to resume")
         line.update(status="Active", suspension_start_date=None)
         return {"message": "Line resumed successfully", "line": line}
 
     def send_payment_request(self, customer_id: str, bill_id: str) -> str:
         if any(b["status"] == "Awaiting Payment" for b in self._customer_bills(customer_id)):
-            raise ToolError("a bill is already awaiting payment for this customer")
+            raise EnvError("a bill is already awaiting payment for this customer")
         if bill_id not in self._get("customers", customer_id)["bill_ids"]:
-            raise ToolError(f"bill {bill_id} not found for customer {customer_id}")
+            raise EnvError(f"bill {bill_id} not found for customer {customer_id}")
         self.db.mutable("bills", bill_id)["status"] = "Awaiting Payment"
         return f"Payment request sent to the customer for bill {bill_id}"
 
@@ -182,7 +178,7 @@ class TelecomEnv(Environment):
         line = self._line_of(customer_id, line_id)
         gb_amount = float(gb_amount)  # 2 and 2.0 are the same request (and the same state)
         if gb_amount <= 0:
-            raise ToolError("refuel amount must be positive")
+            raise EnvError("refuel amount must be positive")
         price = self._get("plans", line["plan_id"])["data_refueling_price_per_gb"]
         charge = gb_amount * price
         line["data_refueling_gb"] = line.get("data_refueling_gb", 0.0) + gb_amount
@@ -232,7 +228,7 @@ class TelecomEnv(Environment):
 
 
 def _t(name: str, description: str, parameters: dict[str, Any]) -> EnvTool:
-    return EnvTool(name, description, parameters, lambda env, **kw: getattr(env, name)(**kw), name in WRITES)
+    return method_tool(name, description, parameters, name in WRITES)
 
 
 CID, LID = s("Customer id, e.g. C1001."), s("Line id, e.g. L1002.")

@@ -11,41 +11,34 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from synthesizers.domains.base import ToolError
-from synthesizers.domains.tool_use.common_tools import CALCULATE, STR, STR_LIST, TRANSFER, s
-from synthesizers.domains.tool_use.env import EnvTool, Environment, obj
-from synthesizers.domains.tool_use.tau2_data import CowDB, base_db
+from environments.base import EnvError, method_tool as _t, obj
+from environments.common_tools import CALCULATE, STR, STR_LIST, TRANSFER, s
+from environments.tau2_data import Tau2Env
 
 ADDRESS_FIELDS = ("address1", "address2", "city", "state", "country", "zip")
 CANCEL_REASONS = ["no longer needed", "ordered by mistake"]
 
 
-class RetailEnv(Environment):
+class RetailEnv(Tau2Env):
     name = "tau2-retail"
     domain = "retail"
-
-    def reset(self) -> None:
-        self.db = CowDB(base_db(self.domain))
-
-    def snapshot(self) -> Any:
-        return self.db.changes()
 
     # -- lookups ----------------------------------------------------------
     def _get(self, table: str, key: str, what: str) -> dict[str, Any]:
         if (record := self.db.get(table, key)) is None:
-            raise ToolError(f"{what} {key!r} not found")
+            raise EnvError(f"{what} {key!r} not found")
         return record
 
     def _order(self, order_id: str, *statuses: str) -> dict[str, Any]:
         order = self._get("orders", order_id, "order")
         if statuses and order["status"] not in statuses:
-            raise ToolError(f"order {order_id} is {order['status']!r}; this needs status {' or '.join(statuses)}")
+            raise EnvError(f"order {order_id} is {order['status']!r}; this needs status {' or '.join(statuses)}")
         return order
 
     def _payment(self, user_id: str, payment_method_id: str) -> dict[str, Any]:
         method = self._get("users", user_id, "user")["payment_methods"].get(payment_method_id)
         if method is None:
-            raise ToolError(f"payment method {payment_method_id!r} is not in the user's profile")
+            raise EnvError(f"payment method {payment_method_id!r} is not in the user's profile")
         return method
 
     def _pay(self, user_id: str, payment_method_id: str, amount: float) -> None:
@@ -53,25 +46,25 @@ class RetailEnv(Environment):
         method = self._payment(user_id, payment_method_id)
         if method["source"] == "gift_card":
             if amount > method["balance"] + 1e-9:
-                raise ToolError(f"gift card balance {method['balance']} does not cover {round(amount, 2)}")
+                raise EnvError(f"gift card balance {method['balance']} does not cover {round(amount, 2)}")
             user = self.db.mutable("users", user_id)
             user["payment_methods"][payment_method_id]["balance"] = round(method["balance"] - amount, 2)
 
     def _swap_items(self, order: dict[str, Any], item_ids: list[str], new_item_ids: list[str]) -> float:
         """Checks a same-product swap; returns the price difference (new - old)."""
         if not item_ids or len(item_ids) != len(new_item_ids):
-            raise ToolError("item_ids and new_item_ids must be non-empty and of the same length")
+            raise EnvError("item_ids and new_item_ids must be non-empty and of the same length")
         have = Counter(i["item_id"] for i in order["items"])
         if Counter(item_ids) - have:
-            raise ToolError(f"item(s) {sorted(Counter(item_ids) - have)} are not in order {order['order_id']}")
+            raise EnvError(f"item(s) {sorted(Counter(item_ids) - have)} are not in order {order['order_id']}")
         diff = 0.0
         for old_id, new_id in zip(item_ids, new_item_ids):
             item = next(i for i in order["items"] if i["item_id"] == old_id)
             variant = self._get("products", item["product_id"], "product")["variants"].get(new_id)
             if variant is None:
-                raise ToolError(f"new item {new_id} is not a variant of product {item['product_id']} ({item['name']})")
+                raise EnvError(f"new item {new_id} is not a variant of product {item['product_id']} ({item['name']})")
             if not variant["available"]:
-                raise ToolError(f"new item {new_id} is not available")
+                raise EnvError(f"new item {new_id} is not available")
             diff += variant["price"] - item["price"]
         return round(diff, 2)
 
@@ -80,7 +73,7 @@ class RetailEnv(Environment):
         for uid in self.db.keys("users"):
             if self.db.get("users", uid)["email"].lower() == email.strip().lower():
                 return uid
-        raise ToolError("user not found")
+        raise EnvError("user not found")
 
     def find_user_id_by_name_zip(self, first_name: str, last_name: str, zip: str) -> str:
         for uid in self.db.keys("users"):
@@ -89,7 +82,7 @@ class RetailEnv(Environment):
             if (name["first_name"].lower(), name["last_name"].lower(), user["address"]["zip"]) == (
                 first_name.strip().lower(), last_name.strip().lower(), zip.strip()):
                 return uid
-        raise ToolError("user not found")
+        raise EnvError("user not found")
 
     def get_user_details(self, user_id: str) -> Any:
         return self._get("users", user_id, "user")
@@ -126,10 +119,10 @@ class RetailEnv(Environment):
         order = self._order(order_id, "pending")
         payments = [p for p in order["payment_history"] if p["transaction_type"] == "payment"]
         if len(payments) != 1:
-            raise ToolError("only an order paid with a single method can change its payment method")
+            raise EnvError("only an order paid with a single method can change its payment method")
         old = payments[0]
         if old["payment_method_id"] == payment_method_id:
-            raise ToolError("the new payment method must differ from the original one")
+            raise EnvError("the new payment method must differ from the original one")
         self._pay(order["user_id"], payment_method_id, old["amount"])
         self._pay(order["user_id"], old["payment_method_id"], -old["amount"])
         order = self.db.mutable("orders", order_id)
@@ -163,11 +156,11 @@ class RetailEnv(Environment):
     def return_delivered_order_items(self, order_id: str, item_ids: list, payment_method_id: str) -> Any:
         order = self._order(order_id, "delivered")
         if not item_ids or Counter(item_ids) - Counter(i["item_id"] for i in order["items"]):
-            raise ToolError(f"item_ids must be items of order {order_id}")
+            raise EnvError(f"item_ids must be items of order {order_id}")
         original = {p["payment_method_id"] for p in order["payment_history"]}
         method = self._payment(order["user_id"], payment_method_id)
         if payment_method_id not in original and method["source"] != "gift_card":
-            raise ToolError("the refund must go to the original payment method or an existing gift card")
+            raise EnvError("the refund must go to the original payment method or an existing gift card")
         order = self.db.mutable("orders", order_id)
         order.update(status="return requested", return_items=sorted(item_ids), return_payment_method_id=payment_method_id)
         return order
@@ -178,15 +171,11 @@ class RetailEnv(Environment):
         diff = self._swap_items(order, item_ids, new_item_ids)
         method = self._payment(order["user_id"], payment_method_id)
         if method["source"] == "gift_card" and diff > method["balance"]:
-            raise ToolError(f"gift card balance {method['balance']} does not cover {diff}")
+            raise EnvError(f"gift card balance {method['balance']} does not cover {diff}")
         order = self.db.mutable("orders", order_id)
         order.update(status="exchange requested", exchange_items=sorted(item_ids), exchange_new_items=sorted(new_item_ids),
                      exchange_payment_method_id=payment_method_id, exchange_price_difference=diff)
         return order
-
-
-def _t(name: str, description: str, parameters: dict[str, Any], writes: bool = False) -> EnvTool:
-    return EnvTool(name, description, parameters, lambda env, **kw: getattr(env, name)(**kw), writes)
 
 
 _ADDRESS = {k: STR for k in ADDRESS_FIELDS}

@@ -3,8 +3,8 @@
 An ``Environment`` owns a state, a list of ``EnvTool`` (an OpenAI JSON schema
 plus a Python implementation), ``reset`` and ``state_hash``. Calls go through
 ``Environment.call``, which checks the arguments against the schema first, so
-every implementation can trust its inputs and every bad call becomes a
-``ToolError`` (an observation the model can recover from), never a crash.
+every implementation can trust its inputs and every bad call becomes an
+``EnvError`` (an observation the model can recover from), never a crash.
 
 Environments are deterministic: the same calls on the same initial state give
 the same state hash. That is what lets the verifier *replay* a trajectory on a
@@ -20,22 +20,28 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from schemas import Message
-from synthesizers.domains.base import ToolContext, ToolError
 
 ENVIRONMENTS: dict[str, str] = {
-    "tau2-airline": "synthesizers.domains.tool_use.tau2_airline:AirlineEnv",
-    "tau2-retail": "synthesizers.domains.tool_use.tau2_retail:RetailEnv",
-    "tau2-telecom": "synthesizers.domains.tool_use.tau2_telecom:TelecomEnv",
-    "files": "synthesizers.domains.tool_use.files_env:FilesEnv",
+    "tau2-airline": "environments.tau2_airline:AirlineEnv",
+    "tau2-retail": "environments.tau2_retail:RetailEnv",
+    "tau2-telecom": "environments.tau2_telecom:TelecomEnv",
+    "files": "environments.files:FilesEnv",
 }
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
     "array": (list,), "object": (dict,), "null": (type(None),),
 }
+
+
+class EnvError(Exception):
+    """A tool call the environment refuses (bad arguments, a rule of the domain); the
+    message is written for the model, which sees it as the call's observation. Its own
+    class, not the agent loop's ``ToolError``: this room imports nothing but schemas, and
+    the synthesizers' adapter turns one into the other."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,12 @@ class EnvTool:
     @property
     def schema(self) -> dict[str, Any]:
         return {"type": "function", "function": {"name": self.name, "description": self.description, "parameters": self.parameters}}
+
+
+def method_tool(name: str, description: str, parameters: dict[str, Any], writes: bool = False) -> EnvTool:
+    """A tool that calls the environment's method of the same name (how every environment
+    here writes its tools: the method holds the logic, the tool list only the schema)."""
+    return EnvTool(name, description, parameters, lambda env, **kw: getattr(env, name)(**kw), writes)
 
 
 def obj(required: list[str] | None = None, **props: dict[str, Any]) -> dict[str, Any]:
@@ -65,17 +77,17 @@ def check_args(schema: dict[str, Any], value: Any, where: str = "arguments") -> 
         if kind == "integer" and isinstance(value, float) and value.is_integer():
             ok = True  # 2.0 for 2: models write numbers loosely
         if not ok:
-            raise ToolError(f"{where} must be of type {kind}, got {type(value).__name__} {json.dumps(value)[:60]}")
+            raise EnvError(f"{where} must be of type {kind}, got {type(value).__name__} {json.dumps(value)[:60]}")
     if "enum" in schema and value not in schema["enum"]:
-        raise ToolError(f"{where} must be one of {schema['enum']}, got {json.dumps(value)[:60]}")
+        raise EnvError(f"{where} must be one of {schema['enum']}, got {json.dumps(value)[:60]}")
     if isinstance(value, dict) and kind == "object":
         props = schema.get("properties", {})
         missing = [k for k in schema.get("required", []) if k not in value]
         if missing:
-            raise ToolError(f"{where} is missing required field(s): {', '.join(missing)}")
+            raise EnvError(f"{where} is missing required field(s): {', '.join(missing)}")
         extra = sorted(set(value) - set(props))
         if extra and schema.get("additionalProperties") is False:
-            raise ToolError(f"{where} has unexpected field(s): {', '.join(extra)}; allowed: {', '.join(props)}")
+            raise EnvError(f"{where} has unexpected field(s): {', '.join(extra)}; allowed: {', '.join(props)}")
         for key, sub in props.items():
             if key in value:
                 check_args(sub, value[key], f"{where}.{key}" if where != "arguments" else key)
@@ -113,12 +125,12 @@ class Environment:
         for tool in self.tools():
             if tool.name == name:
                 return tool
-        raise ToolError(f"unknown tool {name!r}; available: {', '.join(t.name for t in self.tools())}")
+        raise EnvError(f"unknown tool {name!r}; available: {', '.join(t.name for t in self.tools())}")
 
     def call(self, name: str, arguments: Any) -> str:
         tool = self.tool(name)
         if not isinstance(arguments, dict):
-            raise ToolError(f"{name}: arguments must be a JSON object")
+            raise EnvError(f"{name}: arguments must be a JSON object")
         check_args(tool.parameters, arguments)
         result = tool.fn(self, **arguments)
         return result if isinstance(result, str) else json.dumps(result, sort_keys=True)
@@ -170,24 +182,3 @@ def replay(env: Environment, messages: list[Message]) -> int:
                 continue
     return ok
 
-
-@dataclass
-class EnvToolAdapter:
-    """An ``EnvTool`` as the agent loop's ``Tool``: the rollout's environment lives in
-    ``ctx.state["env"]``, built from the task on first use (one per rollout)."""
-
-    tool: EnvTool
-    needs_sandbox: bool = False
-    name: str = field(init=False)
-    schema: dict[str, Any] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.name = self.tool.name
-        self.schema = self.tool.schema
-
-    def run(self, arguments: dict[str, Any], ctx: ToolContext) -> str:
-        state = ctx.state if ctx.state is not None else {}
-        env = state.get("env")
-        if env is None:
-            env = state["env"] = make_env(ctx.task.payload)
-        return env.call(self.name, arguments)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from synthesizers.domains.base import ToolError
-from synthesizers.domains.tool_use.env import check_args, make_env
-from synthesizers.domains.tool_use.files_env import FilesEnv, files_tasks
-from synthesizers.domains.tool_use.tau2_data import tasks as tau2_tasks
+from environments import tau2_telecom as telecom
+from environments.base import EnvError, check_args, make_env
+from environments.files import FilesEnv
+from environments.tau2_data import tasks as tau2_tasks
 
 
 @pytest.mark.parametrize("domain", ["airline", "retail"])
@@ -26,7 +26,7 @@ def test_every_tau2_task_replays_deterministically(domain):
             strict_failures += 1  # every write of the task failed
         try:
             make_env({"env": f"tau2-{domain}"}).apply(actions, strict=True)
-        except ToolError:
+        except EnvError:
             strict_failures += 1
     # τ² tasks include deliberate failing lookups (a wrong id the user gives); our
     # rules must not reject the ground truth much more often than that.
@@ -41,7 +41,7 @@ def test_airline_tools_read_and_write():
     assert env.state_hash() == start  # reads change nothing
     env.call("cancel_reservation", {"reservation_id": "4WQ150"})
     assert env.state_hash() != start
-    with pytest.raises(ToolError, match="already cancelled"):
+    with pytest.raises(EnvError, match="already cancelled"):
         env.call("cancel_reservation", {"reservation_id": "4WQ150"})
     env.reset()
     assert env.state_hash() == start
@@ -60,7 +60,7 @@ def test_malformed_arguments_are_tool_errors_not_crashes():
         ("get_order_details", ["#W2611340"]),  # not an object
     ]
     for name, args in bad:
-        with pytest.raises(ToolError):
+        with pytest.raises(EnvError):
             env.call(name, args)
     assert env.db.changes() == {}
 
@@ -68,29 +68,20 @@ def test_malformed_arguments_are_tool_errors_not_crashes():
 def test_calculator_is_arithmetic_only():
     env = make_env({"env": "tau2-airline"})
     assert env.call("calculate", {"expression": "2 * (3 + 4.5) - -1"}) == "16.0"
-    with pytest.raises(ToolError):
+    with pytest.raises(EnvError):
         env.call("calculate", {"expression": "1/0"})
 
 
-def test_files_env_and_its_synthesized_tasks():
+def test_files_env():
     env = FilesEnv({"files": {"/home/user/docs/a.txt": "hi\n"}})
     assert env.call("list_dir", {"path": "/home/user"}) == "docs/"
     env.call("make_dir", {"path": "archive"})
     env.call("move", {"source": "docs/a.txt", "destination": "archive"})
     assert env.call("read_file", {"path": "/home/user/archive/a.txt"}) == "hi\n"
-    with pytest.raises(ToolError, match="no such file"):
+    with pytest.raises(EnvError, match="no such file"):
         env.call("read_file", {"path": "docs/a.txt"})
-    with pytest.raises(ToolError, match="no such directory"):
+    with pytest.raises(EnvError, match="no such directory"):
         env.call("write_file", {"path": "/nowhere/x.txt", "content": "x"})
-    rows = [row for row, _ in zip(files_tasks(3), range(20))]
-    assert rows == [row for row, _ in zip(files_tasks(3), range(20))]  # deterministic
-    for row in rows:
-        start = FilesEnv(row["env_spec"])
-        end = FilesEnv(row["env_spec"])
-        end.apply(row["expected_actions"], strict=True)
-        changes = any(a["name"] in end.write_tool_names() for a in row["expected_actions"])
-        assert (end.state_hash() != start.state_hash()) == changes
-        assert changes or row["communicate_info"]  # every task asks for a change or an answer
 
 
 def test_check_args_nested_schema():
@@ -98,15 +89,13 @@ def test_check_args_nested_schema():
         "n": {"type": "integer"}}, "required": ["n"], "additionalProperties": False}}}, "required": ["xs"]}
     check_args(schema, {"xs": [{"n": 1}, {"n": 2.0}]})
     for bad in ({"xs": [{"n": "1"}]}, {"xs": [{}]}, {"xs": [{"n": 1, "m": 2}]}, {"xs": [{"n": True}]}):
-        with pytest.raises(ToolError):
+        with pytest.raises(EnvError):
             check_args(schema, bad)
 
 
 def test_telecom_agent_side_tasks_replay_and_tools_enforce_rules():
     """Every kept τ² telecom task (1688 of 2285: those with an agent-side database write)
     initialises, replays its agent-side expected actions strictly and changes the state."""
-    from synthesizers.domains.tool_use import tau2_telecom as telecom
-
     rows = telecom.tasks()
     assert len(rows) == 1688
     for row in rows:
@@ -122,11 +111,11 @@ def test_telecom_agent_side_tasks_replay_and_tools_enforce_rules():
     assert '"customer_id": "C1001"' in env.call("get_customer_by_phone", {"phone_number": "555-123-2002"})
     assert '"data_limit_gb": 15.0' in env.call("get_data_usage", {"customer_id": "C1001", "line_id": "L1002"})
     assert env.state_hash() == start  # reads change nothing
-    with pytest.raises(ToolError, match="not found for customer"):
+    with pytest.raises(EnvError, match="not found for customer"):
         env.call("enable_roaming", {"customer_id": "C1001", "line_id": "L9999"})
-    with pytest.raises(ToolError, match="positive"):
+    with pytest.raises(EnvError, match="positive"):
         env.call("refuel_data", {"customer_id": "C1001", "line_id": "L1002", "gb_amount": -1})
-    with pytest.raises(ToolError, match="must be suspended"):
+    with pytest.raises(EnvError, match="must be suspended"):
         env.call("resume_line", {"customer_id": "C1001", "line_id": "L1002"})
     assert env.state_hash() == start
     out = env.call("refuel_data", {"customer_id": "C1001", "line_id": "L1002", "gb_amount": 2.0})
