@@ -72,45 +72,58 @@ def _knob(name: str, default: int) -> int:
         raise SystemExit(f"error: {name}={value!r} is not an integer") from None
 
 
+async def _timed(coros) -> tuple[list, float]:
+    """All of ``coros`` at once; their results and the wall time of the whole batch."""
+    t0 = time.perf_counter()
+    results = await asyncio.gather(*coros)
+    return results, time.perf_counter() - t0
+
+
+async def _agents(engine, prompts: list[str], params, budget, **loop_kw) -> tuple[list, float]:
+    """``run_agent`` for every prompt at once from the caller's event loop, exactly as a pipeline
+    unit calls it; ``params(i)`` gives conversation ``i``'s sampling. Any failed rollout fails the run."""
+    from schemas import Message, Task
+    from synthesizers.agent_loop import run_agent
+    from synthesizers.domains.base import ToolContext
+
+    ctx = ToolContext(task=Task(id="bench", domain="bench"))
+    results, wall = await _timed(run_agent(engine, [Message(role="user", content=p)], [], ctx=ctx, params=params(i),
+                                           budget=budget, **loop_kw) for i, p in enumerate(prompts))
+    errors = [r.error for r in results if r.error]
+    if errors:
+        raise RuntimeError(f"agent loop: {len(errors)} rollouts failed, first: {errors[0]}")
+    return results, wall
+
+
+async def _generate(llm, ids: list[int], params, request_id: str):
+    """One request straight into ``AsyncLLM.generate``; its final output (FINAL_ONLY: one item)."""
+    final = None
+    async for out in llm.generate({"prompt_token_ids": ids}, params, request_id):
+        final = out
+    return final.outputs[0]
+
+
 async def _raw(engine, prompt_ids: list[list[int]], params: list) -> tuple[int, list[str], float]:
     """On the engine loop: every request straight into AsyncLLM.generate, concurrently."""
     from vllm.sampling_params import RequestOutputKind
 
     llm = await engine._ensure_llm()
 
-    async def one(i: int):
-        final = None
-        async for out in llm.generate({"prompt_token_ids": prompt_ids[i]}, params[i], f"bench-raw-{i}-{time.monotonic_ns()}"):
-            final = out
-        return final.outputs[0]
-
     assert all(p.output_kind == RequestOutputKind.FINAL_ONLY for p in params)
-    t0 = time.perf_counter()
-    outs = await asyncio.gather(*(one(i) for i in range(len(prompt_ids))))
-    wall = time.perf_counter() - t0
+    outs, wall = await _timed(_generate(llm, prompt_ids[i], params[i], f"bench-raw-{i}-{time.monotonic_ns()}")
+                              for i in range(len(prompt_ids)))
     return sum(len(o.token_ids) for o in outs), [o.finish_reason or "?" for o in outs], wall
 
 
 async def _agent(engine, prompts: list[str], max_tokens: int) -> tuple[int, list[str], float]:
-    from schemas import Message, Task
-    from synthesizers.agent_loop import Budget, run_agent
-    from synthesizers.domains.base import ToolContext
+    from synthesizers.agent_loop import Budget
     from synthesizers.engines.base import SamplingParams
 
-    ctx = ToolContext(task=Task(id="bench", domain="bench"))
-    budget = Budget(max_turns=1, max_total_tokens=4096)
+    def params(i: int) -> SamplingParams:
+        return SamplingParams(temperature=0.7, top_p=0.95, max_tokens=max_tokens, seed=i)
 
-    def one(i: int, prompt: str):
-        return run_agent(engine, [Message(role="user", content=prompt)], [], ctx=ctx,
-                         params=SamplingParams(temperature=0.7, top_p=0.95, max_tokens=max_tokens, seed=i),
-                         budget=budget, is_final=lambda m: True)
-
-    t0 = time.perf_counter()
-    results = await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts)))
-    wall = time.perf_counter() - t0
-    errors = [r.error for r in results if r.error]
-    if errors:
-        raise RuntimeError(f"agent loop: {len(errors)} rollouts failed, first: {errors[0]}")
+    results, wall = await _agents(engine, prompts, params, Budget(max_turns=1, max_total_tokens=4096),
+                                  is_final=lambda m: True)
     return sum(r.tokens.completion for r in results), [r.stop_reason for r in results], wall
 
 
@@ -124,10 +137,7 @@ async def _raw_chain(engine, prompt_ids: list[list[int]], params: list[list], ta
     async def convo(i: int):
         ids, tokens, reason = list(prompt_ids[i]), 0, "max_turns"
         for t, turn_params in enumerate(params[i]):
-            final = None
-            async for out in llm.generate({"prompt_token_ids": ids}, turn_params, f"bench-chain-{i}-{t}-{time.monotonic_ns()}"):
-                final = out
-            o = final.outputs[0]
+            o = await _generate(llm, ids, turn_params, f"bench-chain-{i}-{t}-{time.monotonic_ns()}")
             tokens += len(o.token_ids)
             if o.finish_reason != "stop":
                 reason = "max_tokens"
@@ -135,37 +145,24 @@ async def _raw_chain(engine, prompt_ids: list[list[int]], params: list[list], ta
             ids = ids + engine.tokenizer.encode(o.text + tail, add_special_tokens=False)
         return tokens, reason
 
-    t0 = time.perf_counter()
-    outs = await asyncio.gather(*(convo(i) for i in range(len(prompt_ids))))
-    wall = time.perf_counter() - t0
+    outs, wall = await _timed(convo(i) for i in range(len(prompt_ids)))
     return sum(n for n, _ in outs), [r for _, r in outs], wall
 
 
 async def _agent_multi(engine, prompts: list[str], max_tokens: int, turns: int):
     """``run_agent`` with a simulated user who answers every turn with the same short reply."""
-    from schemas import Message, Task
-    from synthesizers.agent_loop import Budget, run_agent
-    from synthesizers.domains.base import ToolContext
+    from schemas import Message
+    from synthesizers.agent_loop import Budget
     from synthesizers.engines.base import SamplingParams
-
-    ctx = ToolContext(task=Task(id="bench", domain="bench"))
-    budget = Budget(max_turns=turns, max_total_tokens=2048)
 
     async def reply(convo):
         return Message(role="user", content=CONTINUE)
 
-    def one(i: int, prompt: str):
-        return run_agent(engine, [Message(role="user", content=prompt)], [], ctx=ctx,
-                         params=SamplingParams(temperature=0.7, top_p=0.95, max_tokens=max_tokens, seed=i,
-                                               stop=STOP),
-                         budget=budget, user_turn=reply)
+    def params(i: int) -> SamplingParams:
+        return SamplingParams(temperature=0.7, top_p=0.95, max_tokens=max_tokens, seed=i, stop=STOP)
 
-    t0 = time.perf_counter()
-    results = await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts)))
-    wall = time.perf_counter() - t0
-    errors = [r.error for r in results if r.error]
-    if errors:
-        raise RuntimeError(f"agent loop: {len(errors)} rollouts failed, first: {errors[0]}")
+    results, wall = await _agents(engine, prompts, params, Budget(max_turns=turns, max_total_tokens=2048),
+                                  user_turn=reply)
     _LAST["multi"] = results
     return sum(r.tokens.completion for r in results), [r.stop_reason for r in results], wall
 
