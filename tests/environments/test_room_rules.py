@@ -4,33 +4,19 @@ synthesizer — a verifier replays on environments/, it never runs a domain plug
 
 from __future__ import annotations
 
-import ast
 import sys
-from pathlib import Path
 
 from environments.base import ENVIRONMENTS
-
-ROOT = Path(__file__).resolve().parents[2]
-PROJECT_ROOMS = {"schemas", "environments", "synthesizers", "sandboxes", "verifiers", "pipelines", "trainer", "bench"}
-
-
-def imported_rooms(path: Path) -> set[str]:
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names.add(node.module.split(".")[0])
-        elif isinstance(node, ast.Import):
-            names.update(a.name.split(".")[0] for a in node.names)
-    return names
+from tests.imports import ROOMS, ROOT, imported_tops
 
 
 def test_environments_import_only_schemas_and_the_standard_library():
     files = sorted((ROOT / "environments").rglob("*.py"))
     assert len(files) >= 7
     for path in files:
-        names = imported_rooms(path)
-        assert names & PROJECT_ROOMS <= {"schemas", "environments"}, path
-        outside = {n for n in names - PROJECT_ROOMS if n not in sys.stdlib_module_names and n != "__future__"}
+        names = imported_tops(path)
+        assert names & ROOMS <= {"schemas", "environments"}, path
+        outside = {n for n in names - ROOMS if n not in sys.stdlib_module_names and n != "__future__"}
         assert not outside, (path, outside)
 
 
@@ -46,4 +32,4 @@ def test_verifiers_import_no_synthesizer_or_pipeline():
     files = sorted((ROOT / "verifiers").rglob("*.py"))
     assert len(files) >= 10
     for path in files:
-        assert not imported_rooms(path) & {"synthesizers", "pipelines", "trainer"}, path
+        assert not imported_tops(path) & {"synthesizers", "pipelines", "trainer"}, path

@@ -3,32 +3,19 @@ project, and the Agentic-CoT verifier takes it from there, not from synthesizers
 
 from __future__ import annotations
 
-import ast
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-PROJECT = {"schemas", "synthesizers", "sandboxes", "verifiers", "pipelines", "trainer"}
-
-
-def imported(path: Path) -> set[str]:
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-    return names
+from tests.imports import ROOMS, ROOT, imported_modules, imported_tops
 
 
 def test_format_module_imports_only_the_standard_library():
-    mods = {m.split(".")[0] for m in imported(ROOT / "schemas" / "agentic_cot.py")}
-    assert not mods & PROJECT
+    mods = imported_tops(ROOT / "schemas" / "agentic_cot.py")
+    assert not mods & ROOMS
     assert mods <= set(sys.stdlib_module_names) | {"__future__"}
 
 
 def test_agentic_cot_verifier_does_not_import_synthesizers():
-    mods = imported(ROOT / "verifiers" / "agentic_cot.py")
+    mods = imported_modules(ROOT / "verifiers" / "agentic_cot.py")
     assert "schemas.agentic_cot" in mods
     assert not any(m.split(".")[0] == "synthesizers" for m in mods)
 

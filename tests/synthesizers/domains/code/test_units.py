@@ -141,26 +141,14 @@ def _task():
 def test_room_rules_synthesizers_and_the_sandbox_helpers_import_only_what_they_may():
     """synthesizers/domains/code may use schemas and sandboxes (not verifiers or pipelines); the
     generic project/pytest/diff helpers in sandboxes know no domain and no verifier."""
-    import ast
-    from pathlib import Path
+    from tests.imports import ROOT, imported_tops
 
-    root = Path(__file__).resolve().parents[4]
-
-    def imported(path: Path) -> set[str]:
-        names = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                names.add(node.module.split(".")[0])
-            elif isinstance(node, ast.Import):
-                names.update(a.name.split(".")[0] for a in node.names)
-        return names
-
-    code_files = sorted((root / "synthesizers/domains/code").glob("*.py"))
+    code_files = sorted((ROOT / "synthesizers/domains/code").glob("*.py"))
     assert len(code_files) >= 8
     for path in code_files:
-        assert not imported(path) & {"verifiers", "pipelines", "trainer"}, path
+        assert not imported_tops(path) & {"verifiers", "pipelines", "trainer"}, path
     for name in ("project", "pytest_junit", "tree_diff"):
-        assert not imported(root / "sandboxes" / f"{name}.py") & {"verifiers", "synthesizers", "pipelines"}, name
+        assert not imported_tops(ROOT / "sandboxes" / f"{name}.py") & {"verifiers", "synthesizers", "pipelines"}, name
 
 
 def test_instances_parquet_is_a_dataset_that_datasets_reads(tmp_path):
