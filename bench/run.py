@@ -33,6 +33,8 @@ import time
 from collections import deque
 from pathlib import Path
 
+from schemas.atomic import write_text
+
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
 PREFIX = "bench_"
@@ -291,9 +293,7 @@ def _load() -> float | None:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def main(argv: list[str] | None = None, bench_dir: Path = BENCH_DIR) -> int:

