@@ -27,6 +27,7 @@ from environments.base import env_class, make_env
 from environments.tau2_data import tasks as tau2_tasks
 from schemas import Message, Task
 from synthesizers.domains.base import Tool, ToolContext
+from synthesizers.domains.math_seeds import interleave
 from synthesizers.domains.tool_use import prompts
 from synthesizers.domains.tool_use.env_tools import EnvToolAdapter
 from synthesizers.domains.tool_use.fc_tasks import FC_TOOL_NAMES, fc_tasks
@@ -83,7 +84,7 @@ class ToolUseDomain:
         guided = bool(options.get("guided", False))
         streams = {s: itertools.islice(self._source(s, seed, user_sim, kinds, guided), counts.get(s, DEFAULT_GENERATED))
                    for s in sources}
-        return itertools.islice(_interleave(streams, weights), limit)
+        return itertools.islice((task for _, task in interleave(streams, weights)), limit)
 
     def _source(self, source: str, seed: int, user_sim: dict[str, Any], kinds: list[str] | None,
                 guided_flag: bool) -> Iterator[Task]:
@@ -169,19 +170,3 @@ class ToolUseDomain:
         opts = dict(task.payload.get("user_sim") or {})
         return LLMUserSimulator(engine, task.payload["instructions"], seed_key=task.id, **opts)
 
-
-def _interleave(streams: dict[str, Iterator[Task]], weights: dict[str, float]) -> Iterator[Task]:
-    """Smooth weighted round-robin: deterministic, every prefix keeps the mix."""
-    live = {name: stream for name, stream in streams.items() if weights.get(name, 0) > 0}
-    credit = dict.fromkeys(live, 0.0)
-    while live:
-        total = sum(weights[n] for n in live)
-        for n in live:
-            credit[n] += weights[n]
-        name = max(live, key=lambda n: credit[n])  # ties: first in order (max keeps the first)
-        credit[name] -= total
-        task = next(live[name], None)
-        if task is None:
-            del live[name], credit[name]
-            continue
-        yield task

