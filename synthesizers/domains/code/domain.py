@@ -30,7 +30,7 @@ from synthesizers.domains.code.tools import code_tools
 if TYPE_CHECKING:
     from synthesizers.agent_loop import TurnPolicy
 
-OPTION_KEYS = {"instances", "function_tasks", "kinds", "shuffle", "projects", "guided"}
+OPTION_KEYS = {"instances", "function_tasks", "kinds", "shuffle", "projects", "guided", "function_temperature"}
 SYSTEM_PROMPT = (
     "You are a software engineer fixing a bug in a real Python project. The repository is checked out at "
     "/work/repo. Tools: `bash` (run a command there, e.g. `python3 -m pytest tests/test_x.py -q`), `view` "
@@ -103,7 +103,9 @@ class CodeDomain:
     call tools on their own; configs/code.yaml turns it on for the embedded model): every turn of a
     repo-level rollout is one guided call (``turn_policy``, see ``synthesizers.domains.code.policy``).
     Why: SmolLM2-135M, unguided or with only its first turn opened by ``<tool_call>``, made no
-    call in any code rollout (2026-11-23, runs/code-check*: 48 of 48 ended after one free-text turn)."""
+    call in any code rollout (2026-11-23, runs/code-check*: 48 of 48 ended after one free-text turn).
+    With ``guided``, a function-level answer opens with the function's header (the model writes the
+    body), at ``function_temperature`` when set."""
 
     name = "code"
     needs_sandbox = True
@@ -129,7 +131,10 @@ class CodeDomain:
         if projects := options.get("projects"):
             tasks = [t for t in tasks if t.payload["project"]["name"] in set(projects)]
         if options.get("guided"):
-            tasks = [t.model_copy(update={"payload": {**t.payload, "guided": True}}) for t in tasks]
+            extra: dict[str, Any] = {"guided": True}
+            if options.get("function_temperature") is not None:
+                extra["function_temperature"] = float(options["function_temperature"])
+            tasks = [t.model_copy(update={"payload": {**t.payload, **extra}}) for t in tasks]
         if options.get("shuffle", True):
             tasks.sort(key=lambda t: hashlib.sha256(f"{seed}:{t.id}".encode()).hexdigest())
         return iter(tasks[:limit] if limit is not None else tasks)
@@ -159,12 +164,15 @@ class CodeDomain:
         return [] if "function" in task.payload else code_tools()
 
     def turn_policy(self, task: Task) -> TurnPolicy | None:
-        """Guided rollouts (option ``guided``): one schema-valid call a turn, ``submit`` withheld until
-        the checkout changed, only ``submit`` on the last turn (``policy.guided_policy``); else None."""
-        if not task.payload.get("guided") or "function" in task.payload:
+        """Guided tasks only (option ``guided``; see ``synthesizers.domains.code.policy``): a repo-level
+        turn is one schema-valid call, ``submit`` withheld until the checkout changed and alone on the
+        last turn; a function-level answer opens with the function's header in a python block."""
+        if not task.payload.get("guided"):
             return None
-        from synthesizers.domains.code.policy import guided_policy
+        from synthesizers.domains.code.policy import function_policy, guided_policy
 
+        if "function" in task.payload:
+            return function_policy(task.payload["function"]["prompt"], task.payload.get("function_temperature"))
         return guided_policy([t.schema for t in self.tools(task)], is_read_only)
 
     def is_final(self, message: Message) -> bool:

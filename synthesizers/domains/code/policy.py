@@ -18,11 +18,19 @@ of an edit). The policy only narrows *which* tools a turn may call:
   ``<tool_call>``: a call-free turn is final for the code domain
   (``CodeDomain.is_final``), so the rollout ends with the model's own closing
   words (possibly empty) and the verifier reads the last submit.
+
+Function-level tasks have no tools; their guided turn (``function_policy``) is
+answer forcing: the reply opens with a ```` ```python ```` block holding the
+function's header exactly as the prompt shows it (signature and docstring), so
+the model writes the body, and stops where the function ends (the block's
+closing fence, or a new top-level ``def``/``class``/decorator). Why: left free,
+the model wrote prose or test code instead of the function.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from schemas import Message
@@ -76,5 +84,31 @@ def guided_policy(tool_schemas: list[dict[str, Any]], is_read_only) -> TurnPolic
         if info.turns_left <= 1 or info.tokens_left < SUBMIT_ROOM_TOKENS:
             return submit_only
         return anything if _changed_checkout(messages, is_read_only) else explore
+
+    return policy
+
+
+# Where a completed top-level function ends: its block's fence or the next top-level statement.
+FUNCTION_STOPS = ("```", "\ndef ", "\nclass ", "\n@", "\nif __name__")
+_HEADER = re.compile(r"```python\n(.*?)```", re.DOTALL)
+
+
+def function_header(prompt: str) -> str:
+    """The signature and docstring block of a function task's prompt (``function_tasks.prompt_for``)."""
+    found = _HEADER.search(prompt)
+    if found is None:
+        raise ValueError("function task prompt has no ```python header block")
+    return found.group(1)
+
+
+def function_policy(prompt: str, temperature: float | None = None) -> TurnPolicy:
+    """Every turn opens the answer block with the task's own header; ``temperature`` (optional)
+    for these turns only."""
+    fields: dict[str, Any] = {"assistant_prefix": "```python\n" + function_header(prompt), "stop": FUNCTION_STOPS}
+    if temperature is not None:
+        fields["temperature"] = float(temperature)
+
+    def policy(messages: list[Message], info: TurnInfo) -> dict[str, Any]:
+        return dict(fields)
 
     return policy

@@ -86,11 +86,9 @@ def fake_tools() -> list[FakeCodeTool]:
     return [FakeCodeTool(t, RESULTS[t.name]) for t in code_tools()]
 
 
-def test_policy_only_for_guided_repo_tasks():
+def test_policy_only_for_guided_tasks():
     domain = CodeDomain()
     assert domain.turn_policy(PLAIN) is None
-    function_task = GUIDED.model_copy(update={"payload": {**GUIDED.payload, "function": {"name": "f"}}})
-    assert domain.turn_policy(function_task) is None
     assert callable(domain.turn_policy(GUIDED))
     assert not hasattr(domain, "sampling_overrides")  # the old first-turn-only grammar is gone
 
@@ -144,3 +142,53 @@ def test_what_unlocks_submit():
     assert after("bash", "exit code: 1", command="python3 -m pytest -q tests") == everything  # not plainly read-only
     assert after("bash", "exit code: 0", command="sed -i 's/a/b/' src/m.py") == everything
     assert after("edit", RESULTS["edit"], path="src/m.py", old_str="x = 1", new_str="x = 2") == everything
+
+
+FN_PROMPT = ("Project p 1, module `m.py`. Implement this function so the project's tests pass (names the module "
+             "imports are available):\n\n```python\n@cached\ndef area(w, h):\n    \"\"\"Area of a w x h box.\"\"\"\n```")
+
+
+def function_task(**extra: Any) -> Task:
+    payload = {**PAYLOAD, "function": {"path": "m.py", "name": "area", "prompt": FN_PROMPT}, **extra}
+    return Task(id="f", domain="code", kind="repo", payload=payload)
+
+
+async def test_a_guided_function_answer_opens_with_the_header_and_the_verifier_reads_it():
+    from verifiers.code_function import extract_code_block
+    from verifiers.code_repo_function import splice_function
+
+    domain = CodeDomain()
+    assert domain.turn_policy(function_task()) is None  # not guided: the model answers freely
+    task = function_task(guided=True, function_temperature=0.3)
+    header = '@cached\ndef area(w, h):\n    """Area of a w x h box."""\n'
+    engine = ScriptedEngine(["```python\n" + header + "    return w * h\n"])  # the engine returns prefix + body
+    result = await run_agent(engine, domain.initial_messages(task), domain.tools(task), ctx=ToolContext(task=task),
+                             params=SamplingParams(max_tokens=300, temperature=0.8, stop=("X",)),
+                             is_final=domain.is_final, turn_policy=domain.turn_policy(task))
+    sent = engine.seen[0]
+    assert sent.assistant_prefix == "```python\n" + header and sent.temperature == 0.3
+    assert "```" in sent.stop and "\ndef " in sent.stop and sent.structured_outputs is None
+    assert result.stop_reason == "final_answer"
+    code = extract_code_block(result.messages[-1].content)  # unclosed block: the stop ate the fence
+    blank = f'import x\n\n\n{header}    raise NotImplementedError\n\n\ndef other():\n    pass\n'
+    assert splice_function(blank, "area", code) == blank.replace("raise NotImplementedError", "return w * h")
+
+
+def test_function_temperature_is_an_option_and_kept_only_when_set(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from synthesizers.domains.code.function_tasks import FIELDS
+
+    row = {f: "" for f in FIELDS} | {"task_id": "p-1-fn-m.py:area", "project_spec": json.dumps(PAYLOAD["project"]),
+                                     "path": "m.py", "name": "area", "prompt": FN_PROMPT,
+                                     "FAIL_TO_PASS": ["t::a"], "PASS_TO_PASS": ["t::b"]}
+    path = tmp_path / "fn.parquet"
+    pq.write_table(pa.Table.from_pylist([row]), path)
+    options = {"kinds": ["function"], "function_tasks": str(path), "guided": True}
+    plain = next(CodeDomain().seed_tasks(options, limit=None, seed=0))
+    hot = next(CodeDomain().seed_tasks(options | {"function_temperature": 0.4}, limit=None, seed=0))
+    assert "function_temperature" not in plain.payload and hot.payload["function_temperature"] == 0.4
+    info = TurnInfo(turn=0, turns_left=1, tokens_left=1000)
+    assert "temperature" not in CodeDomain().turn_policy(plain)([], info)
+    assert CodeDomain().turn_policy(hot)([], info)["temperature"] == 0.4
