@@ -85,11 +85,11 @@ def _default_instances() -> Path:
     return code_cache_dir() / "instances" / "instances.parquet"
 
 
-def _read_rows(path: Path) -> list[dict[str, Any]]:
+def _read_rows(path: Path, name: str = "instances.parquet") -> list[dict[str, Any]]:
     import pyarrow.parquet as pq
 
     if path.is_dir():
-        path = path / "instances.parquet"
+        path = path / name
     if not path.is_file():
         raise CodeDomainError(f"no code instances at {path}: run `make code-tasks` (python -m "
                               "synthesizers.domains.code.instances --out .cache/code/instances --target 200)")
@@ -127,7 +127,7 @@ class CodeDomain:
             tasks += [instance_to_task(r) for r in rows]
         if "function" in kinds:
             path = options.get("function_tasks") or code_cache_dir() / "function_tasks" / "function_tasks.parquet"
-            tasks += [function_task_from_row(r) for r in _read_rows(Path(path))]
+            tasks += [function_task_from_row(r) for r in _read_rows(Path(path), "function_tasks.parquet")]
         if projects := options.get("projects"):
             tasks = [t for t in tasks if t.payload["project"]["name"] in set(projects)]
         if options.get("guided"):

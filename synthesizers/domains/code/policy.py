@@ -14,6 +14,9 @@ of an edit). The policy only narrows *which* tools a turn may call:
 * the last turn (``turns_left == 1``) or a turn with little room left in the
   token budget may only ``submit``, so a rollout that edited gets judged
   instead of running out mid-exploration;
+* a turn after two identical calls in a row is sampled hotter (``REPEAT_TEMPERATURE``):
+  the small model otherwise repeats one call until the budget runs out (2026-11-23, runs/code-h1:
+  ``echo`` eleven times, a missing file six times);
 * after a ``submit`` the next turn is free text that stops before any
   ``<tool_call>``: a call-free turn is final for the code domain
   (``CodeDomain.is_final``), so the rollout ends with the model's own closing
@@ -41,6 +44,7 @@ SUBMIT = "submit"
 # A submit call is ~20 tokens; below this much room only submit is offered (a longer call would be cut).
 SUBMIT_ROOM_TOKENS = 96
 CLOSING_MAX_TOKENS = 48
+REPEAT_TEMPERATURE = 1.0
 
 
 def _changed_checkout(messages: list[Message], is_read_only) -> bool:
@@ -68,6 +72,15 @@ def _just_submitted(messages: list[Message]) -> bool:
     return last is not None and any(c.function.name == SUBMIT for c in last.tool_calls)
 
 
+def _repeating(messages: list[Message]) -> bool:
+    """The last two assistant turns made the same calls (names and arguments)."""
+    turns = [m for m in messages if m.role == "assistant"][-2:]
+    if len(turns) < 2 or not turns[0].tool_calls:
+        return False
+    a, b = ([(c.function.name, c.function.arguments) for c in t.tool_calls] for t in turns)
+    return a == b
+
+
 def guided_policy(tool_schemas: list[dict[str, Any]], is_read_only) -> TurnPolicy:
     """The policy for one rollout's tools (see the module docstring); ``is_read_only(command)``
     decides whether a bash command could have changed the checkout."""
@@ -83,7 +96,8 @@ def guided_policy(tool_schemas: list[dict[str, Any]], is_read_only) -> TurnPolic
             return closing
         if info.turns_left <= 1 or info.tokens_left < SUBMIT_ROOM_TOKENS:
             return submit_only
-        return anything if _changed_checkout(messages, is_read_only) else explore
+        fields = anything if _changed_checkout(messages, is_read_only) else explore
+        return {**fields, "temperature": REPEAT_TEMPERATURE} if _repeating(messages) else fields
 
     return policy
 

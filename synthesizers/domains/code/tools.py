@@ -25,6 +25,9 @@ from synthesizers.domains.base import ToolContext, ToolError
 REPO, BASE = "repo", ".tf/base"
 MAX_OUTPUT_CHARS = 2500  # per observation: small models have small windows
 VIEW_MAX_LINES = 120
+# Bounds on argument strings; a guided call's grammar enforces them, so a small model's runaway
+# command or path ends as a valid call instead of being cut by max_tokens (then no call at all).
+COMMAND_MAX_CHARS, PATH_MAX_CHARS = 400, 200
 _PATCH_SCRIPT = Path(tree_diff.__file__).read_text()
 _setup_lock = threading.Lock()
 
@@ -86,7 +89,8 @@ class BashTool:
     needs_sandbox = True
     schema = _schema("bash", "Run a bash command in the repository folder (/work/repo) and get its exit code "
                      "and output. Use it to explore and to run tests, e.g. `python3 -m pytest tests/test_x.py -q`.",
-                     {"command": {"type": "string", "description": "the bash command"}}, ["command"])
+                     {"command": {"type": "string", "description": "the bash command",
+                                  "maxLength": COMMAND_MAX_CHARS}}, ["command"])
 
     def __init__(self, timeout_s: float = 45.0):
         self.timeout_s = timeout_s
@@ -108,7 +112,8 @@ class ViewTool:
     name = "view"
     needs_sandbox = True
     schema = _schema("view", f"Show a file with line numbers (at most {VIEW_MAX_LINES} lines at a time), or list "
-                     "a directory.", {"path": {"type": "string", "description": "path relative to the repository"},
+                     "a directory.", {"path": {"type": "string", "description": "path relative to the repository",
+                                               "maxLength": PATH_MAX_CHARS},
                                       "start_line": {"type": "integer", "description": "first line (1-based)"},
                                       "end_line": {"type": "integer", "description": "last line (inclusive)"}},
                      ["path"])

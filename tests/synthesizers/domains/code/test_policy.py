@@ -192,3 +192,40 @@ def test_function_temperature_is_an_option_and_kept_only_when_set(tmp_path):
     info = TurnInfo(turn=0, turns_left=1, tokens_left=1000)
     assert "temperature" not in CodeDomain().turn_policy(plain)([], info)
     assert CodeDomain().turn_policy(hot)([], info)["temperature"] == 0.4
+
+
+def test_guided_turn_grammars_hold_the_real_tool_schemas():
+    """What vLLM gets: the grammar admits the call a sensible agent would make, in the template's
+    format, and refuses a command past its bound and a submit before the checkout changed."""
+    import xgrammar as xgr
+    from xgrammar.testing import _is_grammar_accept_string as accepts
+
+    from synthesizers.domains.code.tools import COMMAND_MAX_CHARS
+
+    policy = CodeDomain().turn_policy(GUIDED)
+    first = policy(CodeDomain().initial_messages(GUIDED), TurnInfo(turn=0, turns_left=12, tokens_left=3000))
+    g = xgr.Grammar.from_structural_tag(first["structured_outputs"]["structural_tag"])
+
+    def body(name: str, arguments: dict[str, Any]) -> str:  # the prefix already wrote "<tool_call>"
+        return f"\n{json.dumps({'name': name, 'arguments': arguments})}\n</tool_call>"
+
+    run = "python3 -m pytest -q -o addopts= tests -k 'test_a or test_b'"
+    assert accepts(g, body("bash", {"command": run}))
+    assert accepts(g, body("edit", {"path": "src/m.py", "old_str": "if a <= b:", "new_str": "if a < b:"}))
+    assert not accepts(g, body("bash", {"command": "x" * (COMMAND_MAX_CHARS + 1)}))
+    assert not accepts(g, body("submit", {}))
+    assert not accepts(g, body("bash", {"command": run}) + " and more")
+
+
+def test_a_repeated_call_makes_the_next_turn_hotter():
+    from synthesizers.domains.code.policy import REPEAT_TEMPERATURE
+
+    policy = CodeDomain().turn_policy(GUIDED)
+    info = TurnInfo(turn=3, turns_left=6, tokens_left=3000)
+    echo = [msg_call("bash", "c1", command="echo"), Message(role="tool", content="exit code: 0", tool_call_id="c1"),
+            msg_call("bash", "c2", command="echo"), Message(role="tool", content="exit code: 0", tool_call_id="c2")]
+    start = CodeDomain().initial_messages(GUIDED)
+    assert policy(start + echo, info)["temperature"] == REPEAT_TEMPERATURE
+    varied = echo[:2] + [msg_call("bash", "c2", command="ls"), echo[3]]
+    assert "temperature" not in policy(start + varied, info)
+    assert "temperature" not in policy(start + echo[:2], info)
