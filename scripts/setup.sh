@@ -122,15 +122,23 @@ for raw in open(sys.argv[1]):
 PY
 }
 
-editable_ok() {  # trajforge installed editable from this checkout
+editable_ok() {  # trajforge installed editable from this checkout, every package of pyproject importable
   "$VPY" - "$ROOT" >/dev/null 2>&1 <<'PY'
-import importlib.metadata as md, json, sys, pathlib
-want = pathlib.Path(sys.argv[1]).as_uri()
+import importlib.metadata as md, importlib.util, json, os, sys, pathlib, tomllib
+root = pathlib.Path(sys.argv[1])
+want = root.as_uri()
 for dist in md.distributions(name="trajforge"):  # the checkout's own trajforge.egg-info may come first
     info = json.loads(dist.read_text("direct_url.json") or "{}")
     if info.get("dir_info", {}).get("editable") and info.get("url") == want:
-        sys.exit(0)
-sys.exit(1)
+        break
+else:
+    sys.exit(1)
+# An editable install maps the packages that existed when it ran: a package added since
+# (a new room) needs a reinstall. Look from outside the checkout so cwd does not help.
+include = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+os.chdir("/")
+sys.path[:] = [p for p in sys.path if p not in ("", str(root))]
+sys.exit(0 if all(importlib.util.find_spec(name.rstrip("*")) for name in include) else 1)
 PY
 }
 
