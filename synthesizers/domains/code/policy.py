@@ -25,9 +25,11 @@ of an edit). The policy only narrows *which* tools a turn may call:
 Function-level tasks have no tools; their guided turn (``function_policy``) is
 answer forcing: the reply opens with a ```` ```python ```` block holding the
 function's header exactly as the prompt shows it (signature and docstring), so
-the model writes the body, and stops where the function ends (the block's
-closing fence, or a new top-level ``def``/``class``/decorator). Why: left free,
-the model wrote prose or test code instead of the function.
+the model writes the body; a regex holds the continuation to body lines (each
+indented like the docstring, or blank; the first one not blank), so it ends
+where the function ends, and the stops end it at a fence. Why: left free, the
+model wrote prose or test code instead of the function; given only the header,
+it copied the prompt and closed the block at once (2026-11-23, runs/code-h1-fn).
 """
 
 from __future__ import annotations
@@ -115,10 +117,20 @@ def function_header(prompt: str) -> str:
     return found.group(1)
 
 
+def body_regex(header: str) -> str:
+    """Lines of a function body under ``header``: indented as its last line (the docstring's
+    close), or blank; the first line holds code."""
+    last = [line for line in header.splitlines() if line.strip()][-1]
+    indent = (last[:len(last) - len(last.lstrip())] or "    ").replace("\t", "\\t")  # spaces need no escape
+    return f"{indent}[^\\s][^\\n]*\\n(({indent}[^\\n]*)?\\n)*"
+
+
 def function_policy(prompt: str, temperature: float | None = None) -> TurnPolicy:
-    """Every turn opens the answer block with the task's own header; ``temperature`` (optional)
-    for these turns only."""
-    fields: dict[str, Any] = {"assistant_prefix": "```python\n" + function_header(prompt), "stop": FUNCTION_STOPS}
+    """Every turn opens the answer block with the task's own header and writes body lines only;
+    ``temperature`` (optional) for these turns only."""
+    header = function_header(prompt)
+    fields: dict[str, Any] = {"assistant_prefix": "```python\n" + header, "stop": FUNCTION_STOPS,
+                              "structured_outputs": {"regex": body_regex(header)}}
     if temperature is not None:
         fields["temperature"] = float(temperature)
 

@@ -167,7 +167,7 @@ async def test_a_guided_function_answer_opens_with_the_header_and_the_verifier_r
                              is_final=domain.is_final, turn_policy=domain.turn_policy(task))
     sent = engine.seen[0]
     assert sent.assistant_prefix == "```python\n" + header and sent.temperature == 0.3
-    assert "```" in sent.stop and "\ndef " in sent.stop and sent.structured_outputs is None
+    assert "```" in sent.stop and "\ndef " in sent.stop
     assert result.stop_reason == "final_answer"
     code = extract_code_block(result.messages[-1].content)  # unclosed block: the stop ate the fence
     blank = f'import x\n\n\n{header}    raise NotImplementedError\n\n\ndef other():\n    pass\n'
@@ -229,3 +229,19 @@ def test_a_repeated_call_makes_the_next_turn_hotter():
     varied = echo[:2] + [msg_call("bash", "c2", command="ls"), echo[3]]
     assert "temperature" not in policy(start + varied, info)
     assert "temperature" not in policy(start + echo[:2], info)
+
+
+def test_function_body_regex_admits_a_body_and_nothing_else():
+    """Given only the header, the model copied the prompt and closed the block at once: the regex
+    makes the continuation body lines, the first one code, and ends it with the function."""
+    import xgrammar as xgr
+    from xgrammar.testing import _is_grammar_accept_string as accepts
+
+    fields = CodeDomain().turn_policy(function_task(guided=True))([], TurnInfo(turn=0, turns_left=1, tokens_left=999))
+    g = xgr.Grammar.from_regex(fields["structured_outputs"]["regex"])
+    assert accepts(g, "    return w * h\n")
+    assert accepts(g, "    if w < 0:\n        raise ValueError(w)\n\n    return w * h\n")
+    assert not accepts(g, "```\n")  # closing the block at once
+    assert not accepts(g, "\n    return w * h\n")  # the first line holds code
+    assert not accepts(g, "    return w * h\ndef other():\n")  # nothing after the function
+    assert not accepts(g, "Here is the function:\n")
