@@ -241,7 +241,8 @@ def test_function_body_regex_admits_a_body_and_nothing_else():
     g = xgr.Grammar.from_regex(fields["structured_outputs"]["regex"])
     assert accepts(g, "    return w * h\n")
     assert accepts(g, "    if w < 0:\n        raise ValueError(w)\n\n    return w * h\n")
-    assert not accepts(g, "```\n")  # closing the block at once
+    assert not accepts(g, "```")  # closing the block at once
+    assert accepts(g, "    return w * h\n```")  # the fence (a stop) ends a body
     assert not accepts(g, "\n    return w * h\n")  # the first line holds code
     assert not accepts(g, "    return w * h\ndef other():\n")  # nothing after the function
     assert not accepts(g, "Here is the function:\n")
