@@ -34,7 +34,12 @@ from synthesizers.domains.code.mutate import source_files
 FIELDS = ("task_id", "project_spec", "path", "name", "prompt", "bug_patch", "FAIL_TO_PASS", "PASS_TO_PASS")
 
 
-def documented_functions(spec: ProjectSpec, files: dict[str, str]) -> list[tuple[str, ast.FunctionDef]]:
+def documented_functions(spec: ProjectSpec, files: dict[str, str], statements: tuple[int, int] = (2, 10_000)
+                         ) -> list[tuple[str, ast.FunctionDef]]:
+    """Public documented top-level functions whose body after the docstring has ``statements``
+    (min, max) top-level statements. The default asks for two or more; one-statement bodies
+    (``return word.replace('_', '-')``) are the easy end, for a small model's curriculum."""
+    low, high = statements
     out = []
     for path in source_files(spec, files):
         try:
@@ -43,7 +48,7 @@ def documented_functions(spec: ProjectSpec, files: dict[str, str]) -> list[tuple
             continue
         for node in tree.body:
             if (isinstance(node, ast.FunctionDef) and not node.name.startswith("_") and ast.get_docstring(node)
-                    and len(node.body) >= 3 and node.body[0].end_lineno < node.end_lineno):
+                    and low <= len(node.body) - 1 <= high and node.body[0].end_lineno < node.end_lineno):
                 out.append((path, node))
     return out
 
@@ -65,11 +70,11 @@ def prompt_for(spec: ProjectSpec, path: str, source: str, node: ast.FunctionDef)
 
 
 def validate(spec: ProjectSpec, per_project: int, out: Path, seed: int, *, box=None,
-             names: set[str] | None = None) -> list[dict[str, Any]]:
+             names: set[str] | None = None, statements: tuple[int, int] = (2, 10_000)) -> list[dict[str, Any]]:
     """Validated function tasks of one project, in ``box`` (a box of the project's image) or a new one;
-    ``names`` keeps only those functions."""
+    ``names`` keeps only those functions; ``statements``: see ``documented_functions``."""
     files = text_files(pristine_files(spec))
-    funcs = sorted(documented_functions(spec, files),
+    funcs = sorted(documented_functions(spec, files, statements),
                    key=lambda pn: hashlib.sha256(f"{seed}:{pn[0]}:{pn[1].name}".encode()).hexdigest())
     funcs = [(p, n) for p, n in funcs if names is None or n.name in names]
     if box is not None:
@@ -126,13 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-project", type=int, default=5)
     ap.add_argument("--project", action="append")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--statements", type=int, nargs=2, default=(2, 10_000), metavar=("MIN", "MAX"),
+                    help="body statements after the docstring (default: 2 or more)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for spec in load_projects(None, args.project):
         fetch(spec)
-        got = validate(spec, args.per_project, out, args.seed)
+        got = validate(spec, args.per_project, out, args.seed, statements=tuple(args.statements))
         print(f"{spec.name}: {len(got)} function tasks", flush=True)
         rows += got
     schema = pa.schema([(f, pa.list_(pa.string()) if f in ("FAIL_TO_PASS", "PASS_TO_PASS") else pa.string())

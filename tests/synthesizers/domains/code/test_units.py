@@ -189,3 +189,17 @@ def test_reproduce_command():
     payload = {"project": project | {"version": "1"}, "FAIL_TO_PASS": ["tests.t::test_b"], "problem_statement": "x"}
     plain = Task(id="t", domain="code", kind="repo", payload=payload)
     assert cmd.split(" -k ")[0] in CodeDomain().initial_messages(plain)[1].content
+
+
+def test_documented_functions_by_body_size():
+    """The default keeps bodies of two or more statements; (1, 1) picks the one-statement ones."""
+    from synthesizers.domains.code.function_tasks import documented_functions
+
+    source = ('def one(w):\n    """Doc."""\n    return w\n\n\n'
+              'def two(w):\n    """Doc."""\n    w += 1\n    return w\n\n\n'
+              'def _private(w):\n    """Doc."""\n    return w\n\n\n'
+              'def bare(w):\n    return w\n')
+    files = {"mod.py": source}
+    assert [n.name for _, n in documented_functions(SPEC, files)] == ["two"]
+    assert [n.name for _, n in documented_functions(SPEC, files, (1, 1))] == ["one"]
+    assert [n.name for _, n in documented_functions(SPEC, files, (1, 5))] == ["one", "two"]
