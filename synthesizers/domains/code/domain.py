@@ -30,7 +30,8 @@ from synthesizers.domains.code.tools import code_tools
 if TYPE_CHECKING:
     from synthesizers.agent_loop import TurnPolicy
 
-OPTION_KEYS = {"instances", "function_tasks", "kinds", "shuffle", "projects", "guided", "function_temperature"}
+OPTION_KEYS = {"instances", "function_tasks", "kinds", "shuffle", "projects", "guided", "function_temperature",
+               "kind_limits"}
 SYSTEM_PROMPT = (
     "You are a software engineer fixing a bug in a real Python project. The repository is checked out at "
     "/work/repo. Tools: `bash` (run a command there, e.g. `python3 -m pytest tests/test_x.py -q`), `view` "
@@ -91,6 +92,9 @@ def _read_rows(path: Path, name: str = "instances.parquet") -> list[dict[str, An
     if path.is_dir():
         path = path / name
     if not path.is_file():
+        if name == "function_tasks.parquet":
+            raise CodeDomainError(f"no function tasks at {path}: build them with python -m "
+                                  "synthesizers.domains.code.function_tasks --out <folder> (see its --help)")
         raise CodeDomainError(f"no code instances at {path}: run `make code-tasks` (python -m "
                               "synthesizers.domains.code.instances --out .cache/code/instances --target 200)")
     return pq.read_table(path).to_pylist()
@@ -105,7 +109,8 @@ class CodeDomain:
     Why: SmolLM2-135M, unguided or with only its first turn opened by ``<tool_call>``, made no
     call in any code rollout (2026-11-23, runs/code-check*: 48 of 48 ended after one free-text turn).
     With ``guided``, a function-level answer opens with the function's header (the model writes the
-    body), at ``function_temperature`` when set."""
+    body), at ``function_temperature`` when set. ``kind_limits`` ({kind: n}) caps each kind before
+    ``limit`` (the 217 repo instances would otherwise crowd out a few dozen function tasks)."""
 
     name = "code"
     needs_sandbox = True
@@ -137,6 +142,15 @@ class CodeDomain:
             tasks = [t.model_copy(update={"payload": {**t.payload, **extra}}) for t in tasks]
         if options.get("shuffle", True):
             tasks.sort(key=lambda t: hashlib.sha256(f"{seed}:{t.id}".encode()).hexdigest())
+        if caps := options.get("kind_limits"):  # {kind: most tasks of it}, in the order above
+            taken: dict[str, int] = {}
+            kept = []
+            for t in tasks:
+                kind = "function" if "function" in t.payload else "repo"
+                if kind not in caps or taken.get(kind, 0) < int(caps[kind]):
+                    taken[kind] = taken.get(kind, 0) + 1
+                    kept.append(t)
+            tasks = kept
         return iter(tasks[:limit] if limit is not None else tasks)
 
     def sandbox_image(self, task: Task) -> str | None:

@@ -246,3 +246,27 @@ def test_function_body_regex_admits_a_body_and_nothing_else():
     assert not accepts(g, "\n    return w * h\n")  # the first line holds code
     assert not accepts(g, "    return w * h\ndef other():\n")  # nothing after the function
     assert not accepts(g, "Here is the function:\n")
+
+
+def test_kind_limits_cap_each_kind_before_the_limit(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from synthesizers.domains.code.function_tasks import FIELDS as FN_FIELDS
+    from synthesizers.domains.code.instances import FIELDS, SCHEMA
+
+    spec = json.dumps(PAYLOAD["project"])
+    repo = [{f: "" for f in FIELDS} | {"instance_id": f"r{i}", "project_spec": spec, "FAIL_TO_PASS": ["t::a"],
+                                         "PASS_TO_PASS": ["t::b"], "line": 1, "validate_seconds": 1.0,
+                                         "mutation_kind": "compare"} for i in range(10)]
+    fns = [{f: "" for f in FN_FIELDS} | {"task_id": f"f{i}", "project_spec": spec, "path": "m.py", "name": "area",
+                                          "prompt": FN_PROMPT, "FAIL_TO_PASS": ["t::a"], "PASS_TO_PASS": ["t::b"]}
+           for i in range(3)]
+    pq.write_table(pa.Table.from_pylist(repo, schema=SCHEMA), tmp_path / "instances.parquet")
+    pq.write_table(pa.Table.from_pylist(fns), tmp_path / "function_tasks.parquet")
+    options = {"kinds": ["repo", "function"], "instances": str(tmp_path), "function_tasks": str(tmp_path),
+               "kind_limits": {"repo": 2}}
+    tasks = list(CodeDomain().seed_tasks(options, limit=None, seed=0))
+    assert sum("function" in t.payload for t in tasks) == 3 and len(tasks) == 5
+    assert len(list(CodeDomain().seed_tasks(options, limit=4, seed=0))) == 4
+    assert len(list(CodeDomain().seed_tasks({**options, "kind_limits": None}, limit=None, seed=0))) == 13
