@@ -11,16 +11,26 @@ exactly as for repo-level tasks (tests pristine, JUnit at a random path).
 from __future__ import annotations
 
 import ast
+import threading
 
 from schemas import Message, Task, Verdict
 from verifiers.base import last_assistant_text
 from verifiers.code_function import extract_code_block
 
 MAX_SOLUTION_CHARS = 50_000
+# CPython 3.11's AST conversion keeps its recursion counter per interpreter, so two threads
+# parsing at once can fail with "SystemError: AST constructor recursion depth mismatch"
+# (seen with concurrent verifications here; python/cpython#106905). Verifiers run in threads.
+_AST_LOCK = threading.Lock()
 
 
 def splice_function(source: str, name: str, block: str) -> str:
     """``source`` with its top-level ``def name`` replaced by the one in ``block``; ValueError if impossible."""
+    with _AST_LOCK:
+        return _splice(source, name, block)
+
+
+def _splice(source: str, name: str, block: str) -> str:
     new_tree = ast.parse(block)
     new_def = next((n for n in new_tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
                     and n.name == name), None)
