@@ -40,8 +40,13 @@ code tool-use deep-research agentic-cot: setup ## one domain on configs/<domain>
 	@test -f configs/$@.yaml || { echo "error: domain '$@' is planned, not built yet (no configs/$@.yaml): use \`make math\`" >&2; exit 2; }
 	$(TRAJFORGE) run $@ --config configs/$@.yaml --out runs/$@ $(RUN_FLAGS)
 
-code-tasks: setup ## repo-level bug instances for the code domain (resumable) -> .cache/code/instances
+CODE_FN_PROJECTS := toolz inflection six semver more-itertools cachetools boltons
+
+code-tasks: setup ## code-domain tasks (resumable): repo-level bug instances + one-statement function tasks -> .cache/code/
 	$(PY) -m synthesizers.domains.code.instances --out .cache/code/instances --target 200
+	@test -f .cache/code/function_tasks-easy/function_tasks.parquet || \
+	  $(PY) -m synthesizers.domains.code.function_tasks --out .cache/code/function_tasks-easy --per-project 5 \
+	  --statements 1 1 $(foreach p,$(CODE_FN_PROJECTS),--project $(p))
 
 all: setup ## every built domain under the mixture of configs/all.yaml -> runs/all/shards
 	$(TRAJFORGE) run all --config configs/all.yaml --out runs/all $(RUN_FLAGS)
