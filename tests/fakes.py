@@ -13,7 +13,9 @@ import asyncio
 import hashlib
 import json
 import re
-from typing import Any
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from schemas import Message
 from synthesizers.engines.base import Completion, SamplingParams
@@ -46,4 +48,35 @@ class ScriptedEngine:
         return Completion(text=text, finish_reason="stop", prompt_tokens=10 * len(messages), completion_tokens=len(text) // 4)
 
     async def close(self) -> None:
+        return None
+
+
+@dataclass
+class FakeEngine:
+    """Replies from a script: a list of texts/Completions (the last repeats), or a function of the
+    conversation; ``seen`` records each request's (messages, params)."""
+
+    script: list[Any] | Callable[[list[Message]], Any]
+    delay_s: float = 0.0
+    model_id: str = "fake"
+    prompt_tokens: int = 10
+    completion_tokens: int = 5
+    seen: list[tuple[list[Message], SamplingParams]] = field(default_factory=list)
+    call_times: list[float] = field(default_factory=list)
+
+    async def chat(self, messages, *, tools=None, params=SamplingParams()):
+        self.seen.append((list(messages), params))
+        self.call_times.append(time.perf_counter())
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if callable(self.script):
+            reply = self.script(messages)
+        else:
+            reply = self.script[min(len(self.seen) - 1, len(self.script) - 1)]
+        if isinstance(reply, Completion):
+            return reply
+        return Completion(text=reply, finish_reason="stop", prompt_tokens=self.prompt_tokens,
+                          completion_tokens=self.completion_tokens)
+
+    async def close(self):
         return None

@@ -6,7 +6,7 @@ import asyncio
 import json
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from schemas import Message, Task, ToolCall
@@ -14,6 +14,7 @@ from synthesizers.agent_loop import Budget, run_agent, truncate, turn_seed
 from synthesizers.domains.base import ToolContext, ToolError
 from synthesizers.engines.base import Completion, SamplingParams
 from synthesizers.engines.errors import CONTEXT_OVERFLOW
+from tests.fakes import FakeEngine
 
 CTX = ToolContext(task=Task(id="t1", domain="test"))
 START = [Message(role="system", content="sys"), Message(role="user", content="question")]
@@ -21,33 +22,6 @@ START = [Message(role="system", content="sys"), Message(role="user", content="qu
 
 def call(name: str, **arguments: Any) -> str:
     return f"<tool_call>{json.dumps({'name': name, 'arguments': arguments})}</tool_call>"
-
-
-@dataclass
-class FakeEngine:
-    """Replies from a script: a list of texts/Completions, or a function of the conversation."""
-
-    script: list[Any] | Callable[[list[Message]], Any]
-    delay_s: float = 0.0
-    model_id: str = "fake"
-    seen: list[tuple[list[Message], SamplingParams]] = field(default_factory=list)
-    call_times: list[float] = field(default_factory=list)
-
-    async def chat(self, messages, *, tools=None, params=SamplingParams()):
-        self.seen.append((list(messages), params))
-        self.call_times.append(time.perf_counter())
-        if self.delay_s:
-            await asyncio.sleep(self.delay_s)
-        if callable(self.script):
-            reply = self.script(messages)
-        else:
-            reply = self.script[min(len(self.seen) - 1, len(self.script) - 1)]
-        if isinstance(reply, Completion):
-            return reply
-        return Completion(text=reply, finish_reason="stop", prompt_tokens=10, completion_tokens=5)
-
-    async def close(self):
-        return None
 
 
 @dataclass

@@ -4,7 +4,7 @@ scripted engine and fake tools (the real tools' schemas, no sandbox)."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from schemas import Message, Task
@@ -13,7 +13,8 @@ from synthesizers.domains.base import ToolContext
 from synthesizers.domains.code.domain import CodeDomain
 from synthesizers.domains.code.policy import CLOSING_MAX_TOKENS, SUBMIT_ROOM_TOKENS
 from synthesizers.domains.code.tools import code_tools
-from synthesizers.engines.base import Completion, SamplingParams
+from synthesizers.engines.base import SamplingParams
+from tests.fakes import FakeEngine
 
 PAYLOAD = {"project": {"name": "p", "version": "1", "test_paths": ["tests"]}, "FAIL_TO_PASS": ["tests.t::test_b"],
            "problem_statement": "x"}
@@ -40,21 +41,6 @@ def msg_call(name: str, call_id: str, **arguments: Any) -> Message:
 
     return Message(role="assistant", content="", tool_calls=[
         ToolCall(id=call_id, function={"name": name, "arguments": json.dumps(arguments)})])
-
-
-@dataclass
-class ScriptedEngine:
-    script: list[str]
-    seen: list[SamplingParams] = field(default_factory=list)
-    model_id: str = "fake"
-
-    async def chat(self, messages, *, tools=None, params=SamplingParams()):
-        self.seen.append(params)
-        text = self.script[min(len(self.seen) - 1, len(self.script) - 1)]
-        return Completion(text=text, finish_reason="stop", prompt_tokens=100, completion_tokens=20)
-
-    async def close(self):
-        return None
 
 
 @dataclass
@@ -97,17 +83,16 @@ async def test_a_guided_rollout_view_edit_submit_then_closing_words():
     """Every turn before submit is exactly one call with the <tool_call> prefix; submit is only
     offered once the checkout changed; after submit a free-text turn ends the rollout."""
     domain = CodeDomain()
-    engine = ScriptedEngine([call("view", path="src/m.py"), call("edit", path="src/m.py", old_str="x = 1",
-                                                                     new_str="x = 2"),
-                             call("submit"), "Fixed the constant."])
+    engine = FakeEngine([call("view", path="src/m.py"), call("edit", path="src/m.py", old_str="x = 1", new_str="x = 2"),
+                         call("submit"), "Fixed the constant."], prompt_tokens=100, completion_tokens=20)
     result = await run_agent(engine, domain.initial_messages(GUIDED), fake_tools(),
                              ctx=ToolContext(task=GUIDED), params=SamplingParams(max_tokens=300, seed=1),
                              budget=Budget(max_turns=12, max_total_tokens=4096), is_final=domain.is_final,
                              turn_policy=domain.turn_policy(GUIDED))
-    assert [allowed_tools(p) for p in engine.seen] == [
+    assert [allowed_tools(p) for _, p in engine.seen] == [
         {"bash", "view", "edit"}, {"bash", "view", "edit"}, {"bash", "view", "edit", "submit"}, None]
-    assert [p.assistant_prefix for p in engine.seen] == ["<tool_call>"] * 3 + [""]
-    closing = engine.seen[-1]
+    assert [p.assistant_prefix for _, p in engine.seen] == ["<tool_call>"] * 3 + [""]
+    closing = engine.seen[-1][1]
     assert closing.stop == ("<tool_call>",) and closing.max_tokens == CLOSING_MAX_TOKENS
     assert result.stop_reason == "final_answer" and result.messages[-1].content == "Fixed the constant."
     assert [m.name for m in result.messages if m.role == "tool"] == ["view", "edit", "submit"]
@@ -161,11 +146,11 @@ async def test_a_guided_function_answer_opens_with_the_header_and_the_verifier_r
     assert domain.turn_policy(function_task()) is None  # not guided: the model answers freely
     task = function_task(guided=True, function_temperature=0.3)
     header = '@cached\ndef area(w, h):\n    """Area of a w x h box."""\n'
-    engine = ScriptedEngine(["```python\n" + header + "    return w * h\n"])  # the engine returns prefix + body
+    engine = FakeEngine(["```python\n" + header + "    return w * h\n"], prompt_tokens=100, completion_tokens=20)  # the engine returns prefix + body
     result = await run_agent(engine, domain.initial_messages(task), domain.tools(task), ctx=ToolContext(task=task),
                              params=SamplingParams(max_tokens=300, temperature=0.8, stop=("X",)),
                              is_final=domain.is_final, turn_policy=domain.turn_policy(task))
-    sent = engine.seen[0]
+    sent = engine.seen[0][1]
     assert sent.assistant_prefix == "```python\n" + header and sent.temperature == 0.3
     assert "```" in sent.stop and "\ndef " in sent.stop
     assert result.stop_reason == "final_answer"
