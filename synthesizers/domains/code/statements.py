@@ -3,9 +3,12 @@ with a templated fallback.
 
 Neither reveals the patch: the inputs are the project, the failing test ids
 and the ``E ...`` lines of their failures (what a user filing an issue would
-see), never the diff or the mutated source line. An LLM statement that is
-empty, too short or too long, or quotes the changed line (before or after) is
-discarded for the template.
+see), never the diff or the mutated source line. An LLM statement that
+fails ``acceptable`` (length, quotes the changed line, writes code, echoes the
+prompt, repeats itself, or names neither the project nor a failing test) is
+discarded for the template. Measured 2026-11-23: SmolLM2-135M's statements all
+fail it (prompt echoes, made-up test code, one sentence five times), so the
+embedded default ends with template statements; a real model gets through.
 """
 
 from __future__ import annotations
@@ -55,11 +58,34 @@ def template_statement(project: str, version: str, f2p: list[str], messages: dic
             "without changing the tests.")
 
 
-def acceptable(text: str, before: str, after: str) -> bool:
+_NUMBERING = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s*")
+_SOURCE_BLOCK = re.compile(r"```[a-z]*\n(?:.*\n)*?\s*(?:def|class|async def)\s", re.IGNORECASE)
+_ECHOES = ("failing tests and errors", "write the bug report", "the bug report is")
+
+
+def acceptable(text: str, before: str, after: str, names: tuple[str, ...] = ()) -> bool:
+    """A usable LLM statement: a sane length; never quotes the changed line (before or after);
+    no code block that defines functions (source or made-up tests); no echo of the prompt; not
+    degenerate (a line repeated more than twice, numbering aside); and, given ``names`` (the
+    project, the failing tests), grounded: it names at least one of them."""
     text = text.strip()
     if not (40 <= len(text) <= 2500):
         return False
-    return not any(line and len(line) > 8 and line in text for line in (before.strip(), after.strip()))
+    if any(line and len(line) > 8 and line in text for line in (before.strip(), after.strip())):
+        return False
+    lowered = text.lower()
+    if _SOURCE_BLOCK.search(text) or any(echo in lowered for echo in _ECHOES):
+        return False
+    lines = [_NUMBERING.sub("", line).strip().lower() for line in text.splitlines()]
+    lines = [line for line in lines if len(line) > 3 and not line.startswith("```")]
+    if lines and max(lines.count(line) for line in set(lines)) > 2:
+        return False
+    return not names or any(name.lower() in lowered for name in names if name)
+
+
+def _names(item: dict[str, Any]) -> tuple[str, ...]:
+    tests = [t.rsplit("::", 1)[-1].split("[", 1)[0] for t in item["f2p"][:MAX_TESTS_SHOWN]]
+    return (item["project"], *tests)
 
 
 async def llm_statements(engine: Any, items: list[dict[str, Any]], max_tokens: int = 256,
@@ -75,7 +101,7 @@ async def llm_statements(engine: Any, items: list[dict[str, Any]], max_tokens: i
         async with slots:
             done = await engine.chat([Message(role="system", content=SYSTEM), Message(role="user", content=prompt)],
                                      params=SamplingParams(temperature=0.3, max_tokens=max_tokens, seed=0))
-        if done.error or not acceptable(done.text, item["before"], item["after"]):
+        if done.error or not acceptable(done.text, item["before"], item["after"], _names(item)):
             return None
         return done.text.strip()
 

@@ -99,6 +99,29 @@ def test_statements_do_not_leak_the_patch():
     assert acceptable("Calling f(1, 2) returns 3 but the docs promise 2; tests fail.", "x = a + 1", "x = a - 1")
 
 
+# What SmolLM2-135M wrote as bug reports (2026-11-23), each one accepted by the old length-and-leak rule.
+SMALL_MODEL_STATEMENTS = [
+    "The bug report is:\n\n```\nFailing tests and errors:\n\ntests.test_cache.CacheTest::test_getsizeof_param\n"
+    "AssertionError: 1 != 2\n```\n\nThe bug report is:\n\n```\nFailing tests and errors:\n```",
+    "```python\n# pylint: disable=too-many-defs\ndef test_addlist():\n    with pytest.raises(AssertionError):\n"
+    "        addlist(1)\n```\n\nThis function is a simple example of a pytest test in boltons.",
+    "\n".join(f"{i}. The user of the library did not provide any code to test the socketutils library." for i in range(1, 6)),
+]
+
+
+def test_llm_statements_must_be_grounded_reports_not_echoes_code_or_loops():
+    names = ("cachetools", "test_getsizeof_param")
+    # Each names its project or test, so each is refused for what it is: an echo, code, a loop.
+    for text, grounded in zip(SMALL_MODEL_STATEMENTS, (names, ("boltons",), ("socketutils",))):
+        assert any(n in text for n in grounded)
+        assert not acceptable(text, "x = a + 1", "x = a - 1", grounded), text[:60]
+    good = ("With cachetools 5.5.0, a Cache created with a getsizeof function reports the wrong size: "
+            "test_getsizeof_param expects currsize 2 after inserting two items but gets 1.")
+    assert acceptable(good, "x = a + 1", "x = a - 1", names)
+    assert not acceptable(good.replace("cachetools", "the library").replace("test_getsizeof_param", "a test"),
+                          "x = a + 1", "x = a - 1", names)  # names neither the project nor a failing test
+
+
 def _call(name, **args):
     return ToolCall.make(f"c-{name}", name, args)
 
