@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import math
-import os
 import sys
 import threading
 import time
@@ -37,6 +36,7 @@ from sandboxes.project import ProjectSpec, pristine_files, stage_deps, stage_fil
 from sandboxes.pytest_junit import run_pytest
 from sandboxes.tree_diff import file_diff
 from schemas import Task
+from schemas.atomic import atomic_write
 from synthesizers.domains.code.baseline import Baseline, run_baseline
 from synthesizers.domains.code.mutate import Mutation, candidate_mutations
 from synthesizers.domains.code.statements import llm_statements, template_statement
@@ -176,9 +176,7 @@ def add_statements(rows: list[dict[str, Any]], engine_spec: str | None) -> None:
 
 def write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
     table = pa.Table.from_pylist([{f: r[f] for f in FIELDS} for r in rows], schema=SCHEMA)
-    tmp = path.with_suffix(".parquet.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def instance_to_task(row: dict[str, Any]) -> Task:
