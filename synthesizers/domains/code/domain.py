@@ -15,7 +15,6 @@ runs tests, whichever comes first; without one, the first assistant turn.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import shlex
 import threading
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from sandboxes.project import ProjectSpec, code_cache_dir
 from schemas import Message, Task
 from synthesizers.domains.base import Tool
-from synthesizers.domains.code.tools import code_tools
+from synthesizers.domains.code.tools import bash_command, code_tools
 
 if TYPE_CHECKING:
     from synthesizers.agent_loop import TurnPolicy
@@ -201,11 +200,6 @@ class CodeDomain:
                 name = call.function.name
                 if name in ("edit", "submit"):
                     return index
-                if name == "bash":
-                    try:
-                        command = str(json.loads(call.function.arguments or "{}").get("command", ""))
-                    except (ValueError, AttributeError):
-                        command = ""
-                    if is_test_run(command) or not is_read_only(command):
-                        return index
+                if name == "bash" and (is_test_run(bash_command(call)) or not is_read_only(bash_command(call))):
+                    return index
         return next((i for i, m in enumerate(messages) if m.role == "assistant"), None)

@@ -34,12 +34,12 @@ it copied the prompt and closed the block at once (2026-11-23, runs/code-h1-fn).
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from schemas import Message
 from synthesizers.agent_loop import TurnInfo, TurnPolicy
+from synthesizers.domains.code.tools import bash_command
 from synthesizers.guided_calls import TRIGGER, required_call
 
 SUBMIT = "submit"
@@ -58,13 +58,8 @@ def _changed_checkout(messages: list[Message], is_read_only) -> bool:
         call = calls[m.tool_call_id]
         if call.function.name == "edit" and m.content.startswith("Edited "):
             return True
-        if call.function.name == "bash":
-            try:
-                command = str(json.loads(call.function.arguments or "{}").get("command", ""))
-            except (ValueError, AttributeError):
-                continue
-            if command.strip() and not is_read_only(command):
-                return True
+        if call.function.name == "bash" and bash_command(call).strip() and not is_read_only(bash_command(call)):
+            return True
     return False
 
 

@@ -11,6 +11,7 @@ named); the verifier applies exactly that diff to a fresh checkout.
 
 from __future__ import annotations
 
+import json
 import posixpath
 import secrets
 import threading
@@ -30,6 +31,14 @@ VIEW_MAX_LINES = 120
 COMMAND_MAX_CHARS, PATH_MAX_CHARS = 400, 200
 _PATCH_SCRIPT = Path(tree_diff.__file__).read_text()
 _setup_lock = threading.Lock()
+
+
+def bash_command(call: Any) -> str:
+    """The ``command`` argument of a ``bash`` ToolCall ("" when its arguments do not parse)."""
+    try:
+        return str(json.loads(call.function.arguments or "{}").get("command", ""))
+    except (ValueError, AttributeError):
+        return ""
 
 
 def _clip(text: str, limit: int = MAX_OUTPUT_CHARS) -> str:
