@@ -55,9 +55,12 @@ class CodeDomainError(ValueError):
 
 
 def reproduce_command(project: dict[str, Any], f2p: list[str], shown: int = 3) -> str:
-    """The project's pytest command narrowed to the failing tests by name (``-k`` cannot take parameters)."""
+    """The project's pytest command narrowed to the failing tests by name (``-k`` cannot take parameters);
+    it stops at the first failure with a short traceback, whose ``path:line`` entries in the library's
+    own files are what a guided rollout localizes by (``localize.frame_windows``)."""
     names = list(dict.fromkeys(t.rsplit("::", 1)[-1].split("[", 1)[0] for t in f2p))[:shown]
-    words = ["python3", "-m", "pytest", "-q", *project.get("pytest_args", []), *project.get("test_paths", [])]
+    words = ["python3", "-m", "pytest", "-q", "-x", "--tb=short", *project.get("pytest_args", []),
+             *project.get("test_paths", [])]
     if names:
         words += ["-k", " or ".join(names)]
     return shlex.join(words)
@@ -186,7 +189,8 @@ class CodeDomain:
 
         if "function" in task.payload:
             return function_policy(task.payload["function"]["prompt"], task.payload.get("function_temperature"))
-        return guided_policy([t.schema for t in self.tools(task)], is_read_only)
+        reproduce = reproduce_command(task.payload["project"], list(task.payload.get("FAIL_TO_PASS") or []))
+        return guided_policy([t.schema for t in self.tools(task)], is_read_only, reproduce)
 
     def is_final(self, message: Message) -> bool:
         """A turn without tool calls ends a code rollout (after ``submit``, or an answer block)."""

@@ -39,7 +39,8 @@ from typing import Any
 
 from schemas import Message
 from synthesizers.agent_loop import TurnInfo, TurnPolicy
-from synthesizers.domains.code.tools import bash_command
+from synthesizers.domains.code.localize import (Window, calls_and_results, editable_lines, frame_windows,
+                                                 is_real_edit, latest_snapshot)
 from synthesizers.guided_calls import TRIGGER, required_call
 
 SUBMIT = "submit"
@@ -47,18 +48,15 @@ SUBMIT = "submit"
 SUBMIT_ROOM_TOKENS = 96
 CLOSING_MAX_TOKENS = 48
 REPEAT_TEMPERATURE = 1.0
+NEW_STR_MAX_CHARS = 240
 
 
 def _changed_checkout(messages: list[Message], is_read_only) -> bool:
-    """True once a tool observation shows an edit landed, or a non-read-only bash command ran."""
-    calls = {c.id: c for m in messages if m.role == "assistant" for c in m.tool_calls}
-    for m in messages:
-        if m.role != "tool" or m.tool_call_id not in calls:
-            continue
-        call = calls[m.tool_call_id]
-        if call.function.name == "edit" and m.content.startswith("Edited "):
+    """True once an edit changed a file, or a non-read-only bash command ran."""
+    for name, args, result in calls_and_results(messages):
+        if is_real_edit(name, args, result):
             return True
-        if call.function.name == "bash" and bash_command(call).strip() and not is_read_only(bash_command(call)):
+        if name == "bash" and str(args.get("command", "")).strip() and not is_read_only(str(args["command"])):
             return True
     return False
 
@@ -78,9 +76,62 @@ def _repeating(messages: list[Message]) -> bool:
     return a == b
 
 
-def guided_policy(tool_schemas: list[dict[str, Any]], is_read_only) -> TurnPolicy:
+def _narrowed(name: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """A tool schema whose arguments are held to ``parameters`` for one turn's grammar."""
+    return {"type": "function", "function": {"name": name, "parameters": parameters}}
+
+
+def run_tests_call(command: str) -> dict[str, Any]:
+    """The turn runs the task's own reproduce command (the one its prompt names)."""
+    return _narrowed("bash", {"type": "object", "properties": {"command": {"type": "string", "enum": [command]}},
+                              "required": ["command"]})
+
+
+def view_call(windows: list[Window]) -> dict[str, Any]:
+    """A ``view`` of one of ``windows`` (the traceback's library frames): the model picks the frame."""
+    return _narrowed("view", {"anyOf": [
+        {"type": "object", "properties": {k: {"enum": [v]} for k, v in w.arguments().items()},
+         "required": ["path", "start_line", "end_line"]} for w in windows]})
+
+
+def edit_call(path: str, lines: list[str]) -> dict[str, Any]:
+    """An ``edit`` of ``path`` whose old_str is one of ``lines`` (shown, so it exists); the model
+    picks the line and writes new_str (at most twice the longest line, so it cannot run away)."""
+    room = min(NEW_STR_MAX_CHARS, 2 * max(len(line) for line in lines) + 16)
+    return _narrowed("edit", {"type": "object", "properties": {
+        "path": {"type": "string", "enum": [path]}, "old_str": {"type": "string", "enum": lines},
+        "new_str": {"type": "string", "maxLength": room}}, "required": ["path", "old_str", "new_str"]})
+
+
+def localized_calls(messages: list[Message], reproduce: str) -> list[dict[str, Any]] | str | None:
+    """The narrowed calls a localized turn may make (see the module docstring), ``SUBMIT`` when
+    the rollout's fix passed its own test run, or None when nothing is localized (no traceback
+    frame in the checkout's source yet): then the turn is free exploration."""
+    history = calls_and_results(messages)
+    if not history:
+        return [run_tests_call(reproduce)]
+    name, args, result = history[-1]
+    if is_real_edit(name, args, result):
+        return [run_tests_call(reproduce)]
+    runs = [(i, r) for i, (n, a, r) in enumerate(history) if n == "bash" and a.get("command") == reproduce]
+    if not runs:
+        return None
+    last_run, output = runs[-1]
+    if last_run == len(history) - 1 and output.startswith("exit code: 0") and any(
+            is_real_edit(*h) for h in history[:last_run]):
+        return SUBMIT
+    viewed = {(str(a.get("path")), a.get("start_line"), a.get("end_line")) for n, a, _ in history if n == "view"}
+    windows = [w for w in frame_windows(output) if (w.path, w.start_line, w.end_line) not in viewed]
+    calls = [view_call(windows)] if windows else []
+    if (snapshot := latest_snapshot(messages)) is not None and (lines := editable_lines(snapshot[1])):
+        calls.append(edit_call(snapshot[0], lines))
+    return calls or None
+
+
+def guided_policy(tool_schemas: list[dict[str, Any]], is_read_only, reproduce: str | None = None) -> TurnPolicy:
     """The policy for one rollout's tools (see the module docstring); ``is_read_only(command)``
-    decides whether a bash command could have changed the checkout."""
+    decides whether a bash command could have changed the checkout; ``reproduce`` (the task's
+    failing-test command) turns on the localized turns."""
     names = tuple(t.get("function", t)["name"] for t in tool_schemas)
     explore = required_call(tool_schemas, only=tuple(n for n in names if n != SUBMIT))
     anything = required_call(tool_schemas)
@@ -88,12 +139,21 @@ def guided_policy(tool_schemas: list[dict[str, Any]], is_read_only) -> TurnPolic
     closing = {"assistant_prefix": "", "structured_outputs": None, "stop": (TRIGGER,),
                "max_tokens": CLOSING_MAX_TOKENS}
 
+    def unchanged(command: str) -> bool:  # the task's own test run changes nothing
+        return command == reproduce or is_read_only(command)
+
     def policy(messages: list[Message], info: TurnInfo) -> dict[str, Any]:
         if _just_submitted(messages):
             return closing
         if info.turns_left <= 1 or info.tokens_left < SUBMIT_ROOM_TOKENS:
             return submit_only
-        fields = anything if _changed_checkout(messages, is_read_only) else explore
+        localized = localized_calls(messages, reproduce) if reproduce else None
+        if localized == SUBMIT:
+            return submit_only
+        if localized:
+            fields = required_call(localized)
+        else:
+            fields = anything if _changed_checkout(messages, unchanged) else explore
         return {**fields, "temperature": REPEAT_TEMPERATURE} if _repeating(messages) else fields
 
     return policy

@@ -11,7 +11,8 @@ from schemas import Message, Task
 from synthesizers.agent_loop import Budget, TurnInfo, run_agent
 from synthesizers.domains.base import ToolContext
 from synthesizers.domains.code.domain import CodeDomain
-from synthesizers.domains.code.policy import CLOSING_MAX_TOKENS, SUBMIT_ROOM_TOKENS
+from synthesizers.domains.code.domain import is_read_only
+from synthesizers.domains.code.policy import CLOSING_MAX_TOKENS, SUBMIT_ROOM_TOKENS, guided_policy
 from synthesizers.domains.code.tools import code_tools
 from synthesizers.engines.base import SamplingParams
 from tests.fakes import FakeEngine
@@ -72,6 +73,11 @@ def fake_tools() -> list[FakeCodeTool]:
     return [FakeCodeTool(t, RESULTS[t.name]) for t in code_tools()]
 
 
+def free_policy():
+    """The guided policy with nothing localized (no reproduce command): the rules for free exploration."""
+    return guided_policy([t.schema for t in code_tools()], is_read_only)
+
+
 def test_policy_only_for_guided_tasks():
     domain = CodeDomain()
     assert domain.turn_policy(PLAIN) is None
@@ -88,7 +94,7 @@ async def test_a_guided_rollout_view_edit_submit_then_closing_words():
     result = await run_agent(engine, domain.initial_messages(GUIDED), fake_tools(),
                              ctx=ToolContext(task=GUIDED), params=SamplingParams(max_tokens=300, seed=1),
                              budget=Budget(max_turns=12, max_total_tokens=4096), is_final=domain.is_final,
-                             turn_policy=domain.turn_policy(GUIDED))
+                             turn_policy=free_policy())
     assert [allowed_tools(p) for _, p in engine.seen] == [
         {"bash", "view", "edit"}, {"bash", "view", "edit"}, {"bash", "view", "edit", "submit"}, None]
     assert [p.assistant_prefix for _, p in engine.seen] == ["<tool_call>"] * 3 + [""]
@@ -99,7 +105,7 @@ async def test_a_guided_rollout_view_edit_submit_then_closing_words():
 
 
 def test_last_turn_and_low_token_room_allow_only_submit():
-    policy = CodeDomain().turn_policy(GUIDED)
+    policy = free_policy()
     start = CodeDomain().initial_messages(GUIDED)
     assert allowed_tools(policy(start, TurnInfo(turn=0, turns_left=5, tokens_left=3000))) == {"bash", "view", "edit"}
     assert allowed_tools(policy(start, TurnInfo(turn=11, turns_left=1, tokens_left=3000))) == {"submit"}
@@ -111,7 +117,7 @@ def test_last_turn_and_low_token_room_allow_only_submit():
 
 def test_what_unlocks_submit():
     """A failed edit or a read-only command does not change the checkout; `sed -i` or a landed edit does."""
-    policy = CodeDomain().turn_policy(GUIDED)
+    policy = free_policy()
     info = TurnInfo(turn=2, turns_left=6, tokens_left=3000)
     start = CodeDomain().initial_messages(GUIDED)
 
@@ -187,7 +193,7 @@ def test_guided_turn_grammars_hold_the_real_tool_schemas():
 
     from synthesizers.domains.code.tools import COMMAND_MAX_CHARS
 
-    policy = CodeDomain().turn_policy(GUIDED)
+    policy = free_policy()
     first = policy(CodeDomain().initial_messages(GUIDED), TurnInfo(turn=0, turns_left=12, tokens_left=3000))
     g = xgr.Grammar.from_structural_tag(first["structured_outputs"]["structural_tag"])
 
@@ -205,7 +211,7 @@ def test_guided_turn_grammars_hold_the_real_tool_schemas():
 def test_a_repeated_call_makes_the_next_turn_hotter():
     from synthesizers.domains.code.policy import REPEAT_TEMPERATURE
 
-    policy = CodeDomain().turn_policy(GUIDED)
+    policy = free_policy()
     info = TurnInfo(turn=3, turns_left=6, tokens_left=3000)
     echo = [msg_call("bash", "c1", command="echo"), Message(role="tool", content="exit code: 0", tool_call_id="c1"),
             msg_call("bash", "c2", command="echo"), Message(role="tool", content="exit code: 0", tool_call_id="c2")]

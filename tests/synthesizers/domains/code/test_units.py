@@ -208,7 +208,7 @@ def test_reproduce_command():
 
     project = {"name": "p", "pytest_args": ["-o", "addopts="], "test_paths": ["tests"]}
     cmd = reproduce_command(project, ["tests.test_m.C::test_a[1-2]", "tests.test_m.C::test_a[3-4]", "tests.t::test_b"])
-    assert cmd == "python3 -m pytest -q -o addopts= tests -k 'test_a or test_b'"
+    assert cmd == "python3 -m pytest -q -x --tb=short -o addopts= tests -k 'test_a or test_b'"
     payload = {"project": project | {"version": "1"}, "FAIL_TO_PASS": ["tests.t::test_b"], "problem_statement": "x"}
     plain = Task(id="t", domain="code", kind="repo", payload=payload)
     assert cmd.split(" -k ")[0] in CodeDomain().initial_messages(plain)[1].content

@@ -1,0 +1,192 @@
+"""Localized guided turns (``localize`` + ``policy.localized_calls``): the rollout runs the task's
+own reproduce command, opens a traceback frame of the library, edits a line it was shown, runs
+the test again, and submits once it passes. Driven through the real agent loop with a scripted
+engine and scripted tools; the grammars are checked with xgrammar."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import xgrammar as xgr
+from xgrammar.testing import _is_grammar_accept_string as accepts
+
+from schemas import Message, Task
+from synthesizers.agent_loop import Budget, TurnInfo, run_agent
+from synthesizers.domains.base import ToolContext
+from synthesizers.domains.code.domain import CodeDomain, reproduce_command
+from synthesizers.domains.code.localize import (editable_lines, frame_windows, latest_snapshot, library_frames,
+                                                parse_view)
+from synthesizers.domains.code.tools import code_tools
+from synthesizers.engines.base import SamplingParams
+from tests.fakes import FakeEngine
+from tests.synthesizers.domains.code.test_policy import allowed_tools, call, msg_call
+
+PROJECT = {"name": "p", "version": "1", "pytest_args": ["-o", "addopts="], "test_paths": ["tests"]}
+TASK = Task(id="t", domain="code", kind="repo", payload={"project": PROJECT, "FAIL_TO_PASS": ["tests.test_m::test_b"],
+                                                         "problem_statement": "x", "guided": True})
+REPRODUCE = reproduce_command(PROJECT, ["tests.test_m::test_b"])
+# Real pytest --tb=short output (itsdangerous, a chained exception), the paths made up where noted.
+FAILING = """exit code: 1
+.......F
+=================================== FAILURES ===================================
+___________ TestURLSafeSerializer.test_changed_value[zlib-<lambda>0] ___________
+src/pkg/url_safe.py:46: in load_payload
+    json = zlib.decompress(json)
+E   zlib.error: Error -3 while decompressing data: incorrect header check
+
+The above exception was the direct cause of the following exception:
+tests/test_pkg/test_serializer.py:66: in test_changed_value
+    assert serializer.loads(signed) == value
+/usr/lib/python3.11/zlib_helpers.py:10: in helper
+    pass
+src/pkg/serializer.py:341: in loads
+    return self.load_payload(signer.unsign(s))
+src/pkg/url_safe.py:48: in load_payload
+    raise BadPayload(
+E   pkg.exc.BadPayload: Could not zlib decompress the payload
+=========================== short test summary info ============================
+FAILED tests/test_pkg/test_url_safe.py::test_changed_value[zlib-<lambda>0]
+1 failed, 55 passed, 222 deselected in 0.62s"""
+VIEW = """src/pkg/url_safe.py (lines 38-52 of 83):
+   38          except Exception as e:
+   39              raise BadPayload(
+   40                  "Could not base64 decode",
+   41  
+   42          if decompress:
+   43              try:
+   44                  json = zlib.decompress(json)
+   45              except Exception as e:
+   46              except Exception as e:
+[31 more lines; view with start_line=53]"""
+
+
+def test_library_frames_are_the_checkouts_own_non_test_files_innermost_last():
+    assert library_frames(FAILING) == [("src/pkg/url_safe.py", 46), ("src/pkg/serializer.py", 341),
+                                       ("src/pkg/url_safe.py", 48)]
+    assert [w.arguments() for w in frame_windows(FAILING)][-1] == {"path": "src/pkg/url_safe.py", "start_line": 36,
+                                                                   "end_line": 52}
+    clipped = "exit code: 1\nsrc/pkg/a.py:3: in f\n[... 900 characters cut ...]\nkg/b.py:7: in g\nsrc/pkg/c.py:9: in h"
+    assert library_frames(clipped) == [("src/pkg/a.py", 3), ("src/pkg/c.py", 9)]  # not the line cut mid-way
+    assert frame_windows("exit code: 1\ntests/test_m.py:3: in test_b\nE   assert 1 == 2") == []
+
+
+def test_view_snapshot_follows_the_rollouts_edits():
+    path, lines = parse_view(VIEW)
+    assert path == "src/pkg/url_safe.py" and lines[0] == (38, "        except Exception as e:") and len(lines) == 9
+    assert parse_view("Error: no such file or directory: x.py") is None
+    assert parse_view("src/ contains:\na.py") is None
+    shown = [text for _, text in lines]
+    offered = editable_lines(shown)
+    assert "                json = zlib.decompress(json)" in offered
+    assert "" not in offered and "            except Exception as e:" not in offered  # blank; shown twice (ambiguous)
+    convo = [msg_call("view", "c1", path=path), Message(role="tool", content=VIEW, tool_call_id="c1", name="view"),
+             msg_call("edit", "c2", path=path, old_str="        if decompress:", new_str="        if not decompress:"),
+             Message(role="tool", content="Edited src/pkg/url_safe.py. ...", tool_call_id="c2", name="edit"),
+             msg_call("edit", "c3", path=path, old_str="            try:", new_str="            pass"),
+             Message(role="tool", content="Error: old_str occurs 2 times", tool_call_id="c3", name="edit")]
+    now = latest_snapshot(convo)[1]
+    assert "        if not decompress:" in now and "        if decompress:" not in now
+    assert "            try:" in now  # the failed edit changed nothing
+
+
+@dataclass
+class ScriptedTool:
+    """A code tool's real schema; its result is a function of the call's arguments."""
+
+    inner: Any
+    result: Callable[[dict[str, Any]], str]
+    needs_sandbox: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        return self.inner.schema
+
+    def run(self, arguments, ctx):
+        return self.result(arguments)
+
+
+def tools(state: dict[str, bool]) -> list[ScriptedTool]:
+    """The test fails until an edit removes `not` from `if not decompress:`."""
+    def bash(args):
+        return "exit code: 0\n1 passed" if state.get("fixed") else FAILING
+
+    def edit(args):
+        if args["new_str"] == "        if decompress:":
+            state["fixed"] = True
+        return f"Edited {args['path']}. The lines around the change now read:\n   42  {args['new_str']}"
+
+    results = {"bash": bash, "view": lambda args: VIEW.replace("if decompress", "if not decompress"), "edit": edit,
+               "submit": lambda args: "Submitted. Your patch against the starting checkout:\n<patch>\n</patch>"}
+    return [ScriptedTool(t, results[t.name]) for t in code_tools()]
+
+
+def grammar(params: SamplingParams) -> Any:
+    return xgr.Grammar.from_structural_tag(params.structured_outputs["structural_tag"])
+
+
+def body(name: str, **arguments: Any) -> str:  # the prefix already wrote "<tool_call>"
+    return f"\n{json.dumps({'name': name, 'arguments': arguments})}\n</tool_call>"
+
+
+async def test_localized_rollout_runs_views_edits_retests_then_submits():
+    window = frame_windows(FAILING)[-1].arguments()
+    broken = "        if not decompress:"
+    engine = FakeEngine([call("bash", command=REPRODUCE), call("view", **window),
+                         call("edit", path=window["path"], old_str=broken, new_str="        if (not decompress):"),
+                         call("bash", command=REPRODUCE),
+                         call("edit", path=window["path"], old_str="        if (not decompress):",
+                              new_str="        if decompress:"),
+                         call("bash", command=REPRODUCE), call("submit"), "Done."])
+    domain = CodeDomain()
+    result = await run_agent(engine, domain.initial_messages(TASK), tools({}), ctx=ToolContext(task=TASK),
+                             params=SamplingParams(max_tokens=300, seed=1), budget=Budget(max_turns=12),
+                             is_final=domain.is_final, turn_policy=domain.turn_policy(TASK))
+    sent = [p for _, p in engine.seen]
+    assert [allowed_tools(p) for p in sent] == [{"bash"}, {"view"}, {"view", "edit"}, {"bash"}, {"view", "edit"},
+                                                {"bash"}, {"submit"}, None]
+    assert result.stop_reason == "final_answer"
+    first = grammar(sent[0])  # only the task's own reproduce command
+    assert accepts(first, body("bash", command=REPRODUCE))
+    assert not accepts(first, body("bash", command="echo"))
+    view = grammar(sent[1])  # only windows around the traceback's library frames
+    assert accepts(view, body("view", **window))
+    assert accepts(view, body("view", path="src/pkg/serializer.py", start_line=329, end_line=345))
+    assert not accepts(view, body("view", path="src/pkg/url_safe.py", start_line=1, end_line=52))
+    assert not accepts(view, body("view", path="tests/test_pkg/test_serializer.py", start_line=56, end_line=70))
+    edit = grammar(sent[2])  # a shown line of the viewed file; the replacement is free (bounded)
+    assert accepts(edit, body("edit", path=window["path"], old_str=broken, new_str="        if decompress:"))
+    assert not accepts(edit, body("edit", path=window["path"], old_str="if not", new_str="if"))  # not a whole line
+    assert not accepts(edit, body("edit", path="src/pkg/serializer.py", old_str=broken, new_str="x"))
+    assert not accepts(edit, body("edit", path=window["path"], old_str=broken, new_str="x" * 500))
+    assert not accepts(edit, body("view", **window))  # that window was seen already
+    # the second edit may name the line as the first edit left it (the snapshot follows the edits)
+    assert accepts(grammar(sent[4]), body("edit", path=window["path"], old_str="        if (not decompress):",
+                                          new_str="        if decompress:"))
+    assert not accepts(grammar(sent[4]), body("edit", path=window["path"], old_str=broken, new_str="x"))
+
+
+def test_a_no_op_edit_neither_retests_nor_unlocks_submit_and_no_frame_means_free_exploration():
+    policy = CodeDomain().turn_policy(TASK)
+    info = TurnInfo(turn=3, turns_left=6, tokens_left=3000)
+    start = CodeDomain().initial_messages(TASK)
+    window = frame_windows(FAILING)[-1].arguments()
+    ran = [msg_call("bash", "c1", command=REPRODUCE), Message(role="tool", content=FAILING, tool_call_id="c1"),
+           msg_call("view", "c2", **window), Message(role="tool", content=VIEW, tool_call_id="c2")]
+    same = "        if decompress:"
+    noop = [msg_call("edit", "c3", path=window["path"], old_str=same, new_str=same),
+            Message(role="tool", content="Edited src/pkg/url_safe.py.", tool_call_id="c3")]
+    assert allowed_tools(policy(start + ran + noop, info)) == {"view", "edit"}
+    # a passing run without an edit before it is no fix: no submit
+    passing = [msg_call("bash", "c1", command=REPRODUCE), Message(role="tool", content="exit code: 0", tool_call_id="c1")]
+    assert allowed_tools(policy(start + passing, info)) == {"bash", "view", "edit"}
+    # the failure is an assertion in the test itself: no library frame, so the turn explores freely
+    assertion = "exit code: 1\ntests/test_m.py:3: in test_b\n    assert f() == 2\nE   assert 1 == 2"
+    no_frame = [msg_call("bash", "c1", command=REPRODUCE), Message(role="tool", content=assertion, tool_call_id="c1")]
+    assert allowed_tools(policy(start + no_frame, info)) == {"bash", "view", "edit"}
+    assert allowed_tools(policy(start, info)) == {"bash"}  # a rollout always starts with the reproduce command
