@@ -34,7 +34,7 @@ from synthesizers.domains.deep_research.questions import (
 )
 from synthesizers.domains.deep_research.search_index import CACHE_DIR, SearchIndex
 
-VERSION = 1  # bump when construction changes, so old caches are not reused
+VERSION = 2  # bump when construction changes, so old caches are not reused
 Writer = Callable[[Candidate, int], Awaitable[str | None]]
 
 WRITER_SYSTEM = "You write one quiz question for a research assistant. Reply with the question only."

@@ -12,6 +12,8 @@ Options (``domain_options``, all optional):
   forcing: true             (small-model help, see ``forcing.py``: every turn is one guided
                              call; search first, answer on the last turn; doc ids only from
                              this rollout's results)
+  results_order: best_first (default) | best_last  (search results listed best match last,
+                             for a small model that copies the last thing it read; ``tools.py``)
 
 Where the search service runs: the tools start it lazily, once per node, on
 their first call (``backends.ensure_local_service``), inside whatever process
@@ -33,7 +35,8 @@ from synthesizers.domains.deep_research.forcing import ForcedCalls
 from synthesizers.domains.deep_research.tools import make_tools
 
 NAME = "deep-research"
-OPTION_KEYS = {"corpus", "search", "questions", "f1_threshold", "require_retrieved", "forcing"}
+OPTION_KEYS = {"corpus", "search", "questions", "f1_threshold", "require_retrieved", "forcing", "results_order"}
+RESULTS_ORDERS = ("best_first", "best_last")
 QUESTION_KEYS = {"count", "seed", "hops", "reverse_fraction", "leak_k", "writer"}
 DEFAULT_COUNT = 64
 
@@ -74,6 +77,9 @@ class DeepResearchDomain:
         search = dict(options.get("search") or {"backend": "local"})
         if search.get("backend", "local") == "local":
             search["corpus"] = corpus_spec
+        results_order = options.get("results_order", "best_first")
+        if results_order not in RESULTS_ORDERS:
+            raise ValueError(f"deep-research results_order must be one of {list(RESULTS_ORDERS)}, got {results_order!r}")
         order = list(range(len(rows)))
         random.Random(f"deep-research:{seed}").shuffle(order)  # the run seed picks the order, not the set
         extras = {
@@ -81,6 +87,7 @@ class DeepResearchDomain:
             "f1_threshold": float(options.get("f1_threshold", 0.8)),
             "require_retrieved": bool(options.get("require_retrieved", True)),
             "forcing": bool(options.get("forcing", True)),
+            "results_order": results_order,
         }
         return (self._task(rows[i], corpus_spec, extras) for i in order[:limit])
 
@@ -150,7 +157,8 @@ class DeepResearchDomain:
         return ForcedCalls([t.schema for t in self.tools(task)]) if task.payload.get("forcing", True) else None
 
     def tools(self, task: Task) -> list[Tool]:
-        return make_tools(backend_from_spec(task.payload.get("search")))
+        best_last = task.payload.get("results_order") == "best_last"
+        return make_tools(backend_from_spec(task.payload.get("search")), best_last=best_last)
 
     def is_final(self, message: Message) -> bool:
         """An ``answer`` call ends the rollout; so does a plain-text "Final answer:" line."""

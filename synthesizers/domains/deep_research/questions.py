@@ -80,13 +80,15 @@ def _a(description: str) -> str:
     return ("an " if desc[:1].lower() in "aeiou" else "a ") + desc
 
 
-def first_new_year(doc: Doc, earlier: list[Doc]) -> str | None:
-    """The first year in ``doc`` that no earlier hop (text or title) mentions."""
+def first_year(doc: Doc, earlier: list[Doc]) -> str | None:
+    """The first year ``doc``'s summary mentions, if no earlier hop (text or title) nor its
+    own title mentions it: the year question asks for the *first* year, so a later year
+    would be a wrong gold, and a year an earlier hop shows would need no last hop."""
+    match = _YEAR.search(doc.text)
+    if match is None:
+        return None
     seen = " ".join(d.title + " " + d.text for d in earlier) + " " + doc.title
-    for match in _YEAR.finditer(doc.text):
-        if match.group(1) not in seen:
-            return match.group(1)
-    return None
+    return None if match.group(1) in seen else match.group(1)
 
 
 def aliases_for(title: str) -> list[str]:
@@ -110,7 +112,7 @@ def forward_candidates(graph: LinkGraph, rng: random.Random, hops: int, tries: i
         head = f'The Wikipedia summary of "{chain[0].title}" mentions {_a(chain[1].description)}'
         if hops == 3:
             head += f", and that subject's summary mentions {_a(chain[2].description)}"
-        year = first_new_year(chain[-1], chain[:-1])
+        year = first_year(chain[-1], chain[:-1])
         if year and rng.random() < 0.6:
             q = f"{head}. What is the first year mentioned in the summary about that {'last ' if hops == 3 else ''}subject?"
             return Candidate("forward", "year", chain, year, [], [chain[-1].doc_id], q)

@@ -72,60 +72,11 @@ def test_prompt_and_tools():
     msgs = d.initial_messages(task)
     assert [m.role for m in msgs] == ["system", "user"] and msgs[1].content == "Who?"
     assert [t.name for t in d.tools(task)] == ["search", "open", "find", "answer"]
+    assert "best match first" in d.tools(task)[0].schema["function"]["description"]
+    last = task.model_copy(update={"payload": {**task.payload, "results_order": "best_last"}})
+    assert d.tools(last)[0].best_last and "best match last" in d.tools(last)[0].schema["function"]["description"]
 
 
-def _grammar(overrides):
-    import xgrammar as xgr
-
-    return xgr.Grammar.from_structural_tag(overrides["structured_outputs"]["structural_tag"])
-
-
-def _accepts(overrides, text):
-    from xgrammar.testing import _is_grammar_accept_string
-
-    return _is_grammar_accept_string(_grammar(overrides), text)
-
-
-def test_forcing_policy_searches_first_answers_last_and_cites_only_seen_docs():
-    from schemas import Task
-    from synthesizers.agent_loop import TurnInfo
-    from synthesizers.domains.deep_research.forcing import ANSWER_MAX_CHARS, answer_candidates, seen_doc_ids
-
-    d = DeepResearchDomain()
-    task = Task(id="t", domain="deep-research", payload={"question": "Who?", "search": {"backend": "http", "url": "http://127.0.0.1:1"}})
-    policy = d.turn_policy(task)
-    start = [Message(role="system", content="s"),
-             Message(role="user", content='Which country is mentioned in both "Kano (city)" and "Niger"?')]
-    call = lambda name, args: "\n" + json.dumps({"name": name, "arguments": args}) + "\n</tool_call>"  # noqa: E731
-
-    first = policy(start, TurnInfo(0, 6, 1000))
-    assert first["assistant_prefix"] == "<tool_call>"
-    assert _accepts(first, call("search", {"query": "Kano Niger"}))
-    assert not _accepts(first, call("answer", {"answer": "Nigeria", "citations": ["d00001"]}))  # search first
-    assert not _accepts(first, "It is Nigeria.")  # no prose instead of a call
-
-    results = Message(role="tool", name="search", tool_call_id="c0",
-                      content="[d04242] Kano (city)\n    Kano is a city in Nigeria\n[d00007] Niger\n    Niger is ...")
-    searched = start + [assistant(("search", {"query": "Kano"})), results]
-    assert seen_doc_ids(searched) == ["d04242", "d00007"]
-    assert answer_candidates(searched) == ["Nigeria"]  # "Kano", "Niger" are the question's own names
-    middle = policy(searched, TurnInfo(1, 5, 1000))
-    assert _accepts(middle, call("open", {"doc_id": "d04242"}))
-    assert not _accepts(middle, call("open", {"doc_id": "d90042"}))  # the worked example's id, never seen
-    assert _accepts(middle, call("answer", {"answer": "Nigeria", "citations": ["d04242"]}))
-    assert not _accepts(middle, call("answer", {"answer": "Nigeria", "citations": []}))  # evidence required
-    assert not _accepts(middle, call("answer", {"answer": "x" * (ANSWER_MAX_CHARS + 1), "citations": ["d04242"]}))
-    assert not _accepts(middle, call("answer", {"answer": "Paris", "citations": ["d04242"]}))  # never read
-    assert not _accepts(middle, call("answer", {"answer": "Niger", "citations": ["d04242"]}))  # named by the question
-    assert not _accepts(middle, call("search", {"query": "Kano"}))  # no tool twice in a row
-    opened = searched + [assistant(("open", {"doc_id": "d04242"})),
-                         Message(role="tool", name="open", tool_call_id="c1", content="[d04242] Kano (city)\nKano lies in Nigeria.")]
-    assert _accepts(policy(opened, TurnInfo(2, 4, 1000)), call("search", {"query": "Niger"}))
-
-    for info in (TurnInfo(5, 1, 1000), TurnInfo(2, 4, 50)):  # last turn, or little room: only an answer
-        last = policy(searched, info)
-        assert _accepts(last, call("answer", {"answer": "Nigeria", "citations": ["d00007", "d04242"]}))
-        assert not _accepts(last, call("search", {"query": "more"}))
-
-    off = Task(id="t", domain="deep-research", payload={"question": "Who?", "search": {"backend": "http", "url": "http://127.0.0.1:1"}, "forcing": False})
-    assert d.turn_policy(off) is None
+def test_results_order_option_is_checked():
+    with pytest.raises(ValueError, match="results_order must be one of"):
+        list(DeepResearchDomain().seed_tasks({"results_order": "random"}, limit=1, seed=0))

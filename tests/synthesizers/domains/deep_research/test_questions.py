@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 
 import pytest
 
 from synthesizers.domains.deep_research import construction
 from synthesizers.domains.deep_research.corpus import Corpus, Doc
-from synthesizers.domains.deep_research.questions import Candidate, LinkGraph, check_question, forward_candidates
+from synthesizers.domains.deep_research.questions import Candidate, LinkGraph, check_question, first_year, forward_candidates
 from synthesizers.engines.base import Completion
 
 
@@ -64,6 +65,25 @@ def test_forward_chains_link_documents_and_answers_lie_in_the_last(full_corpus):
             assert b in graph.links(a)
         assert c.answer_doc_ids == [c.docs[-1].doc_id]
         assert c.answer.lower() in c.docs[-1].text.lower()
+
+
+def test_year_answer_is_the_first_year_of_the_last_summary_and_new():
+    assert first_year(KUBRICK, [FILM]) == "1928"
+    # The summary's first year is one the earlier hop already shows: no year question
+    # (the first *new* year, 1999, would be a wrong gold for "the first year mentioned").
+    remake = doc("r", "Remake", "Announced in 1968, released in 1999.")
+    assert first_year(remake, [FILM]) is None
+    assert first_year(doc("n", "None", "No years here."), [FILM]) is None
+
+
+def test_year_questions_ask_for_the_first_year_of_their_answer_document(full_corpus):
+    graph, rng, years = LinkGraph(full_corpus), random.Random(5), 0
+    for _ in range(60):
+        c = forward_candidates(graph, rng, 2)
+        if c is not None and c.answer_type == "year":
+            years += 1
+            assert re.search(r"\b(?:1[0-9]{3}|20[0-9]{2})\b", c.docs[-1].text).group() == c.answer
+    assert years >= 5
 
 
 class ScriptedWriter:

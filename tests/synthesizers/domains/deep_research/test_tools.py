@@ -34,6 +34,16 @@ def test_search_open_find_answer_over_the_real_service(service):
     assert answer.run({"answer": "x", "citations": [doc_id]}, c) == "Answer recorded."
 
 
+def test_best_last_lists_the_same_results_worst_first(service):
+    backend = HttpSearchBackend(service.url)
+    best_first = SearchTool(backend).run({"query": "Stanley Kubrick film director", "k": 3}, ctx())
+    best_last = SearchTool(backend, best_last=True).run({"query": "Stanley Kubrick film director", "k": 3}, ctx())
+    blocks = lambda text: [b for b in text.split("\n[") if b]  # noqa: E731
+    assert len(blocks(best_first)) == 3
+    assert [b.lstrip("[") for b in blocks(best_last)] == [b.lstrip("[") for b in reversed(blocks(best_first))]
+    assert best_last.splitlines()[-2].endswith("Stanley Kubrick")  # the best match is the last one read
+
+
 def test_tool_errors_are_model_readable(service):
     backend = HttpSearchBackend(service.url)
     c = ctx()

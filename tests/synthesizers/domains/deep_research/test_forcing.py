@@ -1,0 +1,134 @@
+"""The small-model turn policy (``forcing.py``): each rule is checked on the grammar it
+builds (xgrammar accepts or rejects the exact text a turn would be)."""
+
+from __future__ import annotations
+
+import json
+
+import xgrammar as xgr
+from xgrammar.testing import _is_grammar_accept_string
+
+from schemas import Message, Task, ToolCall
+from synthesizers.agent_loop import TurnInfo
+from synthesizers.domains.deep_research.domain import DeepResearchDomain
+from synthesizers.domains.deep_research.forcing import (
+    ANSWER_MAX_CHARS,
+    candidates_by_doc,
+    openable,
+    query_candidates,
+    seen_doc_ids,
+)
+
+TASK = Task(id="t", domain="deep-research", payload={"question": "Who?", "search": {"backend": "http", "url": "http://127.0.0.1:1"}})
+QUESTION = 'Which country in West Africa is mentioned in both the Wikipedia summary of "Kano (city)" and that of "Niger"?'
+SEARCH_RESULT = "[d00007] Niger\n    Niger borders Nigeria and Chad.\n[d04242] Kano (city)\n    Kano is a city in Nigeria, near Lagos."
+PAGE = "[d04242] Kano (city) (characters 0-60 of 60)\nKano is the capital of Kano State in Nigeria. Lagos is far."
+
+
+def assistant(name, args, i=0):
+    return Message(role="assistant", content="", tool_calls=[ToolCall.make(f"c{i}", name, args)])
+
+
+def tool(name, content, i=0):
+    return Message(role="tool", name=name, tool_call_id=f"c{i}", content=content)
+
+
+def start(question=QUESTION):
+    return [Message(role="system", content="s"), Message(role="user", content=question)]
+
+
+def searched(question=QUESTION, result=SEARCH_RESULT):
+    return start(question) + [assistant("search", {"query": "Kano"}), tool("search", result)]
+
+
+def opened():
+    return searched() + [assistant("open", {"doc_id": "d04242"}, 1), tool("open", PAGE, 1)]
+
+
+def policy():
+    return DeepResearchDomain().turn_policy(TASK)
+
+
+def accepts(overrides, name, args):
+    grammar = xgr.Grammar.from_structural_tag(overrides["structured_outputs"]["structural_tag"])
+    text = "\n" + json.dumps({"name": name, "arguments": args}) + "\n</tool_call>"
+    return _is_grammar_accept_string(grammar, text)
+
+
+def test_first_turn_is_one_search_call():
+    first = policy()(start(), TurnInfo(0, 6, 1000))
+    assert first["assistant_prefix"] == "<tool_call>"
+    assert accepts(first, "search", {"query": "Kano Niger"})  # the first query is free
+    assert not accepts(first, "answer", {"citations": ["d00001"], "answer": "Nigeria"})
+    grammar = xgr.Grammar.from_structural_tag(first["structured_outputs"]["structural_tag"])
+    assert not _is_grammar_accept_string(grammar, "It is Nigeria.")  # no prose instead of a call
+
+
+def test_open_takes_only_the_latest_results_not_yet_opened():
+    msgs = searched()
+    assert seen_doc_ids(msgs) == ["d00007", "d04242"] and openable(msgs) == ["d00007", "d04242"]
+    turn = policy()(msgs, TurnInfo(1, 5, 1000))
+    assert accepts(turn, "open", {"doc_id": "d04242"})
+    assert not accepts(turn, "open", {"doc_id": "d90042"})  # the worked example's id, never seen
+    assert not accepts(turn, "search", {"query": "Niger"})  # no tool twice in a row
+    assert openable(opened()) == ["d00007"]
+    again = opened() + [assistant("search", {"query": "Niger"}, 2), tool("search", "[d04242] Kano (city)\n    Kano ...", 2)]
+    assert openable(again) == []  # the only result is open already
+    assert not accepts(policy()(again, TurnInfo(3, 3, 1000)), "open", {"doc_id": "d04242"})
+
+
+def test_a_later_search_never_repeats_a_query():
+    msgs = opened()
+    queries = query_candidates(msgs)
+    assert queries[:2] == ["Kano (city)", "Niger"]  # the question's quoted titles first
+    assert "Kano" not in queries and "Lagos" in queries  # run already / read in a result
+    turn = policy()(msgs, TurnInfo(2, 4, 1000))
+    assert accepts(turn, "search", {"query": "Niger"})
+    assert not accepts(turn, "search", {"query": "Kano"})
+    assert not accepts(turn, "search", {"query": "anything at all"})
+
+
+def test_answer_cites_one_document_then_names_something_it_shares():
+    msgs = opened()
+    # "Lagos" is read in one document only, and the question asks what "both" mention.
+    assert candidates_by_doc(msgs) == {"d00007": ["Nigeria"], "d04242": ["Nigeria"]}
+    turn = policy()(msgs, TurnInfo(2, 4, 1000))
+    assert accepts(turn, "answer", {"citations": ["d04242"], "answer": "Nigeria"})
+    assert not accepts(turn, "answer", {"citations": ["d04242"], "answer": "Lagos"})
+    assert not accepts(turn, "answer", {"citations": ["d04242"], "answer": "Niger"})  # named by the question
+    assert not accepts(turn, "answer", {"citations": [], "answer": "Nigeria"})  # evidence required
+    assert not accepts(turn, "answer", {"citations": ["d04242", "d00007"], "answer": "Nigeria"})  # one document
+    assert not accepts(turn, "answer", {"citations": ["d99999"], "answer": "Nigeria"})  # never seen
+
+
+def test_answer_kind_follows_the_question():
+    question = 'The Wikipedia summary of "Magna Carta" mentions a country. What is the first year mentioned in the summary about that subject?'
+    result = "[d02821] England\n    England became a unified state in 927 and the Kingdom of England in 1066.\n"
+    msgs = searched(question, result)
+    assert candidates_by_doc(msgs) == {"d02821": ["1066"]}  # a year; 927 is not four digits
+    turn = policy()(msgs, TurnInfo(1, 1, 1000))
+    assert accepts(turn, "answer", {"citations": ["d02821"], "answer": "1066"})
+    assert not accepts(turn, "answer", {"citations": ["d02821"], "answer": "Kingdom of England"})
+    # A question about one summary keeps every name of the cited document, except its own title.
+    names = candidates_by_doc(searched("Which kingdom is mentioned in the summary about that subject?", result))
+    assert names == {"d02821": ["Kingdom of England"]}
+
+
+def test_free_answer_before_anything_answer_like_is_read():
+    msgs = searched(result="[d00001] Zzz\n    nothing capitalised here.")
+    assert candidates_by_doc(msgs) == {}
+    turn = policy()(msgs, TurnInfo(1, 1, 1000))
+    assert accepts(turn, "answer", {"citations": ["d00001"], "answer": "a guess"})
+    assert not accepts(turn, "answer", {"citations": ["d00001"], "answer": "x" * (ANSWER_MAX_CHARS + 1)})
+
+
+def test_last_turn_or_little_room_allows_only_the_answer():
+    for info in (TurnInfo(5, 1, 1000), TurnInfo(2, 4, 50)):
+        last = policy()(opened(), info)
+        assert accepts(last, "answer", {"citations": ["d00007"], "answer": "Nigeria"})
+        assert not accepts(last, "search", {"query": "Niger"})
+
+
+def test_forcing_off_means_no_policy():
+    off = TASK.model_copy(update={"payload": {**TASK.payload, "forcing": False}})
+    assert DeepResearchDomain().turn_policy(off) is None
