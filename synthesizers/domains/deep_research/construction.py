@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import random
 import threading
 from collections import Counter
@@ -24,6 +23,7 @@ from typing import Any, Awaitable, Callable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from schemas.atomic import atomic_write
 from synthesizers.domains.deep_research.corpus import Corpus
 from synthesizers.domains.deep_research.questions import (
     Candidate,
@@ -169,10 +169,7 @@ def cache_path(corpus: Corpus, params: dict[str, Any], cache_dir: Path | None = 
 def write_rows(path: Path, rows: list[dict[str, Any]], stats: dict[str, int]) -> None:
     table = pa.Table.from_pylist(rows) if rows else pa.table({"id": pa.array([], pa.string())})
     table = table.replace_schema_metadata({"trajforge.construction_stats": json.dumps(stats)})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)  # atomic: readers see the old file or the whole new one
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))  # readers see the old file or the whole new one
 
 
 def read_rows(path: Path) -> tuple[list[dict[str, Any]], dict[str, int]]:
