@@ -189,8 +189,9 @@ class CodeDomain:
 
         if "function" in task.payload:
             return function_policy(task.payload["function"]["prompt"], task.payload.get("function_temperature"))
-        reproduce = reproduce_command(task.payload["project"], list(task.payload.get("FAIL_TO_PASS") or []))
-        return guided_policy([t.schema for t in self.tools(task)], is_read_only, reproduce)
+        project, f2p = task.payload["project"], list(task.payload.get("FAIL_TO_PASS") or [])
+        return guided_policy([t.schema for t in self.tools(task)], is_read_only, reproduce_command(project, f2p),
+                             f2p[:3], list(project.get("source") or []))
 
     def is_final(self, message: Message) -> bool:
         """A turn without tool calls ends a code rollout (after ``submit``, or an answer block)."""

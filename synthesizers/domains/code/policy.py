@@ -6,7 +6,7 @@ wrote prose or a python block and the rollout ended at turn one). A
 prefix it also admitted free text. So each turn of a guided rollout is
 ``guided_calls.required_call``: exactly one schema-valid call; the model still
 picks the tool and writes every argument (the command, the path, the strings
-of an edit). The policy only narrows *which* tools a turn may call:
+of an edit). The policy only narrows *which* calls a turn may make:
 
 * ``submit`` is withheld until the rollout has changed the checkout (a
   successful ``edit``, or a ``bash`` command that is not plainly read-only):
@@ -17,6 +17,20 @@ of an edit). The policy only narrows *which* tools a turn may call:
 * a turn after two identical calls in a row is sampled hotter (``REPEAT_TEMPERATURE``):
   the small model otherwise repeats one call until the budget runs out (2026-11-23, runs/code-h1:
   ``echo`` eleven times, a missing file six times);
+* localized turns (``localized_calls``; the domain passes the task's reproduce command): free
+  exploration looped (views of one file again and again, made-up paths, echoes; 0 of 18 in
+  runs/code-h1), so a repo rollout follows the steps of a SWE-smith agent and each turn's call is
+  narrowed to what the rollout itself has seen (``localize``): the first turn runs the reproduce
+  command its prompt names; then a ``view`` of a window around one of the traceback's frames in
+  the library's own files (the model picks the frame; a window seen already is not offered again),
+  or an ``edit`` of the latest viewed file whose ``old_str`` is one of the lines shown (so it
+  exists; the model picks the line and writes ``new_str``, bounded by ``NEW_STR_MAX_CHARS``);
+  after an edit that changed a line, the reproduce command again; once it passes, ``submit``.
+  Without a library frame (the failure is an assertion in the test) the turn may instead ``grep``
+  for the definition of a name the test calls (or of the test's own name less ``test_``) in the
+  project's source, and view a window from a definition found; with nothing to offer, the turn
+  explores freely.
+  Nothing here reads the gold patch or the mutation: only the rollout's own observations;
 * after a ``submit`` the next turn is free text that stops before any
   ``<tool_call>``: a call-free turn is final for the code domain
   (``CodeDomain.is_final``), so the rollout ends with the model's own closing
@@ -39,8 +53,9 @@ from typing import Any
 
 from schemas import Message
 from synthesizers.agent_loop import TurnInfo, TurnPolicy
-from synthesizers.domains.code.localize import (Window, calls_and_results, editable_lines, frame_windows,
-                                                 is_real_edit, latest_snapshot)
+from synthesizers.domains.code.localize import (MAX_FRAMES, Window, calls_and_results, definition_windows,
+                                                 editable_lines, frame_windows, is_real_edit, latest_snapshot,
+                                                 search_commands)
 from synthesizers.guided_calls import TRIGGER, required_call
 
 SUBMIT = "submit"
@@ -103,10 +118,11 @@ def edit_call(path: str, lines: list[str]) -> dict[str, Any]:
         "new_str": {"type": "string", "maxLength": room}}, "required": ["path", "old_str", "new_str"]})
 
 
-def localized_calls(messages: list[Message], reproduce: str) -> list[dict[str, Any]] | str | None:
+def localized_calls(messages: list[Message], reproduce: str, tests: list[str] = (), source: list[str] = ()
+                    ) -> list[dict[str, Any]] | str | None:
     """The narrowed calls a localized turn may make (see the module docstring), ``SUBMIT`` when
     the rollout's fix passed its own test run, or None when nothing is localized (no traceback
-    frame in the checkout's source yet): then the turn is free exploration."""
+    frame in the library, nothing found by a search, nothing viewed): then the turn explores freely."""
     history = calls_and_results(messages)
     if not history:
         return [run_tests_call(reproduce)]
@@ -120,18 +136,30 @@ def localized_calls(messages: list[Message], reproduce: str) -> list[dict[str, A
     if last_run == len(history) - 1 and output.startswith("exit code: 0") and any(
             is_real_edit(*h) for h in history[:last_run]):
         return SUBMIT
+    calls = []
+    commands = {str(a.get("command")) for n, a, _ in history if n == "bash"}
+    windows = frame_windows(output)
+    if not windows:  # an assertion in the test itself: search for what it calls, view what was found
+        if searches := [c for c in search_commands(output, list(tests), list(source)) if c not in commands]:
+            calls.append(_narrowed("bash", {"type": "object", "properties": {
+                "command": {"type": "string", "enum": searches}}, "required": ["command"]}))
+        found = [r for n, a, r in history if n == "bash" and str(a.get("command", "")).startswith("grep ")]
+        windows = [w for r in found for w in definition_windows(r)][:2 * MAX_FRAMES]
     viewed = {(str(a.get("path")), a.get("start_line"), a.get("end_line")) for n, a, _ in history if n == "view"}
-    windows = [w for w in frame_windows(output) if (w.path, w.start_line, w.end_line) not in viewed]
-    calls = [view_call(windows)] if windows else []
+    if windows := [w for w in windows if (w.path, w.start_line, w.end_line) not in viewed]:
+        calls.append(view_call(windows))
     if (snapshot := latest_snapshot(messages)) is not None and (lines := editable_lines(snapshot[1])):
         calls.append(edit_call(snapshot[0], lines))
     return calls or None
 
 
-def guided_policy(tool_schemas: list[dict[str, Any]], is_read_only, reproduce: str | None = None) -> TurnPolicy:
+def guided_policy(tool_schemas: list[dict[str, Any]], is_read_only, reproduce: str | None = None,
+                  tests: list[str] = (), source: list[str] = ()) -> TurnPolicy:
     """The policy for one rollout's tools (see the module docstring); ``is_read_only(command)``
     decides whether a bash command could have changed the checkout; ``reproduce`` (the task's
-    failing-test command) turns on the localized turns."""
+    failing-test command) turns on the localized turns; ``tests`` (the failing test ids its prompt
+    names) and ``source`` (the project's source folders) make the searches of a failure without
+    a library frame."""
     names = tuple(t.get("function", t)["name"] for t in tool_schemas)
     explore = required_call(tool_schemas, only=tuple(n for n in names if n != SUBMIT))
     anything = required_call(tool_schemas)
@@ -147,7 +175,7 @@ def guided_policy(tool_schemas: list[dict[str, Any]], is_read_only, reproduce: s
             return closing
         if info.turns_left <= 1 or info.tokens_left < SUBMIT_ROOM_TOKENS:
             return submit_only
-        localized = localized_calls(messages, reproduce) if reproduce else None
+        localized = localized_calls(messages, reproduce, tests, source) if reproduce else None
         if localized == SUBMIT:
             return submit_only
         if localized:

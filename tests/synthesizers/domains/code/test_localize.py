@@ -190,3 +190,31 @@ def test_a_no_op_edit_neither_retests_nor_unlocks_submit_and_no_frame_means_free
     no_frame = [msg_call("bash", "c1", command=REPRODUCE), Message(role="tool", content=assertion, tool_call_id="c1")]
     assert allowed_tools(policy(start + no_frame, info)) == {"bash", "view", "edit"}
     assert allowed_tools(policy(start, info)) == {"bash"}  # a rollout always starts with the reproduce command
+
+
+def test_without_a_library_frame_the_rollout_searches_for_what_the_test_calls():
+    task = Task(id="s", domain="code", kind="repo",
+                payload={"project": {**PROJECT, "source": ["src/pkg"]}, "problem_statement": "x", "guided": True,
+                         "FAIL_TO_PASS": ["tests.test_m::test_partition_all[2]"]})
+    policy = CodeDomain().turn_policy(task)
+    reproduce = reproduce_command(task.payload["project"], task.payload["FAIL_TO_PASS"])
+    info = TurnInfo(turn=1, turns_left=8, tokens_left=3000)
+    start = CodeDomain().initial_messages(task)
+    assertion = ("exit code: 1\ntests/test_m.py:9: in test_partition_all\n    assert list(partition_all(2, seq)) == "
+                 "[(1, 2)]\nE   assert [(1,)] == [(1, 2)]")
+    ran = [msg_call("bash", "c1", command=reproduce), Message(role="tool", content=assertion, tool_call_id="c1")]
+    first = policy(start + ran, info)
+    assert allowed_tools(first) == {"bash"}  # nothing seen yet to view or edit: search
+    search = "grep -rnE '(def|class) partition_all\\b' src/pkg | head -5"
+    assert accepts(grammar(SamplingParams(**first)), body("bash", command=search))
+    assert not accepts(grammar(SamplingParams(**first)), body("bash", command="grep -rn list src/pkg"))  # a builtin
+    assert not accepts(grammar(SamplingParams(**first)), body("bash", command="ls"))
+    found = ran + [msg_call("bash", "c2", command=search),
+                   Message(role="tool", content="exit code: 0\nsrc/pkg/it.py:700:def partition_all(n, seq):",
+                           tool_call_id="c2")]
+    second = policy(start + found, info)
+    assert allowed_tools(second) == {"view"}  # the one search is done; its definition can be viewed
+    assert accepts(grammar(SamplingParams(**second)), body("view", path="src/pkg/it.py", start_line=700,
+                                                           end_line=724))
+    assert not accepts(grammar(SamplingParams(**second)), body("view", path="src/pkg/it.py", start_line=1,
+                                                               end_line=24))
