@@ -62,7 +62,7 @@ def verify(
     output: Path = typer.Option(..., "--output", "-o", help="JSONL: {id, passed, score, reason}"),
     workers: int = typer.Option(4, help="rows verified at once"),
 ) -> None:
-    """Re-verify a dataset (math and function-level code)."""
+    """Re-verify a dataset: any domain and task kind with a verifier (sandboxed rows run in their task's image)."""
     from pipelines.verify_cmd import verify_file
 
     summary = verify_file(input, output, workers=workers)

@@ -4,10 +4,17 @@ Input, one JSON object a line: ``{"id", "domain", "task": {...}, "messages": [..
 Output, one line each: ``{"id", "passed", "score", "reason"}`` in input order.
 A malformed line gets ``passed: false`` with the reason and the run goes on;
 the output file appears only when complete (atomic write).
+
+Sandboxed rows run in the image their domain names for the task (the optional
+domain hook ``sandbox_image(task)``: a repo-level code task runs in its
+project's image, test deps baked in), one pool per image, made on first use;
+other rows in the base image. A task whose image cannot be made fails with
+the reason; the other rows go on.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,6 +23,9 @@ from typing import Any, Callable
 
 from pipelines.atomic import write_text
 from schemas import Task, Verdict, messages_from_openai
+from pipelines.worker import ImagePools
+from sandboxes.image import ensure_image
+from synthesizers.domains.registry import get_domain
 from verifiers.registry import get_verifier, infer_kind
 
 
@@ -47,7 +57,7 @@ def verify_file(
     output_path: Path,
     *,
     workers: int = 4,
-    sandbox_pool_factory: Callable[[], Any] | None = None,
+    sandbox_pool_factory: Callable[[str], Any] | None = None,
     on_row: Callable[[], None] = lambda: None,
 ) -> VerifySummary:
     input_path = Path(input_path)
@@ -61,16 +71,7 @@ def verify_file(
         except Exception as exc:
             row_id = _loose_id(line, n)
             parsed.append((row_id, None, f"bad input on line {n}: {type(exc).__name__}: {exc}"))
-    pool = None
-    needs_sandbox = False
-    for _, task, _ in parsed:
-        if task is not None:
-            try:
-                needs_sandbox |= get_verifier(task.domain, task.kind).needs_sandbox
-            except ValueError:
-                pass
-    if needs_sandbox:
-        pool = sandbox_pool_factory() if sandbox_pool_factory else _default_pool()
+    pools = ImagePools(ensure_image, sandbox_pool_factory or _default_pool)
 
     def judge(item) -> Verdict:
         row_id, task, messages = item
@@ -79,7 +80,7 @@ def verify_file(
                 return Verdict(passed=False, reason=str(messages))
             verifier = get_verifier(task.domain, task.kind)
             if verifier.needs_sandbox:
-                with pool.acquire() as box:
+                with pools.pool_for(_image_for(task)).acquire() as box:
                     return verifier.verify(task, messages, box)
             return verifier.verify(task, messages, None)
         except Exception as exc:
@@ -91,8 +92,7 @@ def verify_file(
         with ThreadPoolExecutor(max_workers=max(1, workers)) as ex:
             verdicts = list(ex.map(judge, parsed))
     finally:
-        if pool is not None:
-            pool.close()
+        pools.close()
     summary = VerifySummary(total=len(parsed))
     out_lines = []
     for (row_id, task, _), verdict in zip(parsed, verdicts):
@@ -111,8 +111,21 @@ def _loose_id(line: str, n: int) -> str:
         return f"line-{n}"
 
 
-def _default_pool():
-    from sandboxes.docker_backend import DockerSandboxPool
-    from sandboxes.image import ensure_image
+@functools.lru_cache(maxsize=None)
+def _domain(name: str) -> Any:
+    try:
+        return get_domain(name)
+    except ValueError:  # a verifier without a synthesizer domain: the base image
+        return None
 
-    return DockerSandboxPool(image=ensure_image(), size=2)
+
+def _image_for(task: Task) -> str | None:
+    """The image the task's domain asks for (``sandbox_image`` hook), or None: the base image."""
+    hook = getattr(_domain(task.domain), "sandbox_image", None)
+    return hook(task) if hook is not None else None
+
+
+def _default_pool(image: str):
+    from sandboxes.docker_backend import DockerSandboxPool
+
+    return DockerSandboxPool(image=image, size=2)

@@ -57,7 +57,7 @@ def test_function_level_code_rows_run_in_the_sandbox(tmp_path, sandbox_pool):
         code_row("spoof", "    import sys; sys.exit(0)"),
     ]))
     out = tmp_path / "out.jsonl"
-    verify_file(src, out, sandbox_pool_factory=lambda: _Borrowed(sandbox_pool))
+    verify_file(src, out, sandbox_pool_factory=lambda image: _Borrowed(sandbox_pool))
     results = {r["id"]: r["passed"] for r in map(json.loads, out.read_text().splitlines())}
     assert results == {"right": True, "wrong": False, "spoof": False}
 

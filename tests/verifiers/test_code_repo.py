@@ -140,3 +140,30 @@ def test_tool_call_ids_must_match(code_project):
     msgs = [Message(role="assistant", tool_calls=[call]),
             Message(role="tool", name="submit", tool_call_id="a", content="<patch>\nx</patch>")]
     assert submitted_patch(msgs) is None
+
+
+def test_trajforge_verify_runs_repo_rows_in_the_project_image(code_project, task, code_pool, tmp_path):
+    """`trajforge verify` on repo-level rows: each row goes to a pool of the image its domain
+    names for the task (the project's, test deps baked in), and the verdicts are the verifier's."""
+    import json
+
+    from pipelines.verify_cmd import verify_file
+    from synthesizers.domains.code.images import ensure_project_image
+
+    def row(rid, patch):
+        return {"id": rid, "domain": "code", "task": task.payload, "messages": [m.to_openai() for m in submit_messages(patch)]}
+
+    class Borrowed:  # the session pool, without letting verify_file close it
+        def acquire(self):
+            return code_pool.acquire()
+
+        def close(self):
+            pass
+
+    asked = []
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in [row("fix", fix_patch(code_project)), row("noop", "")]) + "\n")
+    summary = verify_file(src, out, workers=1, sandbox_pool_factory=lambda image: asked.append(image) or Borrowed())
+    results = {r["id"]: r["passed"] for r in map(json.loads, out.read_text().splitlines())}
+    assert results == {"fix": True, "noop": False} and summary.passed == 1
+    assert asked == [ensure_project_image(code_project)]  # one pool, of the project's image

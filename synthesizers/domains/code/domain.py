@@ -156,8 +156,12 @@ class CodeDomain:
         return iter(tasks[:limit] if limit is not None else tasks)
 
     def sandbox_image(self, task: Task) -> str | None:
-        """The project's image (its test deps baked in), built once per project and process."""
+        """The project's image (its test deps baked in), built once per project and process;
+        None (the base image) for a task of no project (a standalone function task)."""
         from synthesizers.domains.code.images import ensure_project_image
+
+        if "project" not in task.payload:
+            return None
 
         spec = ProjectSpec.from_dict(task.payload["project"])
         with _image_lock:
