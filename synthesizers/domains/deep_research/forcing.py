@@ -14,17 +14,20 @@ what a rollout can sensibly do at that point:
 - ``open`` takes only doc ids that this rollout's latest search listed and
   that it has not opened yet (a made-up id can never be evidence anyway; the
   model otherwise reopened one document, or opened the worked example's ids);
-- a later ``search`` never repeats an earlier query: its query is one of the
-  question's quoted titles and names, or a name read so far (the next hop),
-  not yet searched (the model repeated its first query up to five times);
+- a later ``search`` never repeats an earlier query: while a title the
+  question quotes is unsearched, its query is such a title (the documents the
+  question names come first), then one of the question's names or a name read
+  so far (the next hop) (the model repeated its first query up to five times);
 - the answer cites one document first and then names something read *in that
   document* (``candidates_by_doc``) -- the verifier's evidence rule, stated as
   a grammar: an ``anyOf`` with one branch per document read. The answer is of
   the kind the question asks for (a year for "which year"/"when", otherwise a
   name), never one the question itself names, never the cited document's own
-  title, and for a question about what two summaries "both" mention, a name
-  that at least two of the documents read mention. Before anything
-  answer-like is read, a short free string citing seen doc ids.
+  title, never a capitalised word that only opens sentences ("It", "Later").
+  For a question about what the summaries of "A" and "B" both mention: once A
+  or B has been seen, one of them is cited, and the name is one both mention
+  when both were seen (``_shared``). Before anything answer-like is read, a
+  short free string citing seen doc ids.
 
 Why the per-document answer: with one flat list of every name read (about 39
 per rollout), SmolLM2-135M picked the gold answer in 0 of the 23 rollouts
@@ -41,6 +44,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections import Counter
 from typing import Any
 
 from schemas import Message
@@ -62,6 +66,7 @@ _ASKS_SHARED = re.compile(r"\bboth\b", re.IGNORECASE)
 _QUOTED = re.compile(r'"([^"]{2,80})"')
 _QUESTION_WORDS = {"Which", "What", "Who", "When", "Where", "How", "In", "The"}
 MAX_QUERIES = 48
+_JOINERS = re.compile(r"^(?:(?:of|the|and|de|del|da|du|la|le|von|van|al|bin) +)*")
 _PAGE_SPAN = re.compile(r"\s*\(characters \d+-\d+ of \d+\)\s*$")
 _NEXT = {"search": ("open", "answer"), "open": ("search", "find", "answer"), "find": ("search", "open", "answer")}
 
@@ -96,15 +101,30 @@ def seen_doc_ids(messages: list[Message]) -> list[str]:
 
 
 def _spans(text: str, want_year: bool) -> list[str]:
-    """Years, or names (a run of capitalised words; "A and B" also gives A and B; no
-    possessive 's; a leading "The" optional), in order of appearance."""
+    """Years, or names, in order of appearance. A name is a run of capitalised words ("A and B"
+    also gives A and B; no possessive 's; a leading "The" optional). Capitals that only open
+    sentences are not names: a one-word "name" seen only at a sentence start ("It", "They",
+    "Later") is dropped, and a run that opens a sentence also yields itself without its
+    first word ("Like Saturn" -> "Saturn")."""
     if want_year:
         return list(dict.fromkeys(_YEAR.findall(text)))
     found: dict[str, None] = {}
-    for match in _NAME.findall(text):
-        for name in (match, *match.split(" and "), match.removeprefix("The ")):
-            found[re.sub(r"['’]s?$", "", name.strip())] = None
-    return list(found)
+    mid_sentence: set[str] = set()
+    openers: set[str] = set()  # one-word runs seen at a sentence start
+    for match in _NAME.finditer(text):
+        name = match.group()
+        before = text[max(0, match.start() - 3):match.start()].rstrip(" \t\"'“‘(")
+        at_start = not before or before[-1] in ".!?:;\n…"
+        variants = [name, *name.split(" and "), name.removeprefix("The ")]
+        if at_start and " " in name:
+            variants.append(_JOINERS.sub("", name.split(" ", 1)[1]))
+        elif at_start:
+            openers.add(name)
+        else:
+            mid_sentence.add(name)
+        for variant in variants:
+            found[re.sub(r"['’]s?$", "", _JOINERS.sub("", variant.strip()))] = None
+    return [n for n in found if n not in openers or n in mid_sentence]
 
 
 def candidates_by_doc(messages: list[Message]) -> dict[str, list[str]]:
@@ -113,17 +133,27 @@ def candidates_by_doc(messages: list[Message]) -> dict[str, list[str]]:
     question = _question(messages)
     asked = question.lower()
     want_year = bool(_ASKS_YEAR.search(question))
-    by_doc: dict[str, list[str]] = {}
-    for doc_id, (title, text) in doc_texts(messages).items():
-        by_doc[doc_id] = [s for s in _spans(text, want_year)
-                          if 1 < len(s) <= ANSWER_MAX_CHARS and s.lower() not in asked and s != title]
+    docs = doc_texts(messages)
+    by_doc = {doc_id: [s for s in _spans(text, want_year)
+                       if 1 < len(s) <= ANSWER_MAX_CHARS and s.lower() not in asked and s != title]
+              for doc_id, (title, text) in docs.items()}
     if _ASKS_SHARED.search(question):
-        count: dict[str, int] = {}
-        for spans in by_doc.values():
-            for s in set(spans):
-                count[s] = count.get(s, 0) + 1
-        by_doc = {d: [s for s in spans if count[s] >= 2] for d, spans in by_doc.items()}
-    return {d: spans[:MAX_PER_DOC] for d, spans in list(by_doc.items()) if spans}
+        by_doc = _shared(by_doc, {d: title for d, (title, _) in docs.items()}, question)
+    return {d: spans[:MAX_PER_DOC] for d, spans in by_doc.items() if spans}
+
+
+def _shared(by_doc: dict[str, list[str]], titles: dict[str, str], question: str) -> dict[str, list[str]]:
+    """Answers to 'which X do the summaries of "A" and "B" both mention': once A's or B's
+    document has been seen, only those may be cited, with a name both mention when both are
+    seen (else any name of the one seen); before, a name that two documents read mention."""
+    quoted = set(_QUOTED.findall(question))
+    named = [d for d, title in titles.items() if title in quoted]
+    if named:
+        common = set.intersection(*(set(by_doc[d]) for d in named))
+        return {d: [s for s in by_doc[d] if s in common] or by_doc[d] for d in named}
+    count = Counter(s for spans in by_doc.values() for s in set(spans))
+    shared = {d: [s for s in spans if count[s] >= 2] for d, spans in by_doc.items()}
+    return shared if any(shared.values()) else by_doc
 
 
 def _answer_parameters(by_doc: dict[str, list[str]], doc_ids: list[str]) -> dict[str, Any]:
@@ -162,14 +192,18 @@ def _calls(messages: list[Message], name: str) -> list[dict[str, Any]]:
 
 
 def query_candidates(messages: list[Message]) -> list[str]:
-    """Queries a later search may run: the question's quoted titles and names, then the names
-    read so far, minus every query already run (compared case-insensitively)."""
+    """Queries a later search may run, never one already run (compared case-insensitively):
+    while a title the question quotes is unsearched, only such titles (the documents the
+    question names come first); then the question's names and the names read so far."""
     question = _question(messages)
     run = {str(a.get("query", "")).strip().lower() for a in _calls(messages, "search")}
+    quoted = [q.strip() for q in _QUOTED.findall(question) if q.strip().lower() not in run]
+    if quoted:
+        return list(dict.fromkeys(quoted))
     names = [n.split(" ", 1)[1] if n.split(" ", 1)[0] in _QUESTION_WORDS and " " in n else n
-             for n in _spans(_QUOTED.sub(" ", question), want_year=False)]
+             for n in _spans(question, want_year=False)]
     read = [s for _, text in doc_texts(messages).values() for s in _spans(text, want_year=False)]
-    found = dict.fromkeys(q.strip() for q in [*_QUOTED.findall(question), *names, *read])
+    found = dict.fromkeys(q.strip() for q in [*names, *read])
     return [q for q in found if 1 < len(q) <= ANSWER_MAX_CHARS and q.lower() not in run
             and q not in _QUESTION_WORDS and q != "Wikipedia"][:MAX_QUERIES]
 

@@ -77,15 +77,43 @@ def test_open_takes_only_the_latest_results_not_yet_opened():
     assert not accepts(policy()(again, TurnInfo(3, 3, 1000)), "open", {"doc_id": "d04242"})
 
 
-def test_a_later_search_never_repeats_a_query():
+def test_a_later_search_never_repeats_a_query_and_names_the_quoted_documents_first():
     msgs = opened()
-    queries = query_candidates(msgs)
-    assert queries[:2] == ["Kano (city)", "Niger"]  # the question's quoted titles first
-    assert "Kano" not in queries and "Lagos" in queries  # run already / read in a result
+    assert query_candidates(msgs) == ["Kano (city)", "Niger"]  # the question's quoted titles, unsearched
     turn = policy()(msgs, TurnInfo(2, 4, 1000))
     assert accepts(turn, "search", {"query": "Niger"})
-    assert not accepts(turn, "search", {"query": "Kano"})
+    assert not accepts(turn, "search", {"query": "Lagos"})  # not while a named document is unsearched
     assert not accepts(turn, "search", {"query": "anything at all"})
+    both = msgs + [assistant("search", {"query": "niger"}, 2), tool("search", "[d00007] Niger\n    Niger ...", 2),
+                   assistant("search", {"query": "Kano (city)"}, 3), tool("search", "[d04242] Kano (city)\n    ...", 3)]
+    queries = query_candidates(both)
+    assert "Lagos" in queries and "West Africa" in queries  # read in a result / named by the question
+    assert not {"Kano", "Niger", "niger", "Kano (city)"} & set(queries)  # run already (any case)
+    assert not accepts(policy()(both, TurnInfo(5, 2, 1000)), "search", {"query": "Kano"})
+
+
+def test_names_skip_words_that_only_open_sentences():
+    from synthesizers.domains.deep_research.forcing import _spans
+
+    text = "It lies in Europe. They say it is old. Like Saturn, Titan has air. Later, Rome grew. Poland and Rome trade."
+    names = _spans(text, want_year=False)
+    assert {"Europe", "Saturn", "Titan", "Rome", "Poland"} <= set(names)
+    assert not {"It", "They", "Later"} & set(names)  # capitals only at a sentence start
+
+
+def test_shared_question_cites_a_named_document_and_a_name_both_mention():
+    question = 'Which sea is mentioned in both the Wikipedia summary of "Europe" and that of "Ukraine"?'
+    europe = "[d1] Europe\n    Europe borders the Black Sea and the Baltic Sea near Russia."
+    council = "[d9] Council of Europe\n    The council sits in Strasbourg near the Black Sea."
+    one = searched(question, council + "\n" + europe)
+    assert candidates_by_doc(one) == {"d1": ["Black Sea and the Baltic Sea", "Black Sea", "Baltic Sea", "Russia"]}  # the named one
+    both = one + [assistant("search", {"query": "Ukraine"}, 1),
+                  tool("search", "[d2] Ukraine\n    Ukraine lies on the Black Sea next to Russia.", 1)]
+    assert candidates_by_doc(both) == {"d1": ["Black Sea", "Russia"], "d2": ["Black Sea", "Russia"]}
+    turn = policy()(both, TurnInfo(3, 1, 1000))
+    assert accepts(turn, "answer", {"citations": ["d2"], "answer": "Black Sea"})
+    assert not accepts(turn, "answer", {"citations": ["d9"], "answer": "Black Sea"})  # not a named document
+    assert not accepts(turn, "answer", {"citations": ["d1"], "answer": "Baltic Sea"})  # Ukraine's never names it
 
 
 def test_answer_cites_one_document_then_names_something_it_shares():
