@@ -166,14 +166,17 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     return tuple(known)
 
 
+INTERRUPTED = 130
+
+
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        # Not standalone: typer *returns* 130 for Ctrl-C (or SIGTERM, see run.py) instead of raising.
+        code = app(standalone_mode=False)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        print("interrupted: re-run the same command to resume", file=sys.stderr)
-        sys.exit(130)
+        code = INTERRUPTED
     except Exception as exc:  # click usage errors print themselves
         import click
 
@@ -184,6 +187,10 @@ def main() -> None:
             print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line, never wrapped
             sys.exit(2)
         raise
+    if code == INTERRUPTED:
+        print("interrupted: re-run the same command to resume", file=sys.stderr)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +97,19 @@ def init_ray(config: RunConfig) -> None:
         runtime_env={"env_vars": env},
         logging_level="ERROR",
     )
+    _sigterm_unwinds()
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _sigterm_unwinds() -> None:
+    """SIGTERM (``kill PID``, a scheduler's stop) unwinds like Ctrl-C, so the ``finally`` blocks
+    close every rollout worker and its engine. Installed after ``ray.init``, whose own handler
+    ends the driver at once and leaves a vLLM engine's worker processes running."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
 def _rollout_units(config: RunConfig, units: list[Unit], store: TrajectoryStore, run_id: str, events: RunEvents) -> tuple[list[str], int]:

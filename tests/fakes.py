@@ -15,6 +15,7 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from schemas import Message
@@ -26,9 +27,10 @@ def _h(*parts: object) -> int:
 
 
 class ScriptedEngine:
-    def __init__(self, delay_s: float = 0.0, **_: Any):
+    def __init__(self, delay_s: float = 0.0, closed_marker: str | None = None, **_: Any):
         self.model_id = "scripted"
         self.delay_s = float(delay_s)
+        self.closed_marker = closed_marker  # a file written by close(): the engine was shut down cleanly
         self.calls = 0
 
     async def chat(self, messages: list[Message], *, tools=None, params: SamplingParams = SamplingParams()) -> Completion:
@@ -48,7 +50,8 @@ class ScriptedEngine:
         return Completion(text=text, finish_reason="stop", prompt_tokens=10 * len(messages), completion_tokens=len(text) // 4)
 
     async def close(self) -> None:
-        return None
+        if self.closed_marker:
+            Path(self.closed_marker).write_text("closed")
 
 
 @dataclass

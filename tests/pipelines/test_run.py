@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.ray, pytest.mark.docker, pytest.mark.slow]
 
 
-def scripted_config(tmp_path: Path, *, limit: int, delay: float = 0.0, per_unit: int = 4) -> Path:
+def scripted_config(tmp_path: Path, *, limit: int, delay: float = 0.0, per_unit: int = 4, marker: str = "") -> Path:
     path = tmp_path / "run.yaml"
     path.write_text(
         f"""
@@ -34,7 +34,7 @@ seed: 7
 limit: {limit}
 engine:
   model: "python:tests.fakes:ScriptedEngine"
-  options: {{delay_s: {delay}}}
+  options: {{delay_s: {delay}, closed_marker: "{marker}"}}
 agent: {{max_turns: 3, concurrency: 8}}
 branching: {{enabled: true, k: 2}}
 units: {{tasks_per_unit: {per_unit}}}
@@ -86,17 +86,35 @@ def _launch(config: Path, out: Path) -> subprocess.Popen:
     )
 
 
+def _wait_for_units(proc: subprocess.Popen, run_dir: Path, count: int, timeout_s: float = 240) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        done = list((run_dir / "trajectories").glob("unit-*.parquet")) if (run_dir / "trajectories").exists() else []
+        if len(done) >= count or proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, f"run finished before it could be stopped:\n{proc.stdout.read()}"
+
+
+def test_sigterm_unwinds_like_ctrl_c_and_closes_the_engines(tmp_path):
+    """A scheduler's stop (SIGTERM to the driver) closes every rollout worker's engine (a vLLM
+    engine's processes would otherwise outlive the run) and says how to resume."""
+    marker = tmp_path / "engine-closed"
+    config = scripted_config(tmp_path, limit=24, delay=0.25, per_unit=2, marker=str(marker))
+    proc = _launch(config, tmp_path / "run")
+    _wait_for_units(proc, tmp_path / "run", 1)
+    proc.send_signal(signal.SIGTERM)  # the driver only, as `kill PID` does
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, output
+    assert "interrupted: re-run the same command to resume" in output
+    assert marker.read_text() == "closed"
+
+
 def test_sigkill_midway_then_resume_loses_and_duplicates_nothing(tmp_path):
     config = scripted_config(tmp_path, limit=24, delay=0.25, per_unit=2)
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     proc = _launch(config, killed)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        done = list((killed / "trajectories").glob("unit-*.parquet")) if (killed / "trajectories").exists() else []
-        if len(done) >= 2 or proc.poll() is not None:
-            break
-        time.sleep(0.2)
-    assert proc.poll() is None, f"run finished before it could be killed:\n{proc.stdout.read()}"
+    _wait_for_units(proc, killed, 2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     units_before = len(list((killed / "trajectories").glob("unit-*.parquet")))
