@@ -10,6 +10,7 @@ from the instance's gold patch or mutation metadata.
 
 from __future__ import annotations
 
+import builtins
 import json
 import keyword
 import re
@@ -32,7 +33,7 @@ _DEF_HIT = re.compile(r"^([\w][\w./-]*\.py):(\d+):\s*(?:async\s+)?(?:def|class)\
 _CALLED = re.compile(r"([A-Za-z_]\w{2,})\s*\(")
 DEF_WINDOW = 24  # lines shown from a definition on
 MAX_SEARCHES = 6
-_NOT_SEARCHED = {"assert", "isinstance", "len", "list", "dict", "set", "tuple", "str", "int", "float", "bool",
+_NOT_SEARCHED = set(dir(builtins)) | {"assert", "isinstance", "len", "list", "dict", "set", "tuple", "str", "int", "float", "bool",
                  "range", "sorted", "print", "repr", "type", "getattr", "setattr", "hasattr", "iter", "next",
                  "raises", "approx", "mark", "parametrize", "fixture", "self", "super", "object", "Exception"}
 
@@ -136,6 +137,11 @@ def latest_snapshot(messages: list[Message]) -> tuple[str, list[str]] | None:
     return snapshot
 
 
+_NOT_CODE = ("#", '"', "'", ">>>", ")", "]", "}")
+
+
 def editable_lines(lines: list[str]) -> list[str]:
-    """Lines an ``edit`` may name as old_str: not blank, shown once (so the choice is unambiguous)."""
-    return [line for line in dict.fromkeys(lines) if line.strip() and lines.count(line) == 1]
+    """Lines an ``edit`` may name as old_str: code (not blank, a comment, a string or docstring
+    line, a closing bracket), shown once (so the choice is unambiguous)."""
+    return [line for line in dict.fromkeys(lines)
+            if line.strip() and not line.strip().startswith(_NOT_CODE) and lines.count(line) == 1]

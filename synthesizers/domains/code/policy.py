@@ -48,6 +48,7 @@ it copied the prompt and closed the block at once (2026-11-23, runs/code-h1-fn).
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -64,6 +65,8 @@ SUBMIT_ROOM_TOKENS = 96
 CLOSING_MAX_TOKENS = 48
 REPEAT_TEMPERATURE = 1.0
 NEW_STR_MAX_CHARS = 240
+NEW_STR_SLACK = 16
+EDIT_TEMPERATURE = 0.4  # an edit turn; a repeated call still goes hotter
 
 
 def _changed_checkout(messages: list[Message], is_read_only) -> bool:
@@ -91,9 +94,21 @@ def _repeating(messages: list[Message]) -> bool:
     return a == b
 
 
+def _tag(name: str, content: dict[str, Any]) -> dict[str, Any]:
+    """One call's tag in the format of ``guided_calls.required_call`` (the prefix wrote ``<tool_call>``)."""
+    return {"type": "tag", "begin": f'\n{{"name": {json.dumps(name)}, "arguments": ', "content": content,
+            "end": "}\n</tool_call>"}
+
+
 def _narrowed(name: str, parameters: dict[str, Any]) -> dict[str, Any]:
-    """A tool schema whose arguments are held to ``parameters`` for one turn's grammar."""
-    return {"type": "function", "function": {"name": name, "parameters": parameters}}
+    """A call whose arguments are held to the JSON schema ``parameters`` for one turn."""
+    return _tag(name, {"type": "json_schema", "json_schema": parameters})
+
+
+def one_of(tags: list[dict[str, Any]]) -> dict[str, Any]:
+    """Sampling fields for a turn that is exactly one of these calls and nothing else."""
+    fmt = {"type": "structural_tag", "format": {"type": "or", "elements": tags}}
+    return {"assistant_prefix": TRIGGER, "structured_outputs": {"structural_tag": json.dumps(fmt)}}
 
 
 def run_tests_call(command: str) -> dict[str, Any]:
@@ -109,13 +124,32 @@ def view_call(windows: list[Window]) -> dict[str, Any]:
          "required": ["path", "start_line", "end_line"]} for w in windows]})
 
 
+def _ebnf(text: str) -> str:
+    """An EBNF string literal matching ``text`` exactly."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t") + '"'
+
+
+_JSON_CHARS = (r'jfirst ::= [^"\\\x00-\x20] | "\\\"" | "\\\\"' "\n"  # a JSON string character; the first
+               r'jchar ::= [^"\\\x00-\x1f] | "\\\"" | "\\\\"' "\n")  # one of new_str's code is not blank
+
+
 def edit_call(path: str, lines: list[str]) -> dict[str, Any]:
-    """An ``edit`` of ``path`` whose old_str is one of ``lines`` (shown, so it exists); the model
-    picks the line and writes new_str (at most twice the longest line, so it cannot run away)."""
-    room = min(NEW_STR_MAX_CHARS, 2 * max(len(line) for line in lines) + 16)
-    return _narrowed("edit", {"type": "object", "properties": {
-        "path": {"type": "string", "enum": [path]}, "old_str": {"type": "string", "enum": lines},
-        "new_str": {"type": "string", "maxLength": room}}, "required": ["path", "old_str", "new_str"]})
+    """An ``edit`` of ``path`` whose old_str is one of ``lines`` (shown, so it exists) and whose
+    new_str is one line at that line's indentation, at most ``NEW_STR_SLACK`` characters longer.
+    The model picks the line and writes the code. Why the bounds: at 0.8 the model ran a line on
+    into noise ("build=None  build=None ...") and wrote new lines at a random indentation, so most
+    edits broke the module (runs/code-s4a)."""
+    branches = []
+    for i, line in enumerate(lines):
+        indent = line[:len(line) - len(line.lstrip())]
+        old = json.dumps(line, ensure_ascii=False)
+        room = min(NEW_STR_MAX_CHARS, len(line.strip()) + NEW_STR_SLACK)
+        branches.append(f'b{i} ::= {_ebnf(old + ", " + chr(34) + "new_str" + chr(34) + ": " + chr(34) + indent)} '
+                        f'jfirst jchar{{0,{room}}} "\\""')
+    head = _ebnf("{" + json.dumps("path") + ": " + json.dumps(path, ensure_ascii=False) + ", "
+                 + json.dumps("old_str") + ": ")
+    root = f'root ::= {head} ({" | ".join(f"b{i}" for i in range(len(lines)))}) "}}"'
+    return _tag("edit", {"type": "grammar", "grammar": "\n".join([root, *branches]) + "\n" + _JSON_CHARS})
 
 
 def localized_calls(messages: list[Message], reproduce: str, tests: list[str] = (), source: list[str] = ()
@@ -148,7 +182,9 @@ def localized_calls(messages: list[Message], reproduce: str, tests: list[str] = 
     viewed = {(str(a.get("path")), a.get("start_line"), a.get("end_line")) for n, a, _ in history if n == "view"}
     if windows := [w for w in windows if (w.path, w.start_line, w.end_line) not in viewed]:
         calls.append(view_call(windows))
-    if (snapshot := latest_snapshot(messages)) is not None and (lines := editable_lines(snapshot[1])):
+    ambiguous = {str(a.get("old_str")) for n, a, r in history if n == "edit" and r.startswith("Error: old_str occurs")}
+    if (snapshot := latest_snapshot(messages)) is not None and (
+            lines := [line for line in editable_lines(snapshot[1]) if line not in ambiguous]):
         calls.append(edit_call(snapshot[0], lines))
     return calls or None
 
@@ -179,7 +215,9 @@ def guided_policy(tool_schemas: list[dict[str, Any]], is_read_only, reproduce: s
         if localized == SUBMIT:
             return submit_only
         if localized:
-            fields = required_call(localized)
+            fields = one_of(localized)
+            if any(tag["begin"].endswith('"edit", "arguments": ') for tag in localized):
+                fields["temperature"] = EDIT_TEMPERATURE
         else:
             fields = anything if _changed_checkout(messages, unchanged) else explore
         return {**fields, "temperature": REPEAT_TEMPERATURE} if _repeating(messages) else fields

@@ -218,3 +218,37 @@ def test_without_a_library_frame_the_rollout_searches_for_what_the_test_calls():
                                                            end_line=724))
     assert not accepts(grammar(SamplingParams(**second)), body("view", path="src/pkg/it.py", start_line=1,
                                                                end_line=24))
+
+
+def test_an_edit_keeps_the_lines_indentation_and_length_and_skips_what_cannot_be_the_fix():
+    """At 0.8 the model ran new_str on into noise at a random indentation (runs/code-s4a): new_str is
+    one line at old_str's indentation, a bounded length longer; quotes and escapes still allowed."""
+    from synthesizers.domains.code.policy import EDIT_TEMPERATURE, NEW_STR_SLACK
+
+    policy = CodeDomain().turn_policy(TASK)
+    info = TurnInfo(turn=3, turns_left=6, tokens_left=3000)
+    window = frame_windows(FAILING)[-1].arguments()
+    view = VIEW.replace("   40                  \"Could not base64 decode\",", "   40          # a comment")
+    convo = CodeDomain().initial_messages(TASK) + [
+        msg_call("bash", "c1", command=REPRODUCE), Message(role="tool", content=FAILING, tool_call_id="c1"),
+        msg_call("view", "c2", **window), Message(role="tool", content=view, tool_call_id="c2")]
+    fields = policy(convo, info)
+    assert fields["temperature"] == EDIT_TEMPERATURE
+    g = grammar(SamplingParams(**fields))
+    line = "        if decompress:"
+
+    def edit(old: str, new: str) -> bool:
+        return accepts(g, body("edit", path=window["path"], old_str=old, new_str=new))
+
+    assert edit(line, "        if not decompress:") and edit(line, '        if x == "a\\\\b":')
+    assert not edit(line, "if not decompress:") and not edit(line, "         if not decompress:")  # indentation
+    assert not edit(line, "        if not decompress:\n            pass")  # one line
+    assert edit(line, "        " + "x" * (len(line.strip()) + NEW_STR_SLACK + 1))
+    assert not edit(line, "        " + "x" * (len(line.strip()) + NEW_STR_SLACK + 2))
+    assert not edit("        # a comment", "        x = 1")
+    # a line the edit tool found more than once in the file is not offered again
+    ambiguous = convo + [msg_call("edit", "c3", path=window["path"], old_str=line, new_str="        if 1:"),
+                         Message(role="tool", content="Error: old_str occurs 2 times in x", tool_call_id="c3")]
+    g = grammar(SamplingParams(**policy(ambiguous, info)))
+    assert not accepts(g, body("edit", path=window["path"], old_str=line, new_str="        if 2:"))
+    assert accepts(g, body("edit", path=window["path"], old_str="            try:", new_str="            try:"))
