@@ -185,8 +185,10 @@ class CodeDomain:
 
     def turn_policy(self, task: Task) -> TurnPolicy | None:
         """Guided tasks only (option ``guided``; see ``synthesizers.domains.code.policy``): a repo-level
-        turn is one schema-valid call, ``submit`` withheld until the checkout changed and alone on the
-        last turn; a function-level answer opens with the function's header in a python block."""
+        turn is one schema-valid call, narrowed to what the rollout has seen (its run of the task's
+        reproduce command, the traceback's library frames, the lines it viewed), ``submit`` withheld
+        until the checkout changed and alone on the last turn; a function-level answer opens with
+        the function's header in a python block."""
         if not task.payload.get("guided"):
             return None
         from synthesizers.domains.code.policy import function_policy, guided_policy

@@ -129,8 +129,10 @@ def _ebnf(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t") + '"'
 
 
-_JSON_CHARS = (r'jfirst ::= [^"\\\x00-\x20] | "\\\"" | "\\\\"' "\n"  # a JSON string character; the first
-               r'jchar ::= [^"\\\x00-\x1f] | "\\\"" | "\\\\"' "\n")  # one of new_str's code is not blank
+# A character of a JSON string (an escaped quote or backslash included); new_str's first one after
+# the indentation is not blank, so the line holds code at exactly that indentation.
+_JSON_CHARS = (r'jfirst ::= [^"\\\x00-\x20] | "\\\"" | "\\\\"' "\n"
+               r'jchar ::= [^"\\\x00-\x1f] | "\\\"" | "\\\\"' "\n")
 
 
 def edit_call(path: str, lines: list[str]) -> dict[str, Any]:
