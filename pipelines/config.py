@@ -113,6 +113,17 @@ class ShardsConfig(_Strict):
     rows_per_shard: int = 1000
 
 
+class JudgeConfig(_Strict):
+    model: str  # an engine spec, as engine.model (a served model's URL is the usual choice)
+    options: dict[str, Any] = Field(default_factory=dict)
+    max_tokens: int = 4
+
+
+class VerifierConfig(_Strict):
+    # An LLM judge for verifiers that take one (deep research); never the default.
+    judge: JudgeConfig | None = None
+
+
 class RunConfig(_Strict):
     domain: str
     seed: int = 1234
@@ -127,6 +138,7 @@ class RunConfig(_Strict):
     dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
     decontam: DecontamConfig = Field(default_factory=DecontamConfig)
     shards: ShardsConfig = Field(default_factory=ShardsConfig)
+    verifier: VerifierConfig = Field(default_factory=VerifierConfig)
     domain_options: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -102,8 +102,11 @@ class RolloutWorker:
                 lambda image: DockerSandboxPool(image=image, size=cfg.sandbox.pool_size, limits=limits,
                                                 run_id=run_id),
             )
+        from pipelines.judge import judge_from_config
+
         self._verifiers: dict[str, Any] = {}
         self._get_verifier = get_verifier
+        self._judge = judge_from_config(cfg.verifier.judge.model_dump() if cfg.verifier.judge else None)
         self.runner = TaskRunner(
             self.engine,
             self.domain,
@@ -115,7 +118,7 @@ class RolloutWorker:
 
     def _verifier_for(self, kind: str):
         if kind not in self._verifiers:
-            self._verifiers[kind] = self._get_verifier(self.config.domain, kind)
+            self._verifiers[kind] = self._get_verifier(self.config.domain, kind, judge=self._judge)
         return self._verifiers[kind]
 
     async def _run_task(self, task: Task) -> list:
@@ -143,5 +146,7 @@ class RolloutWorker:
 
     async def close(self) -> None:
         await self.engine.close()
+        if self._judge is not None:
+            await asyncio.to_thread(self._judge.close)
         if self.pool is not None:
             self.pool.close()

@@ -8,8 +8,9 @@ holds or F1 reaches the task's ``f1_threshold`` (default 0.8), **and** the
 citations include a gold document that contains the answer (``answer_doc_ids``)
 and — unless ``require_retrieved`` is false — that document's id appeared in a
 tool result of this trajectory (a model cannot cite a document it never saw).
-An optional judge (a callable, never the default) may rescue a correct answer
-phrased differently; it never overrides the citation check.
+An optional judge (a callable, never the default; an LLM judge comes from a run
+config's ``verifier.judge``, see ``pipelines/judge.py``) may rescue a correct
+answer phrased differently; it never overrides the citation check.
 """
 
 from __future__ import annotations

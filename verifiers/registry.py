@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import inspect
+from typing import Callable
 
 from verifiers.base import Verifier
 
@@ -22,13 +24,19 @@ class UnknownTaskKind(ValueError):
     pass
 
 
-def get_verifier(domain: str, kind: str = "default") -> Verifier:
+def get_verifier(domain: str, kind: str = "default", *, judge: Callable | None = None) -> Verifier:
+    """The verifier for (domain, kind); ``judge``: an LLM judge, for verifiers that take one."""
     target = VERIFIERS.get((domain, kind))
     if target is None:
         known = ", ".join(f"{d}/{k}" for d, k in VERIFIERS)
         raise UnknownTaskKind(f"no verifier for domain {domain!r}, task kind {kind!r} (known: {known})")
     module, attr = target.split(":")
-    return getattr(importlib.import_module(module), attr)()
+    cls = getattr(importlib.import_module(module), attr)
+    if judge is None:
+        return cls()
+    if "judge" not in inspect.signature(cls).parameters:
+        raise UnknownTaskKind(f"the {domain}/{kind} verifier takes no judge: remove verifier.judge from the config")
+    return cls(judge=judge)
 
 
 def infer_kind(domain: str, task_fields: dict) -> str:
