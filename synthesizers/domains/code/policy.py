@@ -31,6 +31,8 @@ of an edit). The policy only narrows *which* calls a turn may make:
   project's source, and view a window from a definition found; with nothing to offer, the turn
   explores freely.
   Nothing here reads the gold patch or the mutation: only the rollout's own observations;
+  measured 2026-11-23 (runs/code, 24 repo rollouts): the buggy line was shown in 15, a line was
+  changed in 11, fixed in none (new_str is noise like "1 1 1 1" or a copy of the line);
 * after a ``submit`` the next turn is free text that stops before any
   ``<tool_call>``: a call-free turn is final for the code domain
   (``CodeDomain.is_final``), so the rollout ends with the model's own closing
