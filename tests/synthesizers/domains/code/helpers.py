@@ -4,6 +4,8 @@ one known bug in it (LRU evicts the most recent key), its true fix, and submissi
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from sandboxes.project import ProjectSpec, pristine_files
 from sandboxes.tree_diff import file_diff
@@ -68,3 +70,23 @@ def project_pool(spec: ProjectSpec, size: int = 1):
         yield pool
     finally:
         pool.close()
+
+
+@dataclass
+class ScriptedTool:
+    """A code tool's real schema; its result is a fixed string or a function of the call's arguments."""
+
+    inner: Any
+    result: str | Callable[[dict[str, Any]], str]
+    needs_sandbox: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        return self.inner.schema
+
+    def run(self, arguments, ctx):
+        return self.result(arguments) if callable(self.result) else self.result

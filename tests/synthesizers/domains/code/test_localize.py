@@ -6,8 +6,7 @@ engine and scripted tools; the grammars are checked with xgrammar."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import xgrammar as xgr
 from xgrammar.testing import _is_grammar_accept_string as accepts
@@ -21,6 +20,7 @@ from synthesizers.domains.code.localize import (editable_lines, frame_windows, l
 from synthesizers.domains.code.tools import code_tools
 from synthesizers.engines.base import SamplingParams
 from tests.fakes import FakeEngine
+from tests.synthesizers.domains.code.helpers import ScriptedTool
 from tests.synthesizers.domains.code.test_policy import allowed_tools, call, msg_call
 
 PROJECT = {"name": "p", "version": "1", "pytest_args": ["-o", "addopts="], "test_paths": ["tests"]}
@@ -89,26 +89,6 @@ def test_view_snapshot_follows_the_rollouts_edits():
     now = latest_snapshot(convo)[1]
     assert "        if not decompress:" in now and "        if decompress:" not in now
     assert "            try:" in now  # the failed edit changed nothing
-
-
-@dataclass
-class ScriptedTool:
-    """A code tool's real schema; its result is a function of the call's arguments."""
-
-    inner: Any
-    result: Callable[[dict[str, Any]], str]
-    needs_sandbox: bool = False
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def schema(self) -> dict[str, Any]:
-        return self.inner.schema
-
-    def run(self, arguments, ctx):
-        return self.result(arguments)
 
 
 def tools(state: dict[str, bool]) -> list[ScriptedTool]:

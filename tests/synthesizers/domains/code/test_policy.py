@@ -4,7 +4,6 @@ scripted engine and fake tools (the real tools' schemas, no sandbox)."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from schemas import Message, Task
@@ -16,6 +15,7 @@ from synthesizers.domains.code.policy import CLOSING_MAX_TOKENS, SUBMIT_ROOM_TOK
 from synthesizers.domains.code.tools import code_tools
 from synthesizers.engines.base import SamplingParams
 from tests.fakes import FakeEngine
+from tests.synthesizers.domains.code.helpers import ScriptedTool
 
 PAYLOAD = {"project": {"name": "p", "version": "1", "test_paths": ["tests"]}, "FAIL_TO_PASS": ["tests.t::test_b"],
            "problem_statement": "x"}
@@ -44,33 +44,13 @@ def msg_call(name: str, call_id: str, **arguments: Any) -> Message:
         ToolCall(id=call_id, function={"name": name, "arguments": json.dumps(arguments)})])
 
 
-@dataclass
-class FakeCodeTool:
-    """A code tool's real schema with a scripted result."""
-
-    inner: Any
-    result: str
-    needs_sandbox: bool = False
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def schema(self) -> dict[str, Any]:
-        return self.inner.schema
-
-    def run(self, arguments, ctx):
-        return self.result
-
-
 RESULTS = {"bash": "exit code: 1\nFAILED tests/t.py::test_b", "view": "src/m.py (lines 1-3 of 3):\n    1  x = 1",
            "edit": "Edited src/m.py. The lines around the change now read:\n    1  x = 2",
            "submit": "Submitted. Your patch against the starting checkout:\n<patch>...</patch>"}
 
 
-def fake_tools() -> list[FakeCodeTool]:
-    return [FakeCodeTool(t, RESULTS[t.name]) for t in code_tools()]
+def fake_tools() -> list[ScriptedTool]:
+    return [ScriptedTool(t, RESULTS[t.name]) for t in code_tools()]
 
 
 def free_policy():
