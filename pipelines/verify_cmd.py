@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pipelines.atomic import write_text
-from schemas import Task, Verdict, messages_from_openai
 from pipelines.worker import ImagePools
 from sandboxes.image import ensure_image
+from schemas import Task, Verdict, messages_from_openai
 from synthesizers.domains.registry import get_domain
 from verifiers.registry import get_verifier, infer_kind
 

@@ -77,6 +77,7 @@ class RolloutWorker:
 
     def __init__(self, config: dict[str, Any], run_id: str):
         from pipelines.config import RunConfig
+        from pipelines.judge import judge_from_config
         from pipelines.rollout import TaskRunner, settings_from_config
         from synthesizers.domains.registry import get_domain
         from synthesizers.engines.factory import make_engine
@@ -102,8 +103,6 @@ class RolloutWorker:
                 lambda image: DockerSandboxPool(image=image, size=cfg.sandbox.pool_size, limits=limits,
                                                 run_id=run_id),
             )
-        from pipelines.judge import judge_from_config
-
         self._verifiers: dict[str, Any] = {}
         self._get_verifier = get_verifier
         self._judge = judge_from_config(cfg.verifier.judge.model_dump() if cfg.verifier.judge else None)
