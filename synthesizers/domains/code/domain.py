@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from synthesizers.agent_loop import TurnPolicy
 
 OPTION_KEYS = {"instances", "function_tasks", "kinds", "shuffle", "projects", "guided", "function_temperature",
-               "kind_limits"}
+               "kind_limits", "bug_kinds"}
+BUG_KINDS = {"compare", "binop", "boolop", "constant", "negate_if", "drop_statement", "wrong_variable"}
 SYSTEM_PROMPT = (
     "You are a software engineer fixing a bug in a real Python project. The repository is checked out at "
     "/work/repo. Tools: `bash` (run a command there, e.g. `python3 -m pytest tests/test_x.py -q`), `view` "
@@ -54,12 +55,14 @@ class CodeDomainError(ValueError):
     pass
 
 
-def reproduce_command(project: dict[str, Any], f2p: list[str], shown: int = 3) -> str:
+def reproduce_command(project: dict[str, Any], f2p: list[str], shown: int = 3, traceback: str = "short") -> str:
     """The project's pytest command narrowed to the failing tests by name (``-k`` cannot take parameters);
     it stops at the first failure with a short traceback, whose ``path:line`` entries in the library's
-    own files are what a guided rollout localizes by (``localize.frame_windows``)."""
+    own files are what a guided rollout localizes by (``localize.frame_windows``). ``traceback="line"``
+    is the check a guided rollout re-runs after each edit: one line per failure, so several tries
+    fit a small model's context."""
     names = list(dict.fromkeys(t.rsplit("::", 1)[-1].split("[", 1)[0] for t in f2p))[:shown]
-    words = ["python3", "-m", "pytest", "-q", "-x", "--tb=short", *project.get("pytest_args", []),
+    words = ["python3", "-m", "pytest", "-q", "-x", f"--tb={traceback}", *project.get("pytest_args", []),
              *project.get("test_paths", [])]
     if names:
         words += ["-k", " or ".join(names)]
@@ -112,7 +115,9 @@ class CodeDomain:
     call in any code rollout (2026-11-23, runs/code-check*: 48 of 48 ended after one free-text turn).
     With ``guided``, a function-level answer opens with the function's header (the model writes the
     body), at ``function_temperature`` when set. ``kind_limits`` ({kind: n}) caps each kind before
-    ``limit`` (the 217 repo instances would otherwise crowd out a few dozen function tasks)."""
+    ``limit`` (the 217 repo instances would otherwise crowd out a few dozen function tasks).
+    ``bug_kinds`` keeps only repo instances of these injected-bug kinds (``mutate``; e.g. the
+    one-token slips whose fix is among a guided edit's repairs, ``repairs``)."""
 
     name = "code"
     needs_sandbox = True
@@ -131,6 +136,10 @@ class CodeDomain:
         tasks: list[Task] = []
         if "repo" in kinds:
             rows = _read_rows(Path(options.get("instances") or _default_instances()))
+            if bug_kinds := options.get("bug_kinds"):  # e.g. the one-token slips a guided small model can undo
+                if bad := set(bug_kinds) - BUG_KINDS:
+                    raise CodeDomainError(f"code bug_kinds must be among {sorted(BUG_KINDS)}, got {sorted(bad)}")
+                rows = [r for r in rows if r.get("mutation_kind") in set(bug_kinds)]
             tasks += [instance_to_task(r) for r in rows]
         if "function" in kinds:
             path = options.get("function_tasks") or code_cache_dir() / "function_tasks" / "function_tasks.parquet"
@@ -197,7 +206,7 @@ class CodeDomain:
             return function_policy(task.payload["function"]["prompt"], task.payload.get("function_temperature"))
         project, f2p = task.payload["project"], list(task.payload.get("FAIL_TO_PASS") or [])
         return guided_policy([t.schema for t in self.tools(task)], is_read_only, reproduce_command(project, f2p),
-                             f2p[:3], list(project.get("source") or []))
+                             reproduce_command(project, f2p, traceback="line"), f2p[:3], list(project.get("source") or []))
 
     def is_final(self, message: Message) -> bool:
         """A turn without tool calls ends a code rollout (after ``submit``, or an answer block)."""

@@ -91,17 +91,24 @@ def test_view_snapshot_follows_the_rollouts_edits():
     assert "            try:" in now  # the failed edit changed nothing
 
 
+CHECK = reproduce_command(PROJECT, ["tests.test_m::test_b"], traceback="line")
+LEVEL = "            level = depth - 1"  # a line with repairs that are not the fix
+VIEW_TRY = VIEW.replace("if decompress", "if not decompress").replace(
+    "   45              except Exception as e:", "   45  " + LEVEL)
+
+
 def tools(state: dict[str, bool]) -> list[ScriptedTool]:
     """The test fails until an edit removes `not` from `if not decompress:`."""
     def bash(args):
-        return "exit code: 0\n1 passed" if state.get("fixed") else FAILING
+        if state.get("fixed"):
+            return "exit code: 0\n1 passed"
+        return FAILING if args["command"] == REPRODUCE else "exit code: 1\n/work/repo/src/pkg/url_safe.py:48: BadPayload"
 
     def edit(args):
-        if args["new_str"] == "        if decompress:":
-            state["fixed"] = True
+        state["fixed"] = args["new_str"] == "        if decompress:"
         return f"Edited {args['path']}. The lines around the change now read:\n   42  {args['new_str']}"
 
-    results = {"bash": bash, "view": lambda args: VIEW.replace("if decompress", "if not decompress"), "edit": edit,
+    results = {"bash": bash, "view": lambda args: VIEW_TRY, "edit": edit,
                "submit": lambda args: "Submitted. Your patch against the starting checkout:\n<patch>\n</patch>"}
     return [ScriptedTool(t, results[t.name]) for t in code_tools()]
 
@@ -114,41 +121,50 @@ def body(name: str, **arguments: Any) -> str:  # the prefix already wrote "<tool
     return f"\n{json.dumps({'name': name, 'arguments': arguments})}\n</tool_call>"
 
 
-async def test_localized_rollout_runs_views_edits_retests_then_submits():
+async def test_localized_rollout_tries_a_repair_checks_undoes_tries_another_then_submits():
     window = frame_windows(FAILING)[-1].arguments()
-    broken = "        if not decompress:"
+    broken, fixed, path = "        if not decompress:", "        if decompress:", window["path"]
     engine = FakeEngine([call("bash", command=REPRODUCE), call("view", **window),
-                         call("edit", path=window["path"], old_str=broken, new_str="        if (not decompress):"),
-                         call("bash", command=REPRODUCE),
-                         call("edit", path=window["path"], old_str="        if (not decompress):",
-                              new_str="        if decompress:"),
-                         call("bash", command=REPRODUCE), call("submit"), "Done."])
+                         call("edit", path=path, old_str=LEVEL, new_str="            level = depth + 1"),
+                         call("bash", command=CHECK),
+                         call("edit", path=path, old_str="            level = depth + 1", new_str=LEVEL),
+                         call("edit", path=path, old_str=broken, new_str=fixed),
+                         call("bash", command=CHECK), call("submit"), "Done."])
     domain = CodeDomain()
     result = await run_agent(engine, domain.initial_messages(TASK), tools({}), ctx=ToolContext(task=TASK),
                              params=SamplingParams(max_tokens=300, seed=1), budget=Budget(max_turns=12),
                              is_final=domain.is_final, turn_policy=domain.turn_policy(TASK))
     sent = [p for _, p in engine.seen]
-    assert [allowed_tools(p) for p in sent] == [{"bash"}, {"view"}, {"view", "edit"}, {"bash"}, {"view", "edit"},
-                                                {"bash"}, {"submit"}, None]
+    assert [allowed_tools(p) for p in sent] == [{"bash"}, {"view"}, {"view", "edit"}, {"bash"}, {"edit"},
+                                                {"view", "edit"}, {"bash"}, {"submit"}, None]
     assert result.stop_reason == "final_answer"
     first = grammar(sent[0])  # only the task's own reproduce command
     assert accepts(first, body("bash", command=REPRODUCE))
-    assert not accepts(first, body("bash", command="echo"))
+    assert not accepts(first, body("bash", command="echo")) and not accepts(first, body("bash", command=CHECK))
     view = grammar(sent[1])  # only windows around the traceback's library frames
     assert accepts(view, body("view", **window))
     assert accepts(view, body("view", path="src/pkg/serializer.py", start_line=329, end_line=345))
     assert not accepts(view, body("view", path="src/pkg/url_safe.py", start_line=1, end_line=52))
     assert not accepts(view, body("view", path="tests/test_pkg/test_serializer.py", start_line=56, end_line=70))
-    edit = grammar(sent[2])  # a shown line of the viewed file; the replacement is free (bounded)
-    assert accepts(edit, body("edit", path=window["path"], old_str=broken, new_str="        if decompress:"))
-    assert not accepts(edit, body("edit", path=window["path"], old_str="if not", new_str="if"))  # not a whole line
-    assert not accepts(edit, body("edit", path="src/pkg/serializer.py", old_str=broken, new_str="x"))
-    assert not accepts(edit, body("edit", path=window["path"], old_str=broken, new_str="x" * 500))
+    edit = grammar(sent[2])  # a shown line into one of its single-token repairs
+    assert accepts(edit, body("edit", path=path, old_str=broken, new_str=fixed))
+    assert accepts(edit, body("edit", path=path, old_str=LEVEL, new_str="            level = depth + 1"))
+    assert accepts(edit, body("edit", path=path, old_str=LEVEL, new_str="            level = depth - 0"))
+    assert not accepts(edit, body("edit", path=path, old_str=broken, new_str="            level = depth + 1"))
+    assert not accepts(edit, body("edit", path=path, old_str=broken, new_str="        if decompress or x:"))
+    assert not accepts(edit, body("edit", path=path, old_str="if not", new_str="if"))  # not a whole line
+    assert not accepts(edit, body("edit", path="src/pkg/serializer.py", old_str=broken, new_str=fixed))
     assert not accepts(edit, body("view", **window))  # that window was seen already
-    # the second edit may name the line as the first edit left it (the snapshot follows the edits)
-    assert accepts(grammar(sent[4]), body("edit", path=window["path"], old_str="        if (not decompress):",
-                                          new_str="        if decompress:"))
-    assert not accepts(grammar(sent[4]), body("edit", path=window["path"], old_str=broken, new_str="x"))
+    check = grammar(sent[3])  # after an edit: the terse check, nothing else
+    assert accepts(check, body("bash", command=CHECK)) and not accepts(check, body("bash", command=REPRODUCE))
+    undo = grammar(sent[4])  # the check failed: exactly the edit reversed
+    assert accepts(undo, body("edit", path=path, old_str="            level = depth + 1", new_str=LEVEL))
+    assert not accepts(undo, body("edit", path=path, old_str="            level = depth + 1",
+                                  new_str="            level = depth * 1"))
+    again = grammar(sent[5])  # the tried repair is not offered again; the others are
+    assert not accepts(again, body("edit", path=path, old_str=LEVEL, new_str="            level = depth + 1"))
+    assert accepts(again, body("edit", path=path, old_str=LEVEL, new_str="            level = depth * 1"))
+    assert accepts(again, body("edit", path=path, old_str=broken, new_str=fixed))
 
 
 def test_a_no_op_edit_neither_retests_nor_unlocks_submit_and_no_frame_means_free_exploration():
@@ -200,35 +216,44 @@ def test_without_a_library_frame_the_rollout_searches_for_what_the_test_calls():
                                                                end_line=24))
 
 
-def test_an_edit_keeps_the_lines_indentation_and_length_and_skips_what_cannot_be_the_fix():
-    """At 0.8 the model ran new_str on into noise at a random indentation (runs/code-s4a): new_str is
-    one line at old_str's indentation, a bounded length longer; quotes and escapes still allowed."""
-    from synthesizers.domains.code.policy import EDIT_TEMPERATURE, NEW_STR_SLACK
-
+def test_edits_offer_only_lines_with_repairs_and_never_a_line_the_file_holds_twice():
     policy = CodeDomain().turn_policy(TASK)
     info = TurnInfo(turn=3, turns_left=6, tokens_left=3000)
     window = frame_windows(FAILING)[-1].arguments()
-    view = VIEW.replace("   40                  \"Could not base64 decode\",", "   40          # a comment")
+    view = VIEW_TRY.replace("   40                  \"Could not base64 decode\",", "   40          # if a < b:")
     convo = CodeDomain().initial_messages(TASK) + [
         msg_call("bash", "c1", command=REPRODUCE), Message(role="tool", content=FAILING, tool_call_id="c1"),
         msg_call("view", "c2", **window), Message(role="tool", content=view, tool_call_id="c2")]
-    fields = policy(convo, info)
-    assert fields["temperature"] == EDIT_TEMPERATURE
-    g = grammar(SamplingParams(**fields))
-    line = "        if decompress:"
+    g = grammar(SamplingParams(**policy(convo, info)))
 
     def edit(old: str, new: str) -> bool:
         return accepts(g, body("edit", path=window["path"], old_str=old, new_str=new))
 
-    assert edit(line, "        if not decompress:") and edit(line, '        if x == "a\\\\b":')
-    assert not edit(line, "if not decompress:") and not edit(line, "         if not decompress:")  # indentation
-    assert not edit(line, "        if not decompress:\n            pass")  # one line
-    assert edit(line, "        " + "x" * (len(line.strip()) + NEW_STR_SLACK + 1))
-    assert not edit(line, "        " + "x" * (len(line.strip()) + NEW_STR_SLACK + 2))
-    assert not edit("        # a comment", "        x = 1")
+    line = "        if not decompress:"
+    assert edit(line, "        if decompress:") and edit(LEVEL, "            level = depth // 1")
+    assert not edit("        # if a < b:", "        # if a <= b:")  # a comment is not code
+    assert not edit("            try:", "            try:")  # no repair, not offered
     # a line the edit tool found more than once in the file is not offered again
-    ambiguous = convo + [msg_call("edit", "c3", path=window["path"], old_str=line, new_str="        if 1:"),
+    ambiguous = convo + [msg_call("edit", "c3", path=window["path"], old_str=line, new_str="        if decompress:"),
                          Message(role="tool", content="Error: old_str occurs 2 times in x", tool_call_id="c3")]
     g = grammar(SamplingParams(**policy(ambiguous, info)))
-    assert not accepts(g, body("edit", path=window["path"], old_str=line, new_str="        if 2:"))
-    assert accepts(g, body("edit", path=window["path"], old_str="            try:", new_str="            try:"))
+    assert not accepts(g, body("edit", path=window["path"], old_str=line, new_str="        if decompress:"))
+    assert accepts(g, body("edit", path=window["path"], old_str=LEVEL, new_str="            level = depth + 1"))
+
+
+def test_a_passing_check_submits_and_an_undo_that_does_not_land_frees_the_turn():
+    from synthesizers.domains.code.repo_turns import SUBMIT, localized_calls
+
+    window = frame_windows(FAILING)[-1].arguments()
+    path, new = window["path"], "            level = depth + 1"
+    tried = [msg_call("bash", "c1", command=REPRODUCE), Message(role="tool", content=FAILING, tool_call_id="c1"),
+             msg_call("view", "c2", **window), Message(role="tool", content=VIEW_TRY, tool_call_id="c2"),
+             msg_call("edit", "c3", path=path, old_str=LEVEL, new_str=new),
+             Message(role="tool", content="Edited x.", tool_call_id="c3")]
+    passed = tried + [msg_call("bash", "c4", command=CHECK), Message(role="tool", content="exit code: 0\n1 passed",
+                                                                     tool_call_id="c4")]
+    assert localized_calls(passed, REPRODUCE, CHECK) == SUBMIT
+    stuck = tried + [msg_call("bash", "c4", command=CHECK), Message(role="tool", content="exit code: 1", tool_call_id="c4"),
+                     msg_call("edit", "c5", path=path, old_str=new, new_str=LEVEL),
+                     Message(role="tool", content="Error: old_str occurs 2 times in x", tool_call_id="c5")]
+    assert localized_calls(stuck, REPRODUCE, CHECK) is None

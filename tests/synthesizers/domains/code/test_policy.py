@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from schemas import Message, Task
 from synthesizers.agent_loop import Budget, TurnInfo, run_agent
 from synthesizers.domains.base import ToolContext
-from synthesizers.domains.code.domain import CodeDomain
+from synthesizers.domains.code.domain import CodeDomain, CodeDomainError
 from synthesizers.domains.code.domain import is_read_only
 from synthesizers.domains.code.policy import CLOSING_MAX_TOKENS, SUBMIT_ROOM_TOKENS, guided_policy
 from synthesizers.domains.code.tools import code_tools
@@ -219,7 +221,7 @@ def test_function_body_regex_admits_a_body_and_nothing_else():
     assert not accepts(g, "Here is the function:\n")
 
 
-def test_kind_limits_cap_each_kind_before_the_limit(tmp_path):
+def test_kind_limits_and_bug_kinds_choose_the_tasks(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -229,7 +231,7 @@ def test_kind_limits_cap_each_kind_before_the_limit(tmp_path):
     spec = json.dumps(PAYLOAD["project"])
     repo = [{f: "" for f in FIELDS} | {"instance_id": f"r{i}", "project_spec": spec, "FAIL_TO_PASS": ["t::a"],
                                          "PASS_TO_PASS": ["t::b"], "line": 1, "validate_seconds": 1.0,
-                                         "mutation_kind": "compare"} for i in range(10)]
+                                         "mutation_kind": "compare" if i < 7 else "drop_statement"} for i in range(10)]
     fns = [{f: "" for f in FN_FIELDS} | {"task_id": f"f{i}", "project_spec": spec, "path": "m.py", "name": "area",
                                           "prompt": FN_PROMPT, "FAIL_TO_PASS": ["t::a"], "PASS_TO_PASS": ["t::b"]}
            for i in range(3)]
@@ -241,3 +243,7 @@ def test_kind_limits_cap_each_kind_before_the_limit(tmp_path):
     assert sum("function" in t.payload for t in tasks) == 3 and len(tasks) == 5
     assert len(list(CodeDomain().seed_tasks(options, limit=4, seed=0))) == 4
     assert len(list(CodeDomain().seed_tasks({**options, "kind_limits": None}, limit=None, seed=0))) == 13
+    slips = list(CodeDomain().seed_tasks({**options, "kind_limits": None, "bug_kinds": ["compare"]}, limit=None, seed=0))
+    assert sum(t.source == "mutation:compare" for t in slips) == 7 and len(slips) == 10  # + the 3 function tasks
+    with pytest.raises(CodeDomainError, match="bug_kinds must be among"):
+        list(CodeDomain().seed_tasks({**options, "bug_kinds": ["typo"]}, limit=None, seed=0))

@@ -1,0 +1,164 @@
+"""The localized turns of a guided repo-level rollout: which calls a turn may make, as grammars.
+
+A small model left free looped (views of one file again and again, made-up paths, echoes; 0 of
+18 in runs/code-h1), so a guided repo rollout follows the steps of a SWE-smith agent, each turn
+narrowed to what the rollout itself has seen (``localize``):
+
+1. run the task's reproduce command (the one its prompt names; ``--tb=short``);
+2. ``view`` a window around one of the traceback's frames in the library's own files (the model
+   picks the frame; a window seen already is not offered again); without a library frame (the
+   failure is an assertion in the test) ``grep`` for the definition of a name the test calls, and
+   view a window from a definition found;
+3. ``edit`` one shown line into one of its single-token repairs (``repairs``: the model picks the
+   line and the repair; a pair tried already in this rollout is not offered again);
+4. run the *check* command (the reproduce command with a one-line traceback, so retries stay
+   within a small model's context);
+5. passed: ``submit``. Failed: the next call undoes the edit (the same ``edit`` reversed), and the
+   rollout goes on at 2 or 3 with the next choice.
+
+Why repairs and not a written ``new_str``: the 135M model's own replacement lines were noise or a
+copy of the line (runs/code, 24 localized rollouts: the buggy line on screen in 15, changed in
+11, fixed in none). Nothing here reads the gold patch or the mutation: only the rollout's own
+observations and the text of the lines it was shown. With nothing to offer, the turn explores
+freely (``None``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from schemas import Message
+from synthesizers.domains.code.localize import (MAX_FRAMES, Window, calls_and_results, definition_windows,
+                                                 editable_lines, frame_windows, is_real_edit, latest_snapshot,
+                                                 search_commands)
+from synthesizers.domains.code.repairs import repairs
+from synthesizers.guided_calls import TRIGGER
+
+SUBMIT = "submit"
+Edit = tuple[str, str, str]  # (path, old_str, new_str)
+
+
+def tag(name: str, content: dict[str, Any]) -> dict[str, Any]:
+    """One call's tag in the format of ``guided_calls.required_call`` (the prefix wrote ``<tool_call>``)."""
+    return {"type": "tag", "begin": f'\n{{"name": {json.dumps(name)}, "arguments": ', "content": content,
+            "end": "}\n</tool_call>"}
+
+
+def narrowed(name: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """A call whose arguments are held to the JSON schema ``parameters`` for one turn."""
+    return tag(name, {"type": "json_schema", "json_schema": parameters})
+
+
+def one_of(tags: list[dict[str, Any]]) -> dict[str, Any]:
+    """Sampling fields for a turn that is exactly one of these calls and nothing else."""
+    fmt = {"type": "structural_tag", "format": {"type": "or", "elements": tags}}
+    return {"assistant_prefix": TRIGGER, "structured_outputs": {"structural_tag": json.dumps(fmt)}}
+
+
+def _constants(name: str, values: dict[str, str]) -> dict[str, Any]:
+    return narrowed(name, {"type": "object", "properties": {k: {"type": "string", "enum": [v]} for k, v in values.items()},
+                           "required": list(values)})
+
+
+def command_call(commands: list[str]) -> dict[str, Any]:
+    """A ``bash`` call running one of ``commands`` (the model picks)."""
+    return narrowed("bash", {"type": "object", "properties": {"command": {"type": "string", "enum": commands}},
+                             "required": ["command"]})
+
+
+def view_call(windows: list[Window]) -> dict[str, Any]:
+    """A ``view`` of one of ``windows``: the model picks the frame or definition."""
+    return narrowed("view", {"anyOf": [
+        {"type": "object", "properties": {k: {"enum": [v]} for k, v in w.arguments().items()},
+         "required": ["path", "start_line", "end_line"]} for w in windows]})
+
+
+def _ebnf(text: str) -> str:
+    """An EBNF string literal matching ``text`` exactly."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t") + '"'
+
+
+def edit_call(path: str, choices: dict[str, list[str]]) -> dict[str, Any]:
+    """An ``edit`` of ``path`` turning one line (a key of ``choices``: shown, so it exists) into one
+    of its repairs (the key's list): the model picks both. An EBNF grammar, one branch per line, so
+    a line is only ever paired with its own repairs."""
+    dump = lambda text: json.dumps(text, ensure_ascii=False)  # noqa: E731
+    branches = [f'b{i} ::= {_ebnf(dump(old) + ", " + dump("new_str") + ": ")} ({" | ".join(_ebnf(dump(n)) for n in new)})'
+                for i, (old, new) in enumerate(choices.items())]
+    head = _ebnf("{" + dump("path") + ": " + dump(path) + ", " + dump("old_str") + ": ")
+    root = f'root ::= {head} ({" | ".join(f"b{i}" for i in range(len(choices)))}) "}}"'
+    return tag("edit", {"type": "grammar", "grammar": "\n".join([root, *branches]) + "\n"})
+
+
+def open_edits(history: list[tuple[str, dict, str]]) -> list[Edit]:
+    """The rollout's edits that landed and were not undone since (an edit undoes the latest open
+    one when it swaps that one's strings back)."""
+    stack: list[Edit] = []
+    for name, args, result in history:
+        if is_real_edit(name, args, result):
+            edit = (str(args.get("path")), str(args.get("old_str")), str(args.get("new_str")))
+            if stack and stack[-1] == (edit[0], edit[2], edit[1]):
+                stack.pop()
+            else:
+                stack.append(edit)
+    return stack
+
+
+def _undo(edit: Edit) -> dict[str, Any]:
+    path, old, new = edit
+    return _constants("edit", {"path": path, "old_str": new, "new_str": old})
+
+
+def _windows(history: list[tuple[str, dict, str]], output: str, tests: list[str], source: list[str]
+             ) -> tuple[list[Window], list[str]]:
+    """The windows to view (unseen ones) and the searches to run, from the reproduce ``output``."""
+    windows, searches = frame_windows(output), []
+    if not windows:  # an assertion in the test itself: search for what it calls, view what was found
+        commands = {str(a.get("command")) for n, a, _ in history if n == "bash"}
+        searches = [c for c in search_commands(output, tests, source) if c not in commands]
+        found = [r for n, a, r in history if n == "bash" and str(a.get("command", "")).startswith("grep ")]
+        windows = [w for r in found for w in definition_windows(r)][:2 * MAX_FRAMES]
+    viewed = {(str(a.get("path")), a.get("start_line"), a.get("end_line")) for n, a, _ in history if n == "view"}
+    return [w for w in windows if (w.path, w.start_line, w.end_line) not in viewed], searches
+
+
+def _edit_choices(messages: list[Message], history: list[tuple[str, dict, str]]) -> tuple[str, dict[str, list[str]]] | None:
+    """The latest viewed file and, per editable line shown, its repairs not tried yet."""
+    snapshot = latest_snapshot(messages)
+    if snapshot is None:
+        return None
+    tried = {(str(a.get("old_str")), str(a.get("new_str"))) for n, a, r in history if is_real_edit(n, a, r)}
+    ambiguous = {str(a.get("old_str")) for n, a, r in history if n == "edit" and r.startswith("Error: old_str occurs")}
+    choices = {line: fresh for line in editable_lines(snapshot[1]) if line not in ambiguous
+               if (fresh := [r for r in repairs(line) if (line, r) not in tried])}
+    return (snapshot[0], choices) if choices else None
+
+
+def localized_calls(messages: list[Message], reproduce: str, check: str | None = None, tests: list[str] = (),
+                    source: list[str] = ()) -> list[dict[str, Any]] | str | None:
+    """The calls a localized turn may make (see the module docstring), ``SUBMIT`` when the
+    rollout's open edit passed its check, or None when nothing is localized (no library frame and
+    nothing found by a search, or an undo that did not land): then the turn explores freely."""
+    check = check or reproduce
+    history = calls_and_results(messages)
+    if not history:
+        return [command_call([reproduce])]
+    pending = open_edits(history)
+    name, args, result = history[-1]
+    if is_real_edit(name, args, result) and pending and pending[-1][1:] == (args.get("old_str"), args.get("new_str")):
+        return [command_call([check])]
+    if name == "edit" and not is_real_edit(name, args, result) and pending and args.get("old_str") == pending[-1][2]:
+        return None  # the undo did not land (the repaired line occurs twice in the file)
+    first_runs = [r for n, a, r in history if n == "bash" and a.get("command") == reproduce]
+    if not first_runs:
+        return None
+    if name == "bash" and args.get("command") in (reproduce, check) and pending:
+        return SUBMIT if result.startswith("exit code: 0") else [_undo(pending[-1])]
+    windows, searches = _windows(history, first_runs[-1], list(tests), list(source))
+    calls = [command_call(searches)] if searches else []
+    if windows:
+        calls.append(view_call(windows))
+    if (edit := _edit_choices(messages, history)) is not None:
+        calls.append(edit_call(*edit))
+    return calls or None
