@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from sandboxes.project import ProjectSpec, code_cache_dir
 from schemas import Message, Task
 from synthesizers.domains.base import Tool
-from synthesizers.domains.code.tools import bash_command, code_tools
+from synthesizers.domains.code.tools import TRACE_MODULE, bash_command, code_tools
 
 if TYPE_CHECKING:
     from synthesizers.agent_loop import TurnPolicy
@@ -67,6 +67,15 @@ def reproduce_command(project: dict[str, Any], f2p: list[str], shown: int = 3, t
     if names:
         words += ["-k", " or ".join(names)]
     return shlex.join(words)
+
+
+def trace_command(project: dict[str, Any], f2p: list[str]) -> str:
+    """The reproduce command run under the trace plugin (``trace_calls``, staged by ``tools.workspace``),
+    no traceback: it prints which of the checkout's functions the failing test ran, fewest calls first.
+    A guided rollout runs it when the reproduce run's traceback has no library frame and views windows
+    from the functions it lists (``localize.traced_windows``)."""
+    words = shlex.split(reproduce_command(project, f2p, traceback="no"))
+    return shlex.join([*words[:3], "-p", TRACE_MODULE, *words[3:]])
 
 
 def is_test_run(command: str) -> bool:
@@ -195,7 +204,8 @@ class CodeDomain:
     def turn_policy(self, task: Task) -> TurnPolicy | None:
         """Guided tasks only (option ``guided``; see ``synthesizers.domains.code.policy``): a repo-level
         turn is one schema-valid call, narrowed to what the rollout has seen (its run of the task's
-        reproduce command, the traceback's library frames, the lines it viewed), ``submit`` withheld
+        reproduce command, the traceback's library frames or else the functions its trace command
+        lists, the lines it viewed), ``submit`` withheld
         until the checkout changed and alone on the last turn; a function-level answer opens with
         the function's header in a python block."""
         if not task.payload.get("guided"):
@@ -206,7 +216,7 @@ class CodeDomain:
             return function_policy(task.payload["function"]["prompt"], task.payload.get("function_temperature"))
         project, f2p = task.payload["project"], list(task.payload.get("FAIL_TO_PASS") or [])
         return guided_policy([t.schema for t in self.tools(task)], is_read_only, reproduce_command(project, f2p),
-                             reproduce_command(project, f2p, traceback="line"), f2p[:3], list(project.get("source") or []))
+                             reproduce_command(project, f2p, traceback="line"), trace_command(project, f2p))
 
     def is_final(self, message: Message) -> bool:
         """A turn without tool calls ends a code rollout (after ``submit``, or an answer block)."""

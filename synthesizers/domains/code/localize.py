@@ -33,6 +33,9 @@ _DEF_HIT = re.compile(r"^([\w][\w./-]*\.py):(\d+):\s*(?:async\s+)?(?:def|class)\
 _CALLED = re.compile(r"([A-Za-z_]\w{2,})\s*\(")
 DEF_WINDOW = 24  # lines shown from a definition on
 MAX_SEARCHES = 6
+# A ``trace_calls`` listing line: "  path:first-last qualname (n calls)".
+_TRACED = re.compile(r"^  ([\w][\w./-]*\.py):(\d+)-(\d+) \S+ \(\d+ calls?\)$", re.MULTILINE)
+TRACED_COUNT, TRACED_SPAN = 4, 24  # the functions a trace listing offers, lines from each one's def (measured: s6)
 _NOT_SEARCHED = set(dir(builtins)) | {"assert", "isinstance", "len", "list", "dict", "set", "tuple", "str", "int", "float", "bool",
                  "range", "sorted", "print", "repr", "type", "getattr", "setattr", "hasattr", "iter", "next",
                  "raises", "approx", "mark", "parametrize", "fixture", "self", "super", "object", "Exception"}
@@ -86,6 +89,15 @@ def definition_windows(output: str) -> list[Window]:
     """View windows from the definitions a ``grep -n`` found (tests left out)."""
     hits = [(m.group(1), int(m.group(2))) for m in _DEF_HIT.finditer(output) if not is_test_path(m.group(1))]
     return [Window(p, line, line + DEF_WINDOW) for p, line in dict.fromkeys(hits)]
+
+
+def traced_windows(output: str, count: int = TRACED_COUNT, span: int = TRACED_SPAN) -> list[Window]:
+    """View windows of the first ``count`` functions a ``trace_calls`` listing names (fewest calls
+    first, tests left out): each from its first line to its last, at most ``span`` lines after the
+    first (a long function is shown from its head, where most bugs of one lay: median 11 lines in)."""
+    hits = [(m.group(1), int(m.group(2)), int(m.group(3))) for m in _TRACED.finditer(_CUT.sub("", output))
+            if not is_test_path(m.group(1))]
+    return [Window(p, first, max(first, min(last, first + span))) for p, first, last in hits[:count]]
 
 
 def _arguments(message: Message, call_id: str | None) -> tuple[str, dict]:

@@ -18,7 +18,7 @@ of an edit). The policy only narrows *which* calls a turn may make:
   the small model otherwise repeats one call until the budget runs out (2026-11-23, runs/code-h1:
   ``echo`` eleven times, a missing file six times);
 * localized turns (``repo_turns.localized_calls``; the domain passes the task's reproduce and
-  check commands): reproduce, view a traceback frame (or grep for a definition and view it), edit
+  check commands): reproduce, view a traceback frame (or trace the functions the test ran and view one), edit
   a shown line into one of its single-token repairs, check, then submit or undo and try the next;
 * after a ``submit`` the next turn is free text that stops before any
   ``<tool_call>``: a call-free turn is final for the code domain
@@ -78,12 +78,12 @@ def _repeating(messages: list[Message]) -> bool:
 
 
 def guided_policy(tool_schemas: list[dict[str, Any]], is_read_only, reproduce: str | None = None,
-                  check: str | None = None, tests: list[str] = (), source: list[str] = ()) -> TurnPolicy:
+                  check: str | None = None, trace: str | None = None) -> TurnPolicy:
     """The policy for one rollout's tools (see the module docstring); ``is_read_only(command)``
     decides whether a bash command could have changed the checkout; ``reproduce`` (the task's
     failing-test command) turns on the localized turns, ``check`` (the same tests, a terse report)
-    re-runs them after an edit; ``tests`` (the failing test ids its prompt names) and ``source``
-    (the project's source folders) make the searches of a failure without a library frame."""
+    re-runs them after an edit; ``trace`` (the same tests under the ``trace_calls`` plugin) lists
+    the functions they ran, for a failure without a library frame."""
     names = tuple(t.get("function", t)["name"] for t in tool_schemas)
     explore = required_call(tool_schemas, only=tuple(n for n in names if n != SUBMIT))
     anything = required_call(tool_schemas)
@@ -92,14 +92,14 @@ def guided_policy(tool_schemas: list[dict[str, Any]], is_read_only, reproduce: s
                "max_tokens": CLOSING_MAX_TOKENS}
 
     def unchanged(command: str) -> bool:  # the task's own test runs change nothing
-        return command in (reproduce, check) or is_read_only(command)
+        return command in (reproduce, check, trace) or is_read_only(command)
 
     def policy(messages: list[Message], info: TurnInfo) -> dict[str, Any]:
         if _just_submitted(messages):
             return closing
         if info.turns_left <= 1 or info.tokens_left < SUBMIT_ROOM_TOKENS:
             return submit_only
-        localized = localized_calls(messages, reproduce, check, tests, source) if reproduce else None
+        localized = localized_calls(messages, reproduce, check, trace) if reproduce else None
         if localized == SUBMIT:
             return submit_only
         if localized:

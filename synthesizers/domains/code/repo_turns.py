@@ -7,8 +7,11 @@ narrowed to what the rollout itself has seen (``localize``):
 1. run the task's reproduce command (the one its prompt names; ``--tb=short``);
 2. ``view`` a window around one of the traceback's frames in the library's own files (the model
    picks the frame; a window seen already is not offered again); without a library frame (the
-   failure is an assertion in the test) ``grep`` for the definition of a name the test calls, and
-   view a window from a definition found;
+   failure is an assertion in the test) run the failing tests again under the ``trace_calls``
+   plugin, which lists the checkout's functions they ran, fewest calls first, and view a window
+   from one of the first listed (``localize.traced_windows``). Why not ``grep`` for the names the
+   test calls: that showed the buggy line in 11 of 78 such instances (the functions the test ran
+   held the buggy one in 72 of 77);
 3. ``edit`` one shown line into one of its single-token repairs (``repairs``: the model picks the
    line and the repair; a pair tried already in this rollout is not offered again);
 4. run the *check* command (the reproduce command with a one-line traceback, so retries stay
@@ -29,9 +32,8 @@ import json
 from typing import Any
 
 from schemas import Message
-from synthesizers.domains.code.localize import (MAX_FRAMES, Window, calls_and_results, definition_windows,
-                                                 editable_lines, frame_windows, is_real_edit, latest_snapshot,
-                                                 search_commands)
+from synthesizers.domains.code.localize import (Window, calls_and_results, editable_lines, frame_windows, is_real_edit,
+                                                 latest_snapshot, traced_windows)
 from synthesizers.domains.code.repairs import repairs
 from synthesizers.guided_calls import TRIGGER
 
@@ -110,17 +112,20 @@ def _undo(edit: Edit) -> dict[str, Any]:
     return _constants("edit", {"path": path, "old_str": new, "new_str": old})
 
 
-def _windows(history: list[tuple[str, dict, str]], output: str, tests: list[str], source: list[str]
-             ) -> tuple[list[Window], list[str]]:
-    """The windows to view (unseen ones) and the searches to run, from the reproduce ``output``."""
-    windows, searches = frame_windows(output), []
-    if not windows:  # an assertion in the test itself: search for what it calls, view what was found
-        commands = {str(a.get("command")) for n, a, _ in history if n == "bash"}
-        searches = [c for c in search_commands(output, tests, source) if c not in commands]
-        found = [r for n, a, r in history if n == "bash" and str(a.get("command", "")).startswith("grep ")]
-        windows = [w for r in found for w in definition_windows(r)][:2 * MAX_FRAMES]
+def _windows(history: list[tuple[str, dict, str]], output: str, trace: str | None) -> tuple[list[Window], list[str]]:
+    """The windows to view (unseen ones) and the commands to run, from the reproduce ``output``:
+    its library frames; without one (an assertion in the test itself), the ``trace`` command first,
+    then windows from the functions the failing test ran, as its listing ranks them (a run that
+    passed has nothing to trace)."""
+    windows, commands = frame_windows(output), []
+    if not windows and trace and not output.startswith("exit code: 0"):
+        traced = [r for n, a, r in history if n == "bash" and a.get("command") == trace]
+        if traced:
+            windows = traced_windows(traced[-1])
+        else:
+            commands = [trace]
     viewed = {(str(a.get("path")), a.get("start_line"), a.get("end_line")) for n, a, _ in history if n == "view"}
-    return [w for w in windows if (w.path, w.start_line, w.end_line) not in viewed], searches
+    return [w for w in windows if (w.path, w.start_line, w.end_line) not in viewed], commands
 
 
 def _edit_choices(messages: list[Message], history: list[tuple[str, dict, str]]) -> tuple[str, dict[str, list[str]]] | None:
@@ -135,11 +140,11 @@ def _edit_choices(messages: list[Message], history: list[tuple[str, dict, str]])
     return (snapshot[0], choices) if choices else None
 
 
-def localized_calls(messages: list[Message], reproduce: str, check: str | None = None, tests: list[str] = (),
-                    source: list[str] = ()) -> list[dict[str, Any]] | str | None:
+def localized_calls(messages: list[Message], reproduce: str, check: str | None = None, trace: str | None = None
+                    ) -> list[dict[str, Any]] | str | None:
     """The calls a localized turn may make (see the module docstring), ``SUBMIT`` when the
     rollout's open edit passed its check, or None when nothing is localized (no library frame and
-    nothing found by a search, or an undo that did not land): then the turn explores freely."""
+    no function traced, or an undo that did not land): then the turn explores freely."""
     check = check or reproduce
     history = calls_and_results(messages)
     if not history:
@@ -155,8 +160,8 @@ def localized_calls(messages: list[Message], reproduce: str, check: str | None =
         return None
     if name == "bash" and args.get("command") in (reproduce, check) and pending:
         return SUBMIT if result.startswith("exit code: 0") else [_undo(pending[-1])]
-    windows, searches = _windows(history, first_runs[-1], list(tests), list(source))
-    calls = [command_call(searches)] if searches else []
+    windows, commands = _windows(history, first_runs[-1], trace)
+    calls = [command_call(commands)] if commands else []
     if windows:
         calls.append(view_call(windows))
     if (edit := _edit_choices(messages, history)) is not None:

@@ -7,6 +7,12 @@ lacks them. ``bash`` runs in ``/work/repo`` with ``PYTHONPATH`` set so
 ``python3 -m pytest`` tests the checkout. ``submit`` prints the diff of the
 project's source files (tests, config and scratch files are left out and
 named); the verifier applies exactly that diff to a fresh checkout.
+
+The pytest plugin ``trace_calls`` is staged too, as ``/work/.tf/plugins/tf_trace_calls.py`` (on
+``PYTHONPATH``), so ``python3 -m pytest -p tf_trace_calls ...`` lists the functions the failing tests
+ran (``domain.trace_command``). It lies outside the checkout: ``submit`` (a diff of
+``/work/.tf/base`` against ``/work/repo``) never sees it, and the verifier builds its own fresh
+checkout without it.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from sandboxes.project import (ProjectSpec, change_allowed, patched_checkout, py
 from synthesizers.domains.base import ToolContext, ToolError
 
 REPO, BASE = "repo", ".tf/base"
+PLUGINS, TRACE_MODULE = ".tf/plugins", "tf_trace_calls"  # the trace plugin, outside the checkout
+_TRACE_PLUGIN = (Path(__file__).parent / "trace_calls.py").read_text()
 MAX_OUTPUT_CHARS = 2500  # per observation: small models have small windows
 VIEW_MAX_LINES = 120
 # Bounds on argument strings; a guided call's grammar enforces them, so a small model's runaway
@@ -75,7 +83,8 @@ def workspace(ctx: ToolContext) -> dict[str, Any]:
             repo = stage_files(ctx.sandbox, files, REPO)
             stage_files(ctx.sandbox, files, BASE)
             deps = stage_deps(ctx.sandbox, spec)
-            env = {"PYTHONPATH": ":".join(python_path(spec, repo, deps)), "HOME": "/tmp",
+            plugins = stage_files(ctx.sandbox, {f"{TRACE_MODULE}.py": _TRACE_PLUGIN}, PLUGINS)
+            env = {"PYTHONPATH": ":".join([*python_path(spec, repo, deps), plugins]), "HOME": "/tmp",
                    "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"}
             state["code_ws"] = {"repo": repo, "spec": spec, "env": env}
     return state["code_ws"]

@@ -14,9 +14,9 @@ from xgrammar.testing import _is_grammar_accept_string as accepts
 from schemas import Message, Task
 from synthesizers.agent_loop import Budget, TurnInfo, run_agent
 from synthesizers.domains.base import ToolContext
-from synthesizers.domains.code.domain import CodeDomain, reproduce_command
-from synthesizers.domains.code.localize import (editable_lines, frame_windows, latest_snapshot, library_frames,
-                                                parse_view)
+from synthesizers.domains.code.domain import CodeDomain, reproduce_command, trace_command
+from synthesizers.domains.code.localize import (TRACED_COUNT, TRACED_SPAN, editable_lines, frame_windows,
+                                                latest_snapshot, library_frames, parse_view)
 from synthesizers.domains.code.tools import code_tools
 from synthesizers.engines.base import SamplingParams
 from tests.fakes import FakeEngine
@@ -167,7 +167,7 @@ async def test_localized_rollout_tries_a_repair_checks_undoes_tries_another_then
     assert accepts(again, body("edit", path=path, old_str=broken, new_str=fixed))
 
 
-def test_a_no_op_edit_neither_retests_nor_unlocks_submit_and_no_frame_means_free_exploration():
+def test_a_no_op_edit_neither_retests_nor_unlocks_submit_and_nothing_traced_means_free_exploration():
     policy = CodeDomain().turn_policy(TASK)
     info = TurnInfo(turn=3, turns_left=6, tokens_left=3000)
     start = CodeDomain().initial_messages(TASK)
@@ -181,39 +181,61 @@ def test_a_no_op_edit_neither_retests_nor_unlocks_submit_and_no_frame_means_free
     # a passing run without an edit before it is no fix: no submit
     passing = [msg_call("bash", "c1", command=REPRODUCE), Message(role="tool", content="exit code: 0", tool_call_id="c1")]
     assert allowed_tools(policy(start + passing, info)) == {"bash", "view", "edit"}
-    # the failure is an assertion in the test itself: no library frame, so the turn explores freely
+    # the failure is an assertion in the test itself: no library frame, so the test is traced; a trace
+    # that lists no function of the checkout leaves nothing to localize: the turn explores freely
     assertion = "exit code: 1\ntests/test_m.py:3: in test_b\n    assert f() == 2\nE   assert 1 == 2"
     no_frame = [msg_call("bash", "c1", command=REPRODUCE), Message(role="tool", content=assertion, tool_call_id="c1")]
-    assert allowed_tools(policy(start + no_frame, info)) == {"bash", "view", "edit"}
+    assert allowed_tools(policy(start + no_frame, info)) == {"bash"}
+    trace = trace_command(PROJECT, ["tests.test_m::test_b"])
+    nothing = no_frame + [msg_call("bash", "c2", command=trace),
+                          Message(role="tool", content="exit code: 1\nF\nno function of the checkout ran in a test",
+                                  tool_call_id="c2")]
+    assert allowed_tools(policy(start + nothing, info)) == {"bash", "view", "edit"}
     assert allowed_tools(policy(start, info)) == {"bash"}  # a rollout always starts with the reproduce command
 
 
-def test_without_a_library_frame_the_rollout_searches_for_what_the_test_calls():
+def test_without_a_library_frame_the_rollout_traces_what_the_test_ran_and_views_the_functions_listed():
     task = Task(id="s", domain="code", kind="repo",
                 payload={"project": {**PROJECT, "source": ["src/pkg"]}, "problem_statement": "x", "guided": True,
                          "FAIL_TO_PASS": ["tests.test_m::test_partition_all[2]"]})
     policy = CodeDomain().turn_policy(task)
     reproduce = reproduce_command(task.payload["project"], task.payload["FAIL_TO_PASS"])
+    trace = trace_command(task.payload["project"], task.payload["FAIL_TO_PASS"])
+    assert trace == ("python3 -m pytest -p tf_trace_calls -q -x --tb=no -o addopts= tests -k test_partition_all")
     info = TurnInfo(turn=1, turns_left=8, tokens_left=3000)
     start = CodeDomain().initial_messages(task)
     assertion = ("exit code: 1\ntests/test_m.py:9: in test_partition_all\n    assert list(partition_all(2, seq)) == "
                  "[(1, 2)]\nE   assert [(1,)] == [(1, 2)]")
     ran = [msg_call("bash", "c1", command=reproduce), Message(role="tool", content=assertion, tool_call_id="c1")]
     first = policy(start + ran, info)
-    assert allowed_tools(first) == {"bash"}  # nothing seen yet to view or edit: search
-    search = "grep -rnE '(def|class) partition_all\\b' src/pkg | head -5"
-    assert accepts(grammar(SamplingParams(**first)), body("bash", command=search))
-    assert not accepts(grammar(SamplingParams(**first)), body("bash", command="grep -rn list src/pkg"))  # a builtin
-    assert not accepts(grammar(SamplingParams(**first)), body("bash", command="ls"))
-    found = ran + [msg_call("bash", "c2", command=search),
-                   Message(role="tool", content="exit code: 0\nsrc/pkg/it.py:700:def partition_all(n, seq):",
-                           tool_call_id="c2")]
-    second = policy(start + found, info)
-    assert allowed_tools(second) == {"view"}  # the one search is done; its definition can be viewed
-    assert accepts(grammar(SamplingParams(**second)), body("view", path="src/pkg/it.py", start_line=700,
-                                                           end_line=724))
-    assert not accepts(grammar(SamplingParams(**second)), body("view", path="src/pkg/it.py", start_line=1,
-                                                               end_line=24))
+    assert allowed_tools(first) == {"bash"}  # nothing seen yet to view or edit: trace the failing test
+    g = grammar(SamplingParams(**first))
+    assert accepts(g, body("bash", command=trace))
+    assert not accepts(g, body("bash", command="grep -rnE '(def|class) partition_all\\b' src/pkg | head -5"))
+    assert not accepts(g, body("bash", command=reproduce)) and not accepts(g, body("bash", command="ls"))
+    listed = [("src/pkg/recipes.py", 700, 712, "partition_all"), ("src/pkg/more.py", 40, 95, "chunked"),
+              ("src/pkg/more.py", 10, 12, "Seq.__iter__"), ("src/pkg/recipes.py", 300, 330, "take"),
+              ("src/pkg/more.py", 120, 140, "last_one")]
+    listing = "\n".join(["exit code: 1", "F", "functions the failing tests ran (fewest calls first; 5 of 5):"]
+                        + [f"  {p}:{a}-{b} {n} (1 call)" for p, a, b, n in listed])
+    traced = ran + [msg_call("bash", "c2", command=trace), Message(role="tool", content=listing, tool_call_id="c2")]
+    second = policy(start + traced, info)
+    assert allowed_tools(second) == {"view"}  # the trace ran: view one of the functions it listed
+    g = grammar(SamplingParams(**second))
+    windows = [dict(path=p, start_line=a, end_line=min(b, a + TRACED_SPAN)) for p, a, b, _ in listed]
+    assert windows[1] == dict(path="src/pkg/more.py", start_line=40, end_line=40 + TRACED_SPAN)  # a long one: its head
+    assert all(accepts(g, body("view", **w)) for w in windows[:TRACED_COUNT])
+    assert not any(accepts(g, body("view", **w)) for w in windows[TRACED_COUNT:])  # the most called: not offered
+    assert not accepts(g, body("view", path="src/pkg/recipes.py", start_line=1, end_line=24))
+    assert not accepts(g, body("bash", command=trace))  # traced once is enough
+    viewed = traced + [msg_call("view", "c3", **windows[0]),
+                       Message(role="tool", content="src/pkg/recipes.py (lines 700-712 of 900):\n  700  def partition_all(n, "
+                               "seq):\n  701      if n < 1:", tool_call_id="c3")]
+    third = policy(start + viewed, info)
+    assert allowed_tools(third) == {"view", "edit"}  # the other listed functions, or a repair of a shown line
+    g = grammar(SamplingParams(**third))
+    assert not accepts(g, body("view", **windows[0])) and accepts(g, body("view", **windows[1]))
+    assert accepts(g, body("edit", path="src/pkg/recipes.py", old_str="    if n < 1:", new_str="    if n <= 1:"))
 
 
 def test_edits_offer_only_lines_with_repairs_and_never_a_line_the_file_holds_twice():
