@@ -71,11 +71,12 @@ def reproduce_command(project: dict[str, Any], f2p: list[str], shown: int = 3, t
 
 def trace_command(project: dict[str, Any], f2p: list[str]) -> str:
     """The reproduce command run under the trace plugin (``trace_calls``, staged by ``tools.workspace``),
-    no traceback: it prints which of the checkout's functions the failing test ran, fewest calls first.
+    no traceback, no warnings summary (small output for a small model's context): it prints which of
+    the checkout's functions the failing test ran, fewest calls first.
     A guided rollout runs it when the reproduce run's traceback has no library frame and views windows
     from the functions it lists (``localize.traced_windows``)."""
     words = shlex.split(reproduce_command(project, f2p, traceback="no"))
-    return shlex.join([*words[:3], "-p", TRACE_MODULE, *words[3:]])
+    return shlex.join([*words[:3], "-p", TRACE_MODULE, "--disable-warnings", *words[3:]])
 
 
 def is_test_run(command: str) -> bool:

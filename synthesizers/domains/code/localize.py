@@ -1,5 +1,6 @@
 """What a guided code rollout has seen so far, read back from its own messages: the library
-frames of the failing test's traceback, and the lines of the latest ``view`` of a file.
+frames of the failing test's traceback, the functions its trace listed (``trace_calls``), and the
+lines of the latest ``view`` of a file.
 
 Why: the policy (``policy.guided_policy``) narrows each turn's call to what the rollout has
 already seen, SWE-smith style localization: the model chooses which traceback frame to open
@@ -10,11 +11,8 @@ from the instance's gold patch or mutation metadata.
 
 from __future__ import annotations
 
-import builtins
 import json
-import keyword
 import re
-import shlex
 from dataclasses import dataclass
 
 from schemas import Message
@@ -28,17 +26,9 @@ _VIEW_HEAD = re.compile(r"^(\S+) \(lines (\d+)-(\d+) of (\d+)\):$")
 _NUMBERED = re.compile(r"^\s*(\d+)  (.*)$")
 WINDOW_BEFORE, WINDOW_AFTER = 12, 4  # lines shown around a frame: a bug usually precedes where it fails
 MAX_FRAMES = 4  # the innermost library frames offered
-# A ``grep -n`` hit on a definition, and the failing test's own lines in a --tb=short traceback.
-_DEF_HIT = re.compile(r"^([\w][\w./-]*\.py):(\d+):\s*(?:async\s+)?(?:def|class)\s", re.MULTILINE)
-_CALLED = re.compile(r"([A-Za-z_]\w{2,})\s*\(")
-DEF_WINDOW = 24  # lines shown from a definition on
-MAX_SEARCHES = 6
 # A ``trace_calls`` listing line: "  path:first-last qualname (n calls)".
 _TRACED = re.compile(r"^  ([\w][\w./-]*\.py):(\d+)-(\d+) \S+ \(\d+ calls?\)$", re.MULTILINE)
-TRACED_COUNT, TRACED_SPAN = 4, 24  # the functions a trace listing offers, lines from each one's def (measured: s6)
-_NOT_SEARCHED = set(dir(builtins)) | {"assert", "isinstance", "len", "list", "dict", "set", "tuple", "str", "int", "float", "bool",
-                 "range", "sorted", "print", "repr", "type", "getattr", "setattr", "hasattr", "iter", "next",
-                 "raises", "approx", "mark", "parametrize", "fixture", "self", "super", "object", "Exception"}
+TRACED_COUNT, TRACED_SPAN = 4, 40  # functions offered from a trace listing; lines from each one's first (s6)
 
 
 @dataclass(frozen=True)
@@ -67,28 +57,6 @@ def frame_windows(output: str) -> list[Window]:
     """The view windows around the innermost ``MAX_FRAMES`` library frames of ``output``."""
     frames = library_frames(output)[-MAX_FRAMES:]
     return [Window(p, max(1, line - WINDOW_BEFORE), line + WINDOW_AFTER) for p, line in frames]
-
-
-def search_commands(output: str, tests: list[str], source: list[str]) -> list[str]:
-    """``grep`` commands for the definitions, in the library's ``source``, of the names the failing
-    test calls (in its lines the traceback shows) and of its own name less ``test_``: what an agent
-    searches for when the failure is an assertion in the test itself (no library frame)."""
-    names: list[str] = []
-    for test in tests:
-        bare = test.rsplit("::", 1)[-1].split("[", 1)[0]
-        names.append(bare[5:] if bare.startswith("test_") else bare)
-    shown = [line for line in _CUT.sub("", output).splitlines() if line.startswith("    ")]
-    names += [m.group(1) for line in shown for m in _CALLED.finditer(line)]
-    wanted = [n for n in dict.fromkeys(names) if len(n) > 2 and n not in _NOT_SEARCHED and not keyword.iskeyword(n)
-              and not n.startswith("test")]
-    where = " ".join(shlex.quote(s) for s in source) or "."
-    return [f"grep -rnE '(def|class) {name}\\b' {where} | head -5" for name in wanted[:MAX_SEARCHES]]
-
-
-def definition_windows(output: str) -> list[Window]:
-    """View windows from the definitions a ``grep -n`` found (tests left out)."""
-    hits = [(m.group(1), int(m.group(2))) for m in _DEF_HIT.finditer(output) if not is_test_path(m.group(1))]
-    return [Window(p, line, line + DEF_WINDOW) for p, line in dict.fromkeys(hits)]
 
 
 def traced_windows(output: str, count: int = TRACED_COUNT, span: int = TRACED_SPAN) -> list[Window]:

@@ -201,7 +201,8 @@ def test_without_a_library_frame_the_rollout_traces_what_the_test_ran_and_views_
     policy = CodeDomain().turn_policy(task)
     reproduce = reproduce_command(task.payload["project"], task.payload["FAIL_TO_PASS"])
     trace = trace_command(task.payload["project"], task.payload["FAIL_TO_PASS"])
-    assert trace == ("python3 -m pytest -p tf_trace_calls -q -x --tb=no -o addopts= tests -k test_partition_all")
+    assert trace == ("python3 -m pytest -p tf_trace_calls --disable-warnings -q -x --tb=no -o addopts= tests "
+                     "-k test_partition_all")
     info = TurnInfo(turn=1, turns_left=8, tokens_left=3000)
     start = CodeDomain().initial_messages(task)
     assertion = ("exit code: 1\ntests/test_m.py:9: in test_partition_all\n    assert list(partition_all(2, seq)) == "
