@@ -9,9 +9,9 @@ narrowed to what the rollout itself has seen (``localize``):
    picks the frame; a window seen already is not offered again); without a library frame (the
    failure is an assertion in the test) run the failing tests again under the ``trace_calls``
    plugin, which lists the checkout's functions they ran, fewest calls first, and view a window
-   from one of the first listed (``localize.traced_windows``). Why not ``grep`` for the names the
-   test calls: that showed the buggy line in 11 of 78 such instances (the functions the test ran
-   held the buggy one in 72 of 77);
+   from one of the first 4 listed (``localize.traced_windows``). Why not ``grep`` for the names the
+   test calls: that showed the buggy line in 11 of 78 such instances, the trace windows in 41
+   (and grep found 1 the trace missed);
 3. ``edit`` one shown line into one of its single-token repairs (``repairs``: the model picks the
    line and the repair; a pair tried already in this rollout is not offered again);
 4. run the *check* command (the reproduce command with a one-line traceback, so retries stay

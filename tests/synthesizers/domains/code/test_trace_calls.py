@@ -180,3 +180,78 @@ def test_in_the_sandbox_the_trace_lists_the_buggy_function_the_failing_test_ran(
         staged = box.exec(["sh", "-c", "ls /work/.tf/plugins; find /work/repo -name 'tf_trace*'"], timeout_s=10)
         assert staged.stdout.split() == ["tf_trace_calls.py"], staged.stdout
         assert SubmitTool().run({}, ctx).startswith("Submitted an empty patch")
+
+
+TTL_GOOD = "            return self.timer() < link.expires"  # TTLCache.__contains__
+TTL_BUG = TTL_GOOD.replace("<", "<=")
+
+
+@pytest.fixture(scope="module")
+def ttl_slip(code_project, tmp_path_factory):
+    """A one-token slip (``<`` to ``<=``) in TTLCache.__contains__ through the real validation loop:
+    the failing TTL tests assert on ``key in cache``, so no library frame, and the fix is one of
+    the line's single-token repairs."""
+    from synthesizers.domains.code.instances import instance_to_task, validate_project
+    from synthesizers.domains.code.mutate import Mutation
+    from tests.synthesizers.domains.code.helpers import LRU_FILE, pristine_lru
+
+    good = pristine_lru(code_project)
+    assert good.count(TTL_GOOD + "\n") == 1
+    line = good.splitlines().index(TTL_GOOD) + 1
+    mutation = Mutation(LRU_FILE, line, "compare", "TTLCache.__contains__", TTL_GOOD.strip(), TTL_BUG.strip(),
+                        good.replace(TTL_GOOD + "\n", TTL_BUG + "\n"))
+    rows = validate_project(code_project, quota=1, seed=0, out=tmp_path_factory.mktemp("ttl"), max_attempts=1,
+                            candidates=[mutation])
+    assert len(rows) == 1
+    task = instance_to_task(rows[0])
+    return task.model_copy(update={"payload": {**task.payload, "guided": True}}), line
+
+
+@pytest.mark.docker
+async def test_a_guided_rollout_without_a_library_frame_traces_views_the_buggy_function_and_fixes_it(
+        ttl_slip, code_pool):
+    """The whole route in the real sandbox, every call checked against its turn's grammar: reproduce
+    (no library frame), trace, view the listed function that holds the bug, repair, check, submit."""
+    import json
+
+    import xgrammar as xgr
+    from xgrammar.testing import _is_grammar_accept_string as accepts
+
+    from pipelines.rollout import RolloutSettings, TaskRunner
+    from synthesizers.agent_loop import Budget
+    from synthesizers.domains.code.domain import CodeDomain, reproduce_command, trace_command
+    from synthesizers.domains.code.localize import calls_and_results, frame_windows
+    from synthesizers.engines.base import SamplingParams
+    from tests.fakes import FakeEngine
+    from tests.synthesizers.domains.code.helpers import LRU_FILE
+    from tests.synthesizers.domains.code.test_policy import allowed_tools, call
+    from verifiers.code_repo import RepoCodeVerifier
+
+    task, bug_at = ttl_slip
+    project, f2p = task.payload["project"], task.payload["FAIL_TO_PASS"]
+
+    def reply(messages):
+        done = calls_and_results(messages)
+        steps = [lambda: call("bash", command=reproduce_command(project, f2p)),
+                 lambda: call("bash", command=trace_command(project, f2p)),
+                 lambda: call("view", **next(w for w in traced_windows(done[1][2]) if w.path == LRU_FILE
+                                             and w.start_line <= bug_at <= w.end_line).arguments()),
+                 lambda: call("edit", path=LRU_FILE, old_str=TTL_BUG, new_str=TTL_GOOD),
+                 lambda: call("bash", command=reproduce_command(project, f2p, traceback="line")),
+                 lambda: call("submit")]
+        return steps[len(done)]() if len(done) < len(steps) else "Fixed the expiry check."
+
+    engine = FakeEngine(reply)
+    settings = RolloutSettings(sampling=SamplingParams(max_tokens=256), seed=3, branches=0,
+                               budget=Budget(max_turns=10, max_total_tokens=100_000, max_tool_output_chars=12_000))
+    runner = TaskRunner(engine, CodeDomain(), lambda kind: RepoCodeVerifier(), settings, pool=code_pool, concurrency=1)
+    (traj,) = await runner.run_task(task)
+    assert traj.verdict.passed, traj.verdict.reason
+    done = calls_and_results(traj.messages)
+    assert frame_windows(done[0][2]) == [] and "TTLCache.__contains__" in done[1][2], done[1][2]
+    sent = [params for _, params in engine.seen]
+    assert [allowed_tools(p) for p in sent] == [{"bash"}, {"bash"}, {"view"}, {"view", "edit"}, {"bash"}, {"submit"},
+                                                None]
+    for params, (name, args, _) in zip(sent, done):  # every call was the grammar's
+        grammar = xgr.Grammar.from_structural_tag(params.structured_outputs["structural_tag"])
+        assert accepts(grammar, f"\n{json.dumps({'name': name, 'arguments': args})}\n</tool_call>"), (name, args)
