@@ -13,6 +13,7 @@ Edits are made on the text at a token's span, so the rest of the line keeps its 
 
 from __future__ import annotations
 
+import ast
 import io
 import keyword
 import tokenize
@@ -55,9 +56,43 @@ def _alternatives(tok: tokenize.TokenInfo, before: tokenize.TokenInfo | None,
     return []
 
 
+_BLOCK_OPENERS = {"else", "elif", "except", "finally"}  # parse only after their block's head
+
+
+def is_code(line: str) -> bool:
+    """Whether one line can be Python: it parses, alone or completed (a block opener given a body,
+    open brackets closed). Why: inside a window, a docstring's prose ("to sign in a diff") tokenizes
+    like code, and the model spent its tries turning its "in" into "not in" (runs/code-s5a)."""
+    text = line.strip()
+    first = text.split(None, 1)[0].rstrip(":") if text else ""
+    if first == "elif":
+        text = "if" + text[4:]
+    elif first in _BLOCK_OPENERS:
+        text = ("if x:\n pass\n" if first == "else" else "try:\n pass\n") + text
+    # a continuation line of a bracketed expression: "and b < 0)", "x, f(1))"
+    for head in ("", "f(", "f(x "):
+        opened: list[str] = []
+        for tok in _tokens(head + text):
+            if tok.string in "([{":
+                opened.append({"(": ")", "[": "]", "{": "}"}[tok.string])
+            elif tok.string in ")]}" and opened and opened[-1] == tok.string:
+                opened.pop()
+        closed = head + text + "".join(reversed(opened))
+        for candidate in (closed, closed + "\n pass"):
+            try:
+                ast.parse(candidate)
+                return True
+            except SyntaxError:
+                continue
+    return False
+
+
 def repairs(line: str, limit: int = 24) -> list[str]:
     """Lines that differ from ``line`` by one token (see the module docstring), at most ``limit``,
-    in the order the tokens appear; ``line`` itself is never among them."""
+    in the order the tokens appear; ``line`` itself is never among them, and a line that is not
+    code (``is_code``) has none."""
+    if not is_code(line):
+        return []
     indent = line[:len(line) - len(line.lstrip())]
     body = line.strip()
     toks = _tokens(body)

@@ -17,7 +17,8 @@ narrowed to what the rollout itself has seen (``localize``):
 4. run the *check* command (the reproduce command with a one-line traceback, so retries stay
    within a small model's context);
 5. passed: ``submit``. Failed: the next call undoes the edit (the same ``edit`` reversed), and the
-   rollout goes on at 2 or 3 with the next choice.
+   rollout goes on at 2 or 3 with the next choice; once every window was seen and every repair in
+   it tried, the windows just above and below the ones viewed are offered.
 
 Why repairs and not a written ``new_str``: the 135M model's own replacement lines were noise or a
 copy of the line (runs/code, 24 localized rollouts: the buggy line on screen in 15, changed in
@@ -33,7 +34,7 @@ from typing import Any
 
 from schemas import Message
 from synthesizers.domains.code.localize import (Window, calls_and_results, editable_lines, frame_windows, is_real_edit,
-                                                 latest_snapshot, traced_windows)
+                                                 latest_snapshot, parse_view, traced_windows)
 from synthesizers.domains.code.repairs import repairs
 from synthesizers.guided_calls import TRIGGER
 
@@ -166,4 +167,24 @@ def localized_calls(messages: list[Message], reproduce: str, check: str | None =
         calls.append(view_call(windows))
     if (edit := _edit_choices(messages, history)) is not None:
         calls.append(edit_call(*edit))
+    if not calls and (more := _neighbour_windows(history)):
+        calls.append(view_call(more))
     return calls or None
+
+
+def _neighbour_windows(history: list[tuple[str, dict, str]]) -> list[Window]:
+    """When every offered window was seen and every repair in them tried: the windows just above
+    and below the ones viewed, not seen yet (the bug may sit a little outside a frame's window).
+    Why: with nothing left to offer the turn went free, and the model repeated its last call
+    until the budget ran out (runs/code-s5a: the same undo ten times)."""
+    viewed = [(str(a.get("path")), int(a["start_line"]), int(a["end_line"])) for n, a, r in history
+              if n == "view" and isinstance(a.get("start_line"), int) and isinstance(a.get("end_line"), int)
+              and parse_view(r) is not None]
+    seen = {(p, s, e) for p, s, e in viewed}
+    out: list[Window] = []
+    for path, start, end in reversed(viewed):  # the latest view's neighbours first
+        size = end - start + 1
+        for w in (Window(path, max(1, start - size), start - 1), Window(path, end + 1, end + size)):
+            if w.end_line >= w.start_line and (w.path, w.start_line, w.end_line) not in seen and w not in out:
+                out.append(w)
+    return out[:4]

@@ -280,3 +280,29 @@ def test_a_passing_check_submits_and_an_undo_that_does_not_land_frees_the_turn()
                      msg_call("edit", "c5", path=path, old_str=new, new_str=LEVEL),
                      Message(role="tool", content="Error: old_str occurs 2 times in x", tool_call_id="c5")]
     assert localized_calls(stuck, REPRODUCE, CHECK) is None
+
+
+def test_with_every_repair_of_the_window_tried_the_next_view_is_a_neighbouring_window():
+    """runs/code-s5a: with nothing left to offer the turn went free and the model repeated its
+    undo ten times. Now the windows just above and below the viewed one are offered instead."""
+    from synthesizers.domains.code.repo_turns import localized_calls, one_of
+
+    path = "src/pkg/m.py"
+    view = f"{path} (lines 40-56 of 200):\n   40      def f(self, key):\n   41          return key in self.data"
+    line, repaired = "        return key in self.data", "        return key not in self.data"
+    only = "exit code: 1\ntests/test_m.py:3: in test_b\n    f()\nsrc/pkg/m.py:52: in f\n    raise KeyError(key)\nE   KeyError: 1"
+    convo = [msg_call("bash", "c1", command=REPRODUCE), Message(role="tool", content=only, tool_call_id="c1"),
+             msg_call("view", "c2", path=path, start_line=40, end_line=56),
+             Message(role="tool", content=view, tool_call_id="c2")]
+    assert allowed_tools(one_of(localized_calls(convo, REPRODUCE, CHECK))) == {"edit"}
+    tried = convo + [msg_call("edit", "c3", path=path, old_str=line, new_str=repaired),
+                     Message(role="tool", content="Edited x.", tool_call_id="c3"),
+                     msg_call("bash", "c4", command=CHECK), Message(role="tool", content="exit code: 1", tool_call_id="c4"),
+                     msg_call("edit", "c5", path=path, old_str=repaired, new_str=line),
+                     Message(role="tool", content="Edited x.", tool_call_id="c5")]
+    calls = localized_calls(tried, REPRODUCE, CHECK)
+    g = grammar(SamplingParams(**one_of(calls)))
+    assert accepts(g, body("view", path=path, start_line=23, end_line=39))  # above
+    assert accepts(g, body("view", path=path, start_line=57, end_line=73))  # below
+    assert not accepts(g, body("view", path=path, start_line=40, end_line=56))  # seen
+    assert not accepts(g, body("edit", path=path, old_str=line, new_str=repaired))  # tried

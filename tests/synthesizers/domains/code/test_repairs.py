@@ -38,7 +38,7 @@ def test_repairs_keep_the_rest_of_the_line_and_leave_strings_unary_signs_and_big
     assert repairs("    port = 8080") == []
     assert repairs("    return f(*args, **kwargs)") == []
     assert line not in out and len(out) == len(set(out))
-    assert repairs("    if (a <") != []  # a line that opens a bracket still has its tokens
+    assert "    total = f(a - b," in repairs("    total = f(a + b,")  # a line that opens a bracket still has its tokens
 
 
 def test_every_kept_kind_of_injected_bug_is_undone_by_a_repair_of_its_line():
@@ -75,3 +75,20 @@ def _meaning(line: str) -> str:
         return ast.dump(ast.parse(text))
     except SyntaxError:
         return text
+
+
+@pytest.mark.parametrize("line, code", [
+    ("        to distinguish signing in diff", False),  # a docstring's prose tokenizes like code
+    ("    be saved to code or version control", False),
+    ("    The secret key should be a random", False),
+    ("    elif a <= b:", True),
+    ("    except (KeyError, ValueError) as e:", True),  # code, but no token to repair: checked below
+    ("            and (index.start is not None or index.start < 0)", True),  # a continuation line
+    ("        token_types, self._lookahead_token(1))", True),
+    ("    x = [1,", True),
+])
+def test_only_lines_that_can_be_code_have_repairs(line, code):
+    from synthesizers.domains.code.repairs import is_code
+
+    assert is_code(line) is code
+    assert bool(repairs(line)) is (code and "except" not in line)
