@@ -108,6 +108,9 @@ def open_edits(history: list[tuple[str, dict, str]]) -> list[Edit]:
     return stack
 
 
+_HEADERS = ("def ", "async def ", "class ")
+
+
 def _undo(edit: Edit) -> dict[str, Any]:
     path, old, new = edit
     return _constants("edit", {"path": path, "old_str": new, "new_str": old})
@@ -130,14 +133,19 @@ def _windows(history: list[tuple[str, dict, str]], output: str, trace: str | Non
 
 
 def _edit_choices(messages: list[Message], history: list[tuple[str, dict, str]]) -> tuple[str, dict[str, list[str]]] | None:
-    """The latest viewed file and, per editable line shown, its repairs not tried yet."""
+    """The latest viewed file and, per editable line shown, its repairs not tried yet. Left out: a
+    ``def``/``class`` header (its defaults are the API; the model spent tries on them in
+    runs/code-s5b), and a repair that equals another line shown (the undo could not name the line
+    again: "old_str occurs 2 times", runs/code-s5b)."""
     snapshot = latest_snapshot(messages)
     if snapshot is None:
         return None
+    shown = set(snapshot[1])
     tried = {(str(a.get("old_str")), str(a.get("new_str"))) for n, a, r in history if is_real_edit(n, a, r)}
     ambiguous = {str(a.get("old_str")) for n, a, r in history if n == "edit" and r.startswith("Error: old_str occurs")}
-    choices = {line: fresh for line in editable_lines(snapshot[1]) if line not in ambiguous
-               if (fresh := [r for r in repairs(line) if (line, r) not in tried])}
+    choices = {line: fresh for line in editable_lines(snapshot[1])
+               if line not in ambiguous and not line.lstrip().startswith(_HEADERS)
+               if (fresh := [r for r in repairs(line) if (line, r) not in tried and r not in shown])}
     return (snapshot[0], choices) if choices else None
 
 

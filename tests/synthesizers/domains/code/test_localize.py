@@ -306,3 +306,25 @@ def test_with_every_repair_of_the_window_tried_the_next_view_is_a_neighbouring_w
     assert accepts(g, body("view", path=path, start_line=57, end_line=73))  # below
     assert not accepts(g, body("view", path=path, start_line=40, end_line=56))  # seen
     assert not accepts(g, body("edit", path=path, old_str=line, new_str=repaired))  # tried
+
+
+def test_edits_skip_headers_and_repairs_that_would_duplicate_a_shown_line():
+    """runs/code-s5b: tries spent on a def line's defaults, and an undo that failed because the
+    repair had made the line equal to its neighbour ("old_str occurs 2 times")."""
+    from synthesizers.domains.code.repo_turns import localized_calls, one_of
+
+    path = "src/pkg/v.py"
+    view = (f"{path} (lines 40-46 of 200):\n   40      def bump(self, token=1):\n   41          if self._build is None:\n"
+            "   42              return 0\n   43          if self._build is not None:\n   44              return token + 1")
+    only = "exit code: 1\ntests/test_m.py:3: in test_b\n    f()\nsrc/pkg/v.py:44: in bump\n    x\nE   TypeError: no"
+    convo = [msg_call("bash", "c1", command=REPRODUCE), Message(role="tool", content=only, tool_call_id="c1"),
+             msg_call("view", "c2", path=path, start_line=40, end_line=46), Message(role="tool", content=view, tool_call_id="c2")]
+    g = grammar(SamplingParams(**one_of(localized_calls(convo, REPRODUCE, CHECK))))
+
+    def edit(old: str, new: str) -> bool:
+        return accepts(g, body("edit", path=path, old_str=old, new_str=new))
+
+    assert edit("            return token + 1", "            return token - 1")
+    assert not edit("    def bump(self, token=1):", "    def bump(self, token=0):")  # a header
+    assert not edit("        if self._build is None:", "        if self._build is not None:")  # = line 43
+    assert edit("        if self._build is None:", "        if not self._build is None:")
