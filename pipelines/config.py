@@ -122,6 +122,9 @@ class JudgeConfig(_Strict):
 class VerifierConfig(_Strict):
     # An LLM judge for verifiers that take one (deep research); never the default.
     judge: JudgeConfig | None = None
+    # Constructor keywords of the domain's verifiers, e.g. math's {arithmetic: flag}
+    # (checked before a run starts: verifiers.registry.check_options).
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
 class RunConfig(_Strict):

@@ -57,3 +57,15 @@ def check_sandbox() -> str:
         return ensure_image()
     except SandboxUnavailable as exc:
         raise PreflightError(str(exc)) from None
+
+
+def check_verifier_options(domain: str, options: dict) -> None:
+    """The run config's ``verifier.options`` are taken by the domain's verifiers, with valid values."""
+    if not options:
+        return
+    from verifiers.registry import check_options
+
+    try:
+        check_options(domain, options)
+    except ValueError as exc:
+        raise PreflightError(str(exc)) from None

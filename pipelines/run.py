@@ -216,8 +216,10 @@ def run_pipeline(config: RunConfig, out_dir: Path, events: RunEvents | None = No
 
     benchmarks = load_index(config.decontam)  # before anything is written: a bad source fails fast
     units = plan_units(tasks, config.units.tasks_per_unit)
-    from pipelines.preflight import check_sandbox
+    from pipelines.preflight import check_sandbox, check_verifier_options
     from synthesizers.domains.registry import get_domain
+
+    check_verifier_options(config.domain, config.verifier.options)
 
     if get_domain(config.domain).needs_sandbox:
         check_sandbox()  # before anything is written: Docker down -> one clear line

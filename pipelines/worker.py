@@ -117,7 +117,8 @@ class RolloutWorker:
 
     def _verifier_for(self, kind: str):
         if kind not in self._verifiers:
-            self._verifiers[kind] = self._get_verifier(self.config.domain, kind, judge=self._judge)
+            self._verifiers[kind] = self._get_verifier(self.config.domain, kind, judge=self._judge,
+                                                      options=self.config.verifier.options)
         return self._verifiers[kind]
 
     async def _run_task(self, task: Task) -> list:

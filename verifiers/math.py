@@ -6,21 +6,30 @@ output or an earlier assistant turn is never judged. Inside that message the
 *last* outermost box counts (models often box a draft first). Comparisons run
 in a killable worker process (see ``math_pool``) so a pathological answer
 cannot hang the pipeline, from any thread. Never raises on model output.
+
+The work must hold too (``arithmetic="reject"``, the default): a right box after
+a wrong step such as ``72 / 9 = 9`` in any assistant turn fails the trajectory
+(see ``verifiers.arithmetic``); ``"flag"`` only notes the wrong steps in the
+reason, ``"off"`` skips the check. Run configs set it as
+``verifier: {options: {arithmetic: flag}}``.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from sandboxes.base import Sandbox
 from schemas import Message, Task, Verdict
+from verifiers.arithmetic import wrong_claims
 from verifiers.base import last_assistant_text
 from verifiers.math_pool import MathVerifyPool, VerifyTimeout, VerifyWorkerError, shared_pool
 
 # Real answers are short; anything longer is noise (or an attempt to make sympy
 # chew on something huge) and is failed without parsing.
 MAX_ANSWER_CHARS = 500
+ARITHMETIC_MODES = ("reject", "flag", "off")
 _BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
 
@@ -83,11 +92,32 @@ class MathVerifier:
     domain = "math"
     needs_sandbox = False
 
-    def __init__(self, timeout_s: float = 5.0, pool: MathVerifyPool | None = None):
+    def __init__(self, timeout_s: float = 5.0, pool: MathVerifyPool | None = None,
+                 arithmetic: Literal["reject", "flag", "off"] = "reject"):
+        if arithmetic not in ARITHMETIC_MODES:
+            raise ValueError(f"math verifier: arithmetic must be one of {', '.join(ARITHMETIC_MODES)}, "
+                             f"not {arithmetic!r}")
         self.timeout_s = timeout_s
         self._pool = pool
+        self.arithmetic = arithmetic
 
     def verify(self, task: Task, messages: list[Message], sandbox: Sandbox | None = None) -> Verdict:
+        verdict = self._verify_answer(task, messages)
+        if self.arithmetic == "off":
+            return verdict
+        try:
+            wrong = [c for m in messages if m.role == "assistant" for c in wrong_claims(m.content or "")]
+        except Exception as exc:  # the contract: a verdict, never an exception
+            return _failed(f"verifier error in the arithmetic check: {type(exc).__name__}: {exc}")
+        if not wrong:
+            return verdict
+        shown = "; ".join(c.explain() for c in wrong[:2]) + (f" and {len(wrong) - 2} more" if len(wrong) > 2 else "")
+        reason = f"{verdict.reason}{', but' if verdict.passed else ';'} wrong arithmetic: {shown}"
+        if self.arithmetic == "reject":
+            return _failed(reason)
+        return verdict.model_copy(update={"reason": reason})
+
+    def _verify_answer(self, task: Task, messages: list[Message]) -> Verdict:
         try:
             return self._verify(task, messages)
         except Exception as exc:  # the contract: a verdict, never an exception

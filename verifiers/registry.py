@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from typing import Callable
+from typing import Any, Callable
 
 from verifiers.base import Verifier
 
@@ -24,19 +24,43 @@ class UnknownTaskKind(ValueError):
     pass
 
 
-def get_verifier(domain: str, kind: str = "default", *, judge: Callable | None = None) -> Verifier:
-    """The verifier for (domain, kind); ``judge``: an LLM judge, for verifiers that take one."""
+def verifier_class(domain: str, kind: str = "default") -> type:
     target = VERIFIERS.get((domain, kind))
     if target is None:
         known = ", ".join(f"{d}/{k}" for d, k in VERIFIERS)
         raise UnknownTaskKind(f"no verifier for domain {domain!r}, task kind {kind!r} (known: {known})")
     module, attr = target.split(":")
-    cls = getattr(importlib.import_module(module), attr)
-    if judge is None:
-        return cls()
-    if "judge" not in inspect.signature(cls).parameters:
-        raise UnknownTaskKind(f"the {domain}/{kind} verifier takes no judge: remove verifier.judge from the config")
-    return cls(judge=judge)
+    return getattr(importlib.import_module(module), attr)
+
+
+def get_verifier(domain: str, kind: str = "default", *, judge: Callable | None = None,
+                 options: dict[str, Any] | None = None) -> Verifier:
+    """The verifier for (domain, kind); ``judge``: an LLM judge, for verifiers that take one;
+    ``options``: constructor keywords (the run config's ``verifier.options``), each passed to the
+    verifiers that take it — a domain's kinds differ (see ``check_options``)."""
+    cls = verifier_class(domain, kind)
+    params = inspect.signature(cls).parameters
+    kwargs = {key: value for key, value in (options or {}).items() if key in params}
+    if judge is not None:
+        if "judge" not in params:
+            raise UnknownTaskKind(f"the {domain}/{kind} verifier takes no judge: remove verifier.judge from the config")
+        kwargs["judge"] = judge
+    return cls(**kwargs)
+
+
+def check_options(domain: str, options: dict[str, Any]) -> None:
+    """Refuse, in one line, an option no verifier of ``domain`` takes or a value one refuses."""
+    kinds = [k for d, k in VERIFIERS if d == domain]
+    taken = {p for k in kinds for p in inspect.signature(verifier_class(domain, k)).parameters} - {"judge", "pool"}
+    unknown = sorted(set(options) - taken)
+    if unknown:
+        raise ValueError(f"verifier.options: {', '.join(unknown)} not taken by the {domain} verifiers "
+                         f"(they take: {', '.join(sorted(taken)) or 'nothing'}): fix the run config")
+    for kind in kinds:
+        try:
+            get_verifier(domain, kind, options=options)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"verifier.options: {exc}: fix the run config") from None
 
 
 def infer_kind(domain: str, task_fields: dict) -> str:

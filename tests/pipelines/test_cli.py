@@ -65,6 +65,19 @@ def test_docker_unavailable(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("options, needle", [
+    ("{bogus: 1}", "verifier.options: bogus not taken by the math verifiers"),
+    ("{arithmetic: strict}", "arithmetic must be one of reject, flag, off"),
+])
+def test_bad_verifier_options(tmp_path, options, needle):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text('domain: math\nlimit: 2\nengine: {model: "python:tests.fakes:ScriptedEngine"}\n'
+                   f'domain_options: {{sources: [generator]}}\nverifier: {{options: {options}}}\n')
+    proc = trajforge("run", "math", "--config", str(cfg), "--out", str(tmp_path / "out"))
+    assert_one_line_error(proc, needle)
+    assert not (tmp_path / "out").exists()
+
+
 def test_verify_missing_input(tmp_path):
     proc = trajforge("verify", "--input", str(tmp_path / "none.jsonl"), "--output", str(tmp_path / "o.jsonl"))
     assert_one_line_error(proc, "input file not found")

@@ -198,3 +198,43 @@ def test_every_shipped_gold_answer_verifies_against_itself(verifier):
         if not (verdict := verifier.verify(t, chat(rf"\boxed{{{t.payload['answer']}}}"))).passed
     ]
     assert failures == []
+
+
+# ---- the work must hold too (verifiers.arithmetic) --------------------------------------------
+
+RIGHT_BOX_WRONG_WORK = "72 ÷ 9 = 9. So 72 divided by 9 is \\boxed{8}."
+
+
+def test_a_right_box_after_wrong_arithmetic_fails_by_default(verifier):
+    verdict = verifier.verify(task("8"), chat(RIGHT_BOX_WRONG_WORK))
+    assert not verdict.passed and verdict.score == 0.0
+    assert "wrong arithmetic: '72 / 9 = 9' (72 / 9 is 8)" in verdict.reason
+
+
+def test_wrong_arithmetic_in_an_earlier_turn_counts(verifier):
+    verdict = verifier.verify(task("8"), chat("First, 70 + 2 = 73.", r"\boxed{8}"))
+    assert not verdict.passed and "70 + 2 = 73" in verdict.reason
+
+
+def test_right_arithmetic_and_a_right_box_pass(verifier):
+    assert verifier.verify(task("8"), chat("72 ÷ 9 = 8, so \\boxed{8}.")).passed
+
+
+def test_flag_keeps_the_pass_and_says_why(pool):
+    verdict = MathVerifier(pool=pool, arithmetic="flag").verify(task("8"), chat(RIGHT_BOX_WRONG_WORK))
+    assert verdict.passed and "wrong arithmetic" in verdict.reason
+
+
+def test_off_skips_the_check(pool):
+    verdict = MathVerifier(pool=pool, arithmetic="off").verify(task("8"), chat(RIGHT_BOX_WRONG_WORK))
+    assert verdict.passed and "arithmetic" not in verdict.reason
+
+
+def test_a_wrong_answer_also_names_its_wrong_steps(verifier):
+    verdict = verifier.verify(task("8"), chat(r"72 ÷ 9 = 9, \boxed{9}"))
+    assert not verdict.passed and verdict.reason.startswith("boxed '9' != gold '8'; wrong arithmetic")
+
+
+def test_an_unknown_mode_is_refused():
+    with pytest.raises(ValueError, match="arithmetic must be one of reject, flag, off"):
+        MathVerifier(arithmetic="strict")

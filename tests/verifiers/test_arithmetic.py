@@ -1,0 +1,109 @@
+"""Arithmetic claims: wrong steps are caught, right ones and non-claims are left alone."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+
+from verifiers.arithmetic import arithmetic_claims, evaluate, wrong_claims
+
+
+def claims(text: str) -> list[tuple[str, bool]]:
+    return [(str(c), c.holds) for c in arithmetic_claims(text)]
+
+
+# Taken from the embedded model's own passing math trajectories (runs/demo): right box, wrong work.
+@pytest.mark.parametrize("text, wrong", [
+    ("You can find the answer by multiplying 400 by 50. 400 * 50 = 2000. Therefore", "400 * 50 = 2000"),
+    ("72 ÷ 9 = 9.", "72 / 9 = 9"),
+    ("6x = 72 * 6 = 480", "72 * 6 = 480"),
+    ("This is because 49 = 2*60 + 1, which means", "49 = 2*60 + 1"),
+    (r"$\frac{1}{4} = 2$", "(1/4) = 2"),
+    (r"so $3 \times 4 + 2 = 24$", "3 * 4 + 2 = 24"),
+    ("1/7 = 0.15", "1/7 = 0.15"),
+    ("10 / 3 = 3.4", "10 / 3 = 3.4"),
+    (r"\boxed{2 + 2 = 5}", "2 + 2 = 5"),
+    ("**4 + 4 = 9**", "4 + 4 = 9"),
+    ("-2/3 = 0.66", "-2/3 = 0.66"),
+])
+def test_wrong_steps_are_caught(text, wrong):
+    found = wrong_claims(text)
+    assert [str(c) for c in found] == [wrong]
+    assert "is" in found[0].explain()
+
+
+def test_every_link_of_a_chain_is_checked():
+    assert claims("6 * 6 = 480 / 6 = 10") == [("6 * 6 = 480 / 6", False), ("480 / 6 = 10", False)]
+    assert claims("4 * 2 + 2 = 8 + 2 = 10") == [("4 * 2 + 2 = 8 + 2", True), ("8 + 2 = 10", True)]
+
+
+@pytest.mark.parametrize("text", [
+    "0.25 * 300 = 75.",
+    "0.1 + 0.2 = 0.3",  # exact fractions, not floats
+    "2/3 = 0.66 and 2/3 = 0.67 and 22/7 = 3.14 and 1/3 = 0.3333",  # truncated or rounded
+    "-2/3 = -0.66",
+    r"$\dfrac{10}{4} = 2.5$ and $10 \div 4 = 2.5$ and $2 \cdot 3 = 6$",
+    "1,000 * 3 = 3,000 and 4 x 5 = 20",
+    "$3^2 + 4^{2} = 5^2$ and 2^{10} = 1024 and 10^{-2} = 0.01 and (-3)^2 = 9",
+    "50% = 0.5",
+    "1. 4 * 5 = 20. 2. 3 + 3 = 6",
+])
+def test_right_steps_hold(text):
+    assert claims(text) and all(holds for _, holds in claims(text)), claims(text)
+
+
+@pytest.mark.parametrize("text", [
+    # Not claims: a side glued to a variable, a function, an operator word or a bracket.
+    "6x + 14 - 14 = 74 - 14",
+    "x - 3 = 5 and 2x + 3 = 7 and (x) - 3 = 5",
+    "f(2) = 7",
+    "sqrt 16 = 5",
+    "25% of 300 = 7",
+    "half of 10 = 6",
+    "3 times 4 = 13",
+    "5 = 2 + 3 times 2",
+    "2 = 2^{x}",
+    "x = 10 and y = 3",
+    # Unreadable sides: not a claim either.
+    "3.333... = 10/3",
+    "1/0 = 5",
+    "9 9 = 81",
+    "2(3 + 4) = 15",
+    "5! = 121",
+    # Code is code, not prose: assignments and asserts are skipped.
+    "```python\nx = 4 * 5 = 21\nassert 2 + 2 == 5\n```",
+    "Run `y = 2 + 2 = 5` to see.",
+    "<tool_call>{\"code\": \"2 + 2 = 5\"}</tool_call>",
+    # Approximations are not equalities.
+    "22/7 ≈ 3",
+])
+def test_non_claims_are_left_alone(text):
+    assert wrong_claims(text) == []
+
+
+def test_two_bare_numbers_are_not_a_claim():
+    assert claims("Step 3 = 5") == []
+
+
+@pytest.mark.parametrize("expr, value", [
+    ("2 + 3 * 4", 14), ("(2 + 3) * 4", 20), ("2 ** 3 ** 2", 512), ("-3 ** 2", -9), ("7 / 2", Fraction(7, 2)),
+    ("0.1 + 0.2", Fraction(3, 10)), ("((1)/(3))", Fraction(1, 3)),
+])
+def test_evaluate_is_exact(expr, value):
+    assert evaluate(expr) == value
+
+
+@pytest.mark.parametrize("expr", ["2 ** 100000", "9 ** 9 ** 9", "1" * 40 + " * 2", "2 ** 0.5", "0 ** -1", "(1 + 2", "+"])
+def test_evaluate_refuses_what_is_huge_or_malformed(expr):
+    with pytest.raises(ValueError):
+        evaluate(expr)
+
+
+def test_adversarial_text_is_fast_and_never_raises():
+    import time
+
+    hostile = ("(" * 500 + "1" + ")" * 500 + " = 1\n") + ("9**9**9**9 = 1 " * 200) + ("1+" * 5000 + "1 = 3")
+    start = time.perf_counter()
+    wrong_claims(hostile)
+    assert time.perf_counter() - start < 5

@@ -1,0 +1,289 @@
+"""Arithmetic claims in a model's prose, checked exactly: ``72 / 9 = 9`` is wrong.
+
+A trajectory whose boxed answer is right can still teach wrong work: the
+embedded model writes ``400 * 50 = 2000`` and then boxes 200, or ``72 ÷ 9 = 9``
+and boxes 8 (runs/demo). For mid-training that is worse than no row, so the math
+verifier fails such trajectories (they are then cut and re-rolled like any
+failure) unless the run config says otherwise.
+
+A *claim* is two neighbouring sides of an ``=`` chain on one line, both purely
+numeric (numbers, ``+ - * / ^``, parentheses, ``%``; LaTeX ``\\times \\cdot \\div
+\\frac``, ``×``, ``÷`` and ``4 x 5`` are read as operators), at least one side a
+computation. Sides are evaluated with exact fractions by a small parser (no
+``eval``), so ``0.1 + 0.2 = 0.3`` holds. A side written as a decimal with k
+places may be the value rounded or truncated to k places (``2/3 = 0.66`` and
+``0.67`` hold, ``1/7 = 0.15`` does not).
+
+Precision over recall, because a false alarm throws away a good trajectory:
+code (fenced or inline) is skipped, and a side is only read when nothing can be
+glued to it — not after a letter (``6x + 14 = 20``), a closing bracket or an
+operator word (``25% of 300 = 75``, ``sqrt 16 = 4``), not before ``x``,
+``^{...}`` or ``times``. Anything else unparsable ends the chain there.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+
+MAX_DIGITS = 30  # a longer literal is not a hand computation
+MAX_BITS = 4096  # stop evaluating before fractions get huge (2 ** 10 ** 6)
+MAX_EXPONENT = 64
+MAX_SIDE_CHARS = 200  # and parentheses nest at most MAX_DEPTH deep: hand computations are short
+MAX_DEPTH = 20
+
+# Words that make the number beside them part of a larger expression.
+OPERATOR_WORDS = frozenset(
+    "of times plus minus by over into sqrt root log ln lg exp sin cos tan divided multiplied squared cubed "
+    "power powers mod modulo percent half twice double triple thrice quarter third".split()
+)
+_BOUNDARY_BEFORE = set("(:;,=[{$.!?") | {"\n"}
+_GLUE_AFTER = set("\\{_^%![")
+
+_CODE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]*`|<tool_call>.*?(?:</tool_call>|\Z)", re.S)
+_FRAC = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
+_UNWRAP = re.compile(r"\\(?:boxed|mathbf|mathrm|textbf)\s*\{([^{}]*)\}")
+_BOLD = re.compile(r"(?<![\w*])\*\*(?=\S)([^*\n]+?)(?<=\S)\*\*(?![\w*])")
+_BRACED_POWER = re.compile(r"\^\s*\{\s*([-+]?\d+)\s*\}")
+_THOUSANDS = re.compile(r"(?<![\d.,])\d{1,3}(?:,\d{3})+(?![\d,]|\.\d)")
+_TIMES_X = re.compile(r"(?<=\d) [xX] (?=\d)")
+_PERCENT = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*(?:\\%|%)")
+_REPLACE = [
+    ("\\left", ""), ("\\right", ""), ("\\times", "*"), ("\\cdot", "*"), ("\\ast", "*"), ("\\div", "/"),
+    ("{,}", ""), ("\\,", ""), ("\\;", " "), ("\\!", ""), ("\\(", " "), ("\\)", " "), ("\\[", " "),
+    ("\\]", " "), ("$", " "), ("×", "*"), ("∗", "*"), ("·", "*"), ("⋅", "*"), ("÷", "/"), ("∕", "/"),
+    ("−", "-"),
+]
+# A point followed by a space or the line's end closes a sentence ("1. 4 * 5 = 20."), not a number.
+_RUN = re.compile(r"(?:[0-9+\-*/()= \t]|\.(?![ \t]|$))+")
+_NUMBER = re.compile(r"\d+(?:\.\d*)?|\.\d+")
+_TOKEN = re.compile(r"\s*(\*\*|\d+(?:\.\d*)?|\.\d+|[-+*/()])")
+
+
+class _Unreadable(ValueError):
+    """A side that is not a complete numeric expression: not a claim."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    left: str
+    right: str
+    left_value: Fraction
+    right_value: Fraction
+    holds: bool
+
+    def __str__(self) -> str:
+        return f"{self.left} = {self.right}"
+
+    def explain(self) -> str:
+        """``'72/9 = 9' (72/9 is 8)`` — the side that is a computation, with its value."""
+        side, value = (self.left, self.left_value) if _is_computation(self.left) else (self.right, self.right_value)
+        return f"'{self}' ({side} is {_show(value)})"
+
+
+def arithmetic_claims(text: str) -> list[Claim]:
+    """Every checkable claim in ``text``, in order (see the module docstring)."""
+    claims: list[Claim] = []
+    for line in normalize(_CODE.sub(" ", text)).splitlines():
+        for match in _RUN.finditer(line):
+            claims.extend(_claims_in_run(line, match))
+    return claims
+
+
+def wrong_claims(text: str) -> list[Claim]:
+    return [c for c in arithmetic_claims(text) if not c.holds]
+
+
+def normalize(text: str) -> str:
+    """LaTeX, Unicode and prose arithmetic rewritten as plain ``+ - * / ** ( )``."""
+    text = _BOLD.sub(r"\1", text)
+    for _ in range(3):  # nested \frac / \boxed, innermost first
+        text = _FRAC.sub(_frac, _UNWRAP.sub(r"\1", text))
+    for old, new in _REPLACE:
+        text = text.replace(old, new)
+    text = _BRACED_POWER.sub(r"**\1", text).replace("^", "**")
+    text = _THOUSANDS.sub(lambda m: m.group(0).replace(",", ""), text)
+    text = _TIMES_X.sub(" * ", text)
+    return _PERCENT.sub(r"(\1/100)", text)
+
+
+def _frac(match: re.Match) -> str:
+    num, den = (part.strip() for part in match.groups())
+    wrap = [p if _NUMBER.fullmatch(p) else f"({p})" for p in (num, den)]
+    return f"({wrap[0]}/{wrap[1]})"
+
+
+def _claims_in_run(line: str, match: re.Match) -> list[Claim]:
+    run = match.group(0)
+    if "=" not in run:
+        return []
+    sides = re.split(r"=+", run)
+    values: list[Fraction | None] = []
+    for i, side in enumerate(sides):
+        ok = bool(side.strip())
+        if ok and i == 0:
+            ok = _complete_before(line, match.start() + len(side) - len(side.lstrip()), side)
+        if ok and i == len(sides) - 1:
+            ok = _complete_after(line, match.end(), side)
+        try:
+            values.append(evaluate(_strip_period(side)) if ok else None)
+        except _Unreadable:
+            values.append(None)
+    claims = []
+    for i in range(len(sides) - 1):
+        a, b = values[i], values[i + 1]
+        left, right = _tidy(sides[i]), _tidy(sides[i + 1])
+        if a is None or b is None or not (_is_computation(left) or _is_computation(right)):
+            continue
+        claims.append(Claim(left, right, a, b, _equal(left, a, right, b)))
+    return claims
+
+
+def _complete_before(line: str, start: int, side: str) -> bool:
+    before = line[:start]
+    if not before.strip():
+        return side.lstrip()[:1] not in "+*/"
+    if side.lstrip()[:1] in "+-*/":
+        # "6x + 14 = 20", "x - 3 = 5": the run starts mid-expression; a sign only at a boundary
+        return side.lstrip()[0] == "-" and before.rstrip()[-1] in _BOUNDARY_BEFORE
+    if not before[-1].isspace():
+        return before[-1] in _BOUNDARY_BEFORE
+    stripped = before.rstrip()
+    if stripped[-1].isalpha():
+        word = re.search(r"[A-Za-z]+$", stripped).group(0).lower()
+        return word not in OPERATOR_WORDS and not stripped[:-len(word)].endswith("\\")
+    return stripped[-1] in _BOUNDARY_BEFORE
+
+
+def _complete_after(line: str, end: int, side: str) -> bool:
+    if _strip_period(side).rstrip()[-1:] in "+-*/(":
+        return False
+    after = line[end:]
+    if not after:
+        return True
+    if not side[-1:].isspace():
+        return not (after[0].isalnum() or after[0] in _GLUE_AFTER)
+    word = re.match(r"[A-Za-z]+", after)
+    return word is None or word.group(0).lower() not in OPERATOR_WORDS
+
+
+def _strip_period(side: str) -> str:
+    # "... = 75." ends a sentence; "75.5" keeps its point.
+    stripped = side.rstrip()
+    return stripped[:-1] if stripped.endswith(".") and not stripped.endswith("..") else stripped
+
+
+def _tidy(side: str) -> str:
+    return " ".join(_strip_period(side).split())
+
+
+def _is_computation(side: str) -> bool:
+    return _NUMBER.fullmatch(side.lstrip("-+ ").strip()) is None
+
+
+def _equal(left: str, a: Fraction, right: str, b: Fraction) -> bool:
+    if a == b:
+        return True
+    # A decimal written with k places may be the value rounded (half a unit in the last place
+    # off) or truncated (below the value by less than a unit, 2/3 = 0.66).
+    for written, shown, value in ((left, a, b), (right, b, a)):
+        if _is_computation(written) or "." not in written or not _is_computation(left if written is right else right):
+            continue
+        unit = Fraction(1, 10 ** len(written.split(".")[1]))
+        truncated = shown * value >= 0 and 0 <= abs(value) - abs(shown) < unit
+        if abs(value - shown) <= unit / 2 or truncated:
+            return True
+    return False
+
+
+def _show(value: Fraction) -> str:
+    if value.denominator == 1:
+        return str(value.numerator)
+    return f"{float(value):.6g}"
+
+
+def evaluate(expr: str) -> Fraction:
+    """The exact value of ``+ - * / ** ( )`` over decimals; ``_Unreadable`` otherwise."""
+    tokens, pos = [], 0
+    expr = expr.rstrip()
+    if len(expr) > MAX_SIDE_CHARS or expr.count("(") > MAX_DEPTH:
+        raise _Unreadable("too long")
+    while pos < len(expr):
+        m = _TOKEN.match(expr, pos)
+        if m is None:
+            raise _Unreadable(expr)
+        tokens.append(m.group(1))
+        pos = m.end()
+    parser = _Parser(tokens)
+    value = parser.expression()
+    if parser.pos != len(tokens):
+        raise _Unreadable(expr)
+    return value
+
+
+class _Parser:
+    """Recursive descent: expression := term (+|- term)*; term := unary (*|/ unary)*;
+    unary := (+|-) unary | power; power := atom (** unary)?; atom := number | ( expression )."""
+
+    def __init__(self, tokens: list[str]):
+        self.tokens, self.pos = tokens, 0
+
+    def _peek(self) -> str | None:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def _take(self) -> str:
+        token = self._peek()
+        if token is None:
+            raise _Unreadable("ends early")
+        self.pos += 1
+        return token
+
+    def expression(self) -> Fraction:
+        value = self.term()
+        while self._peek() in ("+", "-"):
+            op, rhs = self._take(), self.term()
+            value = _checked(value + rhs if op == "+" else value - rhs)
+        return value
+
+    def term(self) -> Fraction:
+        value = self.unary()
+        while self._peek() in ("*", "/"):
+            op, rhs = self._take(), self.unary()
+            if op == "/" and rhs == 0:
+                raise _Unreadable("division by zero")
+            value = _checked(value * rhs if op == "*" else value / rhs)
+        return value
+
+    def unary(self) -> Fraction:
+        if self._peek() in ("+", "-"):
+            sign = -1 if self._take() == "-" else 1
+            return sign * self.unary()
+        return self.power()
+
+    def power(self) -> Fraction:
+        base = self.atom()
+        if self._peek() != "**":
+            return base
+        self._take()
+        exponent = self.unary()
+        if exponent.denominator != 1 or abs(exponent) > MAX_EXPONENT or (base == 0 and exponent < 0):
+            raise _Unreadable("exponent")
+        return _checked(base ** int(exponent))
+
+    def atom(self) -> Fraction:
+        token = self._take()
+        if token == "(":
+            value = self.expression()
+            if self._take() != ")":
+                raise _Unreadable("unbalanced")
+            return value
+        if not _NUMBER.fullmatch(token) or len(token.replace(".", "")) > MAX_DIGITS:
+            raise _Unreadable(token)
+        return Fraction(token)
+
+
+def _checked(value: Fraction) -> Fraction:
+    if value.numerator.bit_length() > MAX_BITS or value.denominator.bit_length() > MAX_BITS:
+        raise _Unreadable("too large")
+    return value
