@@ -6,6 +6,7 @@ run reports on everything it holds, including units finished before a kill.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -43,10 +44,36 @@ class RunReport:
     wall_s: float
     rollout_s: float
     completion_tokens_per_s: float
+    # Why trajectories failed: verdict reasons with their particulars blanked, most common first.
+    failure_reasons: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_BRACKETED = re.compile(r"\([^()]*\)")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def reason_shape(reason: str, limit: int = 90) -> str:
+    """A verdict reason without its particulars, so reasons can be counted:
+    ``boxed '9' != gold '8'`` -> ``boxed '…' != gold '…'``."""
+    if not (reason or "").strip():
+        return "(no reason)"
+    shape = _NUMBER.sub("N", _BRACKETED.sub("(…)", _QUOTED.sub("'…'", reason)))
+    shape = " ".join(shape.split())
+    return shape if len(shape) <= limit else shape[: limit - 1] + "…"
+
+
+def failure_reasons(trajectories: list[Trajectory], top: int = 12) -> dict[str, int]:
+    """The ``top`` most common reason shapes of failed trajectories (errors count by their error)."""
+    counts = Counter(
+        reason_shape(t.error or (t.verdict.reason if t.verdict else "not verified"))
+        for t in trajectories if not (t.verdict and t.verdict.passed)
+    )
+    return dict(counts.most_common(top))
 
 
 def build_report(
@@ -99,4 +126,5 @@ def build_report(
         wall_s=round(wall_s, 2),
         rollout_s=round(rollout_s, 2),
         completion_tokens_per_s=round(completion_tokens_now / rollout_s, 1) if rollout_s > 0 else 0.0,
+        failure_reasons=failure_reasons(trajectories),
     )

@@ -6,7 +6,8 @@ run itself could measure: wall time, rollout time, dedupe and decontamination
 counts). A mixture folder (``trajforge run all``) gets one page over all its
 domain runs; each domain run keeps its own page.
 
-Plots: trajectories per stage, pass rate per domain, branch yield, token-length
+Plots: trajectories per stage, why trajectories failed (verdict reasons without their
+particulars), pass rate per domain, branch yield, token-length
 histograms of the shards, dedupe/decontamination removals, throughput over time
 (completion tokens of trajectories finishing in each time bin, from their timings).
 """
@@ -144,6 +145,10 @@ def render_html(run_dir: Path) -> str:
             ("decontamination", decontam),
             ("render errors", len(report.get("extra", {}).get("render_errors", []))),
         ], colors=svg.PALETTE[2:]))
+        reasons = report.get("failure_reasons") or {}
+        if reasons:
+            charts.append(svg.hbars(f"why trajectories failed — {name}", list(reasons.items()),
+                                    colors=svg.PALETTE[1:], width=1060, label_w=640))
         for key in ("trajectories", "passed", "pass_rate", "branch_yield", "shard_rows", "tokens", "loss_tokens",
                     "wall_s", "completion_tokens_per_s"):
             if key in report:

@@ -25,11 +25,11 @@ def empty(title: str, why: str) -> str:
 
 
 def hbars(title: str, items: Sequence[tuple[str, float]], *, fmt=_num, colors: Sequence[str] | None = None,
-          max_value: float | None = None, width: int = 520) -> str:
-    """Horizontal bars, one per (label, value)."""
+          max_value: float | None = None, width: int = 520, label_w: int = 190) -> str:
+    """Horizontal bars, one per (label, value); labels right-aligned in ``label_w`` pixels."""
     if not items:
         return empty(title, "no data")
-    label_w, row_h, top = 190, 22, 28
+    row_h, top = 22, 28
     plot_w = width - label_w - 70
     top_value = max_value if max_value is not None else max((v for _, v in items), default=0) or 1
     height = top + row_h * len(items) + 8

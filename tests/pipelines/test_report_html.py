@@ -60,6 +60,20 @@ def test_regenerate_recomputes_from_the_store_and_keeps_run_only_fields(run_dir,
     assert after["passed"] == before["passed"] == 10 and after["branches"] == 8
     assert after["wall_s"] == 12.5 and after["dedupe_removed_exact"] == 1 and after["extra"]["decontamination"]["removed"] == 2
     assert (copy / "report.html").stat().st_size > 1000
+    # why the failures failed, counted by reason shape (the fixture's "boxed wrong #3" etc.)
+    reasons = after["failure_reasons"]
+    assert sum(reasons.values()) == after["failed"] and reasons["boxed wrong #N"] >= 2
+    assert "why trajectories failed — math" in (copy / "report.html").read_text()
+
+
+def test_reason_shapes_blank_the_particulars():
+    from pipelines.report import reason_shape
+
+    assert reason_shape("boxed '9' != gold '8'") == reason_shape("boxed '12' != gold '3/4'") == "boxed '…' != gold '…'"
+    assert reason_shape("boxed '8' == gold '8', but wrong arithmetic: '72 / 9 = 9' (72 / 9 is 8)") == \
+        "boxed '…' == gold '…', but wrong arithmetic: '…' (…)"
+    assert reason_shape("3 of 5 tests failed") == "N of N tests failed"
+    assert reason_shape("") == "(no reason)" and len(reason_shape("x" * 500)) == 90
 
 
 def test_mixture_folder_gets_one_page_over_its_domain_runs(run_dir, tmp_path):
