@@ -53,8 +53,9 @@ class RunReport:
 
 
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
-_BRACKETED = re.compile(r"\([^()]*\)")
+_BRACKETED = re.compile(r"\([^()]*(?:\(…\)[^()]*)*\)")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_LISTED = re.compile(r"'…' \(…\)(?:; '…' \(…\))*(?: and N more)?")  # a list of examples counts as one
 
 
 def reason_shape(reason: str, limit: int = 90) -> str:
@@ -62,7 +63,10 @@ def reason_shape(reason: str, limit: int = 90) -> str:
     ``boxed '9' != gold '8'`` -> ``boxed '…' != gold '…'``."""
     if not (reason or "").strip():
         return "(no reason)"
-    shape = _NUMBER.sub("N", _BRACKETED.sub("(…)", _QUOTED.sub("'…'", reason)))
+    shape = _QUOTED.sub("'…'", reason)
+    while (inner := _BRACKETED.sub("(…)", shape)) != shape:  # nested brackets, innermost first
+        shape = inner
+    shape = _LISTED.sub("'…' (…)", _NUMBER.sub("N", shape))
     shape = " ".join(shape.split())
     return shape if len(shape) <= limit else shape[: limit - 1] + "…"
 
