@@ -125,6 +125,9 @@ class VerifierConfig(_Strict):
     # Constructor keywords of the domain's verifiers, e.g. math's {arithmetic: flag}
     # (checked before a run starts: verifiers.registry.check_options).
     options: dict[str, Any] = Field(default_factory=dict)
+    # A passing trajectory whose assistant turn loops fails (verifiers/repetition.py); None: the
+    # domain's default (its ``repetition_check``, True but for code, whose lines repeat legitimately).
+    repetition: bool | None = None
 
 
 class RunConfig(_Strict):

@@ -72,6 +72,22 @@ class ImagePools:
             pool.close()
 
 
+def make_verifier(config, domain, kind: str, judge=None):
+    """The verifier of (config.domain, kind) with the config's options, behind the repetition
+    gate unless the config or the domain turns it off (``verifier.repetition``)."""
+    from verifiers.registry import get_verifier
+
+    verifier = get_verifier(config.domain, kind, judge=judge, options=config.verifier.options)
+    repetition = config.verifier.repetition
+    if repetition is None:
+        repetition = getattr(domain, "repetition_check", True)
+    if repetition:
+        from verifiers.repetition import RepetitionGate
+
+        verifier = RepetitionGate(verifier)
+    return verifier
+
+
 class RolloutWorker:
     """Plain class; ``pipelines.run`` wraps it with ``ray.remote``."""
 
@@ -81,8 +97,6 @@ class RolloutWorker:
         from pipelines.rollout import TaskRunner, settings_from_config
         from synthesizers.domains.registry import get_domain
         from synthesizers.engines.factory import make_engine
-        from verifiers.registry import get_verifier
-
         self.config = RunConfig.model_validate(config)
         cfg = self.config
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(int(max(1, cfg.engine.kv_cache_gb))))
@@ -104,7 +118,6 @@ class RolloutWorker:
                                                 run_id=run_id),
             )
         self._verifiers: dict[str, Any] = {}
-        self._get_verifier = get_verifier
         self._judge = judge_from_config(cfg.verifier.judge.model_dump() if cfg.verifier.judge else None)
         self.runner = TaskRunner(
             self.engine,
@@ -117,8 +130,7 @@ class RolloutWorker:
 
     def _verifier_for(self, kind: str):
         if kind not in self._verifiers:
-            self._verifiers[kind] = self._get_verifier(self.config.domain, kind, judge=self._judge,
-                                                      options=self.config.verifier.options)
+            self._verifiers[kind] = make_verifier(self.config, self.domain, kind, self._judge)
         return self._verifiers[kind]
 
     async def _run_task(self, task: Task) -> list:

@@ -61,6 +61,9 @@ class Domain(Protocol):
     # method: the base image. The worker keeps one lazily made pool per image.
     # Optional method ``training_messages(trajectory)``: the messages to train on
     # when they differ from the rollout's (e.g. a rewrite).
+    # Optional attribute ``repetition_check: bool`` (default True): whether a passing
+    # trajectory whose assistant turn loops fails (``verifiers.repetition``); code
+    # says False, as source code repeats lines legitimately.
 
     def seed_tasks(self, options: dict[str, Any], *, limit: int | None, seed: int) -> Iterator[Task]:
         """Deterministic for (options, limit, seed): same inputs, same tasks, same ids."""

@@ -132,6 +132,7 @@ class CodeDomain:
     name = "code"
     needs_sandbox = True
     sandbox_scope = "rollout"  # the checkout lives in one box for the whole rollout
+    repetition_check = False  # source code repeats lines legitimately (verifiers.repetition)
 
     def seed_tasks(self, options: dict[str, Any], *, limit: int | None, seed: int) -> Iterator[Task]:
         from synthesizers.domains.code.function_tasks import function_task_from_row
