@@ -103,6 +103,12 @@ class RepetitionGate:
         self.inner, self.rules = inner, rules
         self.domain, self.needs_sandbox = inner.domain, inner.needs_sandbox
 
+    def __getattr__(self, name: str):
+        # Transparent for the rest (a verifier's judge, its options).
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
     def verify(self, task: Task, messages: list[Message], sandbox: Sandbox | None = None) -> Verdict:
         verdict = self.inner.verify(task, messages, sandbox)
         if not verdict.passed:

@@ -95,4 +95,4 @@ def test_the_gate_keeps_clean_passes_and_every_failure_as_they_are():
     failed = RepetitionGate(Fixed(False)).verify(TASK, chat(CODE_LOOP))
     assert not failed.passed and failed.reason == "boxed '20' == gold '20'"
     gate = RepetitionGate(Fixed(True))
-    assert (gate.domain, gate.needs_sandbox) == ("math", False)
+    assert (gate.domain, gate.needs_sandbox, gate.passed) == ("math", False, True)  # the rest is the inner's
