@@ -9,7 +9,8 @@ Sandboxed rows run in the image their domain names for the task (the optional
 domain hook ``sandbox_image(task)``: a repo-level code task runs in its
 project's image, test deps baked in), one pool per image, made on first use;
 other rows in the base image. A task whose image cannot be made fails with
-the reason; the other rows go on.
+the reason; the other rows go on. Verdicts are the pipeline's: the same
+verifiers behind the same repetition gate (``pipelines.worker.make_verifier``).
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pipelines.atomic import write_text
-from pipelines.worker import ImagePools
+from pipelines.worker import ImagePools, make_verifier
 from sandboxes.image import ensure_image
 from schemas import Task, Verdict, messages_from_openai
 from synthesizers.domains.registry import get_domain
-from verifiers.registry import get_verifier, infer_kind
+from verifiers.registry import infer_kind
 
 
 @dataclass
@@ -78,7 +79,7 @@ def verify_file(
         try:
             if task is None:
                 return Verdict(passed=False, reason=str(messages))
-            verifier = get_verifier(task.domain, task.kind)
+            verifier = make_verifier(task.domain, task.kind, domain=_domain(task.domain))
             if verifier.needs_sandbox:
                 with pools.pool_for(_image_for(task)).acquire() as box:
                     return verifier.verify(task, messages, box)

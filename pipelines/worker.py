@@ -72,13 +72,13 @@ class ImagePools:
             pool.close()
 
 
-def make_verifier(config, domain, kind: str, judge=None):
-    """The verifier of (config.domain, kind) with the config's options, behind the repetition
-    gate unless the config or the domain turns it off (``verifier.repetition``)."""
+def make_verifier(domain_name: str, kind: str, *, domain: Any = None, judge=None,
+                  options: dict[str, Any] | None = None, repetition: bool | None = None):
+    """The verifier of (domain_name, kind) with these options, behind the repetition gate unless
+    ``repetition`` is False (None: the domain plug-in's ``repetition_check``, default True)."""
     from verifiers.registry import get_verifier
 
-    verifier = get_verifier(config.domain, kind, judge=judge, options=config.verifier.options)
-    repetition = config.verifier.repetition
+    verifier = get_verifier(domain_name, kind, judge=judge, options=options)
     if repetition is None:
         repetition = getattr(domain, "repetition_check", True)
     if repetition:
@@ -130,7 +130,9 @@ class RolloutWorker:
 
     def _verifier_for(self, kind: str):
         if kind not in self._verifiers:
-            self._verifiers[kind] = make_verifier(self.config, self.domain, kind, self._judge)
+            cfg = self.config
+            self._verifiers[kind] = make_verifier(cfg.domain, kind, domain=self.domain, judge=self._judge,
+                                                  options=cfg.verifier.options, repetition=cfg.verifier.repetition)
         return self._verifiers[kind]
 
     async def _run_task(self, task: Task) -> list:

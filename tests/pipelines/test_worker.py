@@ -82,17 +82,14 @@ def test_concurrent_first_use_makes_one_pool():
 
 
 def test_verifiers_sit_behind_the_repetition_gate_unless_the_domain_or_config_says_no():
-    from pipelines.config import RunConfig
     from pipelines.worker import make_verifier
     from synthesizers.domains.registry import get_domain
     from verifiers.repetition import RepetitionGate
 
-    math = RunConfig(domain="math", verifier={"options": {"arithmetic": "flag"}})
-    gated = make_verifier(math, get_domain("math"), "default")
+    gated = make_verifier("math", "default", domain=get_domain("math"), options={"arithmetic": "flag"})
     assert isinstance(gated, RepetitionGate) and gated.inner.arithmetic == "flag"
-    code = RunConfig(domain="code")
-    assert not isinstance(make_verifier(code, get_domain("code"), "repo"), RepetitionGate)  # code: off by default
-    forced = RunConfig(domain="code", verifier={"repetition": True})
-    assert isinstance(make_verifier(forced, get_domain("code"), "repo"), RepetitionGate)
-    off = RunConfig(domain="math", verifier={"repetition": False})
-    assert not isinstance(make_verifier(off, get_domain("math"), "default"), RepetitionGate)
+    code = get_domain("code")
+    assert not isinstance(make_verifier("code", "repo", domain=code), RepetitionGate)  # code: off by default
+    assert isinstance(make_verifier("code", "repo", domain=code, repetition=True), RepetitionGate)
+    assert not isinstance(make_verifier("math", "default", domain=get_domain("math"), repetition=False),
+                          RepetitionGate)
