@@ -58,6 +58,11 @@ def fingerprint(config: RunConfig) -> str:
     relevant = config.model_dump(include={"domain", "seed", "limit", "sampling", "branching", "units", "domain_options"})
     relevant["model"] = config.engine.model
     relevant["agent"] = config.agent.model_dump(exclude={"concurrency"})
+    # Verdicts decide branching: a run that sets verifier options resumes only with the same ones
+    # (left out when unset, so folders made before these options existed still resume).
+    verifier = config.verifier.model_dump(include={"options", "repetition"}, exclude_defaults=True)
+    if verifier:
+        relevant["verifier"] = verifier
     return stable_hash(json.dumps(relevant, sort_keys=True), length=24)
 
 

@@ -44,3 +44,14 @@ def test_bad_config_is_one_clear_line(tmp_path, text, needle):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_verifier_options_are_part_of_the_fingerprint_only_when_set():
+    from pipelines.config import RunConfig
+    from pipelines.run import fingerprint
+
+    plain = RunConfig(domain="math")
+    assert fingerprint(plain) == fingerprint(RunConfig(domain="math", verifier={"options": {}}))
+    flagged = RunConfig(domain="math", verifier={"options": {"arithmetic": "flag"}})
+    no_gate = RunConfig(domain="math", verifier={"repetition": False})
+    assert len({fingerprint(plain), fingerprint(flagged), fingerprint(no_gate)}) == 3
