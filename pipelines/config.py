@@ -38,6 +38,10 @@ class SamplingConfig(_Strict):
     top_p: float = 0.95
     max_tokens: int = 384
     stop: list[str] = Field(default_factory=list)  # e.g. ["\n\n"] to end a small model's rambling turn
+    # Against loops (OpenAI / vLLM semantics, see synthesizers.engines.base.SamplingParams).
+    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    repetition_penalty: float = Field(1.0, gt=0.0, le=2.0)
 
 
 class AgentConfig(_Strict):

@@ -107,13 +107,7 @@ class TaskRunner:
     ) -> Trajectory:
         started = time.time()
         tools = self._tools(task)
-        params = SamplingParams(
-            temperature=self.settings.sampling.temperature,
-            top_p=self.settings.sampling.top_p,
-            max_tokens=self.settings.sampling.max_tokens,
-            seed=seed,
-            stop=self.settings.sampling.stop,
-        )
+        params = replace(self.settings.sampling, seed=seed)
         overrides = getattr(self.domain, "sampling_overrides", None)  # optional: per-task fields (tool use)
         if overrides is not None:
             params = replace(params, **overrides(task))
@@ -235,6 +229,9 @@ def settings_from_config(config: Any) -> RolloutSettings:
             top_p=config.sampling.top_p,
             max_tokens=config.sampling.max_tokens,
             stop=tuple(config.sampling.stop),
+            presence_penalty=config.sampling.presence_penalty,
+            frequency_penalty=config.sampling.frequency_penalty,
+            repetition_penalty=config.sampling.repetition_penalty,
         ),
         budget=Budget(
             max_turns=config.agent.max_turns,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pipelines.atomic import write_json
-from pipelines.config import RunConfig
+from pipelines.config import RunConfig, SamplingConfig
 from pipelines.dedupe import dedupe
 from pipelines.report import RunReport, build_report
 from pipelines.shards import write_shard_set
@@ -58,6 +58,10 @@ def fingerprint(config: RunConfig) -> str:
     relevant = config.model_dump(include={"domain", "seed", "limit", "sampling", "branching", "units", "domain_options"})
     relevant["model"] = config.engine.model
     relevant["agent"] = config.agent.model_dump(exclude={"concurrency"})
+    # Fields added later count only when set, so folders made before them still resume.
+    for key in ("presence_penalty", "frequency_penalty", "repetition_penalty"):
+        if relevant["sampling"][key] == SamplingConfig.model_fields[key].default:
+            del relevant["sampling"][key]
     # Verdicts decide branching: a run that sets verifier options resumes only with the same ones
     # (left out when unset, so folders made before these options existed still resume).
     verifier = config.verifier.model_dump(include={"options", "repetition"}, exclude_defaults=True)

@@ -20,6 +20,12 @@ class SamplingParams:
     max_tokens: int = 512
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    # Penalties against repeating (OpenAI / vLLM semantics): presence and frequency in [-2, 2]
+    # subtract from the logits of tokens already generated; repetition (vLLM, > 1 penalises)
+    # divides the logits of tokens in the prompt or the output. Defaults change nothing.
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repetition_penalty: float = 1.0
     # Answer forcing: the assistant turn starts with this text and the model
     # continues it (e.g. "The final answer is $\\boxed{"). ``Completion.text``
     # then holds prefix + continuation, so the stored message is what the

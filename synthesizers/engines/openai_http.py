@@ -115,6 +115,7 @@ class OpenAIHTTPEngine:
                 payload["seed"] = params.seed
             if params.stop:
                 payload["stop"] = list(params.stop)
+            payload.update(penalty_fields(params))
             if params.structured_outputs:
                 payload["structured_outputs"] = dict(params.structured_outputs)
             if params.assistant_prefix:
@@ -142,6 +143,16 @@ class OpenAIHTTPEngine:
                 await client.aclose()
             except RuntimeError:  # its loop is gone; nothing left to release
                 pass
+
+
+def penalty_fields(params: SamplingParams) -> dict[str, float]:
+    """The penalties that are set, as request fields; ``repetition_penalty`` is vLLM's extension
+    of the OpenAI API, so it is sent only when set (a plain OpenAI server refuses unknown fields)."""
+    fields = {"presence_penalty": params.presence_penalty, "frequency_penalty": params.frequency_penalty}
+    fields = {key: value for key, value in fields.items() if value != 0.0}
+    if params.repetition_penalty != 1.0:
+        fields["repetition_penalty"] = params.repetition_penalty
+    return fields
 
 
 def _to_wire(message: Message) -> dict[str, Any]:

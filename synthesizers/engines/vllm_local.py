@@ -203,6 +203,9 @@ class VLLMEngine:
             max_tokens=max_tokens,
             seed=params.seed,
             stop=list(params.stop) or None,
+            presence_penalty=params.presence_penalty,
+            frequency_penalty=params.frequency_penalty,
+            repetition_penalty=params.repetition_penalty,
             output_kind=RequestOutputKind.FINAL_ONLY,
             structured_outputs=StructuredOutputsParams(**params.structured_outputs) if params.structured_outputs else None,
         )

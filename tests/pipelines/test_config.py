@@ -55,3 +55,20 @@ def test_verifier_options_are_part_of_the_fingerprint_only_when_set():
     flagged = RunConfig(domain="math", verifier={"options": {"arithmetic": "flag"}})
     no_gate = RunConfig(domain="math", verifier={"repetition": False})
     assert len({fingerprint(plain), fingerprint(flagged), fingerprint(no_gate)}) == 3
+
+
+def test_sampling_penalties_reach_the_rollout_and_are_validated():
+    import pytest
+    from pydantic import ValidationError
+
+    from pipelines.config import RunConfig
+    from pipelines.rollout import settings_from_config
+
+    cfg = RunConfig(domain="math", sampling={"presence_penalty": 0.4, "frequency_penalty": 0.2,
+                                             "repetition_penalty": 1.15})
+    sampling = settings_from_config(cfg).sampling
+    assert (sampling.presence_penalty, sampling.frequency_penalty, sampling.repetition_penalty) == (0.4, 0.2, 1.15)
+    with pytest.raises(ValidationError):
+        RunConfig(domain="math", sampling={"presence_penalty": 3.0})
+    with pytest.raises(ValidationError):
+        RunConfig(domain="math", sampling={"repetition_penalty": 0.0})

@@ -74,6 +74,7 @@ async def test_request_shape_and_model_discovery():
     assert wire[3] == {"role": "user", "content": "<tool_response>\nError: malformed\n</tool_response>"}
     assert recorder.requests[-1].headers["authorization"] == "Bearer k"
     assert str(recorder.requests[-1].url) == "http://test.local/v1/chat/completions"
+    assert not {"presence_penalty", "frequency_penalty", "repetition_penalty"} & set(payload)  # unset: not sent
     await engine.close()
 
 
@@ -163,3 +164,14 @@ async def test_structured_outputs_are_sent_as_vllm_structured_outputs():
     await engine_for(guided, model="m").chat(HELLO, params=SamplingParams(structured_outputs={"choice": ["yes", "no"]}))
     assert "structured_outputs" not in plain.chat_payloads()[0]
     assert guided.chat_payloads()[0]["structured_outputs"] == {"choice": ["yes", "no"]}
+
+
+async def test_penalties_are_sent_only_when_set():
+    recorder = Recorder([(200, ok_body()), (200, ok_body())])
+    engine = engine_for(recorder)
+    await engine.chat([Message(role="user", content="q")],
+                      params=SamplingParams(presence_penalty=0.5, repetition_penalty=1.2))
+    await engine.chat([Message(role="user", content="q")], params=SamplingParams(frequency_penalty=-0.3))
+    first, second = recorder.chat_payloads()
+    assert (first["presence_penalty"], first["repetition_penalty"]) == (0.5, 1.2) and "frequency_penalty" not in first
+    assert second["frequency_penalty"] == -0.3 and "repetition_penalty" not in second
