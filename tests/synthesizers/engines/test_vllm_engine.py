@@ -93,6 +93,20 @@ async def test_seeds_make_sampling_reproducible(vllm_engine):
     assert len(set(texts[1:])) > 1  # different seeds actually sample differently
 
 
+async def test_a_repetition_penalty_reaches_the_sampler(vllm_engine):
+    loop = [Message(role="user", content="Say go many times.")]
+    start = "go go go go go go go go"  # a started loop that greedy decoding carries on
+
+    def params(**kw):
+        return SamplingParams(temperature=0.0, max_tokens=24, assistant_prefix=start, **kw)
+
+    plain, penalised = await asyncio.gather(vllm_engine.chat(loop, params=params()),
+                                            vllm_engine.chat(loop, params=params(repetition_penalty=1.8)))
+    # Greedy decoding, same prompt: only the penalty can make the two differ.
+    assert plain.text.startswith(start) and penalised.text.startswith(start)
+    assert plain.text != penalised.text
+
+
 async def test_prompt_longer_than_the_context_is_a_recorded_failure(vllm_engine):
     huge = [Message(role="user", content="word " * (vllm_engine.max_model_len + 100))]
     completion = await vllm_engine.chat(huge, params=SamplingParams(max_tokens=8))
