@@ -7,7 +7,7 @@ verifier fails such trajectories (they are then cut and re-rolled like any
 failure) unless the run config says otherwise.
 
 A *claim* is two neighbouring sides of an ``=`` chain on one line, both purely
-numeric (numbers, ``+ - * / ^``, parentheses, ``%``; LaTeX ``\\times \\cdot \\div
+numeric (numbers, ``+ - * / ^``, parentheses, ``%``, ``X% of Y``; LaTeX ``\\times \\cdot \\div
 \\frac``, ``×``, ``÷`` and ``4 x 5`` are read as operators), at least one side a
 computation. Sides are evaluated with exact fractions by a small parser (no
 ``eval``), so ``0.1 + 0.2 = 0.3`` holds. A side written as a decimal with k
@@ -17,7 +17,7 @@ places may be the value rounded or truncated to k places (``2/3 = 0.66`` and
 Precision over recall, because a false alarm throws away a good trajectory:
 code (fenced or inline) is skipped, and a side is only read when nothing can be
 glued to it — not after a letter (``6x + 14 = 20``), a closing bracket or an
-operator word (``25% of 300 = 75``, ``sqrt 16 = 4``), not before ``x``,
+operator word (``half of 300 = 150``, ``sqrt 16 = 4``), not before ``x``,
 ``^{...}`` or ``times``. Anything else unparsable ends the chain there.
 """
 
@@ -48,6 +48,7 @@ _BOLD = re.compile(r"(?<![\w*])\*\*(?=\S)([^*\n]+?)(?<=\S)\*\*(?![\w*])")
 _BRACED_POWER = re.compile(r"\^\s*\{\s*([-+]?\d+)\s*\}")
 _THOUSANDS = re.compile(r"(?<![\d.,])\d{1,3}(?:,\d{3})+(?![\d,]|\.\d)")
 _TIMES_X = re.compile(r"(?<=\d) [xX] (?=\d)")
+_PERCENT_OF = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*(?:\\%|%)\s+of\s+(\d+(?:\.\d+)?)(?![\d.]*\w)")
 _PERCENT = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*(?:\\%|%)")
 _REPLACE = [
     ("\\left", ""), ("\\right", ""), ("\\times", "*"), ("\\cdot", "*"), ("\\ast", "*"), ("\\div", "/"),
@@ -105,6 +106,7 @@ def normalize(text: str) -> str:
     text = _BRACED_POWER.sub(r"**\1", text).replace("^", "**")
     text = _THOUSANDS.sub(lambda m: m.group(0).replace(",", ""), text)
     text = _TIMES_X.sub(" * ", text)
+    text = _PERCENT_OF.sub(r"(\1/100*\2)", text)  # "25% of 300" is a product
     return _PERCENT.sub(r"(\1/100)", text)
 
 

@@ -26,6 +26,7 @@ def claims(text: str) -> list[tuple[str, bool]]:
     (r"\boxed{2 + 2 = 5}", "2 + 2 = 5"),
     ("**4 + 4 = 9**", "4 + 4 = 9"),
     ("-2/3 = 0.66", "-2/3 = 0.66"),
+    ("25% of 300 = 7", "(25/100*300) = 7"),
 ])
 def test_wrong_steps_are_caught(text, wrong):
     found = wrong_claims(text)
@@ -46,7 +47,7 @@ def test_every_link_of_a_chain_is_checked():
     r"$\dfrac{10}{4} = 2.5$ and $10 \div 4 = 2.5$ and $2 \cdot 3 = 6$",
     "1,000 * 3 = 3,000 and 4 x 5 = 20",
     "$3^2 + 4^{2} = 5^2$ and 2^{10} = 1024 and 10^{-2} = 0.01 and (-3)^2 = 9",
-    "50% = 0.5",
+    "50% = 0.5 and 25% of 300 = 75 and 12.5% of 80 = 10",
     "1. 4 * 5 = 20. 2. 3 + 3 = 6",
 ])
 def test_right_steps_hold(text):
@@ -59,8 +60,8 @@ def test_right_steps_hold(text):
     "x - 3 = 5 and 2x + 3 = 7 and (x) - 3 = 5",
     "f(2) = 7",
     "sqrt 16 = 5",
-    "25% of 300 = 7",
     "half of 10 = 6",
+    "10% of the 300 = 3",
     "3 times 4 = 13",
     "5 = 2 + 3 times 2",
     "2 = 2^{x}",
