@@ -3,9 +3,10 @@
 The structure check is the format's contract (``schemas.agentic_cot``, shared
 with the synthesizer that builds the phases). The underlying
 task (``payload.underlying``) is judged by its own domain's verifier on the
-conversation with the last assistant message's text replaced by its summary:
-the answer must be *stated in the summary*, not somewhere earlier. Tool calls
-stay in place (tool-use verifiers judge the calls that were made).
+conversation followed by the summary as one more assistant turn: the answer
+must be *stated in the summary*, not somewhere earlier, while the phases stay
+in view (the math verifier checks their arithmetic). Tool calls stay in place
+(tool-use verifiers judge the calls that were made).
 
 ``trajforge verify`` rows: ``{"domain": "agentic-cot", "task": {"underlying":
 {"domain": "math", "kind": "default", "payload": {"question", "answer"}}},
@@ -27,16 +28,6 @@ _ANSWER_MARKERS = {
     "code": re.compile(r"```python"),
     "deep-research": re.compile(r"(?im)^\s*final answer\s*:"),
 }
-
-
-def summary_view(messages: list[Message], summary: str) -> list[Message]:
-    """The conversation as the underlying verifier should see it: last assistant text = summary."""
-    out = [m.model_copy(deep=True) for m in messages]
-    for message in reversed(out):
-        if message.role == "assistant":
-            message.content = summary
-            break
-    return out
 
 
 class AgenticCoTVerifier:
@@ -77,14 +68,18 @@ class AgenticCoTVerifier:
 
     @staticmethod
     def _judged(task: Task, messages: list[Message], summary: str) -> list[Message]:
-        """What the underlying verifier reads. A rewrite of a stored trajectory is judged
-        on the original conversation (its tool results are the evidence, e.g. the
-        documents a deep-research run retrieved) followed by the summary as the last
-        word; anything else on its own conversation with the summary as the last text."""
+        """What the underlying verifier reads: the conversation with the summary appended as the
+        last word (where the answer must be stated; the phases stay in view as the turn before,
+        so the math verifier also checks their arithmetic). A rewrite of a stored trajectory is
+        judged on the original conversation (its tool results are the evidence, e.g. the
+        documents a deep-research run retrieved), then the phases, then the summary."""
         source = task.payload.get("source_messages")
         if task.payload.get("mode") == "rewrite" and source:
-            return messages_from_openai(source) + [Message(role="assistant", content=summary)]
-        return summary_view(messages, summary)
+            phases = next((m.content for m in reversed(messages) if m.role == "assistant"), "")
+            base = messages_from_openai(source) + [Message(role="assistant", content=phases)]
+        else:
+            base = [m.model_copy(deep=True) for m in messages]
+        return base + [Message(role="assistant", content=summary)]
 
 
 class SandboxedAgenticCoTVerifier(AgenticCoTVerifier):

@@ -68,6 +68,13 @@ def test_a_wrong_draft_in_an_action_is_not_judged(verifier):
     assert verifier.verify(task(), conversation(render_phases(phases))).passed
 
 
+def test_wrong_arithmetic_in_a_phase_fails_a_math_trajectory(verifier):
+    phases = list(PHASES)
+    phases[2] = ("action", "Seven pencils cost 7 * 3 = 24 dollars; 50 - 21 = 29.")
+    v = verifier.verify(task(), conversation(render_phases(phases)))
+    assert not v.passed and "wrong arithmetic: '7 * 3 = 24' (7 * 3 is 21)" in v.reason
+
+
 def test_missing_underlying_and_unknown_domain_fail_cleanly(verifier):
     assert not verifier.verify(Task(id="x", domain="agentic-cot"), conversation(render_phases(PHASES))).passed
     v = verifier.verify(task(domain="nope"), conversation(render_phases(PHASES)))
@@ -104,7 +111,8 @@ def test_rewrite_of_a_stored_trajectory_is_judged_on_the_original_evidence_plus_
     rewrite = Task(id="r", domain="agentic-cot", payload={"mode": "rewrite", "source_text": "...", "underlying": inner, "source_messages": original})
     convo = [Message(role="system", content="rewrite"), Message(role="user", content="...")]
     judged = verifier._judged(rewrite, convo + [Message(role="assistant", content=render_phases(PHASES))], "S")
-    assert [m.role for m in judged] == ["user", "assistant", "tool", "assistant", "assistant"] and judged[-1].content == "S"
+    assert [m.role for m in judged] == ["user", "assistant", "tool", "assistant", "assistant", "assistant"]
+    assert judged[-2].content == render_phases(PHASES) and judged[-1].content == "S"  # original, phases, summary
     assert verifier.verify(rewrite, convo + [Message(role="assistant", content=render_phases(PHASES))]).passed
     wrong = PHASES[:-1] + [("summary", "\\boxed{28}")]
     # the original's correct \boxed{29} is not the last word: the summary's answer is judged
