@@ -176,6 +176,7 @@ def check_structure(
     *,
     answer_check: Callable[[str], bool] | None = None,
     allow_stray: bool = False,
+    allow_repeats: bool = False,
 ) -> StructureReport:
     messages = list(messages)
     parsed = parse_messages(messages)
@@ -198,6 +199,8 @@ def check_structure(
     last_assistant = max(i for i, m in enumerate(messages) if _field(m, "role") == "assistant")
     if phases[-1].message_index != last_assistant:
         return StructureReport(False, "<summary> is not in the last assistant message", phases)
+    if not allow_repeats and (repeat := _repeated_phase(phases)):
+        return StructureReport(False, repeat, phases)
     if parsed.stray and not allow_stray:
         index, text = parsed.stray[0]
         return StructureReport(False, f"text outside the phase tags in message {index}: {text[:40]!r}", phases)
@@ -205,6 +208,25 @@ def check_structure(
     if answer_check is not None and not answer_check(summary):
         return StructureReport(False, "<summary> does not state the final answer", phases)
     return StructureReport(True, "five phases in order", phases)
+
+
+def _gist(text: str) -> str:
+    # "1. The remainder is 1." and "the remainder is 1" say the same thing.
+    return " ".join(re.sub(r"^\s*(?:\d+[.)]|[*-])\s*", "", text).lower().split()).rstrip(".!")
+
+
+def _repeated_phase(phases: list[Phase]) -> str | None:
+    """A phase that says word for word what an earlier phase of another kind said (a plan that
+    restates the analysis): the reason, or None. Two actions may share words (a loop's steps)."""
+    seen: dict[str, str] = {}
+    for p in phases:
+        gist = _gist(p.content)
+        if not gist:
+            continue
+        if gist in seen and seen[gist] != p.name:
+            return f"<{p.name}> in message {p.message_index} repeats the <{seen[gist]}> word for word"
+        seen.setdefault(gist, p.name)
+    return None
 
 
 def first_action_message(messages: Iterable[Any]) -> int | None:

@@ -53,6 +53,7 @@ class AgenticCoTVerifier:
             messages,
             answer_check=(lambda s: bool(marker.search(s))) if marker else None,
             allow_stray=bool(options.get("allow_stray", False)),
+            allow_repeats=bool(options.get("allow_repeats", False)),
         )
         if not report.ok:
             return Verdict(passed=False, score=0.0, reason=f"structure: {report.reason}")

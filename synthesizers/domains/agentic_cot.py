@@ -16,6 +16,7 @@ Options (``domain_options``)::
       - {mode: rewrite, dataset: {path: ..., question_field, answer_field, solution_field}, count: 8}
       - {mode: rewrite, store: runs/math, count: 8}
     allow_stray: false            # text outside the tags fails the structure check
+    allow_repeats: false          # a phase that restates an earlier one word for word fails it
     phased: true                  # phase-by-phase generation (synthesizers.agentic_cot.phased):
                                   # the loop writes the tags, the model each phase's text
     summary_opener: ""            # text the summary starts with when phased (answer forcing); a
@@ -43,7 +44,7 @@ from synthesizers.agentic_cot.sources import cot_rows, store_rows
 from synthesizers.domains.base import Tool, ToolContext
 
 NAME = "agentic-cot"
-OPTION_KEYS = {"sources", "allow_stray", "phased", "summary_opener", "phase_stops"}
+OPTION_KEYS = {"sources", "allow_stray", "allow_repeats", "phased", "summary_opener", "phase_stops"}
 SOURCE_KEYS = {"mode", "domain", "options", "dataset", "store", "count"}
 DEFAULT_SOURCES = [
     {"mode": "direct", "domain": "math", "options": {"sources": ["generator"]}, "count": 8},
@@ -114,6 +115,8 @@ class AgenticCoTDomain:
             raise ValueError(f"unknown agentic-cot option(s) {unknown}; known: {sorted(OPTION_KEYS)}")
         specs = options.get("sources") or DEFAULT_SOURCES
         structure = {"allow_stray": bool(options.get("allow_stray", False))}
+        if options.get("allow_repeats"):  # only when set: task payloads (and ids) stay as they were
+            structure["allow_repeats"] = True
         generation = _generation_options(options)
         streams = [self._stream(dict(spec), seed, structure, generation) for spec in specs]  # validated up front
         seen: set[str] = set()

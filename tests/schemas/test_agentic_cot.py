@@ -25,3 +25,27 @@ def test_synthesizer_package_reexports_the_schema_format():
     import synthesizers.agentic_cot as package
 
     assert package.check_structure is contract.check_structure and package.parse_text is contract.parse_text
+
+
+def test_a_phase_that_restates_another_word_for_word_fails():
+    from schemas.agentic_cot import check_structure, render_phases
+
+    same = "The remainder is 1. The final answer is 1."
+    phases = [("analysis", "When a number is divided by 3, the remainder is 1."), ("plan", same),
+              ("action", "1. " + same.lower()), ("reflection", "Check: 3 * 16 + 1 = 49."), ("summary", "\\boxed{1}")]
+    messages = [{"role": "user", "content": "q"}, {"role": "assistant", "content": render_phases(phases)}]
+    report = check_structure(messages)
+    assert not report.ok and report.reason == "<action> in message 1 repeats the <plan> word for word"
+    assert check_structure(messages, allow_repeats=True).ok
+    distinct = [p if p[0] != "action" else ("action", "49 = 3 * 16 + 1.") for p in phases]
+    assert check_structure([messages[0], {"role": "assistant", "content": render_phases(distinct)}]).ok
+
+
+def test_two_steps_of_a_loop_may_say_the_same():
+    from schemas.agentic_cot import check_structure, render_phases
+
+    phases = [("analysis", "Two files to fix."), ("plan", "Fix each, then test."), ("action", "Run the tests."),
+              ("reflection", "One fails."), ("action", "Run the tests."), ("reflection", "All pass."),
+              ("summary", "Both fixed.")]
+    assert check_structure([{"role": "user", "content": "q"},
+                            {"role": "assistant", "content": render_phases(phases)}]).ok
