@@ -23,6 +23,7 @@ operator word (``half of 300 = 150``, ``sqrt 16 = 4``), not before ``x``,
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -32,13 +33,21 @@ MAX_BITS = 4096  # stop evaluating before fractions get huge (2 ** 10 ** 6)
 MAX_EXPONENT = 64
 MAX_SIDE_CHARS = 200  # and parentheses nest at most MAX_DEPTH deep: hand computations are short
 MAX_DEPTH = 20
+FLOAT_NOISE = 1e-9  # relative difference that decimals may show from being computed in floating point
 
 # Words that make the number beside them part of a larger expression.
 OPERATOR_WORDS = frozenset(
     "of times plus minus by over into sqrt root log ln lg exp sin cos tan divided multiplied squared cubed "
-    "power powers mod modulo percent half twice double triple thrice quarter third".split()
+    "power powers mod modulo percent half twice double triple thrice quarter third "
+    "remainder rem r choose".split()  # "25 ÷ 3 = 8 remainder 1", "(99 + 2) choose 2 = 4950"
 )
-_BOUNDARY_BEFORE = set("(:;,=[{$.!?") | {"\n"}
+# A sentence that tests or denies an equation, or works modulo something, is not claiming it:
+# "check if 4 * 2506 = 6052", "so 2 = 4 * 8, which is not true", "12 + 4 = 4 (mod 12)".
+_NOT_A_CLAIM = re.compile(r"\b(?:check(?:ing)? (?:if|whether)|whether|is not|isn't|not (?:true|equal)|false|"
+                          r"contradiction|impossible|mod(?:ulo|ulus)?)\b|[?≡≠]", re.I)
+_SENTENCE_END = re.compile(r"(?<!\d)[.!?;](?:\s|$)|[.!?;](?=\s+[A-Z])")
+_BULLET = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
+_BOUNDARY_BEFORE = set("(:;,=[{$.?") | {"\n"}  # not "!": "8! - 1260" is a factorial
 _GLUE_AFTER = set("\\{_^%![")
 
 _CODE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]*`|<tool_call>.*?(?:</tool_call>|\Z)", re.S)
@@ -86,10 +95,24 @@ class Claim:
 def arithmetic_claims(text: str) -> list[Claim]:
     """Every checkable claim in ``text``, in order (see the module docstring)."""
     claims: list[Claim] = []
-    for line in normalize(_CODE.sub(" ", text)).splitlines():
-        for match in _RUN.finditer(line):
-            claims.extend(_claims_in_run(line, match))
+    # "- 5^2 = 25" is a list item, not minus 25 (but "\[ - \frac{1}{4} + …" keeps its minus)
+    text = "\n".join(_BULLET.sub("", line) for line in _CODE.sub(" ", text).splitlines())
+    for line in normalize(text).splitlines():
+        runs = [m for m in _RUN.finditer(line) if "=" in m.group(0)]
+        if not runs:
+            continue
+        ends = [m.end() for m in _SENTENCE_END.finditer(line)]
+        for match in runs:
+            if not _NOT_A_CLAIM.search(_sentence_around(line, ends, match.start(), match.end())):
+                claims.extend(_claims_in_run(line, match))
     return claims
+
+
+def _sentence_around(line: str, ends: list[int], start: int, end: int) -> str:
+    """The sentence of ``line`` that holds ``line[start:end]`` (``ends``: where sentences end)."""
+    i = bisect.bisect_right(ends, start)
+    j = bisect.bisect_left(ends, end)
+    return line[ends[i - 1] if i else 0: ends[j] if j < len(ends) else len(line)]
 
 
 def wrong_claims(text: str) -> list[Claim]:
@@ -121,7 +144,7 @@ def _claims_in_run(line: str, match: re.Match) -> list[Claim]:
     if "=" not in run:
         return []
     sides = re.split(r"=+", run)
-    values: list[Fraction | None] = []
+    values: list[tuple[Fraction, ...] | None] = []
     for i, side in enumerate(sides):
         ok = bool(side.strip())
         if ok and i == 0:
@@ -129,7 +152,7 @@ def _claims_in_run(line: str, match: re.Match) -> list[Claim]:
         if ok and i == len(sides) - 1:
             ok = _complete_after(line, match.end(), side)
         try:
-            values.append(evaluate(_strip_period(side)) if ok else None)
+            values.append(readings(_strip_period(side)) if ok else None)
         except _Unreadable:
             values.append(None)
     claims = []
@@ -138,7 +161,11 @@ def _claims_in_run(line: str, match: re.Match) -> list[Claim]:
         left, right = _tidy(sides[i]), _tidy(sides[i + 1])
         if a is None or b is None or not (_is_computation(left) or _is_computation(right)):
             continue
-        claims.append(Claim(left, right, a, b, _equal(left, a, right, b)))
+        # Wrong only if wrong however an ambiguous "a / b * c" is read.
+        pairs = [(x, y) for x in a for y in b]
+        holding = next(((x, y) for x, y in pairs if _equal(left, x, right, y)), None)
+        x, y = holding or pairs[0]
+        claims.append(Claim(left, right, x, y, holding is not None))
     return claims
 
 
@@ -187,6 +214,8 @@ def _is_computation(side: str) -> bool:
 def _equal(left: str, a: Fraction, right: str, b: Fraction) -> bool:
     if a == b:
         return True
+    if "." in left + right and abs(a - b) <= FLOAT_NOISE * max(abs(a), abs(b)):
+        return True  # a float's printout: 1 + 21/5.05 = 5.158415841584159
     # A decimal written with k places may be the value rounded (half a unit in the last place
     # off) or truncated (below the value by less than a unit, 2/3 = 0.66).
     for written, shown, value in ((left, a, b), (right, b, a)):
@@ -207,6 +236,13 @@ def _show(value: Fraction) -> str:
 
 def evaluate(expr: str) -> Fraction:
     """The exact value of ``+ - * / ** ( )`` over decimals; ``_Unreadable`` otherwise."""
+    return readings(expr)[0]
+
+
+def readings(expr: str) -> tuple[Fraction, ...]:
+    """The value of ``expr`` by the usual precedence, then the other ways its writer may have
+    meant it: ``a / b * c`` as ``a / (b * c)`` (``12*11*10 / 5*4*3``), and space-free chunks as
+    groups (``80/39 / 35/39``). A claim is wrong only if it is wrong under every reading."""
     tokens, pos = [], 0
     expr = expr.rstrip()
     if len(expr) > MAX_SIDE_CHARS or expr.count("(") > MAX_DEPTH:
@@ -217,19 +253,44 @@ def evaluate(expr: str) -> Fraction:
             raise _Unreadable(expr)
         tokens.append(m.group(1))
         pos = m.end()
-    parser = _Parser(tokens)
+    values = [_parse(tokens, grouped=False)]
+    for other in (lambda: _parse(tokens, grouped=True), lambda: readings(_spaced(expr))[0]):
+        try:
+            value = other()
+        except (_Unreadable, RecursionError):
+            continue
+        if value not in values:
+            values.append(value)
+    return tuple(values)
+
+
+def _parse(tokens: list[str], grouped: bool) -> Fraction:
+    parser = _Parser(tokens, grouped)
     value = parser.expression()
     if parser.pos != len(tokens):
-        raise _Unreadable(expr)
+        raise _Unreadable(" ".join(tokens))
     return value
+
+
+def _spaced(expr: str) -> str:
+    """``expr`` with each space-free chunk that computes something in parentheses: written
+    ``80/39 / 35/39``, spacing groups ``(80/39) / (35/39)``. Unchanged when nothing groups."""
+    chunks = expr.split()
+    if len(chunks) < 2:
+        raise _Unreadable("nothing grouped by spaces")
+    wrapped = [f"({c})" if re.search(r"\d[-+*/]", c) and c.count("(") == c.count(")") else c for c in chunks]
+    if wrapped == chunks:
+        raise _Unreadable("nothing grouped by spaces")
+    return " ".join(wrapped)
 
 
 class _Parser:
     """Recursive descent: expression := term (+|- term)*; term := unary (*|/ unary)*;
     unary := (+|-) unary | power; power := atom (** unary)?; atom := number | ( expression )."""
 
-    def __init__(self, tokens: list[str]):
+    def __init__(self, tokens: list[str], grouped: bool = False):
         self.tokens, self.pos = tokens, 0
+        self.grouped = grouped  # a divisor takes the factors after it: a / b * c = a / (b * c)
 
     def _peek(self) -> str | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
@@ -252,6 +313,10 @@ class _Parser:
         value = self.unary()
         while self._peek() in ("*", "/"):
             op, rhs = self._take(), self.unary()
+            if op == "/" and self.grouped:
+                while self._peek() == "*":
+                    self._take()
+                    rhs = _checked(rhs * self.unary())
             if op == "/" and rhs == 0:
                 raise _Unreadable("division by zero")
             value = _checked(value * rhs if op == "*" else value / rhs)
@@ -282,6 +347,8 @@ class _Parser:
             return value
         if not _NUMBER.fullmatch(token) or len(token.replace(".", "")) > MAX_DIGITS:
             raise _Unreadable(token)
+        if len(token) > 1 and token[0] == "0" and token[1].isdigit():
+            raise _Unreadable(token)  # "0010010" is a string of digits, not a number
         return Fraction(token)
 
 

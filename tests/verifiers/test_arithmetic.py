@@ -78,9 +78,42 @@ def test_right_steps_hold(text):
     "<tool_call>{\"code\": \"2 + 2 = 5\"}</tool_call>",
     # Approximations are not equalities.
     "22/7 ≈ 3",
+    # Seen in CHAMP's model solutions, where a flag would have been wrong:
+    "- \\( 749 + 1 = 750 \\) is not a multiple of 8.",  # a list bullet, not a minus
+    "25 ÷ 3 = 8 remainder 1",
+    "(99 + 3 - 1) choose (3 - 1) = 101 choose 2 = 5050",
+    "Let's check if \\( 4 \\times 2506 = 6052 \\):",  # a test, not a claim
+    "so 2 = 4 * 8, which is not true.",
+    "Is 2 + 2 = 5?",
+    "12 + 4 = 4 (mod 12)",
+    "$8! - 1260 - 6720 = 120$",  # a factorial, not the end of a sentence
+    "w_3 = 0010010 = 001 \\cdot 001 \\cdot 0",  # strings of digits
 ])
 def test_non_claims_are_left_alone(text):
     assert wrong_claims(text) == []
+
+
+def test_a_b_times_c_is_wrong_only_if_wrong_both_ways():
+    # 12*11*10*9*8 / 5*4*3*2*1 means 12*11*10*9*8 / (5*4*3*2*1) to whoever writes C(12, 5) like that
+    assert claims("C(12, 5) = 12*11*10*9*8 / 5*4*3*2*1 = 792.") == [("12*11*10*9*8 / 5*4*3*2*1 = 792", True)]
+    assert claims("1/2 * 4 = 2") == [("1/2 * 4 = 2", True)]
+    assert claims("1/2 * 4 = 3") == [("1/2 * 4 = 3", False)]
+
+
+def test_spacing_groups_fractions_and_floats_may_show_their_noise():
+    assert claims("x = 80/39 / 35/39 = 80/35 = 16/7") == [("80/39 / 35/39 = 80/35", True), ("80/35 = 16/7", True)]
+    assert claims("x_21 = 1 + 21/5.05 = 5.158415841584159.") == [("1 + 21/5.05 = 5.158415841584159", True)]
+    assert claims("80/39 / 35/39 = 80/36") == [("80/39 / 35/39 = 80/36", False)]
+
+
+def test_a_leading_minus_in_display_math_is_a_minus():
+    text = r"\[ - \frac{1}{4} + \frac{1}{5} = \frac{-5 + 4}{20} \]"
+    assert claims(text) == [("- (1/4) + (1/5) = ((-5 + 4)/20)", True)]
+
+
+def test_a_claim_beside_a_denied_one_is_still_read():
+    assert claims("so 2 = 4 * 8, which is not true. Then 3 * 3 = 10.") == [("3 * 3 = 10", False)]
+    assert claims("- 5^2 = 26") == [("5**2 = 26", False)]
 
 
 def test_two_bare_numbers_are_not_a_claim():
