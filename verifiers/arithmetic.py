@@ -17,8 +17,14 @@ places may be the value rounded or truncated to k places (``2/3 = 0.66`` and
 Precision over recall, because a false alarm throws away a good trajectory:
 code (fenced or inline) is skipped, and a side is only read when nothing can be
 glued to it — not after a letter (``6x + 14 = 20``), a closing bracket or an
-operator word (``half of 300 = 150``, ``sqrt 16 = 4``), not before ``x``,
-``^{...}`` or ``times``. Anything else unparsable ends the chain there.
+operator word (``half of 300 = 150``, ``sqrt 16 = 4``, ``choose``), not before
+``x``, ``^{...}``, ``times`` or ``remainder``. A sentence that tests, denies or
+works modulo an equation (``check if``, ``which is not true``, ``?``, ``mod``) is
+not read; list bullets are not minus signs; ``a / b * c`` and space-grouped
+``80/39 / 35/39`` count as right if any reading makes them right; a float's
+printout may be off by 1e-9 relative. Measured on CHAMP (PyPI ``champ-dataset``):
+its 270 human solutions give 40 claims and no alarm; of a sample of 60 alarms
+in its 43,475 model solutions, 59 were real errors.
 """
 
 from __future__ import annotations
