@@ -1,5 +1,9 @@
 """The reviewer's list: a reproducible sample, filters, and facet counts.
 
+Facets: domain, verdict, branch/original, review mark, and the verdict's reason
+without its particulars (``boxed '…' == gold '…', but wrong arithmetic: '…' (…)``),
+so a reviewer can audit one kind of rejection at a time.
+
 The sample order is a seeded hash of each trajectory id, so a given seed always
 shows the same trajectories in the same order, and narrowing a filter keeps the
 trajectories that were already on screen (the sample of a subset is the subset
@@ -13,9 +17,10 @@ from urllib.parse import urlencode
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipelines.report import reason_shape
 from schemas import Trajectory
 
-FACETS = ("domain", "verdict", "kind", "mark")
+FACETS = ("domain", "verdict", "kind", "mark", "reason")
 
 
 @dataclass
@@ -24,6 +29,7 @@ class Filters:
     verdict: str = ""  # passed | failed
     kind: str = ""  # original | branch
     mark: str = ""  # accept | reject | unmarked
+    reason: str = ""  # a verdict reason's shape, as report.json's failure_reasons counts them
     sample: int | None = None  # None: every matching trajectory
     seed: int = 0
 
@@ -40,6 +46,8 @@ def facet_value(t: Trajectory, facet: str, marks: dict[str, dict]) -> str:
         return "passed" if t.verdict and t.verdict.passed else "failed"
     if facet == "kind":
         return "branch" if t.parent_id else "original"
+    if facet == "reason":
+        return reason_shape(t.error or (t.verdict.reason if t.verdict else "not verified"))
     mark = marks.get(t.id)
     return mark["decision"] if mark else "unmarked"
 

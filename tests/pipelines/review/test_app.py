@@ -41,6 +41,14 @@ def test_counts_and_filters_match_the_store(client, fixture_run):
                client.get("/api/trajectories?domain=agentic-cot&verdict=failed").json()["rows"])
 
 
+def test_the_reason_facet_counts_and_filters_by_reason_shape(client):
+    counts = client.get("/api/trajectories?domain=math&verdict=failed").json()["counts"]["reason"]
+    assert counts == {"boxed wrong #N": 4, "branch N of N": 6}  # the fixture's math failures, particulars blanked
+    rows = client.get("/api/trajectories?reason=branch+N+of+N&verdict=failed").json()["rows"]
+    assert len(rows) == 6 and all(r["id"].startswith("b-math") and not r["passed"] for r in rows)
+    assert 'name="reason"' in client.get("/").text
+
+
 def test_sample_is_reproducible_and_filter_consistent(client):
     first = ids(client, "sample=7&seed=3")
     assert len(first) == 7 and first == ids(client, "sample=7&seed=3")
