@@ -9,8 +9,8 @@ failure) unless the run config says otherwise.
 A *claim* is two neighbouring sides of an ``=`` chain on one line, both purely
 numeric (numbers, ``+ - * / ^``, parentheses, ``%``, ``X% of Y``; LaTeX ``\\times \\cdot \\div
 \\frac``, ``×``, ``÷`` and ``4 x 5`` are read as operators), at least one side a
-computation. Sides are evaluated with exact fractions by a small parser (no
-``eval``), so ``0.1 + 0.2 = 0.3`` holds. A side written as a decimal with k
+computation. Sides are evaluated with exact fractions (``verifiers.expression``,
+no ``eval``), so ``0.1 + 0.2 = 0.3`` holds. A side written as a decimal with k
 places may be the value rounded or truncated to k places (``2/3 = 0.66`` and
 ``0.67`` hold, ``1/7 = 0.15`` does not).
 
@@ -34,11 +34,8 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-MAX_DIGITS = 30  # a longer literal is not a hand computation
-MAX_BITS = 4096  # stop evaluating before fractions get huge (2 ** 10 ** 6)
-MAX_EXPONENT = 64
-MAX_SIDE_CHARS = 200  # and parentheses nest at most MAX_DEPTH deep: hand computations are short
-MAX_DEPTH = 20
+from verifiers.expression import NUMBER, Unreadable, readings
+
 FLOAT_NOISE = 1e-9  # relative difference that decimals may show from being computed in floating point
 
 # Words that make the number beside them part of a larger expression.
@@ -73,12 +70,6 @@ _REPLACE = [
 ]
 # A point followed by a space or the line's end closes a sentence ("1. 4 * 5 = 20."), not a number.
 _RUN = re.compile(r"(?:[0-9+\-*/()= \t]|\.(?![ \t]|$))+")
-_NUMBER = re.compile(r"\d+(?:\.\d*)?|\.\d+")
-_TOKEN = re.compile(r"\s*(\*\*|\d+(?:\.\d*)?|\.\d+|[-+*/()])")
-
-
-class _Unreadable(ValueError):
-    """A side that is not a complete numeric expression: not a claim."""
 
 
 @dataclass(frozen=True)
@@ -141,7 +132,7 @@ def normalize(text: str) -> str:
 
 def _frac(match: re.Match) -> str:
     num, den = (part.strip() for part in match.groups())
-    wrap = [p if _NUMBER.fullmatch(p) else f"({p})" for p in (num, den)]
+    wrap = [p if NUMBER.fullmatch(p) else f"({p})" for p in (num, den)]
     return f"({wrap[0]}/{wrap[1]})"
 
 
@@ -159,7 +150,7 @@ def _claims_in_run(line: str, match: re.Match) -> list[Claim]:
             ok = _complete_after(line, match.end(), side)
         try:
             values.append(readings(_strip_period(side)) if ok else None)
-        except _Unreadable:
+        except Unreadable:
             values.append(None)
     claims = []
     for i in range(len(sides) - 1):
@@ -214,7 +205,7 @@ def _tidy(side: str) -> str:
 
 
 def _is_computation(side: str) -> bool:
-    return _NUMBER.fullmatch(side.lstrip("-+ ").strip()) is None
+    return NUMBER.fullmatch(side.lstrip("-+ ").strip()) is None
 
 
 def _equal(left: str, a: Fraction, right: str, b: Fraction) -> bool:
@@ -238,127 +229,3 @@ def _show(value: Fraction) -> str:
     if value.denominator == 1:
         return str(value.numerator)
     return f"{float(value):.6g}"
-
-
-def evaluate(expr: str) -> Fraction:
-    """The exact value of ``+ - * / ** ( )`` over decimals; ``_Unreadable`` otherwise."""
-    return readings(expr)[0]
-
-
-def readings(expr: str) -> tuple[Fraction, ...]:
-    """The value of ``expr`` by the usual precedence, then the other ways its writer may have
-    meant it: ``a / b * c`` as ``a / (b * c)`` (``12*11*10 / 5*4*3``), and space-free chunks as
-    groups (``80/39 / 35/39``). A claim is wrong only if it is wrong under every reading."""
-    tokens, pos = [], 0
-    expr = expr.rstrip()
-    if len(expr) > MAX_SIDE_CHARS or expr.count("(") > MAX_DEPTH:
-        raise _Unreadable("too long")
-    while pos < len(expr):
-        m = _TOKEN.match(expr, pos)
-        if m is None:
-            raise _Unreadable(expr)
-        tokens.append(m.group(1))
-        pos = m.end()
-    values = [_parse(tokens, grouped=False)]
-    for other in (lambda: _parse(tokens, grouped=True), lambda: readings(_spaced(expr))[0]):
-        try:
-            value = other()
-        except (_Unreadable, RecursionError):
-            continue
-        if value not in values:
-            values.append(value)
-    return tuple(values)
-
-
-def _parse(tokens: list[str], grouped: bool) -> Fraction:
-    parser = _Parser(tokens, grouped)
-    value = parser.expression()
-    if parser.pos != len(tokens):
-        raise _Unreadable(" ".join(tokens))
-    return value
-
-
-def _spaced(expr: str) -> str:
-    """``expr`` with each space-free chunk that computes something in parentheses: written
-    ``80/39 / 35/39``, spacing groups ``(80/39) / (35/39)``. Unchanged when nothing groups."""
-    chunks = expr.split()
-    if len(chunks) < 2:
-        raise _Unreadable("nothing grouped by spaces")
-    wrapped = [f"({c})" if re.search(r"\d[-+*/]", c) and c.count("(") == c.count(")") else c for c in chunks]
-    if wrapped == chunks:
-        raise _Unreadable("nothing grouped by spaces")
-    return " ".join(wrapped)
-
-
-class _Parser:
-    """Recursive descent: expression := term (+|- term)*; term := unary (*|/ unary)*;
-    unary := (+|-) unary | power; power := atom (** unary)?; atom := number | ( expression )."""
-
-    def __init__(self, tokens: list[str], grouped: bool = False):
-        self.tokens, self.pos = tokens, 0
-        self.grouped = grouped  # a divisor takes the factors after it: a / b * c = a / (b * c)
-
-    def _peek(self) -> str | None:
-        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
-
-    def _take(self) -> str:
-        token = self._peek()
-        if token is None:
-            raise _Unreadable("ends early")
-        self.pos += 1
-        return token
-
-    def expression(self) -> Fraction:
-        value = self.term()
-        while self._peek() in ("+", "-"):
-            op, rhs = self._take(), self.term()
-            value = _checked(value + rhs if op == "+" else value - rhs)
-        return value
-
-    def term(self) -> Fraction:
-        value = self.unary()
-        while self._peek() in ("*", "/"):
-            op, rhs = self._take(), self.unary()
-            if op == "/" and self.grouped:
-                while self._peek() == "*":
-                    self._take()
-                    rhs = _checked(rhs * self.unary())
-            if op == "/" and rhs == 0:
-                raise _Unreadable("division by zero")
-            value = _checked(value * rhs if op == "*" else value / rhs)
-        return value
-
-    def unary(self) -> Fraction:
-        if self._peek() in ("+", "-"):
-            sign = -1 if self._take() == "-" else 1
-            return sign * self.unary()
-        return self.power()
-
-    def power(self) -> Fraction:
-        base = self.atom()
-        if self._peek() != "**":
-            return base
-        self._take()
-        exponent = self.unary()
-        if exponent.denominator != 1 or abs(exponent) > MAX_EXPONENT or (base == 0 and exponent < 0):
-            raise _Unreadable("exponent")
-        return _checked(base ** int(exponent))
-
-    def atom(self) -> Fraction:
-        token = self._take()
-        if token == "(":
-            value = self.expression()
-            if self._take() != ")":
-                raise _Unreadable("unbalanced")
-            return value
-        if not _NUMBER.fullmatch(token) or len(token.replace(".", "")) > MAX_DIGITS:
-            raise _Unreadable(token)
-        if len(token) > 1 and token[0] == "0" and token[1].isdigit():
-            raise _Unreadable(token)  # "0010010" is a string of digits, not a number
-        return Fraction(token)
-
-
-def _checked(value: Fraction) -> Fraction:
-    if value.numerator.bit_length() > MAX_BITS or value.denominator.bit_length() > MAX_BITS:
-        raise _Unreadable("too large")
-    return value
