@@ -45,9 +45,10 @@ OPERATOR_WORDS = frozenset(
     "remainder rem r choose".split()  # "25 ÷ 3 = 8 remainder 1", "(99 + 2) choose 2 = 4950"
 )
 # A sentence that tests or denies an equation, or works modulo something, is not claiming it:
-# "check if 4 * 2506 = 6052", "so 2 = 4 * 8, which is not true", "12 + 4 = 4 (mod 12)".
+# "check if 4 * 2506 = 6052", "so 2 = 4 * 8, which is not true", "12 + 4 = 4 (mod 12)",
+# "25 ÷ 9 = 2, with a remainder of 7" (integer division).
 _NOT_A_CLAIM = re.compile(r"\b(?:check(?:ing)? (?:if|whether)|whether|is not|isn't|not (?:true|equal)|false|"
-                          r"contradiction|impossible|mod(?:ulo|ulus)?)\b|[?≡≠]", re.I)
+                          r"contradiction|impossible|mod(?:ulo|ulus)?|remainders?)\b|[?≡≠]", re.I)
 _SENTENCE_END = re.compile(r"(?<!\d)[.!?;](?:\s|$)|[.!?;](?=\s+[A-Z])")
 _BULLET = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
 _BOUNDARY_BEFORE = set("(:;,=[{$.?") | {"\n"}  # not "!": "8! - 1260" is a factorial

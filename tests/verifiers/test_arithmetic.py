@@ -79,6 +79,7 @@ def test_right_steps_hold(text):
     # Seen in CHAMP's model solutions, where a flag would have been wrong:
     "- \\( 749 + 1 = 750 \\) is not a multiple of 8.",  # a list bullet, not a minus
     "25 ÷ 3 = 8 remainder 1",
+    "25 divided by 9: 25 ÷ 9 = 2, with a remainder of 7.",
     "(99 + 3 - 1) choose (3 - 1) = 101 choose 2 = 5050",
     "Let's check if \\( 4 \\times 2506 = 6052 \\):",  # a test, not a claim
     "so 2 = 4 * 8, which is not true.",
