@@ -32,7 +32,7 @@ def test_review_serves_at_the_printed_url(fixture_run):
     run_dir, _ = fixture_run
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipelines.cli", "review", str(run_dir), "--port", "0", "--domain", "math",
-         "--verdict", "failed", "--sample", "3", "--seed", "9"],
+         "--verdict", "failed", "--reason", "boxed wrong #N", "--sample", "3", "--seed", "9"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
@@ -44,6 +44,7 @@ def test_review_serves_at_the_printed_url(fixture_run):
             seen.append(line)
         url = seen[-1].split(" at ")[1].split()[0]
         assert "domain=math" in url and "verdict=failed" in url and "sample=3" in url and "seed=9" in url
+        assert "reason=boxed+wrong+%23N" in url
         page = httpx.get(url, timeout=30)
         assert page.status_code == 200 and page.text.count('class="row"') == 3
     finally:
