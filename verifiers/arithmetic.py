@@ -36,6 +36,7 @@ from fractions import Fraction
 
 from verifiers.expression import NUMBER, Unreadable, readings
 
+CONTEXT_CHARS = 120  # how far around a run its context is read (words glued to it, its sentence)
 FLOAT_NOISE = 1e-9  # relative difference that decimals may show from being computed in floating point
 
 # Words that make the number beside them part of a larger expression.
@@ -110,7 +111,8 @@ def _sentence_around(line: str, ends: list[int], start: int, end: int) -> str:
     """The sentence of ``line`` that holds ``line[start:end]`` (``ends``: where sentences end)."""
     i = bisect.bisect_right(ends, start)
     j = bisect.bisect_left(ends, end)
-    return line[ends[i - 1] if i else 0: ends[j] if j < len(ends) else len(line)]
+    lo = max(ends[i - 1] if i else 0, start - CONTEXT_CHARS)
+    return line[lo: min(ends[j] if j < len(ends) else len(line), end + CONTEXT_CHARS)]
 
 
 def wrong_claims(text: str) -> list[Claim]:
@@ -168,7 +170,7 @@ def _claims_in_run(line: str, match: re.Match) -> list[Claim]:
 
 
 def _complete_before(line: str, start: int, side: str) -> bool:
-    before = line[:start]
+    before = line[max(0, start - CONTEXT_CHARS):start]  # bounded: a long line has many runs
     if not before.strip():
         return side.lstrip()[:1] not in "+*/"
     if side.lstrip()[:1] in "+-*/":
@@ -186,7 +188,7 @@ def _complete_before(line: str, start: int, side: str) -> bool:
 def _complete_after(line: str, end: int, side: str) -> bool:
     if _strip_period(side).rstrip()[-1:] in "+-*/(":
         return False
-    after = line[end:]
+    after = line[end:end + CONTEXT_CHARS]
     if not after:
         return True
     if not side[-1:].isspace():
