@@ -115,6 +115,11 @@ class ShardsConfig(_Strict):
     masking: str = "assistant"
     include: Literal["passed", "all"] = "passed"
     rows_per_shard: int = 1000
+    # Loss on the tokens the framework inserted into assistant turns (prefixes, forced
+    # tags and answers, scripted calls): off, so only what the model chose is trained.
+    train_on_inserted: bool = False
+    # Drop rows tokenised from text (rewrites, imports, text-mode servers).
+    require_token_exact: bool = False
 
 
 class JudgeConfig(_Strict):

@@ -212,14 +212,15 @@ def run_mixture(
         runs[name] = {"status": "ok", "run_dir": str((out_dir / name).resolve()), "config": spec.config}
     if not manifests:
         raise ConfigError("no domain of the mixture produced shards: " + "; ".join(f"{d}: {r['why']}" for d, r in runs.items()))
-    kinds = {(m.tokenizer_id, m.masking_policy) for m in manifests.values()}
+    kinds = {(m.tokenizer_id, m.tokenizer_sha256, m.masking_policy, m.train_on_inserted) for m in manifests.values()}
     if len(kinds) > 1:
-        raise ConfigError(f"mixture domains disagree on tokenizer/masking {sorted(kinds)}: use one tokenizer and policy")
+        raise ConfigError(f"mixture domains disagree on tokenizer/masking {sorted(kinds, key=str)}: use one tokenizer and policy")
     rows, report = mix_rows(domain_rows, config)
-    tokenizer, masking = kinds.pop()
+    tokenizer, tokenizer_sha256, masking, train_on_inserted = kinds.pop()
     report["runs"] = runs
     manifest = write_shard_set(
         rows, out_dir / "shards", tokenizer_id=tokenizer, masking_policy=masking,
+        tokenizer_sha256=tokenizer_sha256, train_on_inserted=train_on_inserted,
         rows_per_shard=config.rows_per_shard, run_config={"mixture": report, "config": config.model_dump()},
     )
     report["shard_files"] = len(manifest.shards)

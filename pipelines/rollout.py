@@ -16,6 +16,7 @@ from typing import Any, AsyncIterator, Callable
 
 from sandboxes.base import Sandbox, SandboxPool
 from schemas import Message, Task, Timings, TokenCounts, Trajectory, Verdict
+from schemas.tokens import TokenTrace
 from synthesizers.agent_loop import AgentResult, Budget, run_agent
 from synthesizers.domains.base import Domain, Tool, ToolContext
 from synthesizers.engines.base import LLMEngine, SamplingParams
@@ -82,6 +83,8 @@ class TaskRunner:
         cut = cut_point(self.domain, root) if self.settings.branches > 0 else None
         if cut is not None:
             prefix = branch_prefix(root, cut)
+            # A branch goes on from its parent's own tokens, not from a re-rendering of them.
+            trace = root.token_trace.before_message(cut) if root.token_trace is not None else None
             jobs = [
                 self._rollout(
                     task,
@@ -90,6 +93,7 @@ class TaskRunner:
                     branch_seed(root.seed, cut, i),
                     root.id,
                     cut,
+                    trace,
                 )
                 for i in range(self.settings.branches)
             ]
@@ -104,6 +108,7 @@ class TaskRunner:
         seed: int,
         parent_id: str | None,
         cut: int | None,
+        trace: TokenTrace | None = None,
     ) -> Trajectory:
         started = time.time()
         tools = self._tools(task)
@@ -127,6 +132,7 @@ class TaskRunner:
                         user_turn=simulator.reply if simulator is not None else None,
                         prefix_after_user=getattr(simulator, "assistant_prefix", ""),
                         turn_policy=self._turn_policy(task),
+                        trace=trace,
                     )
                 except Exception as exc:  # the loop itself failed: keep what we know
                     result = AgentResult(
@@ -151,6 +157,7 @@ class TaskRunner:
             model_id=getattr(self.engine, "model_id", ""),
             seed=seed,
             task=task,
+            token_trace=result.trace,
         )
         verify_started = time.monotonic()
         traj.verdict = await self._verify(task, traj.messages)

@@ -181,21 +181,24 @@ def _rollout_units(config: RunConfig, units: list[Unit], store: TrajectoryStore,
     return failed, completion_tokens
 
 
-def _tokenize_chunk(table, tokenizer_path: str, policy: str):
+def _tokenize_chunk(table, tokenizer_path: str, options):
     from pipelines.tokenize import trajectories_to_rows
 
-    return trajectories_to_rows(table_to_trajectories(table), tokenizer_path, policy)
+    return trajectories_to_rows(table_to_trajectories(table), tokenizer_path, options)
 
 
 def _tokenize(config: RunConfig, trajectories: list[Trajectory], tokenizer_path: str):
     import ray
 
+    from pipelines.tokenize import RowOptions
     from schemas import trajectories_to_table
 
+    options = RowOptions(policy=config.shards.masking, train_on_inserted=config.shards.train_on_inserted,
+                         require_token_exact=config.shards.require_token_exact)
     remote = ray.remote(num_cpus=1)(_tokenize_chunk)
     chunk = 64
     refs = [
-        remote.remote(trajectories_to_table(trajectories[i : i + chunk]), tokenizer_path, config.shards.masking)
+        remote.remote(trajectories_to_table(trajectories[i : i + chunk]), tokenizer_path, options)
         for i in range(0, len(trajectories), chunk)
     ]
     rows, errors = [], []
@@ -203,6 +206,29 @@ def _tokenize(config: RunConfig, trajectories: list[Trajectory], tokenizer_path:
         rows.extend(part_rows)
         errors.extend(part_errors)
     return rows, errors
+
+
+def training_view(trajectory: Trajectory, view) -> Trajectory:
+    """The trajectory as the shards should hold it; a view with other messages than the
+    rollout's (a rewrite) loses the token trace, so its row is tokenised from text."""
+    messages = view(trajectory)
+    if messages == trajectory.messages:
+        return trajectory
+    return trajectory.model_copy(update={"messages": messages, "token_trace": None})
+
+
+def _say_if_not_incremental(tokenizer_path: str) -> None:
+    """One line at start when the template rules out token-in/token-out rollouts."""
+    from pipelines.tokenize import load_tokenizer
+    from synthesizers.token_conversation import probe_template
+
+    try:
+        problem = probe_template(load_tokenizer(tokenizer_path))
+    except Exception as exc:  # a tokenizer that does not load fails later, with its own message
+        problem = None if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+    if problem is not None:
+        print(f"note: token-exact rollouts are off for this run ({problem}); rows are tokenised from text "
+              "and marked token_exact: false", file=sys.stderr)
 
 
 def resolve_tokenizer(config: RunConfig) -> str:
@@ -237,6 +263,7 @@ def run_pipeline(config: RunConfig, out_dir: Path, events: RunEvents | None = No
     pending = [u for u in units if not store.is_done(u.id)]
     events.on_plan(len(tasks), len(units), len(pending))
     tokenizer_path = resolve_tokenizer(config)
+    _say_if_not_incremental(tokenizer_path)
     init_ray(config)
 
     failed_units: list[str] = []
@@ -254,7 +281,7 @@ def run_pipeline(config: RunConfig, out_dir: Path, events: RunEvents | None = No
     clean = decontaminate(selected, benchmarks, where=config.decontam.check, min_hits=config.decontam.min_hits)
     # Optional domain hook: the messages the shards should hold (Agentic-CoT rewrites).
     view = getattr(get_domain(config.domain), "training_messages", None)
-    kept = [t.model_copy(update={"messages": view(t)}) for t in clean.kept] if view else clean.kept
+    kept = [training_view(t, view) for t in clean.kept] if view else clean.kept
     events.on_stage("dedupe")
     deduped = dedupe(
         kept,
@@ -278,6 +305,7 @@ def run_pipeline(config: RunConfig, out_dir: Path, events: RunEvents | None = No
         masking_policy=config.shards.masking,
         rows_per_shard=config.shards.rows_per_shard,
         run_config=config.model_dump(),
+        train_on_inserted=config.shards.train_on_inserted,
     )
     report = build_report(
         domain=config.domain,

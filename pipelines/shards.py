@@ -33,6 +33,8 @@ def write_shard_set(
     masking_policy: str,
     rows_per_shard: int,
     run_config: dict[str, Any],
+    tokenizer_sha256: str = "",
+    train_on_inserted: bool = False,
 ) -> Manifest:
     out_dir = Path(out_dir)
     staging = out_dir.with_name(out_dir.name + ".staging")
@@ -55,11 +57,16 @@ def write_shard_set(
                     tokens=sum(r.num_tokens for r in chunk),
                     loss_tokens=sum(r.num_loss_tokens for r in chunk),
                     sha256=sha256_file(staging / name),
+                    token_exact_rows=sum(1 for r in chunk if r.token_exact),
+                    inserted_tokens=sum(r.inserted_tokens for r in chunk),
+                    drift_rows=sum(1 for r in chunk if r.text_drift),
                 )
             )
     manifest = Manifest(
         tokenizer_id=tokenizer_id,
+        tokenizer_sha256=tokenizer_sha256,
         masking_policy=masking_policy,
+        train_on_inserted=train_on_inserted,
         shards=entries,
         run_config=run_config,
         created_at=time.time(),

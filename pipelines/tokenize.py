@@ -1,17 +1,32 @@
 """Mask + tokenize stage: trajectories -> shard rows (one per trajectory).
 
+A trajectory with a token trace (a token-in/token-out rollout) becomes a
+token-exact row: its ids are the trace's, untouched, and the mask comes from
+each token's source and its message's role. Anything else (text-mode servers,
+imports, a domain's rewritten training view) is rendered with the chat template
+(``ChatMasker``) and marked ``token_exact=False``.
+
+Every exact row is checked as it is cut: each assistant turn's ids must decode
+(and parse) to the stored message, and loss may sit only on tokens the engine
+sampled (or inserted ones, when the run opts in). A row whose turn does not
+decode to its message is kept, marked ``text_drift`` and counted.
+
 Runs as Ray tasks over chunks of the store. A trajectory that cannot be
 rendered is skipped and reported, never fatal.
 """
 
 from __future__ import annotations
 
+import json
+import math
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from schemas import ShardRow, Trajectory
+from schemas import Message, ShardRow, Trajectory
+from schemas.tokens import SAMPLED_SOURCES, TokenSource, TokenTrace
 
-from pipelines.masking import ChatMasker
+from pipelines.masking import POLICY_ROLES, ChatMasker
 
 
 @lru_cache(maxsize=4)
@@ -27,29 +42,114 @@ def tokenizer_id(path: str) -> str:
     return p.name if p.exists() else path
 
 
+@dataclass(frozen=True)
+class RowOptions:
+    policy: str = "assistant"
+    train_on_inserted: bool = False  # loss on inserted assistant tokens too (source 3)
+    require_token_exact: bool = False  # drop rows tokenised from text
+
+
 def trajectories_to_rows(
-    trajectories: list[Trajectory], tokenizer_path: str, policy: str
+    trajectories: list[Trajectory], tokenizer_path: str, policy: str | RowOptions
 ) -> tuple[list[ShardRow], list[tuple[str, str]]]:
-    masker = ChatMasker(load_tokenizer(tokenizer_path), policy)
+    options = policy if isinstance(policy, RowOptions) else RowOptions(policy=policy)
+    tokenizer = load_tokenizer(tokenizer_path)
+    masker = ChatMasker(tokenizer, options.policy)
     rows, errors = [], []
     for t in trajectories:
         try:
-            rendered = masker.render(t.messages, t.tools or None)
+            if t.token_trace is not None and len(t.token_trace):
+                row = exact_row(t, t.token_trace, tokenizer, options)
+            elif options.require_token_exact:
+                errors.append((t.id, "not token-exact (shards.require_token_exact)"))
+                continue
+            else:
+                row = text_row(t, masker)
         except Exception as exc:
             errors.append((t.id, f"{type(exc).__name__}: {exc}"))
             continue
-        rows.append(
-            ShardRow(
-                trajectory_id=t.id,
-                domain=t.domain,
-                input_ids=rendered.input_ids,
-                loss_mask=rendered.loss_mask,
-                num_tokens=len(rendered.input_ids),
-                num_loss_tokens=sum(rendered.loss_mask),
-                task_id=t.task_id,
-                parent_id=t.parent_id,
-                passed=bool(t.verdict and t.verdict.passed),
-                score=t.verdict.score if t.verdict else 0.0,
-            )
-        )
+        rows.append(row)
     return rows, errors
+
+
+def exact_row(t: Trajectory, trace: TokenTrace, tokenizer, options: RowOptions) -> ShardRow:
+    covered = max(trace.message_index) + 1
+    if covered != len(t.messages):
+        raise ValueError(f"token trace covers {covered} messages, the trajectory has {len(t.messages)}")
+    mask = loss_mask(trace, t.messages, options)
+    trainable = SAMPLED_SOURCES | ({TokenSource.INSERTED} if options.train_on_inserted else set())
+    for m, s, i in zip(mask, trace.sources, trace.message_index):
+        if m and t.messages[i].role == "assistant" and s not in trainable:
+            raise AssertionError(f"loss on a token of source {s} in an assistant turn")  # a masking bug, never data
+    return _row(t, trace.ids, mask, trace.sources, trace.logprobs, exact=True,
+                drift=bool(drifted_turns(t.messages, trace, tokenizer)))
+
+
+def text_row(t: Trajectory, masker: ChatMasker) -> ShardRow:
+    rendered = masker.render(t.messages, t.tools or None)
+    assistant = [(s, e) for s, e, role in rendered.spans if role == "assistant"]
+    enc = masker.tokenizer(rendered.text, add_special_tokens=False, return_offsets_mapping=True)
+    sources = [int(TokenSource.SAMPLED) if any(s <= a and b <= e and b > a for s, e in assistant) else 0
+               for a, b in enc["offset_mapping"]]
+    return _row(t, rendered.input_ids, rendered.loss_mask, sources, [math.nan] * len(sources), exact=False, drift=False)
+
+
+def loss_mask(trace: TokenTrace, messages: list[Message], options: RowOptions) -> list[int]:
+    """Assistant turns: loss on sampled tokens (and inserted ones when opted in); context
+    tokens: loss when the policy trains on their message's role (``none``: every one)."""
+    roles = POLICY_ROLES[options.policy]
+    trainable = SAMPLED_SOURCES | ({TokenSource.INSERTED} if options.train_on_inserted else set())
+    mask = []
+    for source, index in zip(trace.sources, trace.message_index):
+        role = messages[index].role
+        if source == TokenSource.CONTEXT:
+            on = options.policy == "none" or (role != "assistant" and role in roles)
+        else:
+            on = role in roles and source in trainable
+        mask.append(int(on))
+    return mask
+
+
+def drifted_turns(messages: list[Message], trace: TokenTrace, tokenizer) -> list[int]:
+    """Indices of assistant messages whose ids do not decode (and parse) to the stored message."""
+    from synthesizers.hermes import parse_tool_calls
+
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    bad = []
+    for index, message in enumerate(messages):
+        if message.role != "assistant":
+            continue
+        ids = trace.message_tokens(index, frozenset({1, 2, 3}))
+        if ids and ids[-1] in special:
+            ids = ids[:-1]
+        content, calls, _ = parse_tool_calls(tokenizer.decode(ids, skip_special_tokens=True))
+        stored = [(c.function.name, _args(c.function.arguments)) for c in message.tool_calls]
+        if content != message.content or [(c.function.name, _args(c.function.arguments)) for c in calls] != stored:
+            bad.append(index)
+    return bad
+
+
+def _args(arguments: str):
+    try:
+        return json.loads(arguments)
+    except ValueError:
+        return arguments
+
+
+def _row(t: Trajectory, ids, mask, sources, logprobs, *, exact: bool, drift: bool) -> ShardRow:
+    return ShardRow(
+        trajectory_id=t.id,
+        domain=t.domain,
+        input_ids=list(ids),
+        loss_mask=list(mask),
+        num_tokens=len(ids),
+        num_loss_tokens=sum(mask),
+        task_id=t.task_id,
+        parent_id=t.parent_id,
+        passed=bool(t.verdict and t.verdict.passed),
+        score=t.verdict.score if t.verdict else 0.0,
+        token_source=list(sources),
+        logprobs=list(logprobs),
+        token_exact=exact,
+        text_drift=drift,
+    )

@@ -88,6 +88,18 @@ def make_verifier(domain_name: str, kind: str, *, domain: Any = None, judge=None
     return verifier
 
 
+def _check_token_mode(engine: Any) -> None:
+    """A token engine whose chat template cannot be extended message by message runs text mode."""
+    from synthesizers.engines.base import supports_tokens
+    from synthesizers.token_conversation import probe_template
+
+    if supports_tokens(engine):
+        problem = probe_template(engine.tokenizer)
+        if problem is not None:
+            engine.token_exact = False
+            log.warning("token-exact rollouts off (%s): text mode", problem)
+
+
 class RolloutWorker:
     """Plain class; ``pipelines.run`` wraps it with ``ray.remote``."""
 
@@ -105,6 +117,7 @@ class RolloutWorker:
         if not cfg.engine.model.startswith(("http://", "https://", "python:")):
             engine_opts.setdefault("max_model_len", cfg.engine.max_model_len)
         self.engine = make_engine(cfg.engine.model, **engine_opts)
+        _check_token_mode(self.engine)
         self.pool: ImagePools | None = None
         if self.domain.needs_sandbox:
             from sandboxes.base import SandboxLimits

@@ -9,11 +9,13 @@ columns people filter on (domain, lineage, verdict, tokens) are real columns.
 from __future__ import annotations
 
 import json
+import math
 
 import pyarrow as pa
 
 from schemas.messages import Message
 from schemas.task import Task
+from schemas.tokens import TokenTrace
 from schemas.trajectory import TokenCounts, Timings, Trajectory, Verdict
 from schemas.version import SCHEMA_VERSION
 
@@ -40,6 +42,11 @@ def trajectory_arrow_schema() -> pa.Schema:
             ("messages_json", pa.string()),
             ("tools_json", pa.string()),
             ("task_json", pa.string()),
+            # The token trace (null for text-mode rollouts): parallel per-token lists.
+            ("token_ids", pa.list_(pa.int32())),
+            ("token_sources", pa.list_(pa.uint8())),
+            ("token_logprobs", pa.list_(pa.float32())),
+            ("token_messages", pa.list_(pa.int32())),
         ],
         metadata={"trajforge_schema_version": SCHEMA_VERSION},
     )
@@ -68,11 +75,19 @@ def trajectories_to_table(trajectories: list[Trajectory]) -> pa.Table:
         cols["messages_json"].append(json.dumps([m.model_dump() for m in t.messages]))
         cols["tools_json"].append(json.dumps(t.tools))
         cols["task_json"].append(None if t.task is None else t.task.model_dump_json())
+        trace = t.token_trace
+        cols["token_ids"].append(None if trace is None else trace.ids)
+        cols["token_sources"].append(None if trace is None else trace.sources)
+        cols["token_logprobs"].append(None if trace is None else trace.logprobs)
+        cols["token_messages"].append(None if trace is None else trace.message_index)
     return pa.Table.from_pydict(cols, schema=trajectory_arrow_schema())
 
 
 def table_to_trajectories(table: pa.Table) -> list[Trajectory]:
     out = []
+    for name in ("token_ids", "token_sources", "token_logprobs", "token_messages"):
+        if name not in table.column_names:  # a store written before token traces
+            table = table.append_column(name, pa.nulls(table.num_rows, trajectory_arrow_schema().field(name).type))
     for row in table.to_pylist():
         verdict = None
         if row["passed"] is not None:
@@ -94,6 +109,11 @@ def table_to_trajectories(table: pa.Table) -> list[Trajectory]:
                 messages=[Message.model_validate(m) for m in json.loads(row["messages_json"])],
                 tools=json.loads(row["tools_json"] or "[]"),
                 task=None if row["task_json"] is None else Task.model_validate_json(row["task_json"]),
+                token_trace=None if row["token_ids"] is None else TokenTrace(
+                    ids=row["token_ids"], sources=row["token_sources"],
+                    logprobs=[math.nan if x is None else x for x in row["token_logprobs"]],
+                    message_index=row["token_messages"],
+                ),
             )
         )
     return out

@@ -2,11 +2,20 @@
 
 A shard is a Parquet file ``{domain}-{index:05d}.parquet`` with one row per
 trajectory; ``datasets.load_dataset("parquet", ...)`` reads it as it is.
+
+Schema 2 (token-exact): ``input_ids`` are the ids the engine saw and sampled;
+``token_source`` says who chose each token (``schemas.tokens.TokenSource``: 0
+context, 1 sampled, 2 sampled under a grammar, 3 inserted by the framework);
+``logprobs`` holds the engine's logprob for sources 1 and 2 (NaN elsewhere);
+``token_exact`` is False for rows tokenised from text (rewrites, imports,
+text-mode servers), whose assistant tokens count as source 1; ``text_drift`` is
+True when an assistant turn's ids do not decode to its stored message.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from schemas.version import SCHEMA_VERSION
 
 MASKING_POLICIES = ("assistant", "assistant+user", "all-but-tool", "none")
+INSERTED_SOURCE = 3  # schemas.tokens.TokenSource.INSERTED
 
 
 def sha256_file(path: str | Path) -> str:
@@ -44,16 +54,30 @@ class ShardRow(BaseModel):
     parent_id: str | None = None
     passed: bool = True
     score: float = 0.0
+    token_source: list[int] = Field(default_factory=list)  # empty: all context (a v1-style row)
+    logprobs: list[float] = Field(default_factory=list)
+    token_exact: bool = False
+    text_drift: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> "ShardRow":
         if len(self.input_ids) != len(self.loss_mask):
             raise ValueError("input_ids and loss_mask differ in length")
+        if not self.token_source:
+            self.token_source = [0] * len(self.input_ids)
+        if not self.logprobs:
+            self.logprobs = [math.nan] * len(self.input_ids)
+        if not (len(self.token_source) == len(self.logprobs) == len(self.input_ids)):
+            raise ValueError("token_source / logprobs differ in length from input_ids")
         if self.num_tokens != len(self.input_ids):
             raise ValueError("num_tokens does not match input_ids")
         if self.num_loss_tokens != sum(self.loss_mask):
             raise ValueError("num_loss_tokens does not match loss_mask")
         return self
+
+    @property
+    def inserted_tokens(self) -> int:
+        return sum(1 for s in self.token_source if s == INSERTED_SOURCE)
 
 
 def shard_arrow_schema() -> pa.Schema:
@@ -69,6 +93,10 @@ def shard_arrow_schema() -> pa.Schema:
             ("parent_id", pa.string()),
             ("passed", pa.bool_()),
             ("score", pa.float64()),
+            ("token_source", pa.list_(pa.uint8())),
+            ("logprobs", pa.list_(pa.float32())),
+            ("token_exact", pa.bool_()),
+            ("text_drift", pa.bool_()),
         ],
         metadata={"trajforge_schema_version": SCHEMA_VERSION},
     )
@@ -83,14 +111,19 @@ class ShardEntry(BaseModel):
     tokens: int
     loss_tokens: int
     sha256: str
+    token_exact_rows: int = 0
+    inserted_tokens: int = 0
+    drift_rows: int = 0
 
 
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     schema_version: str = SCHEMA_VERSION
-    tokenizer_id: str
+    tokenizer_id: str  # a name a consumer can load (the hub id where known)
+    tokenizer_sha256: str = ""  # of the tokenizer's files (pipelines.tokenizer_identity)
     masking_policy: str = "assistant"
+    train_on_inserted: bool = False  # loss on tokens the framework inserted (source 3)
     shards: list[ShardEntry] = Field(default_factory=list)
     run_config: dict[str, Any] = Field(default_factory=dict)
     created_at: float = 0.0
@@ -102,6 +135,18 @@ class Manifest(BaseModel):
     @property
     def total_tokens(self) -> int:
         return sum(s.tokens for s in self.shards)
+
+    @property
+    def token_exact_rows(self) -> int:
+        return sum(s.token_exact_rows for s in self.shards)
+
+    @property
+    def inserted_tokens(self) -> int:
+        return sum(s.inserted_tokens for s in self.shards)
+
+    @property
+    def drift_rows(self) -> int:
+        return sum(s.drift_rows for s in self.shards)
 
     def tokens_per_domain(self) -> dict[str, int]:
         out: dict[str, int] = {}

@@ -1,5 +1,7 @@
 """A trajectory (one rollout or one branch of it) and its verdict.
 
+A branch's ``token_trace`` starts with its parent's own tokens up to the cut.
+
 Lineage: an original rollout has ``parent_id=None`` and ``branch_step=None``;
 a branch keeps its parent's id and ``branch_step`` = the index in the parent's
 ``messages`` where it was cut (messages[:branch_step] are shared with the
@@ -14,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.messages import Message
 from schemas.task import Task
+from schemas.tokens import TokenTrace
 
 
 class Verdict(BaseModel):
@@ -59,6 +62,9 @@ class Trajectory(BaseModel):
     model_id: str = ""
     seed: int = 0
     task: Task | None = None  # kept so the store is self-contained for re-verification
+    # Token-in/token-out rollouts: the exact ids the engine saw and sampled, with each token's
+    # source and logprob (``schemas.tokens``); None for text-mode rollouts and imported data.
+    token_trace: TokenTrace | None = None
 
     @property
     def is_branch(self) -> bool:

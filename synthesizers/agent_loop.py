@@ -24,10 +24,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable
 
 from schemas import Message, TokenCounts, Timings, ToolCall
+from schemas.tokens import TokenTrace
 from synthesizers.domains.base import Tool, ToolContext, ToolError
-from synthesizers.engines.base import LLMEngine, SamplingParams
-from synthesizers.engines.errors import is_context_overflow
+from synthesizers.engines.base import Completion, LLMEngine, SamplingParams, supports_tokens
+from synthesizers.engines.errors import CONTEXT_OVERFLOW, is_context_overflow
 from synthesizers.hermes import parse_tool_calls
+from synthesizers.token_conversation import TokenConversation
 
 STOP_REASONS = (
     "final_answer", "no_tool_call", "user_ended", "max_turns", "max_tokens", "engine_error", "context_overflow",
@@ -78,6 +80,7 @@ class AgentResult:
     timings: Timings = field(default_factory=Timings)
     error: str | None = None
     turns: int = 0
+    trace: TokenTrace | None = None  # token-in/token-out rollouts: the exact ids and their sources
 
 
 def turn_seed(seed: int | None, turn: int) -> int | None:
@@ -109,11 +112,18 @@ async def run_agent(
     user_turn: UserTurn | None = None,
     prefix_after_user: str = "",
     turn_policy: TurnPolicy | None = None,
+    trace: TokenTrace | None = None,
+    token_mode: bool | None = None,
 ) -> AgentResult:
     """Run one rollout. ``params.assistant_prefix`` starts the first assistant turn;
     ``prefix_after_user`` starts the assistant turn that answers a simulated-user reply
     (answer forcing, e.g. ``"The final answer is $\\boxed{"``); ``turn_policy`` may set
-    sampling fields turn by turn (it wins over ``params``)."""
+    sampling fields turn by turn (it wins over ``params``).
+
+    With an engine that supports it (``engines.base.supports_tokens``; ``token_mode``
+    False forces text mode) the rollout is token-in/token-out and ``AgentResult.trace``
+    holds its exact ids; ``trace`` then holds the ids of ``messages`` (a branch goes on
+    from its parent's own tokens)."""
     started = time.time()
     t_start = time.perf_counter()
     convo = list(messages)
@@ -124,9 +134,14 @@ async def run_agent(
     last_context = 0  # conversation tokens after the latest turn, as the engine counted them
     prefix = params.assistant_prefix  # the first turn's opener; later set by a simulated-user reply
     continuing = False  # this turn goes on with a simulated user's "assistant" reply
+    use_tokens = supports_tokens(engine) if token_mode is None else (token_mode and supports_tokens(engine))
+    conv = TokenConversation(engine.tokenizer, convo, schemas, trace) if use_tokens else None
 
     while turn < budget.max_turns:
-        room = budget.max_total_tokens - last_context - _tokens_since_last_turn(convo)
+        if conv is not None:
+            room = budget.max_total_tokens - len(conv.ids)
+        else:
+            room = budget.max_total_tokens - last_context - _tokens_since_last_turn(convo)
         if room <= 0:
             stop_reason = "max_tokens"
             break
@@ -134,9 +149,16 @@ async def run_agent(
         if turn_policy is not None and not continuing:
             turn_params = replace(turn_params, **turn_policy(list(convo), TurnInfo(turn, budget.max_turns - turn, room)))
         turn_params = replace(turn_params, seed=turn_seed(params.seed, turn), max_tokens=min(turn_params.max_tokens, room))
-        prefix, continuing = "", False
         t0 = time.perf_counter()
-        completion = await engine.chat(convo, tools=schemas, params=turn_params)
+        if conv is not None:
+            completion, text = await _token_turn(engine, conv, turn_params, continuing, budget.max_total_tokens)
+        elif turn_params.forced_text is not None:
+            text = turn_params.assistant_prefix + turn_params.forced_text
+            completion = Completion(text=text, finish_reason="stop")
+        else:
+            completion = await engine.chat(convo, tools=schemas, params=turn_params)
+            text = completion.text
+        prefix, continuing = "", False
         timings.generate_s += time.perf_counter() - t0
         tokens.prompt += completion.prompt_tokens
         tokens.completion += completion.completion_tokens
@@ -144,12 +166,14 @@ async def run_agent(
         if completion.error is not None:
             stop_reason = "context_overflow" if is_context_overflow(completion.error) else "engine_error"
             error = completion.error
+            if conv is not None:
+                conv.abandon_turn()
             break
 
         if completion.tool_calls:
-            content, calls, parse_errors = completion.text, list(completion.tool_calls), []
+            content, calls, parse_errors = text, list(completion.tool_calls), []
         else:
-            content, calls, parse_errors = parse_tool_calls(completion.text, turn=turn)
+            content, calls, parse_errors = parse_tool_calls(text, turn=turn)
         assistant = Message(role="assistant", content=content, tool_calls=calls)
         convo.append(assistant)
         turn += 1
@@ -171,24 +195,71 @@ async def run_agent(
                 stop_reason = "user_ended"
                 break
             if reply.role == "assistant":
-                prefix, continuing = convo.pop().content + reply.content, True
+                convo.pop()
+                if conv is not None:
+                    conv.continue_turn(reply.content)
+                else:
+                    prefix = assistant.content + reply.content
+                continuing = True
             else:
+                _close(conv, assistant)
                 convo.append(reply)
+                if conv is not None:
+                    conv.add_messages([reply])
                 prefix = prefix_after_user
             continue
 
+        _close(conv, assistant)
         t0 = time.perf_counter()
+        observations = []
         for call in calls:
             text = await _run_tool(call, by_name, ctx, budget.tool_timeout_s)
-            convo.append(_observation(truncate(text, budget.max_tool_output_chars), call))
+            observations.append(_observation(truncate(text, budget.max_tool_output_chars), call))
         for problem in parse_errors:
             # No tool_call_id: the malformed call never became a ToolCall.
             text = f"Error: malformed tool call: {problem}. Write each call as <tool_call>{{\"name\": \"TOOL\", \"arguments\": {{...}}}}</tool_call>."
-            convo.append(Message(role="tool", content=truncate(text, budget.max_tool_output_chars)))
+            observations.append(Message(role="tool", content=truncate(text, budget.max_tool_output_chars)))
+        convo.extend(observations)
+        if conv is not None:
+            conv.add_messages(observations)
         timings.tools_s += time.perf_counter() - t0
 
+    if continuing:  # the budget ran out right after a continuation was given: keep the turn as written
+        convo.append(Message(role="assistant", content=conv.turn_text() if conv is not None else prefix))
+    if conv is not None and conv.is_open:
+        _close(conv, convo[-1])
     timings.total_s = time.perf_counter() - t_start
-    return AgentResult(messages=convo, stop_reason=stop_reason, tokens=tokens, timings=timings, error=error, turns=turn)
+    return AgentResult(messages=convo, stop_reason=stop_reason, tokens=tokens, timings=timings, error=error, turns=turn,
+                       trace=conv.trace if conv is not None else None)
+
+
+async def _token_turn(engine: Any, conv: TokenConversation, params: SamplingParams, continuing: bool,
+                      max_total_tokens: int) -> tuple[Completion, str]:
+    """One assistant turn token-in/token-out: open it (or go on with it), sample, and return the
+    completion with the whole turn's text (what was inserted and what was sampled)."""
+    if not continuing:
+        conv.open_turn(params.assistant_prefix)
+    elif params.assistant_prefix:
+        conv.continue_turn(params.assistant_prefix)
+    room = max_total_tokens - len(conv.ids)
+    if room <= 0:
+        conv.abandon_turn()
+        return Completion(finish_reason="error", error=f"{CONTEXT_OVERFLOW}: no room left in max_total_tokens"), ""
+    if params.forced_text is not None:
+        # The turn has one possible text: the framework writes it, nothing is sampled.
+        conv.insert(params.forced_text)
+        return Completion(text=conv.turn_text(), finish_reason="stop"), conv.turn_text()
+    completion = await engine.generate(list(conv.ids), replace(params, assistant_prefix="", max_tokens=min(params.max_tokens, room)))
+    if completion.error is not None:
+        return completion, ""
+    ids = completion.output_ids or []
+    conv.sampled(ids, completion.output_logprobs, guided=bool(params.structured_outputs))
+    return completion, conv.turn_text()
+
+
+def _close(conv: TokenConversation | None, message: Message) -> None:
+    if conv is not None and conv.is_open:
+        conv.close_turn(message)
 
 
 def _tokens_since_last_turn(convo: list[Message]) -> int:

@@ -83,3 +83,70 @@ class FakeEngine:
 
     async def close(self):
         return None
+
+
+class TokenFakeEngine:
+    """A ``TokenEngine`` without a model: ``script`` gives each turn's text (a list, the last
+    repeating, or a function of the decoded prompt); the "sampled" ids are the text's
+    encoding plus the end-of-turn token (``end=False`` leaves it out, as a length cut
+    would), each with logprob ``-0.25``. ``prompts`` records every prompt's ids."""
+
+    def __init__(self, tokenizer: Any, script: list[str] | Callable[[str], str], end: bool = True,
+                 finish_reason: str = "stop"):
+        self.model_id = "token-fake"
+        self.tokenizer = tokenizer
+        self.token_exact = True
+        self.script = script
+        self.end = end
+        self.finish_reason = finish_reason
+        self.prompts: list[list[int]] = []
+        self.params: list[SamplingParams] = []
+
+    async def generate(self, prompt_ids: list[int], params: SamplingParams = SamplingParams()) -> Completion:
+        self.prompts.append(list(prompt_ids))
+        self.params.append(params)
+        if callable(self.script):
+            text = self.script(self.tokenizer.decode(prompt_ids, skip_special_tokens=False))
+        else:
+            text = self.script[min(len(self.prompts) - 1, len(self.script) - 1)]
+        ids = list(self.tokenizer.encode(text, add_special_tokens=False))
+        if self.end:
+            ids.append(self.tokenizer.eos_token_id)
+        return Completion(text=text, finish_reason=self.finish_reason, prompt_tokens=len(prompt_ids),
+                          completion_tokens=len(ids), prompt_ids=list(prompt_ids), output_ids=ids,
+                          output_logprobs=[-0.25] * len(ids))
+
+    async def chat(self, messages, *, tools=None, params=SamplingParams()):
+        raise AssertionError("a token engine's rollout must not call chat")
+
+    async def close(self):
+        return None
+
+
+class ScriptedTokenEngine(TokenFakeEngine):
+    """``ScriptedEngine``'s replies, token-in/token-out, with the embedded model's tokenizer (for
+    pipeline tests through ``python:tests.fakes:ScriptedTokenEngine``)."""
+
+    def __init__(self, **_: Any):
+        from synthesizers.engines.model_store import ensure_embedded_model
+        from transformers import AutoTokenizer
+
+        super().__init__(AutoTokenizer.from_pretrained(str(ensure_embedded_model())), self._reply)
+        self.model_id = "scripted-tokens"
+        self._seed: int | None = None
+
+    async def generate(self, prompt_ids: list[int], params: SamplingParams = SamplingParams()) -> Completion:
+        self._seed = params.seed
+        return await super().generate(prompt_ids, params)
+
+    def _reply(self, prompt: str) -> str:
+        turns = prompt.count("<|im_start|>") - 1  # the conversation's messages, as ScriptedEngine counts them
+        users = re.findall(r"<\|im_start\|>user\n(.*?)<\|im_end\|>", prompt, re.DOTALL)
+        question = next((u for u in users if not u.startswith("<tool_response>")), "")
+        numbers = [int(n) for n in re.findall(r"-?\d+", question)][:2]
+        roll = _h(turns, self._seed, question)
+        if "<tools>" in prompt and "<tool_response>" not in prompt and roll % 2 == 0:
+            code = f"print({numbers[0] if numbers else 1} + {numbers[1] if len(numbers) > 1 else 1})"
+            return 'Let me compute.\n<tool_call>{"name": "python", "arguments": ' + json.dumps({"code": code}) + "}</tool_call>"
+        guess = sum(numbers) if roll % 3 == 0 else roll % 97
+        return f"The result is \\boxed{{{guess}}}."

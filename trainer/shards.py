@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from schemas import SCHEMA_VERSION, Manifest, sha256_file
+from schemas.version import READABLE_MAJORS
 
 
 class ShardError(Exception):
@@ -69,8 +70,9 @@ class ShardSet:
             manifest = Manifest.model_validate(json.loads(mpath.read_text()))
         except Exception as exc:
             raise ShardError(f"{mpath}: not a valid manifest ({' '.join(str(exc).split())[:200]})") from exc
-        if manifest.schema_version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
-            raise ShardError(f"{mpath}: schema version {manifest.schema_version}, trainer reads {SCHEMA_VERSION}")
+        if manifest.schema_version.split(".")[0] not in READABLE_MAJORS:
+            raise ShardError(f"{mpath}: schema version {manifest.schema_version}, trainer reads "
+                             f"{', '.join(m + '.x' for m in READABLE_MAJORS)} (written by {SCHEMA_VERSION})")
         check_tokenizer(manifest, tokenizer)
         if not manifest.shards:
             raise ShardError(f"{mpath} lists no shards")

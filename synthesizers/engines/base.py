@@ -1,7 +1,11 @@
-"""The engine Protocol: one chat call in, one completion out.
+"""The engine Protocols: one chat call in, one completion out; or token ids in, token ids out.
 
 Backends (in-process vLLM, any OpenAI-compatible server over httpx) implement
-``LLMEngine``. A failed request never raises out of ``chat``: it returns a
+``LLMEngine`` (text mode: messages in, text out). Those that can also take a
+prompt as token ids and say which ids they sampled implement ``TokenEngine``
+(``tokenizer`` + ``generate``); the agent loop then runs token-in/token-out and
+the trajectory keeps the engine's own ids (``schemas.tokens.TokenTrace``).
+A failed request never raises out of ``chat`` or ``generate``: it returns a
 ``Completion`` with ``error`` set, so the agent loop records it and moves on.
 """
 
@@ -35,6 +39,12 @@ class SamplingParams:
     # ``StructuredOutputsParams``, e.g. {"regex": ...} or {"structural_tag": ...};
     # an OpenAI-compatible vLLM server gets them as ``structured_outputs``.
     structured_outputs: dict[str, Any] | None = None
+    # Logprob of each sampled token (the raw model's, before temperature); engines that can,
+    # return them in ``Completion.output_logprobs``.
+    logprobs: bool = True
+    # A turn with one possible text (a scripted call, a grammar that leaves one choice): the
+    # agent loop writes it without sampling, and token-exact rows count it as inserted.
+    forced_text: str | None = None
 
 
 @dataclass
@@ -48,6 +58,12 @@ class Completion:
     tool_calls: list[ToolCall] = field(default_factory=list)
     error: str | None = None
     latency_s: float = 0.0
+    # Token-exact backends (``TokenEngine.generate``; ``chat`` where it knows them): the ids
+    # the engine saw as its prompt, the ids it sampled (in order, an end token it sampled
+    # included; a stop string's tokens removed, as from ``text``) and each one's logprob.
+    prompt_ids: list[int] | None = None
+    output_ids: list[int] | None = None
+    output_logprobs: list[float] | None = None
 
 
 @runtime_checkable
@@ -63,3 +79,25 @@ class LLMEngine(Protocol):
     ) -> Completion: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class TokenEngine(Protocol):
+    """An engine that runs token-in/token-out: ``generate`` continues ``prompt_ids`` exactly
+    (no template, no special tokens added; ``params.assistant_prefix`` is ignored: the
+    caller puts a prefix's ids into the prompt). ``tokenizer`` is the Hugging Face tokenizer
+    of the served model, its chat template set to the one the rollout renders with.
+    ``token_exact`` is False for a backend that cannot return ids (it then runs text mode)."""
+
+    model_id: str
+    tokenizer: Any
+    token_exact: bool
+
+    async def generate(self, prompt_ids: list[int], params: SamplingParams = SamplingParams()) -> Completion: ...
+
+    async def close(self) -> None: ...
+
+
+def supports_tokens(engine: object) -> bool:
+    """True when ``engine`` can run a token-in/token-out rollout."""
+    return isinstance(engine, TokenEngine) and bool(getattr(engine, "token_exact", False))

@@ -9,9 +9,11 @@ code or inside any running loop, and usable from every loop afterwards. The
 engine itself (the ~30 s model load) starts lazily on the first ``chat``, or
 eagerly with ``start()``.
 
-Prompts are rendered here with the model's chat template (tools included) and
-tokenized without extra special tokens, so the prompt the model sees is exactly
-the rendering the masking code reproduces.
+``generate`` is the token-in/token-out path (``TokenEngine``): the prompt is
+given as ids, and the completion carries the ids vLLM sampled and each one's
+logprob (``SamplingParams(logprobs=0)``: the sampled token's own, the raw
+model's). ``chat`` renders messages with the chat template (tools included),
+tokenizes without extra special tokens and runs the same path.
 """
 
 from __future__ import annotations
@@ -30,9 +32,12 @@ from typing import Any
 from schemas import Message
 from synthesizers.engines.base import Completion, SamplingParams
 from synthesizers.engines.errors import CONTEXT_OVERFLOW
+from synthesizers.engines.exact import trim_to_text
 
 
 class VLLMEngine:
+    token_exact = True
+
     def __init__(
         self,
         model: str,
@@ -171,10 +176,20 @@ class VLLMEngine:
         tools: list[dict[str, Any]] | None = None,
         params: SamplingParams = SamplingParams(),
     ) -> Completion:
-        t0 = time.perf_counter()
         try:
             prompt = self.render(messages, tools) + params.assistant_prefix
             prompt_ids = self.tokenizer.encode(prompt, add_special_tokens=False)
+        except Exception as exc:  # the Protocol: never raise, record the failure
+            return Completion(finish_reason="error", error=f"{type(exc).__name__}: {exc}")
+        completion = await self.generate(prompt_ids, params)
+        if completion.error is None and params.assistant_prefix:
+            completion.text = params.assistant_prefix + completion.text
+        return completion
+
+    async def generate(self, prompt_ids: list[int], params: SamplingParams = SamplingParams()) -> Completion:
+        t0 = time.perf_counter()
+        try:
+            prompt_ids = list(prompt_ids)
             room = self.max_model_len - len(prompt_ids)
             if room <= 0:
                 return Completion(
@@ -207,6 +222,7 @@ class VLLMEngine:
             frequency_penalty=params.frequency_penalty,
             repetition_penalty=params.repetition_penalty,
             output_kind=RequestOutputKind.FINAL_ONLY,
+            logprobs=0 if params.logprobs else None,
             structured_outputs=StructuredOutputsParams(**params.structured_outputs) if params.structured_outputs else None,
         )
         request_id = f"tf-{next(self._ids)}-{uuid.uuid4().hex[:8]}"
@@ -218,12 +234,28 @@ class VLLMEngine:
         out = final.outputs[0]
         if out.finish_reason == "abort":
             return Completion(finish_reason="error", prompt_tokens=len(prompt_ids), error="request aborted by the engine")
+        ids = list(out.token_ids)
+        logprobs = _sampled_logprobs(ids, out.logprobs) if params.logprobs else None
+        # ``stop_reason`` is the matched stop string (a str) or a stop token id (an int).
+        ids, logprobs, text = trim_to_text(self.tokenizer, ids, logprobs, out.text, isinstance(out.stop_reason, str))
         return Completion(
-            text=params.assistant_prefix + out.text,
+            text=text,
             finish_reason=out.finish_reason or "stop",
             prompt_tokens=len(prompt_ids),
             completion_tokens=len(out.token_ids),
+            prompt_ids=prompt_ids,
+            output_ids=ids,
+            output_logprobs=logprobs,
         )
+
+
+def _sampled_logprobs(ids: list[int], per_position: Any) -> list[float]:
+    """The logprob of each sampled token from vLLM's per-position dicts (token id -> Logprob)."""
+    out = []
+    for token, options in zip(ids, per_position or []):
+        entry = options.get(token) if options else None
+        out.append(float(entry.logprob) if entry is not None else float("nan"))
+    return out + [float("nan")] * (len(ids) - len(out))
 
 
 def _slow_bf16_cpu() -> bool:

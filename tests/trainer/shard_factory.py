@@ -37,6 +37,11 @@ def write_shards(out: Path, docs: list[tuple[list[int], list[int]]], *, rows_per
             "parent_id": [None] * len(chunk),
             "passed": [True] * len(chunk),
             "score": [1.0] * len(chunk),
+            # Schema 2: loss-carrying tokens were sampled, the rest is context.
+            "token_source": [[int(bool(x)) for x in m] for _, m in chunk],
+            "logprobs": [[float("nan")] * len(ids) for ids, _ in chunk],
+            "token_exact": [True] * len(chunk),
+            "text_drift": [False] * len(chunk),
         }
         name = shard_file_name(domain, index)
         pq.write_table(pa.Table.from_pydict(rows, schema=shard_arrow_schema()), out / name)
