@@ -116,6 +116,7 @@ def review(
     domain: Optional[str] = typer.Option(None, help="only this domain"),
     verdict: Optional[str] = typer.Option(None, help="passed or failed"),
     reason: Optional[str] = typer.Option(None, help="a verdict-reason shape, as report.json's failure_reasons names it"),
+    inserted: bool = typer.Option(False, "--inserted", help="only trajectories whose token trace holds inserted text"),
     host: str = typer.Option("127.0.0.1", help="address to listen on"),
     port: int = typer.Option(8765, help="port (0: any free one)"),
     export: bool = typer.Option(False, "--export", help="write review/accepted.txt and shards-reviewed/, then exit"),
@@ -130,7 +131,8 @@ def review(
         ids, out, rows = export_reviewed(run_dir)
         Console().print(f"accepted ids -> {ids}; reviewed shard set ({rows} rows) -> {out}")
         return
-    filters = Filters(domain=domain or "", verdict=verdict or "", reason=reason or "", sample=sample or None, seed=seed)
+    filters = Filters(domain=domain or "", verdict=verdict or "", reason=reason or "", inserted="yes" if inserted else "",
+                      sample=sample or None, seed=seed)
     try:
         serve(run_dir, filters, host, port, announce=lambda url: print(f"review {run_dir} at {url}  (Ctrl-C stops)", flush=True))
     except OSError as exc:  # busy port, bad host

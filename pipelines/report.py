@@ -1,4 +1,4 @@
-"""The run report: counts per stage, pass rates, branch yield, tokens, throughput.
+"""The run report: counts per stage, pass rates, branch yield, tokens, throughput, token provenance.
 
 Computed from the trajectory store (not from in-memory counters), so a resumed
 run reports on everything it holds, including units finished before a kill.
@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from schemas import Manifest, Trajectory
+from schemas.tokens import TokenSource
 
 
 @dataclass
@@ -46,6 +47,8 @@ class RunReport:
     completion_tokens_per_s: float
     # Why trajectories failed: verdict reasons with their particulars blanked, most common first.
     failure_reasons: dict[str, int] = field(default_factory=dict)
+    # Token provenance per domain: {"shards": {...}, "store": {...}} (see ``provenance``).
+    provenance: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -78,6 +81,31 @@ def failure_reasons(trajectories: list[Trajectory], top: int = 12) -> dict[str, 
         for t in trajectories if not (t.verdict and t.verdict.passed)
     )
     return dict(counts.most_common(top))
+
+
+def provenance(trajectories: list[Trajectory], manifest: Manifest) -> dict[str, dict[str, dict[str, int]]]:
+    """Per domain: how the shard rows were tokenised (token-exact or from text, drift, inserted
+    and loss tokens, from the manifest) and which stored trajectories carry a token trace,
+    inserted (source 3) or grammar-constrained (source 2) tokens."""
+    shards: dict[str, Counter] = {}
+    for e in manifest.shards:
+        c = shards.setdefault(e.domain, Counter())
+        c.update(rows=e.rows, token_exact_rows=e.token_exact_rows, not_token_exact_rows=e.rows - e.token_exact_rows,
+                 drift_rows=e.drift_rows, inserted_tokens=e.inserted_tokens, loss_tokens=e.loss_tokens)
+    store: dict[str, Counter] = {}
+    for t in trajectories:
+        c = store.setdefault(t.domain, Counter())
+        trace = t.token_trace
+        inserted = trace.count(TokenSource.INSERTED) if trace else 0
+        guided = trace.count(TokenSource.GUIDED) if trace else 0
+        c.update(trajectories=1, with_trace=int(bool(trace and len(trace))), with_inserted=int(inserted > 0),
+                 with_guided=int(guided > 0), inserted_tokens=inserted, guided_tokens=guided)
+    zero_shards = dict.fromkeys(("rows", "token_exact_rows", "not_token_exact_rows", "drift_rows", "inserted_tokens",
+                                 "loss_tokens"), 0)
+    zero_store = dict.fromkeys(("trajectories", "with_trace", "with_inserted", "with_guided", "inserted_tokens",
+                                "guided_tokens"), 0)
+    return {d: {"shards": {**zero_shards, **shards.get(d, {})}, "store": {**zero_store, **store.get(d, {})}}
+            for d in sorted(set(shards) | set(store))}
 
 
 def build_report(
@@ -131,4 +159,5 @@ def build_report(
         rollout_s=round(rollout_s, 2),
         completion_tokens_per_s=round(completion_tokens_now / rollout_s, 1) if rollout_s > 0 else 0.0,
         failure_reasons=failure_reasons(trajectories),
+        provenance=provenance(trajectories, manifest),
     )

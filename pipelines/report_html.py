@@ -10,6 +10,7 @@ Plots: trajectories per stage, why trajectories failed (verdict reasons without 
 particulars), pass rate per domain, branch yield, token-length
 histograms of the shards, dedupe/decontamination removals, throughput over time
 (completion tokens of trajectories finishing in each time bin, from their timings).
+A "Provenance" table shows report.json's token provenance per domain.
 """
 
 from __future__ import annotations
@@ -128,14 +129,43 @@ def _shard_lengths(run: RunFolder) -> tuple[list[int], list[int]]:
     return lengths, losses
 
 
+_PROVENANCE_COLUMNS = (  # (section, key, heading) of report.json's provenance, in table order
+    ("shards", "rows", "shard rows"), ("shards", "token_exact_rows", "token-exact"),
+    ("shards", "not_token_exact_rows", "not token-exact"), ("shards", "drift_rows", "drift"),
+    ("shards", "inserted_tokens", "inserted tokens"), ("shards", "loss_tokens", "loss tokens"),
+    ("store", "trajectories", "stored trajectories"), ("store", "with_trace", "with token trace"),
+    ("store", "with_inserted", "with inserted (3)"), ("store", "with_guided", "with grammar (2)"),
+)
+
+
+def _provenance_table(reports: list[dict[str, Any]]) -> str:
+    """Token provenance per domain; drift is highlighted when not 0 (a row whose ids do not
+    decode to its stored message means the shards train on text nobody reviewed)."""
+    body = []
+    for report in reports:
+        for domain, counts in sorted((report.get("provenance") or {}).items()):
+            cells = []
+            for section, key, _ in _PROVENANCE_COLUMNS:
+                value = counts.get(section, {}).get(key, 0)
+                bad = " bad" if key == "drift_rows" and value else ""
+                cells.append(f'<td class="n {section}-{key}{bad}">{value}</td>')
+            body.append(f'<tr data-domain="{escape(domain)}"><td>{escape(domain)}</td>{"".join(cells)}</tr>')
+    if not body:
+        return '<p class="sub">no provenance in report.json (written before token traces): run `trajforge report`</p>'
+    head = "".join(f"<th>{escape(h)}</th>" for _, _, h in _PROVENANCE_COLUMNS)
+    return f'<table class="provenance"><tr><th>domain</th>{head}</tr>{"".join(body)}</table>'
+
+
 def render_html(run_dir: Path) -> str:
     run_dir = Path(run_dir)
     run = RunFolder(run_dir)
     trajectories = run.trajectories
     charts: list[str] = []
     summary_rows: list[tuple[str, str]] = []
+    reports: list[dict[str, Any]] = []
     for sub in _domain_runs(run_dir):
         report, config = _read_json(sub / "report.json"), _read_json(sub / "run.json").get("config", {})
+        reports.append(report)
         name = report.get("domain") or sub.name
         charts.append(svg.hbars(f"trajectories per stage — {name}", _stages(report, config)))
         decontam = report.get("extra", {}).get("decontamination", {}).get("removed", 0)
@@ -175,10 +205,16 @@ body {{ font: 14px/1.45 system-ui, sans-serif; margin: 20px; color: #1d1d1f; }}
 svg.chart {{ background: #fff; border: 1px solid #e3e3e3; font: 12px system-ui, sans-serif; }}
 table {{ border-collapse: collapse; }} td {{ border-bottom: 1px solid #eee; padding: 2px 10px; }}
 pre {{ background: #f6f6f6; padding: 8px; overflow: auto; }}
+table.provenance th {{ padding: 2px 10px; }} td.n {{ text-align: right; }} td.bad {{ background: #f8d0cc; color: #8a1c14; font-weight: 700; }}
 </style></head><body>
 <h1>trajforge run report</h1>
 <p>{escape(str(run_dir.resolve()))} · {len(trajectories)} trajectories · generated {time.strftime('%Y-%m-%d %H:%M:%S')}</p>
 <div class="charts">{''.join(charts)}</div>
+<section id="provenance"><h2>Provenance</h2>
+<p>Shard rows: token-exact rows hold the ids the engine saw and sampled; the others were tokenised from text.
+Drift: an assistant turn's ids do not decode to its stored message (expected 0). Inserted tokens (source 3) were
+written by the framework inside assistant turns; grammar tokens (source 2) were sampled under a grammar.</p>
+{_provenance_table(reports)}</section>
 <h2>numbers</h2><table>{rows}</table>
 <details><summary>report.json</summary><pre>{escape(json.dumps(top, indent=2, sort_keys=True, default=str))}</pre></details>
 </body></html>

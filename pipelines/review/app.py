@@ -1,10 +1,11 @@
 """The reviewer web app (FastAPI + jinja2 templates + plain JS, no build step).
 
 Pages: ``/`` (the sampled list with filters and counts) and ``/t/{id}`` (one
-trajectory). JSON API under ``/api`` — the pages' JS uses it for marks, and
-scripts can too. The store is read once at start (a finished run does not
-change); marks are read from disk on every request, so several reviewers, even
-through separate app processes on the same folder, see each other's marks on reload.
+trajectory, its assistant turns drawn from the token trace when it has one).
+JSON API under ``/api`` — the pages' JS uses it for marks, and scripts can too.
+The store is read once at start (a finished run does not change); marks are read
+from disk on every request, so several reviewers, even through separate app
+processes on the same folder, see each other's marks on reload.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pydantic import BaseModel
 
 from pipelines.review.listing import FACETS, Filters, build_listing, neighbours
 from pipelines.review.marks import MarkError, MarkStore
+from pipelines.review.provenance import LEGEND, trace_view
 from pipelines.review.reviewed import NoShards, build_reviewed_shards
 from pipelines.review.runfolder import RunFolder
 from pipelines.review.view import lineage, message_views, phase_summary, token_view
@@ -72,6 +74,7 @@ def _row(t: Any, marks: dict[str, dict]) -> dict[str, Any]:
         "messages": len(t.messages),
         "completion_tokens": t.tokens.completion,
         "mark": marks.get(t.id),
+        "token_trace": t.token_trace is not None and len(t.token_trace) > 0,
     }
 
 
@@ -91,7 +94,7 @@ def create_app(run_dir: Path, defaults: Filters | None = None) -> FastAPI:
     def listing(request: Request):
         f = _filters(request, defaults)
         current = marks.all()
-        return f, current, build_listing(run.trajectories, f, current)
+        return f, current, build_listing(run.trajectories, f, current, run.inserted_ids)
 
     def trajectory(trajectory_id: str):
         t = run.by_id.get(trajectory_id)
@@ -113,6 +116,7 @@ def create_app(run_dir: Path, defaults: Filters | None = None) -> FastAPI:
         return page(
             "trajectory.html", f=f, t=t, row=_row(t, current), messages=message_views(t),
             phases=phase_summary(t), lineage=lineage(run, t), tokens=token_view(run, t),
+            trace=trace_view(run, t), legend=LEGEND,
             prev_id=prev_id, next_id=next_id, task=t.task.model_dump() if t.task else None,
         )
 
@@ -131,6 +135,10 @@ def create_app(run_dir: Path, defaults: Filters | None = None) -> FastAPI:
     @app.get("/api/trajectories/{trajectory_id}/tokens")
     def api_tokens(trajectory_id: str) -> dict[str, Any]:
         return asdict(token_view(run, trajectory(trajectory_id)))
+
+    @app.get("/api/trajectories/{trajectory_id}/trace")
+    def api_trace(trajectory_id: str) -> dict[str, Any]:
+        return asdict(trace_view(run, trajectory(trajectory_id)))
 
     @app.get("/api/marks")
     def api_marks() -> dict[str, Any]:

@@ -22,6 +22,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from schemas import Manifest, Trajectory, table_to_trajectories
+from schemas.tokens import TokenSource
 
 _COPY_SUFFIX = re.compile(r"#r\d+$")
 
@@ -64,6 +65,13 @@ class RunFolder:
     @cached_property
     def by_id(self) -> dict[str, Trajectory]:
         return {t.id: t for t in self.trajectories}
+
+    @cached_property
+    def inserted_ids(self) -> frozenset[str]:
+        """Trajectories whose token trace holds inserted (source 3) tokens: the listing's facet,
+        scanned once, since a finished run does not change."""
+        return frozenset(t.id for t in self.trajectories if t.token_trace is not None
+                         and int(TokenSource.INSERTED) in t.token_trace.sources)
 
     @cached_property
     def children(self) -> dict[str, list[Trajectory]]:

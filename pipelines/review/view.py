@@ -5,7 +5,9 @@
   phase), tool calls with pretty arguments, tool observations tied to their call;
 - lineage: parent, cut step, siblings and children with verdicts;
 - the token view: the exact shard row decoded token by token with the manifest's
-  tokenizer, each token flagged when it carries loss.
+  tokenizer, each token flagged when it carries loss and tagged with its source;
+  a trajectory with a token trace but no row shows its trace, masked as the shards
+  would mask it (the assistant turns drawn from the trace are in ``provenance``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipelines.review.provenance import run_tokenizer_path
 from pipelines.review.runfolder import RunFolder, resolve_tokenizer_path
 from schemas import Trajectory
 
@@ -109,13 +112,44 @@ def lineage(run: RunFolder, t: Trajectory) -> dict[str, Any]:
 
 @dataclass
 class TokenView:
-    status: str  # ok | absent | no-tokenizer
+    status: str  # ok (the shard row) | trace (no row: the trace, masked as the run's policy would) | absent | no-tokenizer
     note: str = ""
-    tokens: list[dict[str, Any]] = field(default_factory=list)  # {"text", "id", "loss"}
+    tokens: list[dict[str, Any]] = field(default_factory=list)  # {"text", "id", "loss", "source"}
     num_tokens: int = 0
     num_loss_tokens: int = 0
     shard: str = ""
     tokenizer_id: str = ""
+    token_exact: bool | None = None  # None: no shard row
+    text_drift: bool = False
+
+
+def _decoded(path: str, ids: list[int], mask: list[int], sources: list[int]) -> list[dict[str, Any]]:
+    from pipelines.tokenize import load_tokenizer
+
+    texts = load_tokenizer(path).batch_decode([[i] for i in ids], skip_special_tokens=False,
+                                              clean_up_tokenization_spaces=False)
+    return [{"text": s, "id": i, "loss": int(m), "source": int(src)} for s, i, m, src in zip(texts, ids, mask, sources)]
+
+
+def _trace_tokens(run: RunFolder, t: Trajectory, why: str) -> TokenView:
+    """No shard row, but a trace: its exact ids with the loss the run's policy puts on them
+    (``pipelines.tokenize.loss_mask``, as the shards would), never a re-rendering."""
+    from pipelines.tokenize import RowOptions, loss_mask
+
+    manifest = run.manifest()
+    shards = run.run_config(t.domain).get("shards", {})
+    options = RowOptions(policy=manifest.masking_policy if manifest else shards.get("masking", "assistant"),
+                         train_on_inserted=manifest.train_on_inserted if manifest else
+                         bool(shards.get("train_on_inserted", False)))
+    trace = t.token_trace
+    mask = loss_mask(trace, t.messages, options)
+    note = f"not in any shard set of this run ({why}); the token trace, with the loss the " \
+           f"{options.policy!r} policy would put on it"
+    base = dict(num_tokens=len(trace), num_loss_tokens=sum(mask), tokenizer_id=manifest.tokenizer_id if manifest else "")
+    path = run_tokenizer_path(run, t.domain)
+    if path is None:
+        return TokenView(status="no-tokenizer", note=note + "; no tokenizer found on this machine to decode it", **base)
+    return TokenView(status="trace", note=note, tokens=_decoded(path, trace.ids, mask, trace.sources), **base)
 
 
 def token_view(run: RunFolder, t: Trajectory) -> TokenView:
@@ -126,19 +160,21 @@ def token_view(run: RunFolder, t: Trajectory) -> TokenView:
             why = "failed: shards hold passed trajectories only"
         else:
             why = "removed by decontamination or dedupe (see report.json), or shards not written yet"
+        if t.token_trace is not None and len(t.token_trace):
+            return _trace_tokens(run, t, why)
         return TokenView(status="absent", note=f"not in any shard set of this run ({why})")
     row, where = found
     manifest = run.manifest(where.shard_dir)
     path = resolve_tokenizer_path(manifest.tokenizer_id, manifest.run_config or run.run_config(t.domain))
     shard = f"{where.shard_dir.name}/{where.file} row {where.row}"
+    exact, drift = bool(row.get("token_exact", False)), bool(row.get("text_drift", False))
     base = dict(num_tokens=row["num_tokens"], num_loss_tokens=row["num_loss_tokens"], shard=shard,
-                tokenizer_id=manifest.tokenizer_id)
+                tokenizer_id=manifest.tokenizer_id, token_exact=exact, text_drift=drift)
+    note = ""
+    if not exact and t.token_trace is not None:
+        note = "this row was tokenised from text (a training view of the messages), not from the token trace"
     if path is None:
         return TokenView(status="no-tokenizer", note=f"tokenizer {manifest.tokenizer_id!r} not found on this machine", **base)
-    from pipelines.tokenize import load_tokenizer
-
-    tok = load_tokenizer(path)
     ids = row["input_ids"]
-    texts = tok.batch_decode([[i] for i in ids], skip_special_tokens=False, clean_up_tokenization_spaces=False)
-    tokens = [{"text": s, "id": i, "loss": int(m)} for s, i, m in zip(texts, ids, row["loss_mask"])]
-    return TokenView(status="ok", tokens=tokens, **base)
+    sources = row.get("token_source") or [0] * len(ids)  # a schema-1 shard has no sources
+    return TokenView(status="ok", note=note, tokens=_decoded(path, ids, row["loss_mask"], sources), **base)

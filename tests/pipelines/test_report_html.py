@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -85,3 +86,59 @@ def test_mixture_folder_gets_one_page_over_its_domain_runs(run_dir, tmp_path):
     assert "trajectories per stage — math" in (mix / "report.html").read_text()
     assert json.loads((mix / "report.json").read_text())["runs"]["math"]["status"] == "ok"  # mixing report kept
     assert write_report_html(mix).is_file()
+
+
+@pytest.fixture(scope="module")
+def trace_run(tmp_path_factory, model_dir):
+    from tests.pipelines.review.tracefixture import make_trace_run
+
+    path = tmp_path_factory.mktemp("report-trace") / "run"
+    return path, make_trace_run(path, model_dir)
+
+
+def test_report_counts_token_provenance_per_domain(trace_run):
+    run_dir, trajectories = trace_run
+    prov = json.loads((run_dir / "report.json").read_text())["provenance"]
+    inserted = sum(t.token_trace.count(3) for t in trajectories if t.id == "t-ins1")  # the one passed row with any
+    assert inserted > 0
+    shards = [r for f in sorted((run_dir / "shards").glob("math-*.parquet")) for r in pq.read_table(f).to_pylist()]
+    assert prov["math"]["shards"] == {"rows": 4, "token_exact_rows": 4, "not_token_exact_rows": 0, "drift_rows": 1,
+                                      "inserted_tokens": inserted,
+                                      "loss_tokens": sum(r["num_loss_tokens"] for r in shards)}
+    assert prov["math"]["store"] == {
+        "trajectories": 5, "with_trace": 5, "with_inserted": 2, "with_guided": 2,
+        "inserted_tokens": sum(t.token_trace.count(3) for t in trajectories if t.token_trace),
+        "guided_tokens": sum(t.token_trace.count(2) for t in trajectories if t.token_trace)}
+    assert prov["agentic-cot"]["shards"]["not_token_exact_rows"] == 1 and prov["agentic-cot"]["shards"]["token_exact_rows"] == 0
+    assert prov["agentic-cot"]["store"]["trajectories"] == 1 and prov["agentic-cot"]["store"]["with_trace"] == 0
+    # under the default policy no inserted token carries loss
+    assert all(not (m and s == 3) for r in shards for m, s in zip(r["loss_mask"], r["token_source"]))
+
+
+def test_report_page_shows_provenance_and_highlights_drift(trace_run, tmp_path):
+    run_dir, _ = trace_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    before = json.loads((copy / "report.json").read_text())["provenance"]
+    regenerate(copy)  # `trajforge report` recomputes the same provenance from the store and the manifest
+    assert json.loads((copy / "report.json").read_text())["provenance"] == before
+    html = (copy / "report.html").read_text()
+    section = html.split('id="provenance"')[1].split("</section>")[0]
+    math = section.split('data-domain="math"')[1].split("</tr>")[0]
+    cot = section.split('data-domain="agentic-cot"')[1].split("</tr>")[0]
+    assert '<td class="n shards-drift_rows bad">1</td>' in math
+    assert '<td class="n shards-drift_rows">0</td>' in cot
+    assert '<td class="n store-with_inserted">2</td>' in math and '<td class="n store-with_guided">2</td>' in math
+    assert '<td class="n shards-token_exact_rows">4</td>' in math and '<td class="n shards-not_token_exact_rows">1</td>' in cot
+
+
+def test_text_mode_runs_report_no_exact_rows_and_old_reports_say_why(run_dir, tmp_path):
+    prov = json.loads((run_dir / "report.json").read_text())["provenance"]
+    assert prov["math"]["store"]["with_trace"] == 0 and prov["math"]["shards"]["token_exact_rows"] == 0
+    assert prov["math"]["shards"]["not_token_exact_rows"] == prov["math"]["shards"]["rows"] > 0
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    old = json.loads((copy / "report.json").read_text())
+    del old["provenance"]
+    (copy / "report.json").write_text(json.dumps(old))
+    assert "no provenance in report.json" in render_html(copy)

@@ -24,3 +24,13 @@ def fresh_run(fixture_run, tmp_path):
     dst = tmp_path / "run"
     shutil.copytree(src, dst)
     return dst, trajectories
+
+
+@pytest.fixture(scope="session")
+def trace_run(tmp_path_factory, model_dir):
+    """A run whose trajectories carry token traces (``tracefixture``)."""
+    from tests.pipelines.review.tracefixture import make_trace_run
+
+    run_dir = tmp_path_factory.mktemp("review-trace") / "run"
+    trajectories = make_trace_run(run_dir, model_dir)
+    return run_dir, {t.id: t for t in trajectories}
