@@ -232,9 +232,24 @@ def _say_if_not_incremental(tokenizer_path: str) -> None:
 
 
 def resolve_tokenizer(config: RunConfig) -> str:
+    """The tokenizer rollouts and shards use. A served model's is established against the server
+    (``synthesizers.engines.served``) and set on ``config.engine`` for the workers' HTTP engines
+    (``tokenizer``; ``options.token_exact`` False where the server cannot return ids); one
+    that cannot be established stops the run in one line (``PreflightError``)."""
+    model = config.engine.model
+    if model.startswith(("http://", "https://")):
+        from pipelines.preflight import PreflightError
+        from synthesizers.engines.served import TokenizerNotEstablished, establish_tokenizer
+
+        try:
+            established = establish_tokenizer(model, config.engine.tokenizer, api_key=config.engine.options.get("api_key"))
+        except TokenizerNotEstablished as exc:
+            raise PreflightError(str(exc)) from None
+        config.engine.tokenizer = established.path
+        config.engine.options["token_exact"] = established.token_exact and config.engine.options.get("token_exact", True)
+        return established.path
     if config.engine.tokenizer:
         return config.engine.tokenizer
-    model = config.engine.model
     if model and model != "embedded" and not model.startswith(("http://", "https://", "python:")):
         return model
     from synthesizers.engines.model_store import ensure_embedded_model
@@ -258,11 +273,11 @@ def run_pipeline(config: RunConfig, out_dir: Path, events: RunEvents | None = No
 
     if get_domain(config.domain).needs_sandbox:
         check_sandbox()  # before anything is written: Docker down -> one clear line
+    tokenizer_path = resolve_tokenizer(config)  # before anything is written: a URL's is checked with the server
     store = TrajectoryStore(out_dir)
     store.claim(fingerprint(config), config.model_dump())
     pending = [u for u in units if not store.is_done(u.id)]
     events.on_plan(len(tasks), len(units), len(pending))
-    tokenizer_path = resolve_tokenizer(config)
     _say_if_not_incremental(tokenizer_path)
     init_ray(config)
 

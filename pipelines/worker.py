@@ -116,6 +116,10 @@ class RolloutWorker:
         engine_opts = dict(cfg.engine.options)
         if not cfg.engine.model.startswith(("http://", "https://", "python:")):
             engine_opts.setdefault("max_model_len", cfg.engine.max_model_len)
+        elif cfg.engine.model.startswith(("http://", "https://")) and cfg.engine.tokenizer:
+            # Established against the server by the driver (pipelines.run.resolve_tokenizer):
+            # the HTTP engine runs token-in/token-out with it (text mode if options.token_exact is False).
+            engine_opts.setdefault("tokenizer", cfg.engine.tokenizer)
         self.engine = make_engine(cfg.engine.model, **engine_opts)
         _check_token_mode(self.engine)
         self.pool: ImagePools | None = None

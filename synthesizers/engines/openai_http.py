@@ -7,6 +7,14 @@ final failure into ``Completion(error=...)`` — it never raises out of ``chat``
 When the server parsed tool calls itself (a tool-call parser is configured),
 they come back in ``Completion.tool_calls``; otherwise the raw text is left for
 the agent loop's Hermes parser.
+
+Token mode (``TokenEngine``): given the served model's tokenizer (established
+against the server before a run: ``synthesizers.engines.served``), ``generate``
+sends the prompt as token ids to ``/v1/completions`` with vLLM's
+``return_token_ids`` and ``logprobs: 0``, and returns the ids the server saw
+and sampled with each sampled token's logprob. Without a tokenizer, or for a
+server that cannot return ids (``token_exact=False``), the engine runs text
+mode (``chat``) only.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import httpx
 from schemas import Message, messages_from_openai
 from synthesizers.engines.base import Completion, SamplingParams
 from synthesizers.engines.errors import CONTEXT_OVERFLOW
+from synthesizers.engines.exact import trim_to_text
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 _OVERFLOW_HINTS = ("maximum context length", "context length", "max_model_len", "too long")
@@ -38,6 +47,9 @@ class OpenAIHTTPEngine:
         max_connections: int = 256,
         tool_choice: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        tokenizer: Any = None,
+        chat_template: str | None = None,
+        token_exact: bool | None = None,
     ):
         base = base_url.rstrip("/")
         self.base_url = base if base.endswith("/v1") else base + "/v1"
@@ -54,6 +66,10 @@ class OpenAIHTTPEngine:
         # One client per event loop: an httpx.AsyncClient's pool is bound to the loop it first ran in.
         self._clients: dict[int, httpx.AsyncClient] = {}
         self._model_lock: asyncio.Lock | None = None
+        self.max_model_len: int | None = None  # from /v1/models where the server says (vLLM does)
+        # The served model's tokenizer (a local folder, a hub id, or a loaded tokenizer): token mode.
+        self.tokenizer = load_tokenizer(tokenizer, chat_template) if tokenizer is not None else None
+        self.token_exact = self.tokenizer is not None and (True if token_exact is None else bool(token_exact))
 
     def _client(self) -> httpx.AsyncClient:
         key = id(asyncio.get_running_loop())
@@ -93,6 +109,8 @@ class OpenAIHTTPEngine:
         if not models:
             raise RuntimeError(f"{self.base_url}/models lists no model")
         self.model_id = models[0]["id"]
+        if isinstance(models[0].get("max_model_len"), int):
+            self.max_model_len = models[0]["max_model_len"]
         return self.model_id
 
     async def chat(
@@ -136,6 +154,65 @@ class OpenAIHTTPEngine:
         completion.latency_s = time.perf_counter() - t0
         return completion
 
+    async def generate(self, prompt_ids: list[int], params: SamplingParams = SamplingParams()) -> Completion:
+        """Continue ``prompt_ids`` exactly (``/v1/completions`` with the ids as the prompt);
+        ``params.assistant_prefix`` is ignored (the caller puts a prefix's ids in the prompt)."""
+        t0 = time.perf_counter()
+        try:
+            prompt_ids = [int(i) for i in prompt_ids]
+            model = await self.resolve_model()
+            max_tokens = params.max_tokens
+            if self.max_model_len is not None:
+                room = self.max_model_len - len(prompt_ids)
+                if room <= 0:
+                    return Completion(
+                        finish_reason="error", prompt_tokens=len(prompt_ids), latency_s=time.perf_counter() - t0,
+                        error=f"{CONTEXT_OVERFLOW}: prompt has {len(prompt_ids)} tokens, max_model_len is {self.max_model_len}",
+                    )
+                max_tokens = min(max_tokens, room)  # as in-process vLLM: the room that is left
+            payload = completions_payload(model, prompt_ids, params, max_tokens)
+            response = await self._post_with_retries("/completions", payload)
+            completion = self._token_completion_from(response, prompt_ids, params)
+        except Exception as exc:  # the Protocol: a failed request is recorded, not raised
+            completion = Completion(finish_reason="error", error=f"{type(exc).__name__}: {exc}")
+        completion.latency_s = time.perf_counter() - t0
+        return completion
+
+    def _token_completion_from(self, response: httpx.Response, prompt_ids: list[int], params: SamplingParams) -> Completion:
+        if response.status_code != 200:
+            return _completion_from(response)  # the error, context overflow marked
+        body = response.json()
+        choice = (body.get("choices") or [{}])[0]
+        ids = choice.get("token_ids")
+        if not isinstance(ids, list):
+            return Completion(finish_reason="error", prompt_tokens=len(prompt_ids),
+                              error=f"{self.base_url}/completions returned no token ids (not a vLLM server?)")
+        ids = [int(i) for i in ids]
+        logprobs = None
+        if params.logprobs:
+            logprobs = _sampled_logprobs((choice.get("logprobs") or {}).get("token_logprobs"), len(ids))
+        text = choice.get("text") or ""
+        # ``stop_reason`` is the matched stop string (a str) or a stop token id (an int); vLLM keeps
+        # a stop string's tokens in ``token_ids`` while cutting it from the text.
+        stopped_on_string = isinstance(choice.get("stop_reason"), str)
+        tokenizer = self.tokenizer
+        if stopped_on_string and tokenizer is None:
+            return Completion(finish_reason="error", prompt_tokens=len(prompt_ids),
+                              error="stopped on a stop string but the engine has no tokenizer to trim its tokens")
+        sampled = len(ids)
+        ids, logprobs, text = trim_to_text(tokenizer, ids, logprobs, text, stopped_on_string)
+        echoed = choice.get("prompt_token_ids")
+        usage = body.get("usage") or {}
+        return Completion(
+            text=text,
+            finish_reason=choice.get("finish_reason") or "stop",
+            prompt_tokens=int(usage.get("prompt_tokens") or len(prompt_ids)),
+            completion_tokens=int(usage.get("completion_tokens") or sampled),
+            prompt_ids=[int(i) for i in echoed] if isinstance(echoed, list) else list(prompt_ids),
+            output_ids=ids,
+            output_logprobs=logprobs,
+        )
+
     async def close(self) -> None:
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
@@ -153,6 +230,51 @@ def penalty_fields(params: SamplingParams) -> dict[str, float]:
     if params.repetition_penalty != 1.0:
         fields["repetition_penalty"] = params.repetition_penalty
     return fields
+
+
+def completions_payload(model: str, prompt_ids: list[int], params: SamplingParams, max_tokens: int) -> dict[str, Any]:
+    """A vLLM ``/v1/completions`` request that continues ``prompt_ids`` and returns the ids it
+    saw and sampled (``return_token_ids``) with each sampled token's logprob (``logprobs: 0``).
+    Special tokens are skipped from the text and a stop string is cut from it, as in-process
+    vLLM does by default; ``generate`` then trims the ids to the text."""
+    payload: dict[str, Any] = {
+        "model": model,
+        "prompt": list(prompt_ids),
+        "max_tokens": max_tokens,
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+        "return_token_ids": True,
+        "skip_special_tokens": True,
+        "include_stop_str_in_output": False,
+    }
+    if params.logprobs:
+        payload["logprobs"] = 0
+    if params.seed is not None:
+        payload["seed"] = params.seed
+    if params.stop:
+        payload["stop"] = list(params.stop)
+    payload.update(penalty_fields(params))
+    if params.structured_outputs:
+        payload["structured_outputs"] = dict(params.structured_outputs)
+    return payload
+
+
+def load_tokenizer(tokenizer: Any, chat_template: str | None = None) -> Any:
+    """A Hugging Face tokenizer from a local folder or hub id (or one already loaded), its chat
+    template replaced by ``chat_template`` when given."""
+    if isinstance(tokenizer, (str, bytes)) or hasattr(tokenizer, "__fspath__"):
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer))
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
+    return tokenizer
+
+
+def _sampled_logprobs(values: Any, n: int) -> list[float]:
+    """One float per sampled id (NaN where the server gave none)."""
+    out = [float("nan") if v is None else float(v) for v in (values or [])][:n]
+    return out + [float("nan")] * (n - len(out))
 
 
 def _to_wire(message: Message) -> dict[str, Any]:

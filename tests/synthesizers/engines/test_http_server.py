@@ -6,12 +6,14 @@ server is started as `python -m vllm.entrypoints.openai.api_server`.)
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,7 +22,10 @@ from schemas import Message, Task
 from synthesizers.agent_loop import Budget, run_agent
 from synthesizers.domains.base import ToolContext
 from synthesizers.engines.base import SamplingParams
+from synthesizers.engines.base import supports_tokens
 from synthesizers.engines.openai_http import OpenAIHTTPEngine
+from synthesizers.engines.served import FIX, TokenizerNotEstablished, establish_tokenizer
+from tests.synthesizers.engines.test_served import wrong_tokenizer_folder
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
@@ -105,6 +110,73 @@ async def test_agent_loop_over_http_with_tools(server_url):
         await engine.close()
     assert result.stop_reason != "engine_error", result.error
     assert result.messages[2].role == "assistant" and result.tokens.prompt > 0
+
+
+async def test_generate_token_in_token_out_through_a_real_server(server_url, model_dir):
+    engine = OpenAIHTTPEngine(server_url, timeout_s=120, tokenizer=str(model_dir))
+    tokenizer = engine.tokenizer
+    assert supports_tokens(engine)
+    prompt = tokenizer.encode(tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Count from 1 to 20, separated by commas."}], add_generation_prompt=True, tokenize=False,
+    ), add_special_tokens=False)
+    try:
+        free = await engine.generate(prompt, SamplingParams(temperature=1.0, max_tokens=24, seed=5))
+        stopped = await engine.generate(prompt, SamplingParams(temperature=0.0, max_tokens=60, stop=("4\n5",)))
+    finally:
+        await engine.close()
+    assert free.error is None and stopped.error is None, (free.error, stopped.error)
+    assert free.prompt_ids == prompt and stopped.prompt_ids == prompt  # the server saw exactly the ids sent
+    assert 0 < len(free.output_ids) <= 24 and free.completion_tokens == len(free.output_ids)
+    assert tokenizer.decode(free.output_ids, skip_special_tokens=True) == free.text
+    assert len(free.output_logprobs) == len(free.output_ids)
+    assert all(math.isfinite(v) and v <= 0 for v in free.output_logprobs)
+    # A matched stop string: vLLM keeps its tokens in token_ids; generate trims them to the text.
+    assert stopped.finish_reason == "stop" and "4\n5" not in stopped.text
+    assert tokenizer.decode(stopped.output_ids, skip_special_tokens=False) == stopped.text
+    assert len(stopped.output_ids) < stopped.completion_tokens
+    assert len(stopped.output_logprobs) == len(stopped.output_ids)
+
+
+async def test_agent_loop_over_http_runs_token_in_token_out(server_url, model_dir):
+    engine = OpenAIHTTPEngine(server_url, timeout_s=120, tokenizer=str(model_dir))
+    messages = [
+        Message(role="system", content="Call the echo tool with the user's word, then repeat what it returned."),
+        Message(role="user", content="banana"),
+    ]
+    try:
+        result = await run_agent(
+            engine, messages, [_EchoTool()], ctx=ToolContext(task=Task(id="h", domain="test")),
+            params=SamplingParams(max_tokens=48, seed=1), budget=Budget(max_turns=2, max_total_tokens=1500),
+        )
+    finally:
+        await engine.close()
+    assert result.stop_reason != "engine_error", result.error
+    assert result.trace is not None and len(result.trace.ids) > result.tokens.completion > 0
+
+
+def test_the_served_tokenizer_is_established_from_the_real_server(server_url, model_dir, tmp_path):
+    got = establish_tokenizer(server_url)
+    assert got.path == str(model_dir.resolve()) and got.token_exact and got.checked and not got.notes
+    wrong = wrong_tokenizer_folder(model_dir, tmp_path / "wrong")
+    with pytest.raises(TokenizerNotEstablished) as info:
+        establish_tokenizer(server_url + "/v1", str(wrong))
+    assert "\n" not in str(info.value) and "does not match" in str(info.value) and str(info.value).endswith(FIX)
+
+
+def test_run_with_a_wrong_tokenizer_for_the_server_stops_before_writing(server_url, model_dir, tmp_path):
+    wrong = wrong_tokenizer_folder(model_dir, tmp_path / "wrong")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"domain: math\nlimit: 2\nengine: {{tokenizer: '{wrong}'}}\n")
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "run", "math", "--config", str(cfg), "--out", str(out),
+         "--model", server_url, "--quiet"],
+        cwd=Path(__file__).resolve().parents[3], capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+    )
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ") and "does not match" in lines[0] and FIX in lines[0]
+    assert not out.exists() or not any(out.iterdir())
 
 
 class _EchoTool:
