@@ -311,12 +311,14 @@ def run_pipeline(config: RunConfig, out_dir: Path, events: RunEvents | None = No
     events.on_stage("tokenize")
     rows, render_errors = _tokenize(config, deduped.kept, tokenizer_path) if deduped.kept else ([], [])
     events.on_stage("shards")
-    from pipelines.tokenize import tokenizer_id
+    from pipelines.tokenizer_identity import tokenizer_identity
 
+    tokenizer_name, tokenizer_sha256 = tokenizer_identity(tokenizer_path)
     manifest = write_shard_set(
         rows,
         out_dir / "shards",
-        tokenizer_id=tokenizer_id(tokenizer_path),
+        tokenizer_id=tokenizer_name,
+        tokenizer_sha256=tokenizer_sha256,
         masking_policy=config.shards.masking,
         rows_per_shard=config.shards.rows_per_shard,
         run_config=config.model_dump(),
@@ -338,7 +340,7 @@ def run_pipeline(config: RunConfig, out_dir: Path, events: RunEvents | None = No
     report.extra = {
         "failed_units": failed_units,
         "render_errors": render_errors,
-        "tokenizer": tokenizer_id(tokenizer_path),
+        "tokenizer": tokenizer_name,
         "run_dir": str(out_dir.resolve()),
         "decontamination": clean.report(config.decontam.ngram),
     }

@@ -21,7 +21,6 @@ import json
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 from schemas import Message, ShardRow, Trajectory
 from schemas.tokens import SAMPLED_SOURCES, TokenSource, TokenTrace
@@ -34,12 +33,6 @@ def load_tokenizer(path: str):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(path)
-
-
-def tokenizer_id(path: str) -> str:
-    """A stable, human-readable tokenizer id for the manifest (the folder name for local paths)."""
-    p = Path(path)
-    return p.name if p.exists() else path
 
 
 @dataclass(frozen=True)
@@ -79,8 +72,8 @@ def exact_row(t: Trajectory, trace: TokenTrace, tokenizer, options: RowOptions) 
     mask = loss_mask(trace, t.messages, options)
     trainable = SAMPLED_SOURCES | ({TokenSource.INSERTED} if options.train_on_inserted else set())
     for m, s, i in zip(mask, trace.sources, trace.message_index):
-        if m and t.messages[i].role == "assistant" and s not in trainable:
-            raise AssertionError(f"loss on a token of source {s} in an assistant turn")  # a masking bug, never data
+        if m and s != TokenSource.CONTEXT and s not in trainable:
+            raise AssertionError(f"loss on a token of source {s}")  # a masking bug, never data
     return _row(t, trace.ids, mask, trace.sources, trace.logprobs, exact=True,
                 drift=bool(drifted_turns(t.messages, trace, tokenizer)))
 

@@ -27,6 +27,7 @@ from schemas import Message
 from schemas.tokens import TokenSource, TokenTrace
 
 _SENTINEL = "\u2063TRAJFORGE-TURN\u2063"
+_NOT_PREFIX_STABLE = "the chat template is not prefix-stable (rendering messages[:k] is not a prefix of messages[:k+1])"
 
 
 class TemplateNotIncremental(ValueError):
@@ -140,7 +141,9 @@ class TokenConversation:
         self._open = None
         rendered = self._render(self.messages, False)
         closing = self.tokenizer.decode(end + after, skip_special_tokens=False)
-        if not rendered.endswith(closing) or not rendered.startswith(self._rendered):
+        if not rendered.startswith(self._rendered):
+            raise TemplateNotIncremental(_NOT_PREFIX_STABLE)
+        if not rendered.endswith(closing):
             raise TemplateNotIncremental("an assistant turn does not end with the template's usual closing")
         self._rendered = rendered
 
@@ -162,9 +165,7 @@ class TokenConversation:
 
     def _append_text(self, rendered: str, source: TokenSource, index: int) -> None:
         if not rendered.startswith(self._rendered):
-            raise TemplateNotIncremental(
-                "the chat template is not prefix-stable (rendering messages[:k] is not a prefix of messages[:k+1])"
-            )
+            raise TemplateNotIncremental(_NOT_PREFIX_STABLE)
         piece = rendered[len(self._rendered):]
         if piece:
             self.trace.append(self._encode(piece), source, index)

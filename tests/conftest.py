@@ -28,6 +28,14 @@ def model_dir():
 
 
 @pytest.fixture(scope="session")
+def embedded_tokenizer(model_dir):
+    """The embedded model's tokenizer (with trajforge's tool-aware chat template)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(model_dir))
+
+
+@pytest.fixture(scope="session")
 def vllm_engine(model_dir):
     """One in-process vLLM engine for the whole session."""
     from synthesizers.engines.vllm_local import VLLMEngine

@@ -41,7 +41,7 @@ def check_tokenizer(manifest: Manifest, tokenizer: str | None) -> None:
         return
     wanted = manifest.tokenizer_id
     # A local folder and the hub id it came from both match by their last path component.
-    if wanted not in (tokenizer, tokenizer_id(tokenizer), Path(tokenizer).name):
+    if wanted not in (tokenizer, tokenizer_id(tokenizer)) and Path(wanted).name != Path(tokenizer).name:
         raise TokenizerMismatch(
             f"tokenizer {tokenizer!r} does not match the shards' tokenizer {wanted!r} (manifest.json); "
             "train with the tokenizer the shards were made with"

@@ -131,6 +131,7 @@ def resolve_tokenizer_path(tokenizer_id: str, run_config: dict[str, Any] | None 
     from synthesizers.engines.model_store import default_model_dir
 
     embedded = default_model_dir()
+    tokenizer_id = Path(tokenizer_id).name  # a hub id (org/name) matches a local folder by its name
     if embedded.name == tokenizer_id and embedded.is_dir():
         return str(embedded)
     engine = (run_config or {}).get("engine", {})
