@@ -207,6 +207,13 @@ class VLLMEngine:
         completion.latency_s = time.perf_counter() - t0
         return completion
 
+    async def score(self, ids: list[int]) -> list[float]:
+        """The model's logprob of each token given the ones before it (``prompt_logprobs``; NaN for
+        the first): how a row's stored logprobs are checked against the same model."""
+        llm = await asyncio.wrap_future(self._submit(self._ensure_llm()))
+        request_id = f"tf-score-{next(self._ids)}-{uuid.uuid4().hex[:8]}"
+        return await asyncio.wrap_future(self._submit(_score(llm, list(ids), request_id)))
+
     async def _generate(self, prompt_ids: list[int], params: SamplingParams, max_tokens: int) -> Completion:
         from vllm import SamplingParams as VSamplingParams
         from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
@@ -247,6 +254,19 @@ class VLLMEngine:
             output_ids=ids,
             output_logprobs=logprobs,
         )
+
+
+async def _score(llm: Any, ids: list[int], request_id: str) -> list[float]:
+    from vllm import SamplingParams as VSamplingParams
+
+    final = None
+    async for output in llm.generate({"prompt_token_ids": ids}, VSamplingParams(max_tokens=1, prompt_logprobs=0),
+                                     request_id):
+        final = output
+    per_position = final.prompt_logprobs if final is not None else None
+    if not per_position:
+        raise RuntimeError("vLLM returned no prompt logprobs")
+    return [float("nan")] + [float(options[token].logprob) for token, options in zip(ids[1:], per_position[1:])]
 
 
 def _sampled_logprobs(ids: list[int], per_position: Any) -> list[float]:
