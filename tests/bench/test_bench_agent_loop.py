@@ -62,3 +62,18 @@ def test_multi_turn_side_has_the_user_reply_between_turns():
 def test_a_failed_rollout_fails_the_benchmark():
     with pytest.raises(RuntimeError, match="agent loop: 2 rollouts failed, first: boom"):
         asyncio.run(bal._agent(CountingEngine(error="boom"), bal._prompts(2), 8))
+
+
+def test_loop_cpu_replays_the_token_bookkeeping_of_each_turn(embedded_tokenizer):
+    from tests.fakes import TokenFakeEngine
+
+    class Engine(TokenFakeEngine):
+        def render(self, messages):
+            return self.tokenizer.apply_chat_template([m.to_openai() for m in messages], add_generation_prompt=True,
+                                                      tokenize=False)
+
+    engine = Engine(embedded_tokenizer, ["Bees dance."])
+    asyncio.run(bal._agent_multi(engine, bal._fact_prompts(2), 16, turns=3))
+    cost = bal._loop_cpu_per_turn(engine, bal._LAST["multi"])
+    assert cost["turns"] == 2 * 3
+    assert cost["mean_ms"] > 0 and cost["text_mode_mean_ms"] > 0
