@@ -6,6 +6,7 @@ ends as one line on stderr naming the problem and the fix, exit code 2.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Optional
@@ -146,6 +147,30 @@ def report(run_dir: Path = typer.Argument(..., help="a run folder")) -> None:
 
     for path in regenerate(run_dir):
         Console().print(f"wrote {path}")
+
+
+@app.command()
+def audit(
+    shards: Path = typer.Argument(..., help="a shard folder (with manifest.json), e.g. runs/demo/shards"),
+    rescore: Optional[str] = typer.Option(None, help="feed rows back to this model ('embedded' or a folder) and "
+                                          "compare the stored logprobs"),
+    rows: int = typer.Option(8, help="rows to rescore"),
+    output: Optional[Path] = typer.Option(None, help="also write the audit as JSON here"),
+) -> None:
+    """Check every row: token-exact, no drift, loss only on sampled tokens; exit 1 when a row fails."""
+    from pipelines.audit import audit_shards
+
+    if not (shards / "manifest.json").is_file():
+        raise UserError(f"no manifest.json in {shards}: pass a shard folder such as runs/demo/shards")
+    result = audit_shards(shards, rescore_model=rescore, rescore_rows=rows)
+    text = result.model_dump_json(indent=2)
+    Console().print_json(text)
+    if output is not None:
+        from pipelines.atomic import write_json
+
+        write_json(output, json.loads(text))
+    if not result.clean:
+        raise typer.Exit(1)
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
