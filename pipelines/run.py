@@ -208,13 +208,21 @@ def _tokenize(config: RunConfig, trajectories: list[Trajectory], tokenizer_path:
     return rows, errors
 
 
-def training_view(trajectory: Trajectory, view) -> Trajectory:
-    """The trajectory as the shards should hold it; a view with other messages than the
-    rollout's (a rewrite) loses the token trace, so its row is tokenised from text."""
+def training_view(trajectory: Trajectory, view, tokenizer_path: str) -> Trajectory:
+    """The trajectory as the shards should hold it. A view with other context messages than the
+    rollout's (a rewrite) keeps its assistant turns' tokens on the new context, marked not exact
+    (``token_conversation.rebase``); without a shared assistant turn its row comes from text."""
     messages = view(trajectory)
     if messages == trajectory.messages:
         return trajectory
-    return trajectory.model_copy(update={"messages": messages, "token_trace": None})
+    trace = None
+    if trajectory.token_trace is not None:
+        from pipelines.tokenize import load_tokenizer
+        from synthesizers.token_conversation import rebase
+
+        trace = rebase(trajectory.token_trace, trajectory.messages, messages, load_tokenizer(tokenizer_path),
+                       trajectory.tools or None)
+    return trajectory.model_copy(update={"messages": messages, "token_trace": trace})
 
 
 def _say_if_not_incremental(tokenizer_path: str) -> None:
@@ -296,7 +304,7 @@ def run_pipeline(config: RunConfig, out_dir: Path, events: RunEvents | None = No
     clean = decontaminate(selected, benchmarks, where=config.decontam.check, min_hits=config.decontam.min_hits)
     # Optional domain hook: the messages the shards should hold (Agentic-CoT rewrites).
     view = getattr(get_domain(config.domain), "training_messages", None)
-    kept = [training_view(t, view) for t in clean.kept] if view else clean.kept
+    kept = [training_view(t, view, tokenizer_path) for t in clean.kept] if view else clean.kept
     events.on_stage("dedupe")
     deduped = dedupe(
         kept,

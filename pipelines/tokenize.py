@@ -2,9 +2,12 @@
 
 A trajectory with a token trace (a token-in/token-out rollout) becomes a
 token-exact row: its ids are the trace's, untouched, and the mask comes from
-each token's source and its message's role. Anything else (text-mode servers,
-imports, a domain's rewritten training view) is rendered with the chat template
-(``ChatMasker``) and marked ``token_exact=False``.
+each token's source and its message's role. A domain's rewritten training view
+keeps its assistant turns' ids and sources on a re-rendered context
+(``token_conversation.rebase``: not exact, but inserted text stays inserted).
+Anything else (text-mode servers, imports) is rendered with the chat template
+(``ChatMasker``), its assistant tokens counted as sampled, and marked
+``token_exact=False``.
 
 Every exact row is checked as it is cut: each assistant turn's ids must decode
 (and parse) to the stored message, and loss may sit only on tokens the engine
@@ -53,6 +56,9 @@ def trajectories_to_rows(
         try:
             if t.token_trace is not None and len(t.token_trace):
                 row = exact_row(t, t.token_trace, tokenizer, options)
+                if options.require_token_exact and not row.token_exact:
+                    errors.append((t.id, "not token-exact (shards.require_token_exact)"))
+                    continue
             elif options.require_token_exact:
                 errors.append((t.id, "not token-exact (shards.require_token_exact)"))
                 continue
@@ -74,7 +80,7 @@ def exact_row(t: Trajectory, trace: TokenTrace, tokenizer, options: RowOptions) 
     for m, s, i in zip(mask, trace.sources, trace.message_index):
         if m and s != TokenSource.CONTEXT and s not in trainable:
             raise AssertionError(f"loss on a token of source {s}")  # a masking bug, never data
-    return _row(t, trace.ids, mask, trace.sources, trace.logprobs, exact=True,
+    return _row(t, trace.ids, mask, trace.sources, trace.logprobs, exact=trace.exact,
                 drift=bool(drifted_turns(t.messages, trace, tokenizer)))
 
 

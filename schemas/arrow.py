@@ -47,6 +47,7 @@ def trajectory_arrow_schema() -> pa.Schema:
             ("token_sources", pa.list_(pa.uint8())),
             ("token_logprobs", pa.list_(pa.float32())),
             ("token_messages", pa.list_(pa.int32())),
+            ("token_exact", pa.bool_()),
         ],
         metadata={"trajforge_schema_version": SCHEMA_VERSION},
     )
@@ -80,12 +81,13 @@ def trajectories_to_table(trajectories: list[Trajectory]) -> pa.Table:
         cols["token_sources"].append(None if trace is None else trace.sources)
         cols["token_logprobs"].append(None if trace is None else trace.logprobs)
         cols["token_messages"].append(None if trace is None else trace.message_index)
+        cols["token_exact"].append(None if trace is None else trace.exact)
     return pa.Table.from_pydict(cols, schema=trajectory_arrow_schema())
 
 
 def table_to_trajectories(table: pa.Table) -> list[Trajectory]:
     out = []
-    for name in ("token_ids", "token_sources", "token_logprobs", "token_messages"):
+    for name in ("token_ids", "token_sources", "token_logprobs", "token_messages", "token_exact"):
         if name not in table.column_names:  # a store written before token traces
             table = table.append_column(name, pa.nulls(table.num_rows, trajectory_arrow_schema().field(name).type))
     for row in table.to_pylist():
@@ -112,7 +114,7 @@ def table_to_trajectories(table: pa.Table) -> list[Trajectory]:
                 token_trace=None if row["token_ids"] is None else TokenTrace(
                     ids=row["token_ids"], sources=row["token_sources"],
                     logprobs=[math.nan if x is None else x for x in row["token_logprobs"]],
-                    message_index=row["token_messages"],
+                    message_index=row["token_messages"], exact=row["token_exact"] is not False,
                 ),
             )
         )

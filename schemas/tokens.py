@@ -35,6 +35,9 @@ class TokenTrace(BaseModel):
     sources: list[int] = Field(default_factory=list)
     logprobs: list[float] = Field(default_factory=list)
     message_index: list[int] = Field(default_factory=list)
+    # False for a trace rebased onto other context messages (a rewrite's training view): the
+    # assistant turns keep their ids and sources, but not the context the engine saw them in.
+    exact: bool = True
 
     @model_validator(mode="after")
     def _parallel(self) -> "TokenTrace":
@@ -62,7 +65,7 @@ class TokenTrace(BaseModel):
         """A copy holding the tokens of messages ``[:index]`` (a branch's shared prefix)."""
         n = next((i for i, m in enumerate(self.message_index) if m >= index), len(self.ids))
         return TokenTrace(ids=self.ids[:n], sources=self.sources[:n], logprobs=self.logprobs[:n],
-                          message_index=self.message_index[:n])
+                          message_index=self.message_index[:n], exact=self.exact)
 
     def message_tokens(self, index: int, sources: frozenset[int] | None = None) -> list[int]:
         """The ids of message ``index`` (only those of ``sources`` when given)."""

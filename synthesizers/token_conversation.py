@@ -211,3 +211,28 @@ def probe_template(tokenizer: Any, tools: list[dict[str, Any]] | None = None) ->
     except Exception as exc:  # a template that raises on this conversation cannot run token mode either
         return f"the chat template failed on a probe conversation ({type(exc).__name__}: {exc})"
     return None
+
+
+def rebase(trace: TokenTrace, messages: list[Message], view: list[Message], tokenizer: Any,
+           tools: list[dict[str, Any]] | None = None) -> TokenTrace | None:
+    """``trace`` (of ``messages``) carried onto ``view``, which replaces the context messages before
+    a shared tail of ``messages`` (a rewrite trained as an answer to another prompt): the new
+    context is rendered, the tail keeps its ids and sources. Logprobs are dropped (the engine
+    sampled the tail in the old context) and the result is marked not exact. None when the view
+    shares no assistant turn with the rollout or the template cannot be extended."""
+    shared = 0
+    while shared < min(len(messages), len(view)) and messages[-1 - shared] == view[-1 - shared]:
+        shared += 1
+    old_start, new_start = len(messages) - shared, len(view) - shared
+    if not any(m.role == "assistant" for m in view[new_start:]):
+        return None
+    try:
+        head = TokenConversation(tokenizer, view[:new_start], tools).trace
+    except TemplateNotIncremental:
+        return None
+    out = TokenTrace(ids=list(head.ids), sources=list(head.sources), logprobs=list(head.logprobs),
+                     message_index=list(head.message_index), exact=False)
+    for token, source, index in zip(trace.ids, trace.sources, trace.message_index):
+        if index >= old_start:
+            out.append([token], TokenSource(source), index - old_start + new_start)
+    return out

@@ -115,3 +115,28 @@ async def test_store_and_shards_keep_ids_sources_and_logprobs(embedded_tokenizer
     table = pq.read_table(tmp_path / "shards" / manifest.shards[0].file)
     assert str(table.schema.field("token_source").type) == "list<element: uint8>"
     assert str(table.schema.field("logprobs").type) == "list<element: float>"
+
+
+async def test_a_rewrite_view_keeps_its_turns_tokens_on_the_new_context(embedded_tokenizer, model_path):
+    from pipelines.run import training_view
+
+    t = await _trajectory(embedded_tokenizer, ["Thinking.", "4}$."], forcing=True)
+    direct = [Message(role="system", content="Answer the question."), Message(role="user", content="2 + 2?")]
+    view = lambda traj: direct + traj.messages[2:]  # noqa: E731 - a rewrite trained as an answer to another prompt
+    rebased = training_view(t, view, model_path)
+    assert rebased.messages[:2] == direct and not rebased.token_trace.exact
+    (row,), errors = trajectories_to_rows([rebased], model_path, "assistant")
+    assert not errors and not row.token_exact and not row.text_drift
+    # The new context is there; the assistant turn's ids and sources are the rollout's.
+    assert "Answer the question." in embedded_tokenizer.decode(row.input_ids)
+    old = [(i, s) for i, s, m in zip(t.token_trace.ids, t.token_trace.sources, t.token_trace.message_index) if m == 2]
+    assert [(i, s) for i, s in zip(row.input_ids, row.token_source)][-len(old):] == old
+    inserted = [i for i, s in zip(row.input_ids, row.token_source) if s == TokenSource.INSERTED]
+    assert embedded_tokenizer.decode(inserted) == ANSWER_FORCING
+    assert not any(m for m, s in zip(row.loss_mask, row.token_source) if s == TokenSource.INSERTED)
+    assert all(math.isnan(x) for x, s in zip(row.logprobs, row.token_source) if s == 0)
+    # Required exact: dropped.
+    rows, errors = trajectories_to_rows([rebased], model_path, RowOptions(require_token_exact=True))
+    assert rows == [] and len(errors) == 1
+    # A view equal to the rollout keeps everything as it is.
+    assert training_view(t, lambda traj: traj.messages, model_path) is t
