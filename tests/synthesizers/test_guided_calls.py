@@ -80,3 +80,137 @@ def test_required_call_admits_exactly_one_call_to_an_allowed_tool():
     assert not accepts(only, CALL)  # delete_file is not allowed on this turn
     with pytest.raises(ValueError, match="unknown tool"):
         required_call(TOOLS, only=("rm_rf",))
+
+
+# --- a constraint with one possible text is forced, not sampled --------------------------------
+
+from synthesizers.guided_calls import resolve_single_choice, required_call, single_choice_text  # noqa: E402
+from synthesizers.hermes import parse_tool_calls  # noqa: E402
+
+
+def _tool(name, properties, required=None, **extra):
+    params = {"type": "object", "properties": properties,
+              "required": list(properties) if required is None else required, **extra}
+    return {"type": "function", "function": {"name": name, "parameters": params}}
+
+
+def _one_tag(schema, name="bash"):
+    """``required_call``'s constraint for one tool, before any resolution."""
+    from synthesizers.guided_calls import _structural, _tags
+
+    return _structural({"type": "or", "elements": _tags([_tool(name, {})] if schema is None else
+                                                        [{"type": "function", "function": {"name": name, "parameters": schema}}], "")})
+
+
+FIXED = {"type": "object", "properties": {"command": {"type": "string", "enum": ["pytest -q -k 'a or b'"]},
+                                          "n": {"const": 3}, "tags": {"type": "array", "items": {"enum": ["zü"]},
+                                                                      "minItems": 2, "maxItems": 2}},
+         "required": ["command", "n", "tags"]}
+
+
+def test_single_choice_text_is_the_one_text_the_grammar_admits():
+    structured = _one_tag(FIXED)
+    text = single_choice_text(structured)
+    assert text == '\n{"name": "bash", "arguments": {"command": "pytest -q -k \'a or b\'", "n": 3, "tags": ["zü", "zü"]}}\n</tool_call>'
+    assert accepts(grammar(structured), text)  # what the model would have been forced to write
+    content, calls, errors = parse_tool_calls(TRIGGER + text)  # the template's call format
+    assert not errors and not content.strip() and calls[0].function.name == "bash"
+    assert calls[0].parsed_arguments() == {"command": "pytest -q -k 'a or b'", "n": 3, "tags": ["zü", "zü"]}
+    submit = _one_tag(None, "submit")  # no arguments at all: "{}" (xgrammar admits no extra property)
+    assert single_choice_text(submit) == '\n{"name": "submit", "arguments": {}}\n</tool_call>'
+    assert accepts(grammar(submit), single_choice_text(submit))
+    # an anyOf of one branch (a view of the one window left; an answer with one citation and one value)
+    answer = {"anyOf": [{"type": "object", "additionalProperties": False, "required": ["citations", "answer"],
+                         "properties": {"citations": {"type": "array", "items": {"type": "string", "enum": ["d1"]},
+                                                      "minItems": 1, "maxItems": 1},
+                                        "answer": {"type": "string", "enum": ["Nigeria"]}}}]}
+    text = single_choice_text(_one_tag(answer, "answer"))
+    assert text == '\n{"name": "answer", "arguments": {"citations": ["d1"], "answer": "Nigeria"}}\n</tool_call>'
+    assert accepts(grammar(_one_tag(answer, "answer")), text)
+    # other constraint kinds vLLM takes
+    assert single_choice_text({"regex": r"The answer is \$\\boxed\{4\}\$\.\n(ok){2}"}) == "The answer is $\\boxed{4}$.\nokok"
+    assert single_choice_text({"json": {"const": {"a": [1, None]}}}) == '{"a": [1, null]}'
+    assert single_choice_text({"choice": ["yes"]}) == "yes"
+    seq = {"type": "structural_tag", "format": {"type": "sequence", "elements": [
+        {"type": "const_string", "value": "A: "}, {"type": "regex", "pattern": "x{3}"}]}}
+    assert single_choice_text({"structural_tag": seq}) == "A: xxx"
+
+
+def test_any_freedom_is_not_a_single_choice():
+    free = [
+        _tool("bash", {"command": {"type": "string"}}),  # a free string
+        _tool("bash", {"command": {"enum": ["ls", "pwd"]}}),  # an enum of 2
+        _tool("bash", {"command": {"enum": ["ls"]}, "cwd": {"enum": ["/"]}}, required=["command"]),  # optional
+        _tool("bash", {"command": {"enum": ["ls"]}}, additionalProperties=True),  # more properties allowed
+        _tool("bash", {"n": {"type": "integer", "minimum": 3, "maximum": 3}}),  # not modelled: refused
+        _tool("bash", {"tags": {"type": "array", "items": {"enum": ["a"]}, "minItems": 1, "maxItems": 2}}),
+        _tool("bash", {"x": {"anyOf": [{"const": 1}, {"const": 2}]}}),
+        _tool("bash", {"x": {"$ref": "#/$defs/one"}}),
+    ]
+    for tool in free:
+        assert single_choice_text(required_call([tool])["structured_outputs"]) is None, tool
+        assert "forced_text" not in required_call([tool])
+    fixed = _tool("submit", {})
+    assert single_choice_text(required_call([fixed, _tool("view", {})])["structured_outputs"]) is None  # two tags
+    assert single_choice_text(tool_call_tag([fixed])) is None  # free text before any call
+    assert single_choice_text(first_call_forced([fixed])["structured_outputs"]) is None  # later turns are free
+    for pattern in (r"[ab]", r"a+", r"a?", r"a*", r"a{1,2}", r"a|b", r"\d", r".", r"(?i)a", r"^a$"):
+        assert single_choice_text({"regex": pattern}) is None, pattern
+    assert single_choice_text({"choice": ["yes", "no"]}) is None
+    assert single_choice_text({"json": {"type": "object"}}) is None
+    assert single_choice_text({"grammar": 'root ::= "a"'}) is None  # EBNF is not read here
+    assert single_choice_text({"json_object": True}) is None
+    assert single_choice_text({"regex": "a", "choice": ["a"]}) is None  # two constraints: not understood
+    assert single_choice_text(None) is None and single_choice_text({}) is None
+
+
+def test_resolve_single_choice_keeps_the_prefix_and_the_other_fields():
+    fields = {"assistant_prefix": TRIGGER, "structured_outputs": _one_tag(FIXED), "temperature": 1.0}
+    resolved = resolve_single_choice(fields)
+    assert resolved == {"assistant_prefix": TRIGGER, "structured_outputs": None, "temperature": 1.0,
+                        "forced_text": single_choice_text(fields["structured_outputs"])}
+    assert resolve_single_choice(first_call_forced(TOOLS)) == first_call_forced(TOOLS)  # a choice left: unchanged
+    forced = required_call([_tool("submit", {}), _tool("view", {"path": {"type": "string"}})], only=("submit",))
+    assert forced == {"assistant_prefix": TRIGGER, "structured_outputs": None,
+                      "forced_text": '\n{"name": "submit", "arguments": {}}\n</tool_call>'}
+
+
+async def test_a_forced_call_is_inserted_by_the_loop_and_never_sampled(embedded_tokenizer):
+    """Token-in/token-out: the single-choice turn is written by the framework (every token of it
+    source 3, no logprob) without asking the engine; the call runs; the next turn is sampled."""
+    import math
+
+    from schemas import Message, Task
+    from schemas.tokens import TokenSource
+    from synthesizers.agent_loop import Budget, run_agent
+    from synthesizers.domains.base import ToolContext
+    from synthesizers.engines.base import SamplingParams
+    from tests.fakes import TokenFakeEngine
+    from tests.synthesizers.test_agent_loop import FakeTool, boxed
+
+    echo = FakeTool("echo", lambda a, c: f"echo:{a.get('text', '')}")
+    only_hello = _tool("echo", {"text": {"type": "string", "enum": ["hé llo"]}})
+
+    def policy(messages, info):
+        return required_call([only_hello]) if info.turn == 0 else {"structured_outputs": None, "assistant_prefix": ""}
+
+    engine = TokenFakeEngine(embedded_tokenizer, ["It said \\boxed{1}."])
+    start = [Message(role="system", content="sys"), Message(role="user", content="question")]
+    result = await run_agent(engine, start, [echo], ctx=ToolContext(task=Task(id="t", domain="test")),
+                             params=SamplingParams(seed=1), budget=Budget(max_turns=3), is_final=boxed,
+                             turn_policy=policy)
+    assert result.stop_reason == "final_answer"
+    assert len(engine.prompts) == 1  # only the free turn reached the engine
+    assert result.messages[2].tool_calls[0].function.name == "echo"
+    assert result.messages[2].tool_calls[0].parsed_arguments() == {"text": "hé llo"}
+    assert result.messages[3].content == "echo:hé llo"
+    trace = result.trace
+    own = [(t, s, lp) for t, s, lp, m in zip(trace.ids, trace.sources, trace.logprobs, trace.message_index)
+           if m == 2 and s != TokenSource.CONTEXT]
+    assert own and {s for _, s, _ in own} == {TokenSource.INSERTED}
+    assert all(math.isnan(lp) for _, _, lp in own)
+    decoded = embedded_tokenizer.decode([t for t, _, _ in own])
+    assert decoded.startswith(TRIGGER + '\n{"name": "echo", "arguments": {"text": "hé llo"}}\n</tool_call>')
+    # the engine's one prompt holds the forced turn's ids as they are in the trace
+    assert trace.ids[: len(engine.prompts[0])] == engine.prompts[0]
+    assert {s for s, m in zip(trace.sources, trace.message_index) if m == 4} >= {TokenSource.SAMPLED}

@@ -25,6 +25,11 @@ of an edit). The policy only narrows *which* calls a turn may make:
   (``CodeDomain.is_final``), so the rollout ends with the model's own closing
   words (possibly empty) and the verifier reads the last submit.
 
+A turn whose narrowing leaves one possible call (``submit``, which takes no
+arguments; the reproduce and check runs; an undo) is written by the framework
+(``forced_text``, via ``required_call`` / ``one_of``), not sampled: its tokens
+are recorded as inserted and carry no loss.
+
 Function-level tasks have no tools; their guided turn (``function_policy``) is
 answer forcing: the reply opens with a ```` ```python ```` block holding the
 function's header exactly as the prompt shows it (signature and docstring), so

@@ -25,6 +25,10 @@ copy of the line (runs/code, 24 localized rollouts: the buggy line on screen in 
 11, fixed in none). Nothing here reads the gold patch or the mutation: only the rollout's own
 observations and the text of the lines it was shown. With nothing to offer, the turn explores
 freely (``None``).
+
+A turn with one possible call (the reproduce and check runs, an undo, one window or one repair
+left) is not sampled: ``one_of`` makes it ``forced_text`` (``guided_calls.resolve_single_choice``),
+so its tokens are recorded as inserted by the framework, not as the model's.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from schemas import Message
 from synthesizers.domains.code.localize import (Window, calls_and_results, editable_lines, frame_windows, is_real_edit,
                                                  latest_snapshot, parse_view, traced_windows)
 from synthesizers.domains.code.repairs import repairs
-from synthesizers.guided_calls import TRIGGER
+from synthesizers.guided_calls import TRIGGER, resolve_single_choice
 
 SUBMIT = "submit"
 Edit = tuple[str, str, str]  # (path, old_str, new_str)
@@ -54,9 +58,10 @@ def narrowed(name: str, parameters: dict[str, Any]) -> dict[str, Any]:
 
 
 def one_of(tags: list[dict[str, Any]]) -> dict[str, Any]:
-    """Sampling fields for a turn that is exactly one of these calls and nothing else."""
+    """Sampling fields for a turn that is exactly one of these calls and nothing else; when that
+    leaves one possible text (one tag, every argument fixed), the turn is that text, forced."""
     fmt = {"type": "structural_tag", "format": {"type": "or", "elements": tags}}
-    return {"assistant_prefix": TRIGGER, "structured_outputs": {"structural_tag": json.dumps(fmt)}}
+    return resolve_single_choice({"assistant_prefix": TRIGGER, "structured_outputs": {"structural_tag": json.dumps(fmt)}})
 
 
 def _constants(name: str, values: dict[str, str]) -> dict[str, Any]:
@@ -85,7 +90,10 @@ def _ebnf(text: str) -> str:
 def edit_call(path: str, choices: dict[str, list[str]]) -> dict[str, Any]:
     """An ``edit`` of ``path`` turning one line (a key of ``choices``: shown, so it exists) into one
     of its repairs (the key's list): the model picks both. An EBNF grammar, one branch per line, so
-    a line is only ever paired with its own repairs."""
+    a line is only ever paired with its own repairs. One line with one repair is a call with
+    every argument fixed (a JSON schema of constants, so ``one_of`` can force it)."""
+    if len(choices) == 1 and len(only := next(iter(choices.values()))) == 1:
+        return _constants("edit", {"path": path, "old_str": next(iter(choices)), "new_str": only[0]})
     dump = lambda text: json.dumps(text, ensure_ascii=False)  # noqa: E731
     branches = [f'b{i} ::= {_ebnf(dump(old) + ", " + dump("new_str") + ": ")} ({" | ".join(_ebnf(dump(n)) for n in new)})'
                 for i, (old, new) in enumerate(choices.items())]

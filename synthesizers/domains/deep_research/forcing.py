@@ -40,7 +40,10 @@ trajectories passed (6 of 16 originals, all "both" questions; 0 of 18 forward
 hops), against 0 of 48 before (runs/dr-s4b).
 
 The model still chooses the tool, the query, the document, the answer and its
-citation. The verifier is the same with forcing on or off.
+citation, wherever there is a choice: a turn narrowed to one possible call (the
+answer when one document offers one answer) is written by the framework
+(``required_call`` makes it ``forced_text``), recorded as inserted, not as the
+model's. The verifier is the same with forcing on or off.
 """
 
 from __future__ import annotations

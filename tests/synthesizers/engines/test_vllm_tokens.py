@@ -43,9 +43,15 @@ class Spy:
         return None
 
 
+# echo's own test schema takes no arguments: a call to it has one possible text, which the loop
+# would insert (forced_text) without sampling. Here the model writes the text, so it is guided.
+ECHO_WITH_TEXT = {"type": "function", "function": {"name": "echo", "parameters": {
+    "type": "object", "properties": {"text": {"type": "string", "maxLength": 24}}, "required": ["text"]}}}
+
+
 def first_turn_is_a_call(messages, info):
     # The first turn is one guided call (an inserted "<tool_call>" prefix); later turns are free.
-    return required_call([echo_tool().schema]) if info.turn == 0 else {"structured_outputs": None, "assistant_prefix": ""}
+    return required_call([ECHO_WITH_TEXT]) if info.turn == 0 else {"structured_outputs": None, "assistant_prefix": ""}
 
 
 async def test_rollout_ids_are_the_engines_own_and_logprobs_reproduce(model_dir, vllm_engine):

@@ -4,15 +4,11 @@ repair checked and undone, the right one, and the real verifier's pass."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
-import xgrammar as xgr
-from xgrammar.testing import _is_grammar_accept_string as accepts
 
 from schemas import Message
 from synthesizers.agent_loop import Budget
-from synthesizers.domains.code.domain import CodeDomain, reproduce_command
+from synthesizers.domains.code.domain import reproduce_command
 from synthesizers.domains.code.instances import instance_to_task, validate_project
 from synthesizers.domains.code.localize import calls_and_results, frame_windows
 from synthesizers.domains.code.mutate import Mutation
@@ -20,7 +16,7 @@ from synthesizers.engines.base import SamplingParams
 from synthesizers.guided_calls import TRIGGER
 from tests.fakes import FakeEngine
 from tests.synthesizers.domains.code.helpers import LRU_FILE, pristine_lru
-from tests.synthesizers.domains.code.test_policy import allowed_tools, call
+from tests.synthesizers.domains.code.test_policy import RecordingCodeDomain, allowed_tools, call, turn_admits
 from verifiers.code_repo import RepoCodeVerifier
 
 pytestmark = pytest.mark.docker
@@ -73,17 +69,20 @@ async def test_guided_rollout_repairs_a_one_token_bug_checks_undoes_and_passes(s
     engine = FakeEngine(_script(task, line))
     settings = RolloutSettings(sampling=SamplingParams(max_tokens=256), seed=3, branches=0,
                                budget=Budget(max_turns=16, max_total_tokens=100_000, max_tool_output_chars=12_000))
-    runner = TaskRunner(engine, CodeDomain(), lambda kind: RepoCodeVerifier(), settings, pool=code_pool, concurrency=1)
+    domain = RecordingCodeDomain()
+    runner = TaskRunner(engine, domain, lambda kind: RepoCodeVerifier(), settings, pool=code_pool, concurrency=1)
     (traj,) = await runner.run_task(task)
     assert traj.verdict.passed, traj.verdict.reason
-    sent = [params for _, params in engine.seen]
+    sent = [SamplingParams(**fields) for fields in domain.sent]  # every turn's, forced ones included
     # one library frame, viewed at once: after that every choice is an edit of its window
     assert [allowed_tools(p) for p in sent] == [{"bash"}, {"view"}, {"edit"}, {"bash"}, {"edit"}, {"edit"}, {"bash"},
                                                 {"submit"}, None]
+    # the reproduce run, the checks, the undo and the submit had one possible call each: forced, not sampled
+    assert all(sent[i].forced_text is not None for i in (0, 3, 4, 6, 7))
+    assert len(engine.seen) == sum(p.forced_text is None for p in sent)
     replies = [m.content for m in traj.messages if m.role == "assistant"]
-    for params, (name, args, _) in zip(sent, calls_and_results(traj.messages)):  # every call was the grammar's
-        grammar = xgr.Grammar.from_structural_tag(params.structured_outputs["structural_tag"])
-        assert accepts(grammar, f"\n{json.dumps({'name': name, 'arguments': args})}\n</tool_call>"), (name, args)
+    for params, (name, args, _) in zip(sent, calls_and_results(traj.messages)):  # every call was the turn's
+        assert turn_admits(params, name, args), (name, args)
     assert len(replies) == 9
     outputs = [result for name, _, result in calls_and_results(traj.messages) if name == "bash"]
     assert outputs[0].startswith("exit code: 1") and "ValueError" in outputs[0]  # the reproduce run

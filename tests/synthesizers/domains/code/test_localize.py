@@ -21,7 +21,7 @@ from synthesizers.domains.code.tools import code_tools
 from synthesizers.engines.base import SamplingParams
 from tests.fakes import FakeEngine
 from tests.synthesizers.domains.code.helpers import ScriptedTool
-from tests.synthesizers.domains.code.test_policy import allowed_tools, call, msg_call
+from tests.synthesizers.domains.code.test_policy import allowed_tools, call, forced_call, msg_call, recording
 
 PROJECT = {"name": "p", "version": "1", "pytest_args": ["-o", "addopts="], "test_paths": ["tests"]}
 TASK = Task(id="t", domain="code", kind="repo", payload={"project": PROJECT, "FAIL_TO_PASS": ["tests.test_m::test_b"],
@@ -124,23 +124,29 @@ def body(name: str, **arguments: Any) -> str:  # the prefix already wrote "<tool
 async def test_localized_rollout_tries_a_repair_checks_undoes_tries_another_then_submits():
     window = frame_windows(FAILING)[-1].arguments()
     broken, fixed, path = "        if not decompress:", "        if decompress:", window["path"]
-    engine = FakeEngine([call("bash", command=REPRODUCE), call("view", **window),
+    # Only the turns with a choice reach the engine: the reproduce run, the checks, the undo and
+    # the submit have one possible call each, and the framework writes them (forced_text).
+    engine = FakeEngine([call("view", **window),
                          call("edit", path=path, old_str=LEVEL, new_str="            level = depth + 1"),
-                         call("bash", command=CHECK),
-                         call("edit", path=path, old_str="            level = depth + 1", new_str=LEVEL),
-                         call("edit", path=path, old_str=broken, new_str=fixed),
-                         call("bash", command=CHECK), call("submit"), "Done."])
+                         call("edit", path=path, old_str=broken, new_str=fixed), "Done."])
     domain = CodeDomain()
+    fields: list[dict[str, Any]] = []
     result = await run_agent(engine, domain.initial_messages(TASK), tools({}), ctx=ToolContext(task=TASK),
                              params=SamplingParams(max_tokens=300, seed=1), budget=Budget(max_turns=12),
-                             is_final=domain.is_final, turn_policy=domain.turn_policy(TASK))
-    sent = [p for _, p in engine.seen]
+                             is_final=domain.is_final, turn_policy=recording(domain.turn_policy(TASK), fields))
+    sent = [SamplingParams(**f) for f in fields]
     assert [allowed_tools(p) for p in sent] == [{"bash"}, {"view"}, {"view", "edit"}, {"bash"}, {"edit"},
                                                 {"view", "edit"}, {"bash"}, {"submit"}, None]
     assert result.stop_reason == "final_answer"
-    first = grammar(sent[0])  # only the task's own reproduce command
-    assert accepts(first, body("bash", command=REPRODUCE))
-    assert not accepts(first, body("bash", command="echo")) and not accepts(first, body("bash", command=CHECK))
+    assert [p.forced_text is not None for p in sent] == [True, False, False, True, True, False, True, True, False]
+    assert len(engine.seen) == 4
+    assert forced_call(sent[0]) == ("bash", {"command": REPRODUCE})  # only the task's own reproduce command
+    assert forced_call(sent[3]) == ("bash", {"command": CHECK})  # after an edit: the terse check, nothing else
+    # the check failed: exactly the edit reversed
+    assert forced_call(sent[4]) == ("edit", {"path": path, "old_str": "            level = depth + 1", "new_str": LEVEL})
+    assert forced_call(sent[6]) == ("bash", {"command": CHECK}) and forced_call(sent[7]) == ("submit", {})
+    made = [(c.function.name, c.parsed_arguments()) for m in result.messages if m.role == "assistant" for c in m.tool_calls]
+    assert [made[i] for i in (0, 3, 4, 6, 7)] == [forced_call(sent[i]) for i in (0, 3, 4, 6, 7)]  # as forced
     view = grammar(sent[1])  # only windows around the traceback's library frames
     assert accepts(view, body("view", **window))
     assert accepts(view, body("view", path="src/pkg/serializer.py", start_line=329, end_line=345))
@@ -155,12 +161,6 @@ async def test_localized_rollout_tries_a_repair_checks_undoes_tries_another_then
     assert not accepts(edit, body("edit", path=path, old_str="if not", new_str="if"))  # not a whole line
     assert not accepts(edit, body("edit", path="src/pkg/serializer.py", old_str=broken, new_str=fixed))
     assert not accepts(edit, body("view", **window))  # that window was seen already
-    check = grammar(sent[3])  # after an edit: the terse check, nothing else
-    assert accepts(check, body("bash", command=CHECK)) and not accepts(check, body("bash", command=REPRODUCE))
-    undo = grammar(sent[4])  # the check failed: exactly the edit reversed
-    assert accepts(undo, body("edit", path=path, old_str="            level = depth + 1", new_str=LEVEL))
-    assert not accepts(undo, body("edit", path=path, old_str="            level = depth + 1",
-                                  new_str="            level = depth * 1"))
     again = grammar(sent[5])  # the tried repair is not offered again; the others are
     assert not accepts(again, body("edit", path=path, old_str=LEVEL, new_str="            level = depth + 1"))
     assert accepts(again, body("edit", path=path, old_str=LEVEL, new_str="            level = depth * 1"))
@@ -209,11 +209,8 @@ def test_without_a_library_frame_the_rollout_traces_what_the_test_ran_and_views_
                  "[(1, 2)]\nE   assert [(1,)] == [(1, 2)]")
     ran = [msg_call("bash", "c1", command=reproduce), Message(role="tool", content=assertion, tool_call_id="c1")]
     first = policy(start + ran, info)
-    assert allowed_tools(first) == {"bash"}  # nothing seen yet to view or edit: trace the failing test
-    g = grammar(SamplingParams(**first))
-    assert accepts(g, body("bash", command=trace))
-    assert not accepts(g, body("bash", command="grep -rnE '(def|class) partition_all\\b' src/pkg | head -5"))
-    assert not accepts(g, body("bash", command=reproduce)) and not accepts(g, body("bash", command="ls"))
+    # nothing seen yet to view or edit: trace the failing test, the one possible call (forced)
+    assert forced_call(first) == ("bash", {"command": trace})
     listed = [("src/pkg/recipes.py", 700, 712, "partition_all"), ("src/pkg/more.py", 40, 95, "chunked"),
               ("src/pkg/more.py", 10, 12, "Seq.__iter__"), ("src/pkg/recipes.py", 300, 330, "take"),
               ("src/pkg/more.py", 120, 140, "last_one")]
@@ -328,3 +325,57 @@ def test_edits_skip_headers_and_repairs_that_would_duplicate_a_shown_line():
     assert not edit("    def bump(self, token=1):", "    def bump(self, token=0):")  # a header
     assert not edit("        if self._build is None:", "        if self._build is not None:")  # = line 43
     assert edit("        if self._build is None:", "        if not self._build is None:")
+
+
+def test_a_call_with_one_choice_left_is_forced_and_is_the_call_its_grammar_admitted():
+    """One window, one repair, one command: the turn's grammar would leave one text, so the turn
+    is that text (forced), the same call the grammar admitted, never sampled."""
+    from synthesizers.domains.code.localize import Window
+    from synthesizers.domains.code.repo_turns import command_call, edit_call, one_of, view_call
+
+    path, line = "src/pkg/m.py", "        return key in self.data"
+    cases = [
+        (command_call([REPRODUCE]), command_call([REPRODUCE, CHECK]), ("bash", {"command": REPRODUCE})),
+        (view_call([Window(path, 40, 56)]), view_call([Window(path, 40, 56), Window(path, 57, 73)]),
+         ("view", {"path": path, "start_line": 40, "end_line": 56})),
+        (edit_call(path, {line: ["        return key not in self.data"]}),
+         edit_call(path, {line: ["        return key not in self.data", "        return key is self.data"]}),
+         ("edit", {"path": path, "old_str": line, "new_str": "        return key not in self.data"})),
+    ]
+    for single, wider, expected in cases:
+        fields = one_of([single])
+        assert fields["structured_outputs"] is None and fields["assistant_prefix"] == "<tool_call>"
+        assert forced_call(fields) == expected
+        # the grammar that offered this call among others admits the forced text as it is
+        assert accepts(grammar(SamplingParams(**one_of([wider]))), fields["forced_text"])
+        assert one_of([wider])["structured_outputs"] and "forced_text" not in one_of([wider])
+    assert "forced_text" not in one_of([command_call([REPRODUCE]), view_call([Window(path, 40, 56)])])  # two calls
+
+
+async def test_a_forced_reproduce_turn_is_inserted_and_the_engine_samples_only_the_view(embedded_tokenizer):
+    """Token-in/token-out: the reproduce run (one possible call) is written by the framework, every
+    token of it inserted (source 3); the engine is asked for the next turn only."""
+    from schemas.tokens import TokenSource
+    from tests.fakes import TokenFakeEngine
+
+    window = frame_windows(FAILING)[-1].arguments()
+    engine = TokenFakeEngine(embedded_tokenizer, [body("view", **window)])
+    domain = CodeDomain()
+    result = await run_agent(engine, domain.initial_messages(TASK), tools({}), ctx=ToolContext(task=TASK),
+                             params=SamplingParams(max_tokens=300, seed=1), budget=Budget(max_turns=3),
+                             is_final=domain.is_final, turn_policy=domain.turn_policy(TASK))
+    assert len(engine.prompts) == 1 and result.error is None  # the last turn, submit only, is forced too
+    first, view = result.messages[2], result.messages[4]
+    assert [(c.function.name, c.parsed_arguments()) for c in first.tool_calls] == [("bash", {"command": REPRODUCE})]
+    assert result.messages[3].content == FAILING
+    assert [(c.function.name, c.parsed_arguments()) for c in view.tool_calls] == [("view", window)]
+    trace = result.trace
+    sources = {m: [s for s, i in zip(trace.sources, trace.message_index) if i == m and s != TokenSource.CONTEXT]
+               for m in (2, 4, 6)}
+    assert sources[2] and set(sources[2]) == {TokenSource.INSERTED}
+    assert [c.function.name for c in result.messages[6].tool_calls] == ["submit"]
+    assert sources[6] and set(sources[6]) == {TokenSource.INSERTED}
+    forced = embedded_tokenizer.decode(trace.message_tokens(2, frozenset({TokenSource.INSERTED})))
+    assert forced.startswith("<tool_call>\n" + json.dumps({"name": "bash", "arguments": {"command": REPRODUCE}}))
+    assert set(sources[4]) == {TokenSource.INSERTED, TokenSource.GUIDED}  # the prefix, then the model's call
+    assert trace.ids[: len(engine.prompts[0])] == engine.prompts[0]

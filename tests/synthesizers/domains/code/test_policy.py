@@ -16,6 +16,7 @@ from synthesizers.domains.code.domain import is_read_only
 from synthesizers.domains.code.policy import CLOSING_MAX_TOKENS, SUBMIT_ROOM_TOKENS, guided_policy
 from synthesizers.domains.code.tools import code_tools
 from synthesizers.engines.base import SamplingParams
+from synthesizers.hermes import parse_tool_calls
 from tests.fakes import FakeEngine
 from tests.synthesizers.domains.code.helpers import ScriptedTool
 
@@ -25,14 +26,66 @@ PLAIN = Task(id="t", domain="code", kind="repo", payload=PAYLOAD)
 GUIDED = Task(id="t", domain="code", kind="repo", payload={**PAYLOAD, "guided": True})
 
 
+def _field(params: dict[str, Any] | SamplingParams, name: str) -> Any:
+    return params.get(name) if isinstance(params, dict) else getattr(params, name)
+
+
+def forced_call(params: dict[str, Any] | SamplingParams) -> tuple[str, dict[str, Any]] | None:
+    """The one call a forced turn writes (name, arguments), parsed as the agent loop parses the
+    turn (prefix + forced text); None for a sampled turn."""
+    text = _field(params, "forced_text")
+    if text is None:
+        return None
+    assert not _field(params, "structured_outputs")  # nothing is sampled, so no grammar either
+    content, calls, errors = parse_tool_calls((_field(params, "assistant_prefix") or "") + text)
+    assert not errors and not content and len(calls) == 1, (content, errors)
+    return calls[0].function.name, calls[0].parsed_arguments()
+
+
 def allowed_tools(params: dict[str, Any] | SamplingParams) -> set[str] | None:
-    """The tool names a turn's grammar admits; None for a turn without a grammar."""
-    structured = params.get("structured_outputs") if isinstance(params, dict) else params.structured_outputs
+    """The tool names a turn's grammar admits (a forced turn: its call's); None for a turn without a grammar."""
+    if (forced := forced_call(params)) is not None:
+        return {forced[0]}
+    structured = _field(params, "structured_outputs")
     if not structured:
         return None
     fmt = json.loads(structured["structural_tag"])["format"]
     assert fmt["type"] == "or"  # exactly one call of one of these tags, nothing else
     return {json.loads(tag["begin"].split('"name": ')[1].split(",")[0]) for tag in fmt["elements"]}
+
+
+def turn_admits(params: dict[str, Any] | SamplingParams, name: str, arguments: dict[str, Any]) -> bool:
+    """Whether a turn could make this call: a forced turn's call is exactly it, a sampled turn's
+    grammar accepts it."""
+    import xgrammar as xgr
+    from xgrammar.testing import _is_grammar_accept_string as accepts
+
+    if (forced := forced_call(params)) is not None:
+        return forced == (name, arguments)
+    grammar = xgr.Grammar.from_structural_tag(_field(params, "structured_outputs")["structural_tag"])
+    return accepts(grammar, f"\n{json.dumps({'name': name, 'arguments': arguments})}\n</tool_call>")
+
+
+def recording(policy, seen: list[dict[str, Any]]):
+    """``policy``, keeping every turn's fields in ``seen`` (a forced turn never reaches the engine)."""
+    def wrapped(messages, info):
+        fields = policy(messages, info)
+        seen.append(fields)
+        return fields
+
+    return wrapped
+
+
+class RecordingCodeDomain(CodeDomain):
+    """The code domain, its turn policy recording every turn's fields in ``sent``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sent: list[dict[str, Any]] = []
+
+    def turn_policy(self, task: Task):
+        policy = super().turn_policy(task)
+        return None if policy is None else recording(policy, self.sent)
 
 
 def call(name: str, **arguments: Any) -> str:
@@ -93,6 +146,10 @@ def test_last_turn_and_low_token_room_allow_only_submit():
     assert allowed_tools(policy(start, TurnInfo(turn=11, turns_left=1, tokens_left=3000))) == {"submit"}
     low = policy(start, TurnInfo(turn=3, turns_left=8, tokens_left=SUBMIT_ROOM_TOKENS - 1))
     assert allowed_tools(low) == {"submit"}
+    # submit takes no arguments: a submit-only turn has one possible text, so it is forced, not sampled
+    assert low["forced_text"] == '\n{"name": "submit", "arguments": {}}\n</tool_call>'
+    assert low["assistant_prefix"] == "<tool_call>" and low["structured_outputs"] is None
+    assert forced_call(low) == ("submit", {})
     assert allowed_tools(policy(start, TurnInfo(turn=3, turns_left=8, tokens_left=SUBMIT_ROOM_TOKENS))) \
         == {"bash", "view", "edit"}
 

@@ -10,6 +10,7 @@ from xgrammar.testing import _is_grammar_accept_string
 
 from schemas import Message, Task, ToolCall
 from synthesizers.agent_loop import TurnInfo
+from synthesizers.hermes import parse_tool_calls
 from synthesizers.domains.deep_research.domain import DeepResearchDomain
 from synthesizers.domains.deep_research.forcing import (
     ANSWER_MAX_CHARS,
@@ -49,7 +50,19 @@ def policy():
     return DeepResearchDomain().turn_policy(TASK)
 
 
+def forced_call(overrides):
+    """(name, arguments) of a forced turn's one call, parsed as the agent loop parses it; None if sampled."""
+    if overrides.get("forced_text") is None:
+        return None
+    content, calls, errors = parse_tool_calls(overrides["assistant_prefix"] + overrides["forced_text"])
+    assert not errors and not content and len(calls) == 1
+    return calls[0].function.name, calls[0].parsed_arguments()
+
+
 def accepts(overrides, name, args):
+    """The turn could make this call: a forced turn's one call is it, or the grammar accepts it."""
+    if (forced := forced_call(overrides)) is not None:
+        return forced == (name, args)
     grammar = xgr.Grammar.from_structural_tag(overrides["structured_outputs"]["structural_tag"])
     text = "\n" + json.dumps({"name": name, "arguments": args}) + "\n</tool_call>"
     return _is_grammar_accept_string(grammar, text)
@@ -160,3 +173,48 @@ def test_last_turn_or_little_room_allows_only_the_answer():
 def test_forcing_off_means_no_policy():
     off = TASK.model_copy(update={"payload": {**TASK.payload, "forcing": False}})
     assert DeepResearchDomain().turn_policy(off) is None
+
+
+def _schemas():
+    return [t.schema for t in DeepResearchDomain().tools(TASK)]
+
+
+def test_an_answer_with_one_possible_citation_and_value_is_forced():
+    """One document read, offering one answer of the asked kind, on the last turn: the grammar
+    would leave one text, so the turn is that text (forced, recorded as inserted), the same call."""
+    from synthesizers.domains.deep_research.forcing import _narrowed
+    from synthesizers.guided_calls import _structural, _tags
+
+    question = 'The Wikipedia summary of "Magna Carta" mentions a country. What is the first year mentioned in the summary about that subject?'
+    msgs = searched(question, "[d02821] England\n    England became a unified state in 927 and the Kingdom of England in 1066.\n")
+    turn = policy()(msgs, TurnInfo(1, 1, 1000))
+    assert turn["structured_outputs"] is None and turn["assistant_prefix"] == "<tool_call>"
+    assert forced_call(turn) == ("answer", {"citations": ["d02821"], "answer": "1066"})
+    answer = [s for s in _narrowed(_schemas(), msgs) if s["function"]["name"] == "answer"]
+    grammar = xgr.Grammar.from_structural_tag(_structural({"type": "or", "elements": _tags(answer, "")})["structural_tag"])
+    assert _is_grammar_accept_string(grammar, turn["forced_text"])  # what the grammar would have forced
+    # with a choice left (two documents offer an answer) the turn stays sampled under the grammar
+    assert policy()(opened(), TurnInfo(2, 1, 1000)).get("forced_text") is None
+
+
+async def test_a_forced_answer_is_inserted_by_the_loop_and_never_sampled(embedded_tokenizer):
+    from schemas.tokens import TokenSource
+    from synthesizers.agent_loop import Budget, run_agent
+    from synthesizers.domains.base import ToolContext
+    from synthesizers.engines.base import SamplingParams
+    from tests.fakes import TokenFakeEngine
+    from tests.synthesizers.test_agent_loop import FakeTool
+
+    question = 'The Wikipedia summary of "Magna Carta" mentions a country. What is the first year mentioned in the summary about that subject?'
+    msgs = searched(question, "[d02821] England\n    England became a unified state in 927 and the Kingdom of England in 1066.\n")
+    engine = TokenFakeEngine(embedded_tokenizer, ["never asked"])
+    tools = [FakeTool(s["function"]["name"], lambda a, c: "recorded") for s in _schemas()]
+    result = await run_agent(engine, msgs, tools, ctx=ToolContext(task=TASK), params=SamplingParams(seed=1),
+                             budget=Budget(max_turns=1), turn_policy=policy())
+    assert engine.prompts == [] and result.error is None
+    index = len(msgs)
+    answer = result.messages[index]
+    assert [(c.function.name, c.parsed_arguments()) for c in answer.tool_calls] == [
+        ("answer", {"citations": ["d02821"], "answer": "1066"})]
+    own = [s for s, m in zip(result.trace.sources, result.trace.message_index) if m == index and s != TokenSource.CONTEXT]
+    assert own and set(own) == {TokenSource.INSERTED}
