@@ -93,3 +93,34 @@ def test_verifiers_sit_behind_the_repetition_gate_unless_the_domain_or_config_sa
     assert isinstance(make_verifier("code", "repo", domain=code, repetition=True), RepetitionGate)
     assert not isinstance(make_verifier("math", "default", domain=get_domain("math"), repetition=False),
                           RepetitionGate)
+
+
+def _not_prefix_stable(tokenizer):
+    tok = tokenizer.__class__.from_pretrained(tokenizer.name_or_path)
+    tok.chat_template = ("{%- for m in messages[-2:] -%}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+                         "{%- endfor -%}{%- if add_generation_prompt -%}<|im_start|>assistant\n{%- endif -%}")
+    return tok
+
+
+def test_a_template_that_cannot_be_extended_runs_text_mode(embedded_tokenizer):
+    from pipelines.worker import _check_token_mode
+    from synthesizers.engines.base import supports_tokens
+    from tests.fakes import TokenFakeEngine
+
+    good = TokenFakeEngine(embedded_tokenizer, ["x"])
+    _check_token_mode(good)
+    assert supports_tokens(good)
+    bad = TokenFakeEngine(_not_prefix_stable(embedded_tokenizer), ["x"])
+    _check_token_mode(bad)
+    assert not supports_tokens(bad)
+
+
+def test_the_run_says_so_in_one_line(embedded_tokenizer, tmp_path, capsys, monkeypatch):
+    from pipelines import run as run_module
+
+    _not_prefix_stable(embedded_tokenizer).save_pretrained(tmp_path / "tok")
+    run_module._say_if_not_incremental(str(tmp_path / "tok"))
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "token-exact rollouts are off" in err and "prefix-stable" in err
+    run_module._say_if_not_incremental(embedded_tokenizer.name_or_path)
+    assert capsys.readouterr().err == ""
