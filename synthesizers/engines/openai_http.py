@@ -129,13 +129,7 @@ class OpenAIHTTPEngine:
                 "temperature": params.temperature,
                 "top_p": params.top_p,
             }
-            if params.seed is not None:
-                payload["seed"] = params.seed
-            if params.stop:
-                payload["stop"] = list(params.stop)
-            payload.update(penalty_fields(params))
-            if params.structured_outputs:
-                payload["structured_outputs"] = dict(params.structured_outputs)
+            payload.update(sampling_fields(params))
             if params.assistant_prefix:
                 # vLLM's (and most servers') way to continue a started assistant turn.
                 payload["messages"].append({"role": "assistant", "content": params.assistant_prefix})
@@ -232,6 +226,19 @@ def penalty_fields(params: SamplingParams) -> dict[str, float]:
     return fields
 
 
+def sampling_fields(params: SamplingParams) -> dict[str, Any]:
+    """The optional request fields both endpoints share: seed, stop strings, penalties, structured outputs."""
+    fields: dict[str, Any] = {}
+    if params.seed is not None:
+        fields["seed"] = params.seed
+    if params.stop:
+        fields["stop"] = list(params.stop)
+    fields.update(penalty_fields(params))
+    if params.structured_outputs:
+        fields["structured_outputs"] = dict(params.structured_outputs)
+    return fields
+
+
 def completions_payload(model: str, prompt_ids: list[int], params: SamplingParams, max_tokens: int) -> dict[str, Any]:
     """A vLLM ``/v1/completions`` request that continues ``prompt_ids`` and returns the ids it
     saw and sampled (``return_token_ids``) with each sampled token's logprob (``logprobs: 0``).
@@ -249,13 +256,7 @@ def completions_payload(model: str, prompt_ids: list[int], params: SamplingParam
     }
     if params.logprobs:
         payload["logprobs"] = 0
-    if params.seed is not None:
-        payload["seed"] = params.seed
-    if params.stop:
-        payload["stop"] = list(params.stop)
-    payload.update(penalty_fields(params))
-    if params.structured_outputs:
-        payload["structured_outputs"] = dict(params.structured_outputs)
+    payload.update(sampling_fields(params))
     return payload
 
 
