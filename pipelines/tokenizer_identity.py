@@ -13,11 +13,10 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
+from schemas.shard import TOKENIZER_FILES, tokenizer_files_sha256
 
 
 def tokenizer_identity(path: str | Path) -> tuple[str, str]:
@@ -31,13 +30,7 @@ def tokenizer_identity(path: str | Path) -> tuple[str, str]:
 
 
 def files_sha256(files: dict[str, Path]) -> str:
-    if not files:
-        return ""
-    digest = hashlib.sha256()
-    for name in TOKENIZER_FILES:
-        if name in files:
-            digest.update(f"{name}\0{hashlib.sha256(Path(files[name]).read_bytes()).hexdigest()}\n".encode())
-    return digest.hexdigest()
+    return tokenizer_files_sha256(files)
 
 
 def _is_embedded(folder: Path) -> bool:

@@ -37,6 +37,23 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+# The files a manifest's ``tokenizer_sha256`` covers, in this order.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
+
+
+def tokenizer_files_sha256(files: dict[str, Path]) -> str:
+    """sha256 over the tokenizer files given (name -> path): per file, in ``TOKENIZER_FILES`` order,
+    its name, a NUL, its own sha256 hex digest and a newline, so the same files give the same
+    hash wherever they sit; ``""`` when none is given. Writer and trainer must agree."""
+    if not files:
+        return ""
+    digest = hashlib.sha256()
+    for name in TOKENIZER_FILES:
+        if name in files:
+            digest.update(f"{name}\0{hashlib.sha256(Path(files[name]).read_bytes()).hexdigest()}\n".encode())
+    return digest.hexdigest()
+
+
 def shard_file_name(domain: str, index: int) -> str:
     return f"{domain}-{index:05d}.parquet"
 

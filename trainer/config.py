@@ -89,6 +89,9 @@ class TrainConfig(BaseModel):
     grad_accum: int = 1
     num_workers: int = 0
     pack_group: int = 8192  # documents packed together (best-fit decreasing) per group
+    # Token provenance (schema 2 shards; both refuse schema 1 shards). Defaults train on loss_mask as written.
+    token_exact_only: bool = False  # skip rows tokenised from text (token_exact false)
+    inserted_weight: float | None = None  # loss weight of every inserted token (source 3); 0 drops them
 
     # Run.
     steps: int = 100
@@ -97,7 +100,7 @@ class TrainConfig(BaseModel):
     keep_checkpoints: int = 2
     log_every: int = 10
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
-    parallel: Literal["ddp", "fsdp"] = "ddp"  # fsdp: FSDP2 fully_shard (GPU)
+    parallel: Literal["ddp", "fsdp"] = "ddp"  # fsdp: FSDP2 fully_shard (CUDA/nccl or CPU/gloo)
     compile: bool = False
     cpu_threads: int | None = None  # CPU only; None: cores / local ranks (oversubscribed OpenMP crawls)
     peak_tflops: float | None = None  # for MFU; None: guessed from the device
@@ -109,6 +112,8 @@ class TrainConfig(BaseModel):
             raise ValueError("warmup_steps exceeds steps")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError("min_lr_ratio must be in [0, 1]")
+        if self.inserted_weight is not None and not 0.0 <= self.inserted_weight < float("inf"):
+            raise ValueError("inserted_weight must be a finite number >= 0 (or unset: loss_mask as written)")
         return self
 
     @property

@@ -70,7 +70,8 @@ class PackedDataset(IterableDataset):
         b = wid
         while True:
             ids = self.window_ids(b)
-            batch = build_batch([plans.window_at(g) for g in ids], self.shards.document, self.seq_len)
+            batch = build_batch([plans.window_at(g) for g in ids], self.shards.document, self.seq_len,
+                                weighted=self.shards.weighted)
             batch = {k: torch.from_numpy(v) if hasattr(v, "dtype") else v for k, v in batch.items()}
             batch["window_ids"] = ids  # global window indices: which data this batch is, for checks
             batch["epoch"] = plans.locate(ids[0])[0]
@@ -91,6 +92,14 @@ class PackedLoader:
         self.offset = 0  # global windows consumed by all ranks before the current iteration began
         self.consumed = 0  # batches this rank has taken since then
         self._it = None
+        self._plans: _PlanCache | None = None
+
+    def segments(self, window_id: int) -> list[tuple[int, int, int]]:
+        """The (doc, start, end) pieces of global window ``window_id``, in batch order: which shard
+        rows a batch holds (``ShardSet.doc_shard`` / ``doc_row``), for checks and debugging."""
+        if self._plans is None:
+            self._plans = _PlanCache(self.shards, self.seq_len, self.seed, self.pack_group)
+        return list(self._plans.window_at(int(window_id)))
 
     @property
     def tokens_per_batch(self) -> int:

@@ -146,11 +146,13 @@ class MLATransformer(nn.Module):
             x = layer(x, cos, sin, cu_seqlens, max_seqlen)
         return self.norm(x)
 
-    def forward(self, input_ids, position_ids, cu_seqlens, max_seqlen, labels=None, reduction: str = "mean"):
+    def forward(self, input_ids, position_ids, cu_seqlens, max_seqlen, labels=None, reduction: str = "mean",
+                weights=None):
         """Logits (total, vocab) without ``labels``; with them the cross-entropy over labels != -100.
 
         ``reduction="sum"`` lets the trainer normalise by the loss tokens of the whole optimizer step
-        (all micro-batches, all ranks) instead of per micro-batch.
+        (all micro-batches, all ranks) instead of per micro-batch. ``weights`` (total,) scale each
+        label's loss; the mean is then over the weights' sum.
         """
         x = self.hidden_states(input_ids, position_ids, cu_seqlens, int(max_seqlen))
         if labels is None:
@@ -159,10 +161,16 @@ class MLATransformer(nn.Module):
         # Project only loss positions: masked tokens (system/user/tool) are often most of a window
         # and the vocab projection is the largest matmul of a small model.
         logits = F.linear(x[keep], self.embed.weight)
-        loss = F.cross_entropy(logits.float(), labels[keep], reduction="sum")
+        if weights is None:
+            loss = F.cross_entropy(logits.float(), labels[keep], reduction="sum")
+            total = keep.sum().clamp(min=1)
+        else:
+            w = weights[keep].float()
+            loss = (F.cross_entropy(logits.float(), labels[keep], reduction="none") * w).sum()
+            total = w.sum().clamp(min=1e-12)
         if reduction == "sum":
             return loss
-        return loss / keep.sum().clamp(min=1)
+        return loss / total
 
 
 def count_parameters(cfg: ModelConfig) -> int:

@@ -8,6 +8,10 @@ before it is cut, so a chunk's last label is the next chunk's first token (same
 document) and every loss token at position >= 1 is a label exactly once per
 epoch. A loss token at a document's very first position has no context and
 cannot be trained on.
+
+A document's loss array is its 0/1 loss mask, or float loss weights (see
+``ShardSet.weighted``); labels sit where it is non-zero, and weighted batches also
+carry ``loss_weights`` aligned with the labels.
 """
 
 from __future__ import annotations
@@ -67,18 +71,29 @@ def document_labels(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return labels
 
 
-def build_batch(windows: list[list[Segment]], get_doc, window: int) -> dict:
+def document_weights(loss: np.ndarray) -> np.ndarray:
+    """Label-aligned loss weights: weight[i] = loss[i+1] (the weight of the token predicted at i)."""
+    weights = np.zeros(len(loss), dtype=np.float32)
+    if len(loss) > 1:
+        weights[:-1] = loss[1:]
+    return weights
+
+
+def build_batch(windows: list[list[Segment]], get_doc, window: int, weighted: bool = False) -> dict:
     """Concatenate windows into one packed batch of ``len(windows) * window`` tokens.
 
-    ``get_doc(doc) -> (ids, mask)``. A window's unused tail becomes its own padding
-    document (id 0, no labels) so every batch has the same shape.
+    ``get_doc(doc) -> (ids, loss)``. A window's unused tail becomes its own padding
+    document (id 0, no labels) so every batch has the same shape. ``loss_weight`` is the
+    batch's total loss weight (its loss-token count unless ``weighted``).
     """
     total = len(windows) * window
     input_ids = np.zeros(total, dtype=np.int64)
     labels = np.full(total, IGNORE, dtype=np.int64)
+    weights = np.zeros(total, dtype=np.float32) if weighted else None
     positions = np.empty(total, dtype=np.int64)
     bounds = [0]
     labels_cache: dict[int, np.ndarray] = {}
+    weights_cache: dict[int, np.ndarray] = {}
     pos = 0
     for segs in windows:
         start = pos
@@ -89,6 +104,10 @@ def build_batch(windows: list[list[Segment]], get_doc, window: int) -> dict:
             n = e - s
             input_ids[pos:pos + n] = ids[s:e]
             labels[pos:pos + n] = labels_cache[doc][s:e]
+            if weighted:
+                if doc not in weights_cache:
+                    weights_cache[doc] = document_weights(mask)
+                weights[pos:pos + n] = weights_cache[doc][s:e]
             positions[pos:pos + n] = np.arange(n)
             pos += n
             bounds.append(pos)
@@ -98,12 +117,17 @@ def build_batch(windows: list[list[Segment]], get_doc, window: int) -> dict:
             pos += pad
             bounds.append(pos)
     cu = np.asarray(bounds, dtype=np.int32)
-    return {
+    num_loss_tokens = int((labels != IGNORE).sum())
+    batch = {
         "input_ids": input_ids,
         "labels": labels,
         "position_ids": positions,
         "cu_seqlens": cu,
         "max_seqlen": int(np.diff(cu).max()) if len(cu) > 1 else 0,
-        "num_loss_tokens": int((labels != IGNORE).sum()),
+        "num_loss_tokens": num_loss_tokens,
+        "loss_weight": float(weights.sum(dtype=np.float64)) if weighted else float(num_loss_tokens),
         "attended_pairs": int((np.diff(cu).astype(np.int64) * (np.diff(cu) + 1) // 2).sum()),
     }
+    if weighted:
+        batch["loss_weights"] = weights
+    return batch

@@ -2,10 +2,10 @@
 
 One optimizer step takes ``grad_accum`` packed micro-batches per rank. The loss
 is the mean over the step's loss tokens across all micro-batches and ranks
-(each micro-batch's summed loss is scaled by world / global loss tokens, and
-DDP/FSDP average gradients over ranks), so the gradient does not depend on how
-tokens fall into micro-batches. Re-running with the same ``out`` resumes from
-its latest checkpoint.
+(each micro-batch's summed loss is scaled by world / global loss tokens, or by
+the global loss weight under ``inserted_weight``, and DDP/FSDP average gradients
+over ranks), so the gradient does not depend on how tokens fall into
+micro-batches. Re-running with the same ``out`` resumes from its latest checkpoint.
 
     torchrun --nproc-per-node 2 -m trainer.train --config F --shards DIR --out DIR
 """
@@ -41,13 +41,17 @@ def _optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -
 def _micro_step(model, batch, scale: float, rt: Runtime, bf16: bool, sync: bool) -> float:
     dev = rt.device
     no_sync = model.no_sync if hasattr(model, "no_sync") and not sync else contextlib.nullcontext
+    if hasattr(model, "set_requires_gradient_sync"):  # FSDP2: reduce-scatter only on the last micro-batch
+        model.set_requires_gradient_sync(sync)
+    weights = batch.get("loss_weights")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 and dev.type == "cuda" \
         else contextlib.nullcontext()
     with no_sync(), autocast:
         loss_sum = model(batch["input_ids"].to(dev, non_blocking=True),
                          batch["position_ids"].to(dev, non_blocking=True),
                          batch["cu_seqlens"].to(dev, non_blocking=True), batch["max_seqlen"],
-                         labels=batch["labels"].to(dev, non_blocking=True), reduction="sum")
+                         labels=batch["labels"].to(dev, non_blocking=True), reduction="sum",
+                         weights=None if weights is None else weights.to(dev, non_blocking=True))
         (loss_sum * scale).backward()
     return float(loss_sum.detach())
 
@@ -105,7 +109,8 @@ def train_main(config_path: str | Path | TrainConfig, shards_dir: str | Path, ou
 
 def _train(cfg: TrainConfig, shards_dir: Path, out: Path, tokenizer, rt: Runtime, stop_after, quiet) -> dict:
     mcfg = cfg.model_cfg
-    shards = ShardSet.open(shards_dir, tokenizer, vocab_size=mcfg.vocab_size)
+    shards = ShardSet.open(shards_dir, tokenizer, vocab_size=mcfg.vocab_size,
+                           token_exact_only=cfg.token_exact_only, inserted_weight=cfg.inserted_weight)
     out.mkdir(parents=True, exist_ok=True)
     if rt.is_main:
         (out / "config.json").write_text(cfg.model_dump_json(indent=2))
@@ -135,9 +140,12 @@ def _train(cfg: TrainConfig, shards_dir: Path, out: Path, tokenizer, rt: Runtime
         while step < end:
             t0 = time.perf_counter()
             batches = [next(loader) for _ in range(cfg.grad_accum)]
+            # Normalise by the step's total loss weight (= its loss-token count unless inserted_weight).
+            local_weight = sum(b["loss_weight"] for b in batches)
             local_loss_tokens = sum(b["num_loss_tokens"] for b in batches)
-            (global_loss_tokens,) = all_sum([float(local_loss_tokens)], rt)
-            scale = rt.world / max(1.0, global_loss_tokens)
+            global_weight, global_loss_tokens = all_sum([float(local_weight), float(local_loss_tokens)], rt)
+            denom = global_weight if global_weight > 0 else 1.0
+            scale = rt.world / denom
             loss_sum = sum(_micro_step(model, b, scale, rt, bf16, sync=i == len(batches) - 1)
                            for i, b in enumerate(batches))
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -151,7 +159,7 @@ def _train(cfg: TrainConfig, shards_dir: Path, out: Path, tokenizer, rt: Runtime
             if rt.device.type == "cuda":
                 torch.cuda.synchronize()
             dt = time.perf_counter() - t0
-            loss = total_loss / max(1.0, global_loss_tokens)
+            loss = total_loss / denom
             flops = training_flops(mcfg, n_params, int(total_tokens), int(total_pairs))
             record = {"step": step, "loss": loss, "lr": scheduler.get_last_lr()[0],
                       "grad_norm": float(grad_norm), "tokens_per_s": total_tokens / dt,
@@ -169,7 +177,7 @@ def _train(cfg: TrainConfig, shards_dir: Path, out: Path, tokenizer, rt: Runtime
         loader.close()
     steady = tok_s[1:] or tok_s  # the first step pays for worker start-up and warm-up
     return {"steps": step, "losses": losses, "windows": windows, "rank": rt.rank, "world_size": rt.world,
-            "params": n_params, "tokens_per_s": sum(steady) / len(steady) if steady else 0.0,
+            "params": n_params, "skipped_rows": shards.skipped_rows, "tokens_per_s": sum(steady) / len(steady) if steady else 0.0,
             "out": str(out)}
 
 

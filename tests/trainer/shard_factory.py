@@ -16,16 +16,31 @@ import pyarrow.parquet as pq
 from schemas import Manifest, ShardEntry, shard_arrow_schema, shard_file_name
 
 TOKENIZER = "test-tokenizer"
+V2_COLUMNS = ("token_source", "logprobs", "token_exact", "text_drift")
 
 
 def write_shards(out: Path, docs: list[tuple[list[int], list[int]]], *, rows_per_shard: int = 8,
-                 domain: str = "math", tokenizer_id: str = TOKENIZER) -> Manifest:
-    """``docs``: (input_ids, loss_mask) per trajectory. Writes ``out/{domain}-NNNNN.parquet`` + manifest."""
+                 domain: str = "math", tokenizer_id: str = TOKENIZER, sources: list[list[int]] | None = None,
+                 logprobs: list[list[float]] | None = None, exact: list[bool] | None = None,
+                 schema: int = 2) -> Manifest:
+    """``docs``: (input_ids, loss_mask) per trajectory. Writes ``out/{domain}-NNNNN.parquet`` + manifest.
+
+    Schema 2 provenance per doc defaults to: loss tokens sampled (1), the rest context (0), NaN
+    logprobs, token-exact; ``schema=1`` writes the columns and manifest of a 1.0 shard set.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    sources = sources or [[int(bool(x)) for x in m] for _, m in docs]
+    logprobs = logprobs or [[float("nan")] * len(ids) for ids, _ in docs]
+    exact = [True] * len(docs) if exact is None else exact
+    arrow = shard_arrow_schema()
+    if schema == 1:
+        arrow = pa.schema([f for f in arrow if f.name not in V2_COLUMNS],
+                          metadata={"trajforge_schema_version": "1.0"})
     entries = []
     for index, start in enumerate(range(0, len(docs), rows_per_shard)):
         chunk = docs[start:start + rows_per_shard]
+        span = slice(start, start + len(chunk))
         rows = {
             "trajectory_id": [f"{domain}-{start + i}" for i in range(len(chunk))],
             "domain": [domain] * len(chunk),
@@ -37,18 +52,22 @@ def write_shards(out: Path, docs: list[tuple[list[int], list[int]]], *, rows_per
             "parent_id": [None] * len(chunk),
             "passed": [True] * len(chunk),
             "score": [1.0] * len(chunk),
-            # Schema 2: loss-carrying tokens were sampled, the rest is context.
-            "token_source": [[int(bool(x)) for x in m] for _, m in chunk],
-            "logprobs": [[float("nan")] * len(ids) for ids, _ in chunk],
-            "token_exact": [True] * len(chunk),
+            "token_source": sources[span],
+            "logprobs": logprobs[span],
+            "token_exact": exact[span],
             "text_drift": [False] * len(chunk),
         }
+        if schema == 1:
+            rows = {k: v for k, v in rows.items() if k not in V2_COLUMNS}
         name = shard_file_name(domain, index)
-        pq.write_table(pa.Table.from_pydict(rows, schema=shard_arrow_schema()), out / name)
+        pq.write_table(pa.Table.from_pydict(rows, schema=arrow), out / name)
+        v2 = {} if schema == 1 else {"token_exact_rows": sum(exact[span]),
+                                     "inserted_tokens": sum(x == 3 for src in sources[span] for x in src)}
         entries.append(ShardEntry(file=name, domain=domain, rows=len(chunk),
                                   tokens=sum(rows["num_tokens"]), loss_tokens=sum(rows["num_loss_tokens"]),
-                                  sha256=hashlib.sha256((out / name).read_bytes()).hexdigest()))
-    manifest = Manifest(tokenizer_id=tokenizer_id, shards=entries)
+                                  sha256=hashlib.sha256((out / name).read_bytes()).hexdigest(), **v2))
+    version = {"schema_version": "1.0"} if schema == 1 else {}
+    manifest = Manifest(tokenizer_id=tokenizer_id, shards=entries, **version)
     (out / "manifest.json").write_text(manifest.model_dump_json(indent=2))
     return manifest
 

@@ -86,6 +86,7 @@ def test_cli_errors_are_one_line(shards, tmp_path):
 def test_shipped_tiny_config_loads():
     cfg = load_train_config(ROOT / "configs" / "train-tiny.yaml")
     assert cfg.model == "tiny" and cfg.steps >= 50
+    assert cfg.token_exact_only is False and cfg.inserted_weight is None  # the shards' loss_mask as written
 
 
 def _free_port() -> int:
