@@ -9,7 +9,8 @@ PY        := $(VENV)/bin/python
 TRAJFORGE := $(VENV)/bin/trajforge
 
 # Knobs:  make math LIMIT=50 OUT=runs/math-50     make test PYTEST_ARGS="-k masking"
-OUT         ?= runs/math
+# OUT, LIMIT and MODEL mean the same for every run target; OUT defaults to runs/<target>.
+OUT         ?=
 LIMIT       ?=
 MODEL       ?=
 RUN         ?= runs/demo
@@ -34,11 +35,11 @@ demo: setup ## small math run on the embedded model -> runs/demo
 	$(TRAJFORGE) run math --config configs/demo-math.yaml --out runs/demo
 
 math: setup ## math domain at a configurable size: OUT=runs/math LIMIT=n MODEL=...
-	$(TRAJFORGE) run math --config configs/math.yaml --out $(OUT) $(RUN_FLAGS)
+	$(TRAJFORGE) run math --config configs/math.yaml --out $(or $(OUT),runs/math) $(RUN_FLAGS)
 
-code tool-use deep-research agentic-cot: setup ## one domain on configs/<domain>.yaml -> runs/<domain>
+code tool-use deep-research agentic-cot: setup ## one domain on configs/<domain>.yaml -> runs/<domain> (OUT=, LIMIT=, MODEL=)
 	@test -f configs/$@.yaml || { echo "error: domain '$@' is planned, not built yet (no configs/$@.yaml): use \`make math\`" >&2; exit 2; }
-	$(TRAJFORGE) run $@ --config configs/$@.yaml --out runs/$@ $(RUN_FLAGS)
+	$(TRAJFORGE) run $@ --config configs/$@.yaml --out $(or $(OUT),runs/$@) $(RUN_FLAGS)
 
 CODE_FN_PROJECTS := toolz inflection six semver more-itertools cachetools boltons
 
@@ -48,8 +49,8 @@ code-tasks: setup ## code-domain tasks (resumable): repo-level bug instances + o
 	  $(PY) -m synthesizers.domains.code.function_tasks --out .cache/code/function_tasks-easy --per-project 5 \
 	  --statements 1 1 $(foreach p,$(CODE_FN_PROJECTS),--project $(p))
 
-all: setup ## every built domain under the mixture of configs/all.yaml -> runs/all/shards
-	$(TRAJFORGE) run all --config configs/all.yaml --out runs/all $(RUN_FLAGS)
+all: setup ## every built domain under the mixture of configs/all.yaml -> runs/all/shards (OUT=, LIMIT=, MODEL=)
+	$(TRAJFORGE) run all --config configs/all.yaml --out $(or $(OUT),runs/all) $(RUN_FLAGS)
 
 test: setup ## the whole test suite except GPU tests (what CI runs)
 	$(PYTEST) -m "not gpu" $(PYTEST_ARGS)

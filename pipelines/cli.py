@@ -26,7 +26,7 @@ class UserError(Exception):
 @app.command()
 def run(
     domain: str = typer.Argument(..., help="a domain (math, deep-research, agentic-cot, ...) or all: the mixture of configs/all.yaml"),
-    config: Path = typer.Option(..., "--config", "-c", help="YAML run config"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML run config (default: configs/DOMAIN.yaml)"),
     out: Path = typer.Option(..., "--out", "-o", help="run folder; re-running on it resumes"),
     limit: Optional[int] = typer.Option(None, help="cap on seed tasks"),
     model: Optional[str] = typer.Option(None, help="HF model folder, OpenAI-compatible server URL, or 'embedded'"),
@@ -38,6 +38,7 @@ def run(
     from pipelines.run import run_pipeline
     from pipelines.preflight import check_model
 
+    config = config or default_config(domain)
     if domain == "all":
         from pipelines.mixture import run_all
 
@@ -55,6 +56,15 @@ def run(
     print_summary(console, result)
     if result.failed_units:
         raise UserError(f"{len(result.failed_units)} unit(s) failed: re-run the same command to retry them")
+
+
+def default_config(domain: str) -> Path:
+    """``configs/DOMAIN.yaml`` of the working folder, else of the checkout."""
+    for root in (Path.cwd(), Path(__file__).resolve().parents[1]):
+        candidate = root / "configs" / f"{domain}.yaml"
+        if candidate.is_file():
+            return candidate
+    raise UserError(f"no configs/{domain}.yaml for domain {domain!r}: pass --config FILE")
 
 
 @app.command()
@@ -197,6 +207,12 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 INTERRUPTED = 130
 
 
+def _is_usage_error(exc: BaseException) -> bool:
+    """A click usage error (missing or unknown option, bad value); typer ships its own copy of click,
+    so its classes are matched by name along the class's bases, whichever copy raised it."""
+    return any(cls.__name__ == "ClickException" for cls in type(exc).__mro__) and hasattr(exc, "format_message")
+
+
 def main() -> None:
     try:
         # Not standalone: typer *returns* 130 for Ctrl-C (or SIGTERM, see run.py) instead of raising.
@@ -205,12 +221,11 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         code = INTERRUPTED
-    except Exception as exc:  # click usage errors print themselves
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except Exception as exc:
+        if _is_usage_error(exc):  # one line, as every other expected failure
+            command = getattr(getattr(exc, "ctx", None), "command_path", None) or "trajforge"
+            print(f"error: {' '.join(exc.format_message().split())} (see `{command} --help`)", file=sys.stderr)
+            sys.exit(getattr(exc, "exit_code", 2) or 2)
         if isinstance(exc, _known_errors()):
             print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line, never wrapped
             sys.exit(2)

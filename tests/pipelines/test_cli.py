@@ -92,3 +92,26 @@ def test_train_refuses_a_tokenizer_that_does_not_match_the_shards(tmp_path):
                      "--out", str(tmp_path / "train"), "--tokenizer", "gpt2")
     assert_one_line_error(proc, "gpt2")
     assert not (tmp_path / "train" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("args, names", [
+    (("run", "math", "--out", "X", "--limit", "2", "--frobnicate"), "--frobnicate"),
+    (("run",), "domain"),
+    (("run", "math"), "--out"),
+    (("run", "math", "--out", "X", "--limit", "two"), "--limit"),
+    (("audit",), "shards"),
+])
+def test_usage_errors_are_one_line_with_exit_2(args, names, tmp_path):
+    proc = trajforge(*args)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ") and names in proc.stderr
+    assert "Traceback" not in proc.stderr and "╭" not in proc.stderr
+
+
+def test_run_without_config_uses_the_domains_own(tmp_path):
+    from pipelines.cli import default_config
+
+    assert default_config("math").name == "math.yaml" and default_config("math").is_file()
+    proc = trajforge("run", "no-such-domain", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "no configs/no-such-domain.yaml" in proc.stderr
+    assert not (tmp_path / "out").exists()
