@@ -10,6 +10,14 @@ exec socket and cut at ``limits.output_bytes`` per stream, so 100 MB of output
 never lands in memory. Files travel as a tar stream on exec stdin because the
 daemon cannot ``put_archive`` onto a tmpfs under a read-only root.
 
+Commands go to a persistent runner that is PID 1 of every box
+(``sandboxes/runner.py``) over the container's attached stdio: no exec is
+created per command, so a call costs milliseconds rather than a daemon round
+trip of create + start + inspect. The runner keeps the same semantics (sandbox
+user, own process group, timeout, output cap, kill escalation); ``docker
+exec`` stays as the fallback (``exec_via="docker"``, or when a box's runner
+does not answer).
+
 Containers carry labels (``trajforge.sandbox``, ``trajforge.run``,
 ``trajforge.owner_pid``, ``trajforge.owner_host``) so ``reap()`` can remove
 those whose owning process died, e.g. after a crash or SIGKILL.
@@ -31,26 +39,19 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from docker.errors import DockerException, NotFound
+from docker.types import LogConfig
 
 from sandboxes.base import ExecResult, SandboxLimits
 from sandboxes.daemon import ensure_docker
 from sandboxes.exec_stream import RawExec, run_raw
+from sandboxes.runner_client import RUNNER_SOURCE, RunnerChannel, RunnerGone, RunnerTimeout, attach
 
 LABEL = "trajforge.sandbox"
 SANDBOX_USER = "10001:10001"
 WORKDIR = "/work"
 MAX_FILE_BYTES = 64 * 1024 * 1024  # get_file refuses larger files rather than filling memory
 _HOST = socket.gethostname()
-# PID 1 of every box: reaps orphans (so zombies never eat the pid limit) and, being the
-# namespace's init with no fatal signal handler, survives the sandbox user's `kill -9 -1`.
-# (docker's tini would exit, and stop the container, as soon as its one child is killed.)
-_INIT = ("import os,signal\n"
-         "for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP): signal.signal(s, signal.SIG_IGN)\n"
-         "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})  # pending, never lost\n"
-         "while True:\n"
-         " try:\n  while os.waitpid(-1, os.WNOHANG)[0] > 0: pass\n"
-         " except ChildProcessError: pass\n"
-         " signal.sigtimedwait({signal.SIGCHLD}, 5)\n")
+EXEC_VIA = ("runner", "docker")
 
 
 class SandboxError(RuntimeError):
@@ -62,10 +63,14 @@ class DockerSandbox:
 
     workdir = WORKDIR
 
-    def __init__(self, client, container, limits: SandboxLimits):
+    def __init__(self, client, container, limits: SandboxLimits, exec_via: str = "runner"):
         self._client = client
         self.container = container
         self.limits = limits
+        self.exec_via = exec_via
+        self._channel: RunnerChannel | None = None
+        self._channel_lock = threading.Lock()
+        self.calls = {"runner": 0, "docker": 0}  # which path served each call (tests and benches read it)
 
     @property
     def id(self) -> str:
@@ -74,10 +79,43 @@ class DockerSandbox:
     def _raw(self, cmd: list[str], *, timeout_s: float, cap: int, stdin: bytes | None = None,
              workdir: str | None = None, env: dict[str, str] | None = None, inner_timeout: bool = True
              ) -> RawExec:
+        channel = self._runner()
+        if channel is not None:
+            return self._via_runner(channel, cmd, timeout_s=timeout_s, cap=cap, stdin=stdin,
+                                    workdir=workdir, env=env)
+        self.calls["docker"] += 1
         inner = ["timeout", "-s", "KILL", f"{timeout_s:.3f}", *cmd] if inner_timeout else cmd
         return run_raw(self._client.api, self.container.id, inner, user=SANDBOX_USER,
                        workdir=workdir or self.workdir, env=env, stdin=stdin, cap=cap,
                        deadline_s=timeout_s + 2.0, kill_all=self._kill_all, restart=self._restart)
+
+    def _runner(self) -> RunnerChannel | None:
+        """The live channel to this box's runner, attaching on first use; None means docker exec."""
+        if self.exec_via != "runner":
+            return None
+        with self._channel_lock:
+            if self._channel is None or not self._channel.alive:
+                if self._channel is not None:  # the runner ended: say so rather than run elsewhere
+                    raise SandboxError("the sandbox runner ended (container stopped or restarted)")
+                try:
+                    self._channel = attach(self._client.api, self.container.id)
+                except DockerException:
+                    self._channel = None
+                if self._channel is None:
+                    self.exec_via = "docker"  # this box's PID 1 does not answer: fall back for good
+            return self._channel
+
+    def _via_runner(self, channel: RunnerChannel, cmd: list[str], *, timeout_s: float, cap: int,
+                    stdin: bytes | None, workdir: str | None, env: dict[str, str] | None) -> RawExec:
+        self.calls["runner"] += 1
+        try:
+            r = channel.run(cmd, cwd=workdir or self.workdir, env=env, timeout_s=timeout_s, cap=cap, stdin=stdin)
+        except RunnerTimeout as late:
+            self._restart()  # the runner itself is stuck: only a fresh PID 1 helps
+            return RawExec(None, late.stdout[:cap], late.stderr[:cap], False, True, timeout_s)
+        except RunnerGone as exc:
+            raise SandboxError(str(exc)) from exc
+        return RawExec(r.exit_code, r.stdout, r.stderr, r.truncated, r.timed_out, r.duration_s)
 
     def _kill_all(self) -> None:
         # As the sandbox user, `kill -1` reaches every sandbox process but not init (pid 1).
@@ -86,6 +124,10 @@ class DockerSandbox:
 
     def _restart(self) -> None:
         self.container.restart(timeout=0)
+        with self._channel_lock:  # a fresh PID 1 is a fresh runner: attach again on next use
+            if self._channel is not None:
+                self._channel.close()
+            self._channel = None
 
     def exec(self, cmd: str | list[str], *, timeout_s: float | None = None, workdir: str | None = None,
              env: dict[str, str] | None = None) -> ExecResult:
@@ -136,16 +178,23 @@ class DockerSandbox:
         try:
             return self._raw(["sh", "-c", script], timeout_s=10.0, cap=4096, workdir="/",
                              inner_timeout=False).exit_code == 0
-        except (DockerException, OSError):
+        except (DockerException, OSError, SandboxError):
             return False
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
 
 
 class DockerSandboxPool:
     """A fixed number of warm sandboxes; ``acquire()`` blocks until one is free."""
 
     def __init__(self, image: str, size: int = 2, limits: SandboxLimits = SandboxLimits(),
-                 run_id: str | None = None):
+                 run_id: str | None = None, exec_via: str | None = None):
         self.image, self.size, self.limits = image, size, limits
+        self.exec_via = exec_via or os.environ.get("TRAJFORGE_SANDBOX_EXEC") or "runner"
+        if self.exec_via not in EXEC_VIA:
+            raise ValueError(f"exec_via must be one of {EXEC_VIA}, not {self.exec_via!r}")
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self._client = ensure_docker()
         self._idle: queue.Queue[DockerSandbox] = queue.Queue()
@@ -161,7 +210,10 @@ class DockerSandboxPool:
     def _start(self) -> DockerSandbox:
         lim = self.limits
         container = self._client.containers.run(
-            self.image, command=["python3", "-S", "-c", _INIT], detach=True,
+            # stdin open (never closed on detach) is the runner's channel; no log driver, so
+            # command output never lands in the daemon's log files.
+            self.image, command=["python3", "-S", "-c", RUNNER_SOURCE], detach=True,
+            stdin_open=True, log_config=LogConfig(type=LogConfig.types.NONE),
             network_disabled=True, network_mode="none", read_only=True,
             tmpfs={WORKDIR: f"size={lim.workdir_mb}m,uid=10001,gid=10001,mode=0755,nosuid,nodev",
                    "/tmp": "size=64m,mode=1777,nosuid,nodev"},
@@ -173,9 +225,10 @@ class DockerSandboxPool:
         )
         with self._lock:
             self._live_ids.add(container.id)
-        return DockerSandbox(self._client, container, lim)
+        return DockerSandbox(self._client, container, lim, self.exec_via)
 
     def _replace(self, box: DockerSandbox) -> DockerSandbox:
+        box.close()
         with self._lock:
             self._live_ids.discard(box.id)
         _remove_quietly(self._client, box.id)
@@ -191,6 +244,7 @@ class DockerSandboxPool:
         finally:
             # Clean on release so every idle box is ready the moment someone asks.
             if self._closed:
+                box.close()
                 _remove_quietly(self._client, box.id)
             else:
                 try:
@@ -208,6 +262,8 @@ class DockerSandboxPool:
         if self._closed:
             return
         self._closed = True
+        while not self._idle.empty():
+            self._idle.get_nowait().close()
         self._finalizer()
         atexit.unregister(self._finalizer)
         reap(client=self._client)
