@@ -19,6 +19,7 @@ import pytest
 from pipelines.config import load_config
 from pipelines.run import run_pipeline
 from pipelines.store import TrajectoryStore
+from pipelines.tokenizer_identity import EMBEDDED_HUB_ID
 from schemas import Manifest, table_to_trajectories
 
 REPO = Path(__file__).resolve().parents[2]
@@ -68,7 +69,7 @@ def test_pipeline_writes_store_shards_manifest_and_report(tmp_path, model_dir):
         assert b.messages[: b.branch_step] == parent.messages[: b.branch_step]
     assert all(t.verdict is not None for t in trajs)
     manifest = Manifest.model_validate(json.loads((run_dir / "shards" / "manifest.json").read_text()))
-    assert manifest.tokenizer_id == model_dir.name
+    assert manifest.tokenizer_id == EMBEDDED_HUB_ID  # the embedded folder is named by its hub id
     assert manifest.total_rows == result.report.shard_rows > 0
     report = json.loads((run_dir / "report.json").read_text())
     assert report["trajectories"] == len(trajs)
