@@ -21,7 +21,8 @@ from pipelines.atomic import write_json
 from pipelines.report import build_report
 from pipelines.shards import write_shard_set
 from pipelines.store import TrajectoryStore
-from pipelines.tokenize import tokenizer_id, trajectories_to_rows
+from pipelines.tokenize import trajectories_to_rows
+from pipelines.tokenizer_identity import tokenizer_identity
 from schemas import Message, Timings, TokenCounts, ToolCall, Trajectory, Verdict
 
 SYSTEM = "You are a careful math assistant."
@@ -89,7 +90,7 @@ def make_run(run_dir: Path, model_dir: Path) -> list[Trajectory]:
     passed = [t for t in everything if t.verdict.passed]
     rows, errors = trajectories_to_rows(passed, str(model_dir), "assistant")
     assert not errors, errors
-    manifest = write_shard_set(rows, run_dir / "shards", tokenizer_id=tokenizer_id(str(model_dir)),
+    manifest = write_shard_set(rows, run_dir / "shards", tokenizer_id=tokenizer_identity(str(model_dir))[0],
                                masking_policy="assistant", rows_per_shard=4, run_config={"fixture": True})
     report = build_report(domain="math", tasks=14, units_total=2, units_run_now=2, trajectories=everything,
                           removed_exact=1, removed_near=0, manifest=manifest, wall_s=12.5, rollout_s=10.0,

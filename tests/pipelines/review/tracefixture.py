@@ -21,7 +21,8 @@ from pipelines.atomic import write_json
 from pipelines.report import build_report
 from pipelines.shards import write_shard_set
 from pipelines.store import TrajectoryStore
-from pipelines.tokenize import load_tokenizer, tokenizer_id, trajectories_to_rows
+from pipelines.tokenize import load_tokenizer, trajectories_to_rows
+from pipelines.tokenizer_identity import tokenizer_identity
 from schemas import Message, TokenCounts, ToolCall, Trajectory, Verdict
 from schemas.tokens import TokenSource, TokenTrace
 from synthesizers.hermes import render_assistant_text
@@ -92,7 +93,7 @@ def make_trace_run(run_dir: Path, model_dir: Path) -> list[Trajectory]:
                                       "config": {"domain": "math", "shards": {"include": "passed"}}})
     rows, errors = trajectories_to_rows([t for t in trajectories if t.verdict.passed], str(model_dir), "assistant")
     assert not errors, errors
-    manifest = write_shard_set(rows, run_dir / "shards", tokenizer_id=tokenizer_id(str(model_dir)),
+    manifest = write_shard_set(rows, run_dir / "shards", tokenizer_id=tokenizer_identity(str(model_dir))[0],
                                masking_policy="assistant", rows_per_shard=8, run_config={"fixture": True})
     report = build_report(domain="math", tasks=6, units_total=1, units_run_now=1, trajectories=trajectories,
                           removed_exact=0, removed_near=0, manifest=manifest, wall_s=1.0, rollout_s=1.0,
