@@ -1,9 +1,10 @@
-"""Docker backend of the sandbox Protocol: hardened warm containers, exec with limits, reaping.
+"""Docker backend of the sandbox Protocol: one hardened box, exec with limits, reaping.
 
-Every container runs with no network, a read-only root, tmpfs ``/work`` and
-``/tmp``, ``cap_drop=ALL``, no-new-privileges, uid 10001, and memory/pid/CPU
-limits. ``exec`` runs the command under ``timeout -s KILL`` inside *and* keeps
-its own deadline on the host (a process that escapes the inner timeout is
+Every container (started by ``sandboxes.pool``) runs with no network, a
+read-only root, tmpfs ``/work`` and ``/tmp``, ``cap_drop=ALL``,
+no-new-privileges, uid 10001, and memory/pid/CPU limits. Through ``docker
+exec``, a command runs under ``timeout -s KILL`` inside *and* the host keeps
+its own deadline (a process that escapes the inner timeout is
 killed with ``kill -9 -1`` as the sandbox user, and the container restarted if
 even that does not end the stream). Output is read frame by frame from the raw
 exec socket and cut at ``limits.output_bytes`` per stream, so 100 MB of output
@@ -25,26 +26,19 @@ those whose owning process died, e.g. after a crash or SIGKILL.
 
 from __future__ import annotations
 
-import atexit
 import io
 import os
-import queue
 import socket
 import tarfile
 import threading
 import time
-import uuid
-import weakref
-from contextlib import contextmanager
-from typing import Iterator
 
 from docker.errors import DockerException, NotFound
-from docker.types import LogConfig
 
 from sandboxes.base import ExecResult, SandboxLimits
 from sandboxes.daemon import ensure_docker
 from sandboxes.exec_stream import RawExec, run_raw
-from sandboxes.runner_client import RUNNER_SOURCE, RunnerChannel, RunnerGone, RunnerTimeout, attach
+from sandboxes.runner_client import RunnerChannel, RunnerGone, RunnerTimeout, attach
 
 LABEL = "trajforge.sandbox"
 SANDBOX_USER = "10001:10001"
@@ -186,93 +180,13 @@ class DockerSandbox:
             self._channel.close()
 
 
-class DockerSandboxPool:
-    """A fixed number of warm sandboxes; ``acquire()`` blocks until one is free."""
+def __getattr__(name: str):
+    # The pool lives in sandboxes.pool (it imports this module); callers keep importing it from here.
+    if name == "DockerSandboxPool":
+        from sandboxes.pool import DockerSandboxPool
 
-    def __init__(self, image: str, size: int = 2, limits: SandboxLimits = SandboxLimits(),
-                 run_id: str | None = None, exec_via: str | None = None):
-        self.image, self.size, self.limits = image, size, limits
-        self.exec_via = exec_via or os.environ.get("TRAJFORGE_SANDBOX_EXEC") or "runner"
-        if self.exec_via not in EXEC_VIA:
-            raise ValueError(f"exec_via must be one of {EXEC_VIA}, not {self.exec_via!r}")
-        self.run_id = run_id or uuid.uuid4().hex[:12]
-        self._client = ensure_docker()
-        self._idle: queue.Queue[DockerSandbox] = queue.Queue()
-        self._live_ids: set[str] = set()  # shared with the finalizer, so it must not reference self
-        self._lock = threading.Lock()
-        self._closed = False
-        reap(client=self._client)
-        self._finalizer = weakref.finalize(self, _remove_all, self._client, self._live_ids)
-        atexit.register(self._finalizer)
-        for _ in range(size):
-            self._idle.put(self._start())
-
-    def _start(self) -> DockerSandbox:
-        lim = self.limits
-        container = self._client.containers.run(
-            # stdin open (never closed on detach) is the runner's channel; no log driver, so
-            # command output never lands in the daemon's log files.
-            self.image, command=["python3", "-S", "-c", RUNNER_SOURCE], detach=True,
-            stdin_open=True, log_config=LogConfig(type=LogConfig.types.NONE),
-            network_disabled=True, network_mode="none", read_only=True,
-            tmpfs={WORKDIR: f"size={lim.workdir_mb}m,uid=10001,gid=10001,mode=0755,nosuid,nodev",
-                   "/tmp": "size=64m,mode=1777,nosuid,nodev"},
-            cap_drop=["ALL"], security_opt=["no-new-privileges"], user=SANDBOX_USER,
-            mem_limit=f"{lim.memory_mb}m", memswap_limit=f"{lim.memory_mb}m", pids_limit=lim.pids,
-            nano_cpus=int(lim.cpus * 1e9), working_dir=WORKDIR,
-            labels={LABEL: "1", "trajforge.run": self.run_id, "trajforge.owner_pid": str(os.getpid()),
-                    "trajforge.owner_host": _HOST, "trajforge.created": str(int(time.time()))},
-        )
-        with self._lock:
-            self._live_ids.add(container.id)
-        return DockerSandbox(self._client, container, lim, self.exec_via)
-
-    def _replace(self, box: DockerSandbox) -> DockerSandbox:
-        box.close()
-        with self._lock:
-            self._live_ids.discard(box.id)
-        _remove_quietly(self._client, box.id)
-        return self._start()
-
-    @contextmanager
-    def acquire(self) -> Iterator[DockerSandbox]:
-        if self._closed:
-            raise SandboxError("sandbox pool is closed")
-        box = self._idle.get()
-        try:
-            yield box
-        finally:
-            # Clean on release so every idle box is ready the moment someone asks.
-            if self._closed:
-                box.close()
-                _remove_quietly(self._client, box.id)
-            else:
-                try:
-                    if not box.reset():
-                        box = self._replace(box)
-                finally:
-                    self._idle.put(box)
-
-    def reap(self, older_than_s: float | None = None, all_dead_owners: bool = True) -> int:
-        """Age sweeps here cover only this pool's run; dead owners are swept everywhere."""
-        removed = reap(older_than_s=older_than_s, client=self._client, run_id=self.run_id)
-        return removed + (reap(client=self._client) if all_dead_owners else 0)
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        while not self._idle.empty():
-            self._idle.get_nowait().close()
-        self._finalizer()
-        atexit.unregister(self._finalizer)
-        reap(client=self._client)
-
-    def __enter__(self) -> "DockerSandboxPool":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        return DockerSandboxPool
+    raise AttributeError(name)
 
 
 def _remove_quietly(client, container_id: str) -> None:

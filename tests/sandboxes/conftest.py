@@ -21,9 +21,8 @@ def make_pool(sandbox_image):
 
     pools = []
 
-    def factory(size: int = 1, limits: SandboxLimits = SandboxLimits(), run_id: str | None = None,
-                exec_via: str | None = None):
-        pool = DockerSandboxPool(image=sandbox_image, size=size, limits=limits, run_id=run_id, exec_via=exec_via)
+    def factory(size: int = 1, limits: SandboxLimits = SandboxLimits(), run_id: str | None = None, **options):
+        pool = DockerSandboxPool(image=sandbox_image, size=size, limits=limits, run_id=run_id, **options)
         pools.append(pool)
         return pool
 
