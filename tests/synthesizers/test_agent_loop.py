@@ -107,11 +107,16 @@ async def test_non_object_arguments_from_a_server_parsed_call_are_an_observation
 
 
 async def test_slow_tool_times_out_into_an_observation():
-    tools = [FakeTool("slow", lambda a, c: time.sleep(1.0) or "late")]
+    # The tool blocks until released; the loop must have moved on (and finished) while it still blocks.
+    release, finished = threading.Event(), threading.Event()
+    tools = [FakeTool("slow", lambda a, c: (release.wait(30), finished.set(), "late")[-1])]
     budget = Budget(tool_timeout_s=0.1)
-    t0 = time.perf_counter()
-    result = await run_agent(FakeEngine([call("slow"), "\\boxed{3}"]), START, tools, ctx=CTX, budget=budget, is_final=boxed)
-    assert time.perf_counter() - t0 < 0.8
+    try:
+        result = await run_agent(FakeEngine([call("slow"), "\\boxed{3}"]), START, tools, ctx=CTX, budget=budget,
+                                 is_final=boxed)
+        assert not finished.is_set()  # the loop did not wait for the tool
+    finally:
+        release.set()
     assert result.messages[3].content == "Error: tool 'slow' timed out after 0.1 s."
 
 
@@ -202,7 +207,7 @@ async def test_a_slow_tool_does_not_block_another_loops_generation():
     assert slow_result.stop_reason == fast_result.stop_reason == "final_answer"
     during = [t for t in fast_engine.call_times if tool_window["start"] < t < tool_window["end"]]
     assert len(during) >= 4  # the other loop kept generating while the slow tool ran
-    assert slow_result.timings.tools_s >= 1.0 and fast_result.timings.tools_s < 0.5
+    assert slow_result.timings.tools_s >= 1.0
 
 
 async def test_many_loops_run_concurrently_against_one_engine():
@@ -221,12 +226,9 @@ async def test_many_loops_run_concurrently_against_one_engine():
                     active["now"] -= 1
 
     engine = Counting(lambda msgs: call("echo") if len(msgs) < 4 else "\\boxed{1}", delay_s=0.05)
-    t0 = time.perf_counter()
     results = await asyncio.gather(*[run_agent(engine, START, [echo_tool()], ctx=CTX, is_final=boxed) for _ in range(32)])
-    elapsed = time.perf_counter() - t0
     assert all(r.stop_reason == "final_answer" for r in results)
-    assert active["peak"] == 32  # every loop had a request in flight at once
-    assert elapsed < 1.0  # 64 sequential calls would take 3.2 s
+    assert active["peak"] == 32  # every loop had a request in flight at once: concurrent, proven by count
 
 
 async def test_user_turn_hook_continues_until_the_user_ends():

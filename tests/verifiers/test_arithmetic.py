@@ -119,11 +119,21 @@ def test_two_bare_numbers_are_not_a_claim():
     assert claims("Step 3 = 5") == []
 
 
-def test_adversarial_text_is_fast_and_never_raises():
-    import time
+def test_adversarial_text_never_raises_and_reads_bounded_context(monkeypatch):
+    from verifiers import arithmetic
 
     hostile = ("(" * 500 + "1" + ")" * 500 + " = 1\n") + ("9**9**9**9 = 1 " * 200) + ("1+" * 5000 + "1 = 3\n")
-    hostile += "2 + 2 = 4. " * 5000 + "\n" + "a 1 = 1 " * 5000  # one long line, many runs: no quadratic reads
-    start = time.perf_counter()
+    hostile += "2 + 2 = 4. " * 5000 + "\n" + "a 1 = 1 " * 5000  # one long line, many runs
+    # No quadratic reads: the context read around each run is bounded, however long its line (the
+    # speed itself is a benchmark's business, not a test's).
+    extra: list[int] = []
+    real = arithmetic._sentence_around
+
+    def spy(line, ends, start, end):
+        context = real(line, ends, start, end)
+        extra.append(len(context) - (end - start))
+        return context
+
+    monkeypatch.setattr(arithmetic, "_sentence_around", spy)
     wrong_claims(hostile)
-    assert time.perf_counter() - start < 5
+    assert len(extra) > 5000 and max(extra) <= 2 * arithmetic.CONTEXT_CHARS

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -142,12 +141,11 @@ def test_missing_pieces_fail_cleanly(verifier):
 
 def test_pathological_latex_times_out_and_the_pool_recovers(pool):
     quick = MathVerifier(timeout_s=1.5, pool=pool)
-    quick.verify(task(), chat(r"\boxed{42}"))  # warm the worker so only the comparison is timed
-    started = time.monotonic()
+    quick.verify(task(), chat(r"\boxed{42}"))  # warm the worker, so its process is known
+    stuck = pool._all[0].process
     verdict = quick.verify(task(), chat(rf"\boxed{{{PATHOLOGICAL}}}"))
-    elapsed = time.monotonic() - started
     assert (verdict.passed, verdict.reason) == (False, "verify timeout")
-    assert elapsed < 4.0
+    assert stuck.poll() is not None  # the deadline killed the stuck worker (it was not left computing)
     # the stuck worker was killed and replaced: the next answer is judged normally
     assert MathVerifier(timeout_s=30, pool=pool).verify(task(), chat(r"\boxed{42}")).passed
 
