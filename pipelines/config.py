@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from schemas import MASKING_POLICIES
 
@@ -49,6 +49,20 @@ class AgentConfig(_Strict):
     max_total_tokens: int = 3072
     max_tool_output_chars: int = 2000
     concurrency: int = 16  # rollouts in flight per worker
+    # The domains' small-model assists (answer forcing, phase tags, guided calls and code turns,
+    # research forcing; each domain names its own in ``assists``): "small-model" turns them on,
+    # "none" off, "auto" on for the embedded model (and custom ``python:`` engines) only, so a
+    # shipped config pointed at another model with --model runs it unassisted. What they write
+    # is recorded as inserted tokens and carries no loss by default.
+    assist: Literal["auto", "small-model", "none"] = "auto"
+
+
+def assists_on(config: "RunConfig") -> bool:
+    """Whether the run's domains steer the model with their small-model assists."""
+    if config.agent.assist != "auto":
+        return config.agent.assist == "small-model"
+    model = (config.engine.model or "").strip()
+    return model in ("", "embedded") or model.startswith("python:")
 
 
 class BranchingConfig(_Strict):
@@ -108,7 +122,19 @@ class DecontamConfig(_Strict):
     min_words: int = 8  # shorter benchmark texts are ignored (too generic to match whole)
     min_hits: int = 1  # matching n-grams that make a trajectory contaminated
     check: list[Literal["task", "trajectory"]] = Field(default_factory=lambda: ["task", "trajectory"])
+    # Shipped benchmarks (pipelines/benchmarks.py); None: the domain's field (math: mmath, champ;
+    # code: humaneval; tool-use: bfcl, tau2), [] for none.
+    benchmarks: list[str] | None = None
     sources: list[DecontamSource] = Field(default_factory=list)
+
+    @field_validator("benchmarks")
+    @classmethod
+    def _known(cls, value: list[str] | None) -> list[str] | None:
+        from pipelines.benchmarks import BENCHMARKS
+
+        if value is not None and (bad := [b for b in value if b not in BENCHMARKS]):
+            raise ValueError(f"unknown benchmark(s) {bad}; shipped: {sorted(BENCHMARKS)}")
+        return value
 
 
 class ShardsConfig(_Strict):
@@ -152,6 +178,9 @@ class RunConfig(_Strict):
     ray: RayConfig = Field(default_factory=RayConfig)
     dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
     decontam: DecontamConfig = Field(default_factory=DecontamConfig)
+    # Seed tasks that are items of a checked benchmark stop the run unless this is true; then
+    # those benchmarks are not checked (the run trains on them) and the manifest says so.
+    allow_benchmark_seeds: bool = False
     shards: ShardsConfig = Field(default_factory=ShardsConfig)
     verifier: VerifierConfig = Field(default_factory=VerifierConfig)
     domain_options: dict[str, Any] = Field(default_factory=dict)

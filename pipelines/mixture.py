@@ -221,6 +221,7 @@ def run_mixture(
     manifest = write_shard_set(
         rows, out_dir / "shards", tokenizer_id=tokenizer, masking_policy=masking,
         tokenizer_sha256=tokenizer_sha256, train_on_inserted=train_on_inserted,
+        assists=sorted(set().union(*(m.assists for m in manifests.values()))),
         rows_per_shard=config.rows_per_shard, run_config={"mixture": report, "config": config.model_dump()},
     )
     report["shard_files"] = len(manifest.shards)

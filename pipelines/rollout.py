@@ -31,6 +31,9 @@ class RolloutSettings:
     budget: Budget
     branches: int  # re-rolls per failed trajectory (0 disables branching)
     seed: int
+    # The domain's small-model assists (sampling overrides, turn policies, continuations of the
+    # model's own turn by a simulated user); off, the model writes every turn itself.
+    assists: bool = True
 
 
 class PooledTool:
@@ -114,7 +117,7 @@ class TaskRunner:
         tools = self._tools(task)
         params = replace(self.settings.sampling, seed=seed)
         overrides = getattr(self.domain, "sampling_overrides", None)  # optional: per-task fields (tool use)
-        if overrides is not None:
+        if overrides is not None and self.settings.assists:
             params = replace(params, **overrides(task))
         async with self._slots:
             async with self._rollout_sandbox() as sandbox:
@@ -129,8 +132,8 @@ class TaskRunner:
                         params=params,
                         budget=self.settings.budget,
                         is_final=self.domain.is_final,
-                        user_turn=simulator.reply if simulator is not None else None,
-                        prefix_after_user=getattr(simulator, "assistant_prefix", ""),
+                        user_turn=self._user_turn(simulator),
+                        prefix_after_user=getattr(simulator, "assistant_prefix", "") if self.settings.assists else "",
                         turn_policy=self._turn_policy(task),
                         trace=trace,
                     )
@@ -171,10 +174,24 @@ class TaskRunner:
         make = getattr(self.domain, "user_simulator", None)
         return make(task, self.engine) if make is not None else None
 
+    def _user_turn(self, simulator):
+        """The simulator's replies; without assists, only those that are a user's (a reply that
+        continues the model's own turn is an assist, and ends the rollout instead)."""
+        if simulator is None:
+            return None
+        if self.settings.assists:
+            return simulator.reply
+
+        async def user_only(messages):
+            reply = await simulator.reply(messages)
+            return reply if reply is not None and reply.role != "assistant" else None
+
+        return user_only
+
     def _turn_policy(self, task: Task):
         """A domain may set sampling turn by turn: optional ``turn_policy(task)`` (see ``TurnPolicy``)."""
         make = getattr(self.domain, "turn_policy", None)
-        return make(task) if make is not None else None
+        return make(task) if make is not None and self.settings.assists else None
 
     @property
     def _per_call_sandbox(self) -> bool:
@@ -230,6 +247,8 @@ class TaskRunner:
 
 def settings_from_config(config: Any) -> RolloutSettings:
     """RolloutSettings from a ``RunConfig`` (kept here so workers and tests agree)."""
+    from pipelines.config import assists_on
+
     return RolloutSettings(
         sampling=SamplingParams(
             temperature=config.sampling.temperature,
@@ -247,4 +266,5 @@ def settings_from_config(config: Any) -> RolloutSettings:
         ),
         branches=config.branching.k if config.branching.enabled else 0,
         seed=config.seed,
+        assists=assists_on(config),
     )

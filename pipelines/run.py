@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pipelines.atomic import write_json
-from pipelines.config import RunConfig, SamplingConfig
+from pipelines.config import RunConfig, SamplingConfig, assists_on
 from pipelines.dedupe import dedupe
 from pipelines.report import RunReport, build_report
 from pipelines.shards import write_shard_set
@@ -57,7 +57,10 @@ def fingerprint(config: RunConfig) -> str:
     """What decides the trajectories; execution knobs (Ray, concurrency) are left out."""
     relevant = config.model_dump(include={"domain", "seed", "limit", "sampling", "branching", "units", "domain_options"})
     relevant["model"] = config.engine.model
-    relevant["agent"] = config.agent.model_dump(exclude={"concurrency"})
+    relevant["agent"] = config.agent.model_dump(exclude={"concurrency", "assist"})
+    # Assists change the rollouts; counted only when off, so folders made with them on still resume.
+    if not assists_on(config):
+        relevant["assists"] = "none"
     # Fields added later count only when set, so folders made before them still resume.
     for key in ("presence_penalty", "frequency_penalty", "repetition_penalty"):
         if relevant["sampling"][key] == SamplingConfig.model_fields[key].default:
@@ -208,6 +211,14 @@ def _tokenize(config: RunConfig, trajectories: list[Trajectory], tokenizer_path:
     return rows, errors
 
 
+def active_assists(config: RunConfig) -> list[str]:
+    """The names of the small-model assists this run's domain steered its rollouts with."""
+    from synthesizers.domains.base import domain_assists
+    from synthesizers.domains.registry import get_domain
+
+    return list(domain_assists(get_domain(config.domain))) if assists_on(config) else []
+
+
 def training_view(trajectory: Trajectory, view, tokenizer_path: str) -> Trajectory:
     """The trajectory as the shards should hold it. A view with other context messages than the
     rollout's (a rewrite) keeps its assistant turns' tokens on the new context, marked not exact
@@ -270,9 +281,12 @@ def run_pipeline(config: RunConfig, out_dir: Path, events: RunEvents | None = No
     started = time.monotonic()
     out_dir = Path(out_dir)
     tasks = seed_tasks(config)
-    from pipelines.decontaminate import decontaminate, load_index
+    from pipelines.decontaminate import benchmark_seeds, decontaminate, load_index
 
-    benchmarks = load_index(config.decontam)  # before anything is written: a bad source fails fast
+    # Before anything is written: a bad source, or seeds that are benchmark items, fail fast.
+    benchmarks = load_index(config.decontam, config.domain)
+    benchmarks, seeded_from = benchmark_seeds(tasks, benchmarks, allow=config.allow_benchmark_seeds,
+                                              min_hits=config.decontam.min_hits)
     units = plan_units(tasks, config.units.tasks_per_unit)
     from pipelines.preflight import check_sandbox, check_verifier_options
     from synthesizers.domains.registry import get_domain
@@ -331,6 +345,8 @@ def run_pipeline(config: RunConfig, out_dir: Path, events: RunEvents | None = No
         rows_per_shard=config.shards.rows_per_shard,
         run_config=config.model_dump(),
         train_on_inserted=config.shards.train_on_inserted,
+        assists=active_assists(config),
+        decontamination=clean.summary(seeded_from),
     )
     report = build_report(
         domain=config.domain,
@@ -349,8 +365,9 @@ def run_pipeline(config: RunConfig, out_dir: Path, events: RunEvents | None = No
         "failed_units": failed_units,
         "render_errors": render_errors,
         "tokenizer": tokenizer_name,
+        "assists": active_assists(config),
         "run_dir": str(out_dir.resolve()),
-        "decontamination": clean.report(config.decontam.ngram),
+        "decontamination": clean.report(config.decontam.ngram, benchmark_seeds=seeded_from),
     }
     write_json(out_dir / "report.json", report.to_dict())
     from pipelines.report_html import write_report_html

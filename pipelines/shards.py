@@ -35,6 +35,8 @@ def write_shard_set(
     run_config: dict[str, Any],
     tokenizer_sha256: str = "",
     train_on_inserted: bool = False,
+    assists: list[str] | None = None,
+    decontamination: dict[str, Any] | None = None,
 ) -> Manifest:
     out_dir = Path(out_dir)
     staging = out_dir.with_name(out_dir.name + ".staging")
@@ -67,6 +69,8 @@ def write_shard_set(
         tokenizer_sha256=tokenizer_sha256,
         masking_policy=masking_policy,
         train_on_inserted=train_on_inserted,
+        assists=list(assists or []),
+        decontamination=dict(decontamination or {}),
         shards=entries,
         run_config=run_config,
         created_at=time.time(),

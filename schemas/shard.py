@@ -141,6 +141,10 @@ class Manifest(BaseModel):
     tokenizer_sha256: str = ""  # of the tokenizer's files (pipelines.tokenizer_identity)
     masking_policy: str = "assistant"
     train_on_inserted: bool = False  # loss on tokens the framework inserted (source 3)
+    assists: list[str] = Field(default_factory=list)  # the small-model assists that steered the rollouts
+    # Benchmarks checked (texts indexed), removals per benchmark, benchmarks seeded from by choice
+    # (``allow_benchmark_seeds``): {"checked": {}, "hits": {}, "benchmark_seeds": {}}. Empty: not recorded.
+    decontamination: dict[str, Any] = Field(default_factory=dict)
     shards: list[ShardEntry] = Field(default_factory=list)
     run_config: dict[str, Any] = Field(default_factory=dict)
     created_at: float = 0.0

@@ -98,6 +98,8 @@ class AgenticCoTDomain:
     # in seed_tasks until Domain gets its options at construction.
     needs_sandbox = True
     sandbox_scope = "call"
+    # Phased tasks: the framework writes the phase tags (and the summary opener), the model each phase.
+    assists = ("phase-tags",)
 
     def __init__(self) -> None:
         self._domains: dict[str, Any] = {}

@@ -61,6 +61,9 @@ class Domain(Protocol):
     # method: the base image. The worker keeps one lazily made pool per image.
     # Optional method ``training_messages(trajectory)``: the messages to train on
     # when they differ from the rollout's (e.g. a rewrite).
+    # Optional attribute ``assists: tuple[str, ...]``: the names of the domain's small-model
+    # assists (its sampling overrides, turn policy and continuations of the model's own turn),
+    # on only when the run says so (``agent.assist``; ``pipelines.config.assists_on``).
     # Optional attribute ``repetition_check: bool`` (default True): whether a passing
     # trajectory whose assistant turn loops fails (``verifiers.repetition``); code
     # says False, as source code repeats lines legitimately.
@@ -78,3 +81,8 @@ class Domain(Protocol):
 
     def first_critical_step(self, messages: list[Message]) -> int | None:
         """Index of the assistant message that takes the first critical action, or None."""
+
+
+def domain_assists(domain: object) -> tuple[str, ...]:
+    """The names of a domain's small-model assists (none declared: none)."""
+    return tuple(getattr(domain, "assists", ()))

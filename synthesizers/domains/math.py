@@ -135,8 +135,9 @@ def _clip(text: str) -> str:
 
 
 class MathDomain:
-    """Options (all optional): ``sources`` (default ``["generator", "mmath"]``, or
-    ``["dataset"]`` when ``dataset`` is given), ``mix`` {source: weight} for the
+    """Options (all optional): ``sources`` (default ``["generator"]``, or
+    ``["dataset"]`` when ``dataset`` is given; ``mmath`` is an evaluation set, so opt-in: a run
+    seeded from it stops unless its config says ``allow_benchmark_seeds: true``), ``mix`` {source: weight} for the
     deterministic interleaving (default equal), ``counts`` {source: max tasks},
     ``difficulty`` of the generator (easy | medium | hard | mixed, default easy),
     ``shuffle`` finite sources (default true), ``mmath_integer_only`` (default
@@ -146,6 +147,7 @@ class MathDomain:
 
     name = "math"
     needs_sandbox = True
+    assists = ("answer-forcing",)  # a turn without a box goes on from "The final answer is $\\boxed{"
     sandbox_scope = "call"  # the python tool is stateless: borrow a box per call
 
     def __init__(self, tool_timeout_s: float = 10.0):
@@ -157,7 +159,7 @@ class MathDomain:
         unknown = set(options) - OPTION_KEYS
         if unknown:
             raise SeedSourceError(f"unknown math option(s) {sorted(unknown)}; known: {sorted(OPTION_KEYS)}")
-        default_sources = ["dataset"] if options.get("dataset") else ["generator", "mmath"]
+        default_sources = ["dataset"] if options.get("dataset") else ["generator"]
         sources = list(options.get("sources") or default_sources)
         bad = [s for s in sources if s not in SOURCES]
         if bad or not sources:

@@ -133,6 +133,8 @@ class CodeDomain:
     needs_sandbox = True
     sandbox_scope = "rollout"  # the checkout lives in one box for the whole rollout
     repetition_check = False  # source code repeats lines legitimately (verifiers.repetition)
+    # Guided turns (reproduce, view, listed repairs, check, submit) and function headers as openers.
+    assists = ("guided-code-turns", "function-header")
 
     def seed_tasks(self, options: dict[str, Any], *, limit: int | None, seed: int) -> Iterator[Task]:
         from synthesizers.domains.code.function_tasks import function_task_from_row

@@ -61,6 +61,7 @@ _TEXT_FINAL = re.compile(r"(?im)^\s*final answer\s*:")
 class DeepResearchDomain:
     name = NAME
     needs_sandbox = False
+    assists = ("research-forcing",)  # each turn one guided search/open/answer call, citations narrowed
 
     def __init__(self) -> None:
         self.last_construction_stats: dict[str, int] = {}

@@ -65,6 +65,7 @@ class SchemaTool:
 class ToolUseDomain:
     name = NAME
     needs_sandbox = False
+    assists = ("guided-calls",)  # a call, once started, is forced into the template's exact format
 
     def seed_tasks(self, options: dict[str, Any], *, limit: int | None, seed: int) -> Iterator[Task]:
         options = dict(options or {})
