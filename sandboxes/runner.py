@@ -32,6 +32,9 @@ import time
 HEADER = struct.Struct(">cII")
 _CHUNK = 64 * 1024
 _ESCAPE_GRACE_S = 0.5  # after the group is killed, pipes still open mean an escaped process
+# Stdin held for children that read slower than the host sends: past this the runner stops reading
+# its channel until they catch up, so a large upload never costs the box more memory than this.
+_STDIN_HELD_MAX = 8 << 20
 
 
 def _harden():
@@ -159,6 +162,7 @@ class Job:
         return self.code is not None and not self.pipes
 
     def finish(self):
+        self.stdin_buf.clear()
         if self.stdin is not None:
             self.runner.want_stdin(self, self.stdin.fileno(), False)
             self.stdin.close()
@@ -279,6 +283,8 @@ class Runner:
 
     def serve(self):
         while True:
+            held = sum(len(j.stdin_buf) for j in self.jobs.values())
+            self._set(0, selectors.EVENT_READ, ("in", None), self.stdin_open and held < _STDIN_HELD_MAX)
             now = time.monotonic()
             for job in list(self.jobs.values()):
                 job.tick(now)

@@ -127,3 +127,16 @@ def test_a_channel_that_ends_fails_the_calls_in_flight(runner, tmp_path):
     assert len(outcome) == 1 and isinstance(outcome[0], RunnerGone)
     with pytest.raises(RunnerGone):
         run(runner, ["true"])
+
+
+def test_a_large_upload_to_a_slow_reader_is_held_in_bounded_memory(runner):
+    def peak_kb() -> int:
+        status = open(f"/proc/{runner.proc.pid}/status").read()
+        return int(status.split("VmHWM:")[1].split()[0])
+
+    before = peak_kb()
+    blob = b"u" * (64 << 20)
+    r = run(runner, ["sh", "-c", "sleep 0.5; wc -c"], stdin=blob, timeout_s=60)
+    assert r.stdout.strip() == str(len(blob)).encode()
+    # The runner paused its channel while the child lagged: it never held the 64 MB.
+    assert (peak_kb() - before) < 24 * 1024
