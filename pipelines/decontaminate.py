@@ -30,6 +30,9 @@ from schemas import Trajectory
 
 _WORD = re.compile(r"[a-z0-9]+")
 _PRIME = np.uint64(0x100000001B3)
+# A task field that equals a benchmark task whole is that task, even when short (MMATH has
+# 4-word problems); under 4 words a whole match is too generic to mean anything.
+MIN_TASK_WORDS = 4
 
 
 class DecontamError(ConfigError):
@@ -52,53 +55,101 @@ def gram_hashes(tokens: list[str], n: int) -> np.ndarray:
     return h
 
 
+def _lookup(sorted_hashes: np.ndarray, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positions in ``hashes`` found in ``sorted_hashes``, their positions there)."""
+    if not len(hashes) or not len(sorted_hashes):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    pos = np.searchsorted(sorted_hashes, hashes).clip(max=len(sorted_hashes) - 1)
+    found = np.nonzero(sorted_hashes[pos] == hashes)[0]
+    return found, pos[found]
+
+
+def _table(parts: list[np.ndarray], owners: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique hashes and the benchmark of each (the first that had it)."""
+    if not parts:
+        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int32)
+    grams, first = np.unique(np.concatenate(parts), return_index=True)
+    return grams, np.concatenate(owners)[first]
+
+
 @dataclass
 class BenchmarkIndex:
+    """Three tables, all of 64-bit word-sequence hashes:
+    ``grams``: every ``n``-gram of every benchmark text (tasks and solutions);
+    ``short``: whole benchmark texts of ``min_words`` to ``n - 1`` words, found anywhere in a text;
+    ``tasks``: whole benchmark task texts of at least ``MIN_TASK_WORDS`` words, matched against
+    a whole task field (the task level: a seed that *is* a benchmark item, however short)."""
+
     n: int
     grams: np.ndarray  # sorted unique uint64
     owners: np.ndarray  # benchmark index of each gram (first seen)
-    short: dict[str, int]  # whole short texts (" w1 w2 ... ") -> benchmark index
+    short: dict[int, tuple[np.ndarray, np.ndarray]]  # length -> (sorted hashes, owners)
+    tasks: tuple[np.ndarray, np.ndarray]  # (sorted whole-task hashes, owners)
     names: list[str]
     texts_per_benchmark: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, sources: list[tuple[str, Iterable[str]]], n: int = 13, min_words: int = 8) -> "BenchmarkIndex":
-        parts, owners, short, counts = [], [], {}, {}
+    def build(cls, sources: list[tuple[str, Iterable[str | tuple[str, str, str]]]], n: int = 13,
+              min_words: int = 8) -> "BenchmarkIndex":
+        """``sources``: (name, texts) where a text is a string or an item (id, task text, full text)."""
+        grams, gram_owners, tasks, task_owners, counts = [], [], [], [], {}
+        short: dict[int, tuple[list, list]] = {}
         for index, (name, texts) in enumerate(sources):
             count = 0
             for text in texts:
-                tokens = words(text)
+                task_text, full = (text, text) if isinstance(text, str) else (text[1], text[2])
                 count += 1
-                if len(tokens) >= n:
-                    hashes = gram_hashes(tokens, n)
-                    parts.append(hashes)
-                    owners.append(np.full(len(hashes), index, dtype=np.int32))
-                elif len(tokens) >= min_words:
-                    short.setdefault(" " + " ".join(tokens) + " ", index)
+                task_tokens = words(task_text)
+                if len(task_tokens) >= MIN_TASK_WORDS:
+                    tasks.append(gram_hashes(task_tokens, len(task_tokens)))
+                    task_owners.append(np.full(1, index, dtype=np.int32))
+                for tokens in ([task_tokens, words(full)] if full != task_text else [task_tokens]):
+                    if len(tokens) >= n:
+                        hashes = gram_hashes(tokens, n)
+                        grams.append(hashes)
+                        gram_owners.append(np.full(len(hashes), index, dtype=np.int32))
+                    elif len(tokens) >= min_words:
+                        hashes_owners = short.setdefault(len(tokens), ([], []))
+                        hashes_owners[0].append(gram_hashes(tokens, len(tokens)))
+                        hashes_owners[1].append(np.full(1, index, dtype=np.int32))
             counts[name] = count
-        grams = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
-        own = np.concatenate(owners) if owners else np.zeros(0, dtype=np.int32)
-        grams, first = np.unique(grams, return_index=True)
-        return cls(n, grams, own[first], short, [name for name, _ in sources], counts)
+        grams_sorted, owners = _table(grams, gram_owners)
+        return cls(n, grams_sorted, owners, {length: _table(*parts) for length, parts in sorted(short.items())},
+                   _table(tasks, task_owners), [name for name, _ in sources], counts)
 
     def __len__(self) -> int:
-        return len(self.grams) + len(self.short)
+        return len(self.grams) + sum(len(h) for h, _ in self.short.values()) + len(self.tasks[0])
 
-    def hit(self, text: str, min_hits: int = 1) -> tuple[str, str] | None:
-        """(benchmark name, matching text) of the first hit in ``text``, or None."""
+    def without(self, drop: set[str]) -> "BenchmarkIndex":
+        """The index less the named benchmarks (seed sources a run was allowed to train on)."""
+        keep = np.array([name not in drop for name in self.names] or [True])
+
+        def sub(table: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+            mask = keep[table[1]] if len(table[1]) else np.zeros(0, dtype=bool)
+            return table[0][mask], table[1][mask]
+
+        grams, owners = sub((self.grams, self.owners))
+        counts = {k: v for k, v in self.texts_per_benchmark.items() if k not in drop}
+        return BenchmarkIndex(self.n, grams, owners, {k: sub(v) for k, v in self.short.items()}, sub(self.tasks),
+                              self.names, counts)
+
+    def hit(self, text: str, min_hits: int = 1, *, whole: bool = False) -> tuple[str, str] | None:
+        """(benchmark name, matching text) of the first hit in ``text``, or None. ``whole``: also
+        match ``text`` as a whole benchmark task (for task fields)."""
         tokens = words(text)
-        hashes = gram_hashes(tokens, self.n)
-        if len(hashes) and len(self.grams):
-            pos = np.searchsorted(self.grams, hashes).clip(max=len(self.grams) - 1)
-            found = np.nonzero(self.grams[pos] == hashes)[0]
-            if len(found) >= min_hits:
+        if whole and len(tokens) >= MIN_TASK_WORDS:
+            found, pos = _lookup(self.tasks[0], gram_hashes(tokens, len(tokens)))
+            if len(found):
+                return self.names[int(self.tasks[1][pos[0]])], " ".join(tokens)
+        found, pos = _lookup(self.grams, gram_hashes(tokens, self.n))
+        if len(found) and len(found) >= min_hits:
+            first = int(found[0])
+            return self.names[int(self.owners[pos[0]])], " ".join(tokens[first : first + self.n])
+        for length, (hashes, owners) in self.short.items():
+            found, pos = _lookup(hashes, gram_hashes(tokens, length))
+            if len(found):
                 first = int(found[0])
-                return self.names[int(self.owners[pos[first]])], " ".join(tokens[first : first + self.n])
-        if self.short:
-            joined = " " + " ".join(tokens) + " "
-            for phrase, owner in self.short.items():
-                if phrase in joined:
-                    return self.names[owner], phrase.strip()
+                return self.names[int(owners[pos[0]])], " ".join(tokens[first : first + length])
         return None
 
 
@@ -113,17 +164,30 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(v)
 
 
+def task_hit(payload: dict, index: BenchmarkIndex, min_hits: int = 1) -> tuple[str, str] | None:
+    """The task level: a field that is a benchmark task whole, or n-gram overlap of the task's text."""
+    texts = list(_strings(payload))
+    for text in texts:
+        if found := index.hit(text, whole=True, min_hits=1 << 30):  # whole tasks only
+            return found
+    return index.hit("\n".join(texts), min_hits)
+
+
 def check(trajectory: Trajectory, index: BenchmarkIndex, where: list[str], min_hits: int) -> dict | None:
-    """A removal record when ``trajectory`` is contaminated, else None."""
-    views = []
-    if "task" in where and trajectory.task is not None:
-        views.append(("task", "\n".join(_strings(trajectory.task.payload))))
-    if "trajectory" in where:
-        views.append(("trajectory", "\n".join(m.content for m in trajectory.messages if m.role != "system")))
-    for place, text in views:
-        found = index.hit(text, min_hits)
+    """A removal record when ``trajectory`` is contaminated, else None. The task is checked first:
+    a paraphrased trajectory of a benchmark task is still caught by its task."""
+    for place in ("task", "trajectory"):
+        if place not in where:
+            continue
+        if place == "task":
+            if trajectory.task is None:
+                continue
+            found = task_hit(trajectory.task.payload, index, min_hits)
+        else:
+            found = index.hit("\n".join(m.content for m in trajectory.messages if m.role != "system"), min_hits)
         if found:
-            return {"id": trajectory.id, "task_id": trajectory.task_id, "benchmark": found[0], "where": place, "match": found[1][:200]}
+            return {"id": trajectory.id, "task_id": trajectory.task_id, "benchmark": found[0], "where": place,
+                    "match": found[1][:200]}
     return None
 
 
@@ -137,8 +201,20 @@ class DecontamResult:
     removed: list[dict] = field(default_factory=list)
     benchmarks: dict[str, int] = field(default_factory=dict)
 
-    def report(self, n: int) -> dict:
-        return {"ngram": n, "benchmarks": self.benchmarks, "removed": len(self.removed), "hits": self.removed}
+    def summary(self, benchmark_seeds: dict | None = None) -> dict:
+        """What the manifest records: benchmarks checked (texts each), removals per benchmark, and
+        the benchmarks the run was allowed to seed from (not checked: trained on by choice)."""
+        report = self.report(0)
+        return {"checked": report["benchmarks"], "hits": report["hits_per_benchmark"],
+                "benchmark_seeds": dict(benchmark_seeds or {})}
+
+    def report(self, n: int, **extra) -> dict:
+        """``benchmarks``: texts indexed per benchmark checked; ``hits_per_benchmark``: removals."""
+        per = {name: 0 for name in self.benchmarks}
+        for hit in self.removed:
+            per[hit["benchmark"]] = per.get(hit["benchmark"], 0) + 1
+        return {"ngram": n, "benchmarks": self.benchmarks, "hits_per_benchmark": per,
+                "removed": len(self.removed), "hits": self.removed, **extra}
 
 
 def decontaminate(
@@ -191,9 +267,32 @@ def _rows(source: Any) -> Iterable[dict]:
     return datasets.load_dataset(source.dataset, source.config, split=source.split)
 
 
-def load_index(config: Any) -> BenchmarkIndex:
-    """The benchmark index of a ``DecontamConfig`` (empty when disabled or without sources)."""
-    sources = []
+def shipped_sources(config: Any, domain: str | None) -> list[str]:
+    """The shipped benchmarks a run checks: ``decontam.benchmarks``, or its domain's field."""
+    from pipelines.benchmarks import field_benchmarks
+
+    if not config.enabled:
+        return []
+    return list(config.benchmarks) if config.benchmarks is not None else list(field_benchmarks(domain or ""))
+
+
+def _shipped_items(name: str) -> list:
+    from pipelines.benchmarks import BenchmarkMissing, get_benchmark
+
+    try:
+        return get_benchmark(name).items()
+    except KeyError as exc:
+        raise DecontamError(f"{exc.args[0]} (fix decontam.benchmarks)") from None
+    except BenchmarkMissing as exc:
+        raise DecontamError(str(exc)) from None
+    except Exception as exc:  # a package whose files changed shape
+        raise DecontamError(f"benchmark {name} could not be read: {type(exc).__name__}: {str(exc)[:160]}") from None
+
+
+def load_index(config: Any, domain: str | None = None) -> BenchmarkIndex:
+    """The benchmark index of a ``DecontamConfig``: the shipped benchmarks of ``domain``'s field
+    (or ``config.benchmarks``) plus ``config.sources`` (empty when disabled)."""
+    sources: list[tuple[str, list]] = [(name, _shipped_items(name)) for name in shipped_sources(config, domain)]
     for i, source in enumerate(config.sources if config.enabled else []):
         name = source.name or Path(str(source.path or source.dataset)).stem or f"benchmark-{i}"
         try:
@@ -201,7 +300,9 @@ def load_index(config: Any) -> BenchmarkIndex:
             fields = ["text"] if source.path and str(source.path).endswith(".txt") else source.fields
             if missing := [f for f in fields if f not in getattr(rows, "column_names", fields)]:
                 raise DecontamError(f"decontamination benchmark {name} has no field(s) {missing} (fix decontam.sources[].fields)")
-            texts = ["\n".join(str(row[f]) for f in fields if row.get(f) is not None) for row in rows]
+            # The first field is the task (question, prompt); the others are checked as text.
+            texts = [(f"{name}-{k}", str(row.get(fields[0]) or ""),
+                      "\n".join(str(row[f]) for f in fields if row.get(f) is not None)) for k, row in enumerate(rows)]
         except DecontamError:
             raise
         except KeyError as exc:
@@ -210,3 +311,21 @@ def load_index(config: Any) -> BenchmarkIndex:
             raise DecontamError(f"decontamination benchmark {name} could not be read: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}") from None
         sources.append((name, texts))
     return BenchmarkIndex.build(sources, n=config.ngram, min_words=config.min_words)
+
+
+def benchmark_seeds(tasks: list, index: BenchmarkIndex, *, allow: bool, min_hits: int = 1) -> tuple[BenchmarkIndex, dict]:
+    """Seed tasks that are benchmark items. Refused in one line unless ``allow``; allowed, those
+    benchmarks leave the index (the run trains on them by choice) and the counts go to the manifest."""
+    found: dict[str, dict] = {}
+    for task in tasks:
+        if hit := task_hit(task.payload, index, min_hits):
+            entry = found.setdefault(hit[0], {"tasks": 0, "sources": set()})
+            entry["tasks"] += 1
+            entry["sources"].add(str(task.source or "?"))
+    seeds = {name: {"tasks": e["tasks"], "sources": sorted(e["sources"])} for name, e in sorted(found.items())}
+    if seeds and not allow:
+        what = "; ".join(f"{e['tasks']} of {len(tasks)} from {', '.join(e['sources'])} are {name} items"
+                         for name, e in seeds.items())
+        raise DecontamError(f"seed tasks are benchmark items ({what}): drop that seed source, or set "
+                            "allow_benchmark_seeds: true to train on the benchmark (the manifest records it)")
+    return (index.without(set(seeds)) if seeds else index), seeds

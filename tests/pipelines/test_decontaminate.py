@@ -35,6 +35,9 @@ def test_copied_benchmark_question_is_removed_even_reformatted():
     assert [t.id for t in res.kept] == ["b"]
     (hit,) = res.removed
     assert hit["id"] == "a" and hit["benchmark"] == "bench" and hit["where"] == "task"
+    assert hit["match"] == " ".join(words(BENCH_Q))  # the task is the benchmark item, whole
+    # inside a longer task it is the 13-gram that matches
+    (hit,) = decontaminate([traj("a", "Please solve: " + reformatted)], index(BENCH_Q)).removed
     assert len(hit["match"].split()) == 13 and hit["match"] in " ".join(words(BENCH_Q))
 
 
@@ -62,12 +65,18 @@ def test_system_prompt_is_not_checked():
     assert not res.removed
 
 
-def test_short_benchmark_texts_match_whole_and_tiny_ones_are_ignored():
+def test_short_benchmark_texts_match_whole_and_tiny_ones_only_as_a_whole_task():
     short = "what is the capital city of the country of france"  # 10 words < 13
     idx = index(short, "what is two plus two")  # the second is under min_words
-    assert len(idx.short) == 1
+    assert list(idx.short) == [10]
     assert decontaminate([traj("a", "Quick: What is the capital city of the country of France?")], idx).removed
-    assert not decontaminate([traj("b", "what is two plus two")], idx).removed
+    # a tiny benchmark text inside other text is too generic to count ...
+    assert not decontaminate([traj("b", "Tell me: what is two plus two, then add one")], idx).removed
+    assert not decontaminate([traj("b", OTHER_Q, answer="what is two plus two")], idx).removed
+    # ... but a task that *is* that benchmark item is a task-level hit (MMATH has 4-word problems)
+    (hit,) = decontaminate([traj("c", "What is two plus two?", answer="4")], idx).removed
+    assert hit["where"] == "task" and hit["match"] == "what is two plus two"
+    assert not decontaminate([traj("d", "two plus two")], idx).removed  # under 4 words: never
 
 
 def test_gram_hashes_count():
@@ -93,8 +102,10 @@ def test_sources_from_files_and_datasets(tmp_path):
     assert [t.id for t in res.kept] == ["c"]
     report = res.report(13)  # what run.py writes under report.json extra.decontamination
     assert report["removed"] == 2 and report["hits"] == res.removed and report["ngram"] == 13
-    assert all(len(h["match"].split()) == 13 and h["match"] in " ".join(words(BENCH_Q + " " + OTHER_Q))
-               for h in report["hits"])
+    assert report["hits_per_benchmark"] == {"jsonl-bench": 1, "c": 1, "ds": 0}
+    assert all(h["match"] in " ".join(words(BENCH_Q + " " + OTHER_Q)) for h in report["hits"])
+    assert res.summary() == {"checked": {"jsonl-bench": 1, "c": 1, "ds": 1},
+                             "hits": {"jsonl-bench": 1, "c": 1, "ds": 0}, "benchmark_seeds": {}}
 
 
 def test_bad_sources_are_one_line_config_errors(tmp_path):
