@@ -165,6 +165,13 @@ class DockerSandbox:
 
     def reset(self) -> bool:
         """Kill every sandbox process and empty /work and /tmp; False if the box is not healthy."""
+        try:
+            channel = self._runner()
+        except SandboxError:
+            return False
+        if channel is not None:
+            self.calls["runner"] += 1
+            return channel.reset([WORKDIR, "/tmp"])
         # No inner `timeout` here: `kill -1` would take it down too (only the calling shell is spared).
         script = ("kill -9 -1 2>/dev/null; chmod -R u+rwx /work /tmp 2>/dev/null; "
                   "find /work /tmp -mindepth 1 -delete 2>/dev/null; "

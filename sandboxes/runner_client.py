@@ -22,7 +22,7 @@ from typing import Callable
 from sandboxes.runner import HEADER
 
 RUNNER_SOURCE = (Path(__file__).with_name("runner.py")).read_text()
-_STDIN_CHUNK = 1 << 20
+_STDIN_CHUNK = 256 * 1024
 _KILL_GRACE_S = 3.0  # after a kill frame the exit frame should follow at once
 
 
@@ -167,6 +167,17 @@ class RunnerChannel:
         try:
             self._frame(b"P", rid)
             return call.done.wait(timeout_s) and call.exit is not None
+        except RunnerGone:
+            return False
+        finally:
+            self._close_call(rid)
+
+    def reset(self, dirs: list[str], timeout_s: float = 10.0) -> bool:
+        """Kill every process in the box but the runner and empty ``dirs``; True when clean."""
+        rid, call = self._open(0)
+        try:
+            self._frame(b"Z", rid, json.dumps({"dirs": dirs}).encode())
+            return call.done.wait(timeout_s) and call.exit is not None and call.exit.get("code") == 0
         except RunnerGone:
             return False
         finally:

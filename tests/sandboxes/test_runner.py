@@ -135,8 +135,29 @@ def test_a_large_upload_to_a_slow_reader_is_held_in_bounded_memory(runner):
         return int(status.split("VmHWM:")[1].split()[0])
 
     before = peak_kb()
-    blob = b"u" * (64 << 20)
+    blob = b"u" * (128 << 20)
     r = run(runner, ["sh", "-c", "sleep 0.5; wc -c"], stdin=blob, timeout_s=60)
     assert r.stdout.strip() == str(len(blob)).encode()
-    # The runner paused its channel while the child lagged: it never held the 64 MB.
-    assert (peak_kb() - before) < 24 * 1024
+    # The runner paused its channel while the child lagged: it never held the upload (it holds at
+    # most 4 MB of it; allocator slack makes its peak grow by some 30 MB, far below 128).
+    assert (peak_kb() - before) < 64 * 1024
+
+
+def test_reset_empties_the_dirs_without_following_links(runner, tmp_path):
+    work, other, outside = tmp_path / "work", tmp_path / "tmp", tmp_path / "outside"
+    for d in (work / "a" / "b", other, outside):
+        d.mkdir(parents=True)
+    (outside / "keep.txt").write_text("not the box's")
+    (work / "a" / "b" / "f").write_text("x")
+    (work / ".hidden").write_text("x")
+    (work / "link").symlink_to(outside)
+    locked = work / "locked"
+    locked.mkdir()
+    (locked / "inside").write_text("x")
+    locked.chmod(0)
+    (other / "t").write_text("x")
+    assert runner.reset([str(work), str(other)])
+    assert list(work.iterdir()) == [] and list(other.iterdir()) == []
+    assert (outside / "keep.txt").read_text() == "not the box's"
+    assert not runner.reset([str(tmp_path / "missing")])  # not clean is reported, not raised
+    assert run(runner, ["echo", "serving"]).stdout == b"serving\n"
