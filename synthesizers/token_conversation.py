@@ -44,6 +44,7 @@ class TokenConversation:
         self._rendered = ""
         self._open: int | None = None  # index of the assistant message being written
         self._special = set(getattr(tokenizer, "all_special_ids", []) or [])
+        self._closing_ids: tuple[list[int], list[int]] | None = None  # the same for every turn (checked)
         if trace is not None and len(trace):
             covered = max(trace.message_index) + 1
             if covered != len(messages):
@@ -172,7 +173,13 @@ class TokenConversation:
 
     def _closing(self) -> tuple[list[int], list[int]]:
         """The template's end of an assistant turn, split after its first special token:
-        (the turn's end, what follows it)."""
+        (the turn's end, what follows it). Worked out once per conversation: ``close_turn``
+        checks every turn's real rendering against it."""
+        if self._closing_ids is None:
+            self._closing_ids = self._find_closing()
+        return self._closing_ids
+
+    def _find_closing(self) -> tuple[list[int], list[int]]:
         text = self._render(self.messages + [Message(role="assistant", content=_SENTINEL)], False)
         at = text.rfind(_SENTINEL)
         if at < 0:
