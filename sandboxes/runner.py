@@ -37,6 +37,9 @@ _ESCAPE_GRACE_S = 0.5  # after the group is killed, pipes still open mean an esc
 # Stdin held for children that read slower than the host sends: past this the runner stops reading
 # its channel until they catch up, so a large upload never costs the box more memory than this.
 _STDIN_HELD_MAX = 4 << 20
+# Likewise output not yet taken by the host: past this, children's pipes are not read (they block,
+# as on any full pipe) until the host catches up, e.g. while it reads a 64 MB get_file slowly.
+_OUT_HELD_MAX = 4 << 20
 
 
 def _harden():
@@ -108,7 +111,7 @@ class Job:
             self.runner.send(kind, self.rid, data)
 
     def close_pipe(self, fd):
-        self.runner.sel.unregister(fd)
+        self.runner._set(fd, selectors.EVENT_READ, None, False)
         self.pipes.pop(fd)[1].close()
 
     def feed(self, data, end):
@@ -328,6 +331,10 @@ class Runner:
         while True:
             held = sum(len(j.stdin_buf) for j in self.jobs.values())
             self._set(0, selectors.EVENT_READ, ("in", None), self.stdin_open and held < _STDIN_HELD_MAX)
+            reading = len(self.outbuf) < _OUT_HELD_MAX
+            for job in self.jobs.values():
+                for fd in job.pipes:
+                    self._set(fd, selectors.EVENT_READ, ("out", job), reading)
             now = time.monotonic()
             for job in list(self.jobs.values()):
                 job.tick(now)

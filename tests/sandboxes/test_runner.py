@@ -161,3 +161,27 @@ def test_reset_empties_the_dirs_without_following_links(runner, tmp_path):
     assert (outside / "keep.txt").read_text() == "not the box's"
     assert not runner.reset([str(tmp_path / "missing")])  # not clean is reported, not raised
     assert run(runner, ["echo", "serving"]).stdout == b"serving\n"
+
+
+def test_output_the_host_reads_slowly_is_held_in_bounded_memory():
+    proc = subprocess.Popen([sys.executable, "-S", "-c", RUNNER_SOURCE], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE)
+
+    def slow_recv() -> bytes:
+        threading.Event().wait(0.0005)  # a host that takes its time
+        return os.read(proc.stdout.fileno(), 1 << 16)
+
+    def send(data: bytes) -> None:
+        proc.stdin.write(data)
+        proc.stdin.flush()
+
+    channel = RunnerChannel(slow_recv, send, proc.stdin.close, docker_framed=False)
+    try:
+        before = int(open(f"/proc/{proc.pid}/status").read().split("VmHWM:")[1].split()[0])
+        r = run(channel, ["head", "-c", str(96 << 20), "/dev/zero"], cap=128 << 20, timeout_s=120)
+        after = int(open(f"/proc/{proc.pid}/status").read().split("VmHWM:")[1].split()[0])
+        assert len(r.stdout) == 96 << 20 and not r.truncated
+        assert after - before < 48 * 1024  # the child waited on its pipe; the runner never held 96 MB
+    finally:
+        proc.kill()
+        proc.wait(10)
