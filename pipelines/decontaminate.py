@@ -87,6 +87,7 @@ class BenchmarkIndex:
     tasks: tuple[np.ndarray, np.ndarray]  # (sorted whole-task hashes, owners)
     names: list[str]
     texts_per_benchmark: dict[str, int] = field(default_factory=dict)
+    min_words: int = 8
 
     @classmethod
     def build(cls, sources: list[tuple[str, Iterable[str | tuple[str, str, str]]]], n: int = 13,
@@ -115,7 +116,7 @@ class BenchmarkIndex:
             counts[name] = count
         grams_sorted, owners = _table(grams, gram_owners)
         return cls(n, grams_sorted, owners, {length: _table(*parts) for length, parts in sorted(short.items())},
-                   _table(tasks, task_owners), [name for name, _ in sources], counts)
+                   _table(tasks, task_owners), [name for name, _ in sources], counts, min_words)
 
     def __len__(self) -> int:
         return len(self.grams) + sum(len(h) for h, _ in self.short.values()) + len(self.tasks[0])
@@ -131,16 +132,20 @@ class BenchmarkIndex:
         grams, owners = sub((self.grams, self.owners))
         counts = {k: v for k, v in self.texts_per_benchmark.items() if k not in drop}
         return BenchmarkIndex(self.n, grams, owners, {k: sub(v) for k, v in self.short.items()}, sub(self.tasks),
-                              self.names, counts)
+                              self.names, counts, self.min_words)
 
     def hit(self, text: str, min_hits: int = 1, *, whole: bool = False) -> tuple[str, str] | None:
         """(benchmark name, matching text) of the first hit in ``text``, or None. ``whole``: also
         match ``text`` as a whole benchmark task (for task fields)."""
         tokens = words(text)
         if whole and len(tokens) >= MIN_TASK_WORDS:
-            found, pos = _lookup(self.tasks[0], gram_hashes(tokens, len(tokens)))
-            if len(found):
-                return self.names[int(self.tasks[1][pos[0]])], " ".join(tokens)
+            # The field whole, then short benchmark tasks (under min_words) inside it: a copied
+            # item wrapped in an instruction ("Solve: ... Answer at the end.").
+            for length in [len(tokens), *range(MIN_TASK_WORDS, min(self.min_words, len(tokens)))]:
+                found, pos = _lookup(self.tasks[0], gram_hashes(tokens, length))
+                if len(found):
+                    first = int(found[0])
+                    return self.names[int(self.tasks[1][pos[0]])], " ".join(tokens[first : first + length])
         found, pos = _lookup(self.grams, gram_hashes(tokens, self.n))
         if len(found) and len(found) >= min_hits:
             first = int(found[0])

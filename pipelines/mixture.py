@@ -223,6 +223,7 @@ def run_mixture(
         tokenizer_sha256=tokenizer_sha256, train_on_inserted=train_on_inserted,
         assists=sorted(set().union(*(m.assists for m in manifests.values()))),
         rows_per_shard=config.rows_per_shard, run_config={"mixture": report, "config": config.model_dump()},
+        decontamination={name: m.decontamination for name, m in sorted(manifests.items())},  # per domain
     )
     report["shard_files"] = len(manifest.shards)
     report["tokens_per_domain"] = manifest.tokens_per_domain()

@@ -175,6 +175,15 @@ def render_html(run_dir: Path) -> str:
             ("decontamination", decontam),
             ("render errors", len(report.get("extra", {}).get("render_errors", []))),
         ], colors=svg.PALETTE[2:]))
+        checked = report.get("extra", {}).get("decontamination", {})
+        summary_rows.append((f"{name} · benchmarks checked", ", ".join(
+            f"{b} ({n} texts)" for b, n in (checked.get("benchmarks") or {}).items()) or "none"))
+        if checked.get("hits_per_benchmark"):
+            charts.append(svg.hbars(f"decontamination hits per benchmark — {name}",
+                                    list(checked["hits_per_benchmark"].items()), colors=svg.PALETTE[4:]))
+        if checked.get("benchmark_seeds"):  # allow_benchmark_seeds: the run trains on these by choice
+            summary_rows.append((f"{name} · seeded from benchmarks (allowed, not checked)", ", ".join(
+                f"{b} ({e['tasks']} tasks)" for b, e in checked["benchmark_seeds"].items())))
         reasons = report.get("failure_reasons") or {}
         if reasons:
             charts.append(svg.hbars(f"why trajectories failed — {name}", list(reasons.items()),

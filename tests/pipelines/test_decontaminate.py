@@ -1,5 +1,6 @@
 """Decontamination: 13-gram hits against benchmark files and `datasets` datasets are
-removed and listed; near-misses, short generic texts and system prompts are not hits."""
+removed and listed, and tasks that are benchmark items (whole or wrapped); near-misses, short
+generic texts in conversations and system prompts are not hits."""
 
 from __future__ import annotations
 
@@ -70,12 +71,13 @@ def test_short_benchmark_texts_match_whole_and_tiny_ones_only_as_a_whole_task():
     idx = index(short, "what is two plus two")  # the second is under min_words
     assert list(idx.short) == [10]
     assert decontaminate([traj("a", "Quick: What is the capital city of the country of France?")], idx).removed
-    # a tiny benchmark text inside other text is too generic to count ...
-    assert not decontaminate([traj("b", "Tell me: what is two plus two, then add one")], idx).removed
-    assert not decontaminate([traj("b", OTHER_Q, answer="what is two plus two")], idx).removed
-    # ... but a task that *is* that benchmark item is a task-level hit (MMATH has 4-word problems)
-    (hit,) = decontaminate([traj("c", "What is two plus two?", answer="4")], idx).removed
-    assert hit["where"] == "task" and hit["match"] == "what is two plus two"
+    # a tiny benchmark text inside a conversation is too generic to count ...
+    assert not decontaminate([traj("b", OTHER_Q, answer="So what is two plus two? Four.")], idx).removed
+    # ... but a task that is that benchmark item (MMATH has 4-word problems), whole or wrapped in
+    # an instruction, is a task-level hit
+    for task in ("What is two plus two?", "Tell me: what is two plus two, then add one"):
+        (hit,) = decontaminate([traj("c", task, answer="4")], idx).removed
+        assert hit["where"] == "task" and hit["match"] == "what is two plus two"
     assert not decontaminate([traj("d", "two plus two")], idx).removed  # under 4 words: never
 
 
@@ -130,9 +132,12 @@ def test_ray_chunks_agree_with_in_process():
 
     trajs = [traj(f"t{i:03d}", BENCH_Q if i % 7 == 0 else f"{OTHER_Q} variant {i}") for i in range(60)]
     local = decontaminate(trajs, index(BENCH_Q), chunk_size=8, use_ray=False)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    started = not ray.is_initialized()  # another test of the session may have started Ray
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     try:
         remote = decontaminate(trajs, index(BENCH_Q), chunk_size=8)
     finally:
-        ray.shutdown()
+        if started:
+            ray.shutdown()
     assert remote.removed == local.removed and len(local.removed) == 9

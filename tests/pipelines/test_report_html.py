@@ -38,6 +38,8 @@ def test_page_has_every_plot_and_needs_nothing_from_outside(run_dir):
     assert "math (4/8)" in html and "agentic-cot (4/6)" in html
     assert "math (2/4)" in html  # branch yield: 2 of 4 failed parents rescued
     assert "after decontamination" in html and ">2</text>" in html  # decontamination removals from report.json
+    # which benchmarks were checked, and hits per benchmark (zeros too)
+    assert "mmath (374 texts)" in html and "champ (270 texts)" in html and "decontamination hits per benchmark" in html
 
 
 def test_throughput_bins_hold_every_completion_token():

@@ -95,6 +95,8 @@ def make_run(run_dir: Path, model_dir: Path) -> list[Trajectory]:
     report = build_report(domain="math", tasks=14, units_total=2, units_run_now=2, trajectories=everything,
                           removed_exact=1, removed_near=0, manifest=manifest, wall_s=12.5, rollout_s=10.0,
                           completion_tokens_now=400)
-    report.extra = {"decontamination": {"removed": 2, "ngram": 13, "hits": [], "benchmarks": {}}, "render_errors": []}
+    report.extra = {"decontamination": {"removed": 2, "ngram": 13, "hits": [], "benchmarks": {"mmath": 374, "champ": 270},
+                                        "hits_per_benchmark": {"mmath": 2, "champ": 0}, "benchmark_seeds": {}},
+                    "render_errors": []}
     write_json(run_dir / "report.json", report.to_dict())
     return everything

@@ -101,10 +101,13 @@ def test_mix_counts_and_limit():
     half = list(domain.seed_tasks({"sources": ["generator", "mmath"]}, limit=10, seed=1))
     assert Counter(t.id.split("-")[1] for t in half) == {"gen": 5, "mmath": 5}
     assert domain.last_seed_report.emitted == {"generator": 5, "mmath": 5}
-    skewed = list(domain.seed_tasks({"mix": {"generator": 3, "mmath": 1}}, limit=8, seed=1))
+    both = ["generator", "mmath"]
+    skewed = list(domain.seed_tasks({"sources": both, "mix": {"generator": 3, "mmath": 1}}, limit=8, seed=1))
     assert Counter(t.id.split("-")[1] for t in skewed) == {"gen": 6, "mmath": 2}
-    capped = list(domain.seed_tasks({"counts": {"mmath": 2}}, limit=10, seed=1))
+    capped = list(domain.seed_tasks({"sources": both, "counts": {"mmath": 2}}, limit=10, seed=1))
     assert Counter(t.id.split("-")[1] for t in capped) == {"gen": 8, "mmath": 2}
+    # MMATH is an evaluation set: never a default source (opt-in, see allow_benchmark_seeds)
+    assert {t.id.split("-")[1] for t in domain.seed_tasks({}, limit=50, seed=1)} == {"gen"}
     everything = list(domain.seed_tasks({"sources": ["mmath"], "shuffle": False}, limit=None, seed=1))
     assert ids(everything) == ids(mmath_tasks())
     assert len(list(domain.seed_tasks({"sources": ["generator"]}, limit=None, seed=1))) == 200
@@ -117,9 +120,9 @@ def test_mix_counts_and_limit():
         ({"sources": ["wikipedia"]}, "math sources must be among"),
         ({"difficulty": "insane"}, "math difficulty must be one of"),
         ({"sources": ["dataset"]}, "needs the option dataset"),
-        ({"mix": {"generator": 1}}, "needs a weight"),
+        ({"sources": ["generator", "mmath"], "mix": {"generator": 1}}, "needs a weight"),
         ({"sources": ["mmath"], "counts": {"generator": 3}}, "not in sources"),
-        ({"counts": {"mmath": -1}}, "counts must be >= 0"),
+        ({"sources": ["mmath"], "counts": {"mmath": -1}}, "counts must be >= 0"),
         ({"dataset": {"path": "x.jsonl", "colum": "q"}}, "unknown keys"),
     ],
 )
