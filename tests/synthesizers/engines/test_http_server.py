@@ -6,6 +6,7 @@ server is started as `python -m vllm.entrypoints.openai.api_server`.)
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -24,6 +25,7 @@ from synthesizers.domains.base import ToolContext
 from synthesizers.engines.base import SamplingParams
 from synthesizers.engines.base import supports_tokens
 from synthesizers.engines.openai_http import OpenAIHTTPEngine
+from synthesizers.guided_calls import first_call_forced
 from synthesizers.engines.served import FIX, TokenizerNotEstablished, establish_tokenizer
 from tests.synthesizers.engines.test_served import wrong_tokenizer_folder
 
@@ -104,12 +106,21 @@ async def test_agent_loop_over_http_with_tools(server_url):
     try:
         result = await run_agent(
             engine, messages, [tool], ctx=ToolContext(task=Task(id="h", domain="test")),
-            params=SamplingParams(max_tokens=64, seed=1), budget=Budget(max_turns=3, max_total_tokens=1500),
+            # The first turn opens with a call (grammar-guided, the model writes the argument):
+            # what is tested is that the call comes back over HTTP and is parsed, not whether
+            # the 135M model chooses to call.
+            params=SamplingParams(max_tokens=64, seed=1, **first_call_forced([tool.schema])),
+            budget=Budget(max_turns=3, max_total_tokens=1500),
         )
     finally:
         await engine.close()
     assert result.stop_reason != "engine_error", result.error
     assert result.messages[2].role == "assistant" and result.tokens.prompt > 0
+    (call,) = result.messages[2].tool_calls  # the call was parsed into a ToolCall
+    assert call.function.name == "echo"
+    arguments = json.loads(call.function.arguments)
+    reply = result.messages[3]
+    assert reply.role == "tool" and reply.tool_call_id == call.id and reply.content == str(arguments.get("text", ""))
 
 
 async def test_generate_token_in_token_out_through_a_real_server(server_url, model_dir):
@@ -137,21 +148,41 @@ async def test_generate_token_in_token_out_through_a_real_server(server_url, mod
     assert len(stopped.output_logprobs) == len(stopped.output_ids)
 
 
-async def test_agent_loop_over_http_runs_token_in_token_out(server_url, model_dir):
+async def test_agent_loop_over_http_is_token_exact_turn_by_turn(server_url, model_dir):
+    """The HTTP path is as exact as the in-process one: a guided call, the tool result between turns,
+    a free turn; the row's ids are what the server saw and sampled, turn by turn, and its stored
+    logprobs are the ones the server's own prompt_logprobs give for the row."""
+    import statistics
+
+    from pipelines.tokenize import RowOptions, trajectories_to_rows
+    from schemas import Trajectory, Verdict
+    from schemas.tokens import TokenSource
+    from tests.synthesizers.engines.test_vllm_tokens import START, Spy, first_turn_is_a_call
+    from tests.synthesizers.test_agent_loop import echo_tool
+
     engine = OpenAIHTTPEngine(server_url, timeout_s=120, tokenizer=str(model_dir))
-    messages = [
-        Message(role="system", content="Call the echo tool with the user's word, then repeat what it returned."),
-        Message(role="user", content="banana"),
-    ]
+    spy = Spy(engine)
     try:
-        result = await run_agent(
-            engine, messages, [_EchoTool()], ctx=ToolContext(task=Task(id="h", domain="test")),
-            params=SamplingParams(max_tokens=48, seed=1), budget=Budget(max_turns=2, max_total_tokens=1500),
-        )
+        result = await run_agent(spy, START, [echo_tool()], ctx=ToolContext(task=Task(id="h", domain="test")),
+                                 params=SamplingParams(max_tokens=48, seed=5, temperature=0.7),
+                                 budget=Budget(max_turns=2, max_total_tokens=1500), turn_policy=first_turn_is_a_call)
+        trace = result.trace
+        assert result.error is None and len(spy.turns) == 2 and result.messages[3].role == "tool"
+        for prompt, sampled in spy.turns:
+            assert trace.ids[: len(prompt)] == prompt
+            assert trace.ids[len(prompt): len(prompt) + len(sampled)] == sampled
+        trajectory = Trajectory(id="t", task_id="h", domain="test", messages=result.messages,
+                                tools=[echo_tool().schema], verdict=Verdict(passed=True), token_trace=trace)
+        (row,), errors = trajectories_to_rows([trajectory], str(model_dir), RowOptions())
+        assert not errors and row.token_exact and not row.text_drift
+        response = httpx.post(f"{server_url}/v1/completions", timeout=120, json={
+            "model": await engine.resolve_model(), "prompt": row.input_ids, "max_tokens": 1, "prompt_logprobs": 0})
     finally:
         await engine.close()
-    assert result.stop_reason != "engine_error", result.error
-    assert result.trace is not None and len(result.trace.ids) > result.tokens.completion > 0
+    per_position = response.json()["choices"][0]["prompt_logprobs"]
+    scored = [math.nan] + [float(per_position[i][str(tok)]["logprob"]) for i, tok in enumerate(row.input_ids) if i]
+    free = [abs(a - b) for a, b, s in zip(row.logprobs, scored, row.token_source) if s == TokenSource.SAMPLED]
+    assert len(free) >= 5 and statistics.median(free) < 0.05 and max(free) < 0.5
 
 
 def test_the_served_tokenizer_is_established_from_the_real_server(server_url, model_dir, tmp_path):
