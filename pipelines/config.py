@@ -71,7 +71,13 @@ class BranchingConfig(_Strict):
 
 
 class SandboxConfig(_Strict):
-    pool_size: int = 2
+    pool_size: int = 2  # boxes started up front, per image and worker
+    # The pool grows to this under load (boxes queue for a free place beyond it; a host-wide cap
+    # holds across workers); None: pool_size, a fixed pool.
+    max_pool_size: int | None = Field(None, ge=1)
+    # "runner": commands go to the box's persistent runner over its stdin (milliseconds);
+    # "docker": a fresh `docker exec` per command (the fallback path).
+    exec_via: Literal["runner", "docker"] = "runner"
     memory_mb: int = 512
     timeout_s: float = 10.0
 

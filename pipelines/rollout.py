@@ -9,7 +9,9 @@ on a bad task or a failing tool: problems become failed trajectories with an
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import contextvars
 import time
 from dataclasses import dataclass, replace
 from typing import Any, AsyncIterator, Callable
@@ -73,6 +75,10 @@ class TaskRunner:
         self.settings = settings
         self.pool = pool
         self._slots = asyncio.Semaphore(max(1, concurrency))
+        # Box hand-outs and verification block; asyncio's default executor has only cpu+4 threads,
+        # which would cap them below the rollouts in flight.
+        self._threads = concurrent.futures.ThreadPoolExecutor(max_workers=max(8, 2 * concurrency),
+                                                              thread_name_prefix="trajforge-rollout")
 
     async def run_task(self, task: Task) -> list[Trajectory]:
         """The task's original rollout plus, if it failed, its branches."""
@@ -169,6 +175,12 @@ class TaskRunner:
         traj.timings.total_s = time.time() - started
         return traj
 
+    async def _in_thread(self, fn, *args):
+        """``fn(*args)`` on the runner's threads, in this task's context (the worker's sandbox
+        image travels in a context variable, as with ``asyncio.to_thread``)."""
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(self._threads, context.run, fn, *args)
+
     def _user_simulator(self, task: Task):
         """A domain may play the user (tool use): optional ``user_simulator(task, engine)``."""
         make = getattr(self.domain, "user_simulator", None)
@@ -212,11 +224,11 @@ class TaskRunner:
             yield None  # tools borrow a box per call (PooledTool)
             return
         manager = self.pool.acquire()
-        box = await asyncio.to_thread(manager.__enter__)
+        box = await self._in_thread(manager.__enter__)
         try:
             yield box
         finally:
-            await asyncio.to_thread(manager.__exit__, None, None, None)
+            await self._in_thread(manager.__exit__, None, None, None)
 
     async def _verify(self, task: Task, messages: list[Message]) -> Verdict:
         def verify() -> Verdict:
@@ -227,7 +239,7 @@ class TaskRunner:
             return verifier.verify(task, messages, None)
 
         try:
-            return await asyncio.to_thread(verify)
+            return await self._in_thread(verify)
         except Exception as exc:
             return Verdict(passed=False, score=0.0, reason=f"verifier error: {type(exc).__name__}: {exc}")
 

@@ -132,6 +132,7 @@ class RolloutWorker:
             self.pool = ImagePools(
                 ensure_image,
                 lambda image: DockerSandboxPool(image=image, size=cfg.sandbox.pool_size, limits=limits,
+                                                max_size=cfg.sandbox.max_pool_size, exec_via=cfg.sandbox.exec_via,
                                                 run_id=run_id),
             )
         self._verifiers: dict[str, Any] = {}

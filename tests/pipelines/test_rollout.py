@@ -30,3 +30,16 @@ def test_sampling_settings_and_the_seed_reach_the_engine():
     assert (params.temperature, params.max_tokens, params.stop) == (0.3, 77, ("\n\n",))
     assert (params.presence_penalty, params.frequency_penalty, params.repetition_penalty) == (0.4, 0.0, 1.2)
     assert params.seed is not None  # the agent loop derives each turn's seed from the rollout's
+
+
+async def test_blocking_work_runs_on_the_runners_own_threads_in_the_tasks_context():
+    import threading
+
+    from pipelines.worker import _current_image
+
+    cfg = RunConfig(domain="math", agent={"concurrency": 40})
+    runner = TaskRunner(FakeEngine(["x"]), get_domain("math"), lambda kind: Passes(), settings_from_config(cfg))
+    assert runner._threads._max_workers >= 40  # more than asyncio's default cpu+4
+    _current_image.set("project-image")
+    seen = await runner._in_thread(lambda: (_current_image.get(), threading.current_thread().name))
+    assert seen[0] == "project-image" and seen[1].startswith("trajforge-rollout")
