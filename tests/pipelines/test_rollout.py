@@ -37,8 +37,9 @@ async def test_blocking_work_runs_on_the_runners_own_threads_in_the_tasks_contex
 
     from pipelines.worker import _current_image
 
-    cfg = RunConfig(domain="math", agent={"concurrency": 40})
-    runner = TaskRunner(FakeEngine(["x"]), get_domain("math"), lambda kind: Passes(), settings_from_config(cfg))
+    cfg = RunConfig(domain="math")
+    runner = TaskRunner(FakeEngine(["x"]), get_domain("math"), lambda kind: Passes(), settings_from_config(cfg),
+                        concurrency=40)
     assert runner._threads._max_workers >= 40  # more than asyncio's default cpu+4
     _current_image.set("project-image")
     seen = await runner._in_thread(lambda: (_current_image.get(), threading.current_thread().name))
