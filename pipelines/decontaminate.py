@@ -6,8 +6,13 @@ benchmark text. Text is compared as lowercase alphanumeric words, so
 punctuation, case and spacing do not hide a copy. Benchmark texts shorter than
 ``ngram`` words (but at least ``min_words``) count when they occur whole.
 System prompts are not checked (shared boilerplate, not data).
+The task level: a task field that is a benchmark task (whole, of at least
+``MIN_TASK_WORDS`` words, or such a short task inside the field) is a hit, so a
+paraphrased trajectory of a benchmark task is caught by its task. Seed tasks are
+checked the same way before a run starts (``benchmark_seeds``).
 
-Benchmarks come from files (``.txt`` one text a line, ``.jsonl``/``.json``/
+Benchmarks are the shipped ones of the domain's field (``pipelines.benchmarks``,
+``DecontamConfig.benchmarks``) plus files (``.txt`` one text a line, ``.jsonl``/``.json``/
 ``.parquet``/``.csv`` with ``fields``) or ``datasets`` datasets (hub name or a
 ``save_to_disk`` folder), listed in ``DecontamConfig.sources``. The benchmark
 n-grams become one sorted hash array that Ray tasks check chunks of
@@ -318,11 +323,14 @@ def load_index(config: Any, domain: str | None = None) -> BenchmarkIndex:
     return BenchmarkIndex.build(sources, n=config.ngram, min_words=config.min_words)
 
 
-def benchmark_seeds(tasks: list, index: BenchmarkIndex, *, allow: bool, min_hits: int = 1) -> tuple[BenchmarkIndex, dict]:
+def benchmark_seeds(tasks: list, index: BenchmarkIndex, *, allow: bool, min_hits: int = 1,
+                    where: Iterable[str] = ("task", "trajectory")) -> tuple[BenchmarkIndex, dict]:
     """Seed tasks that are benchmark items. Refused in one line unless ``allow``; allowed, those
-    benchmarks leave the index (the run trains on them by choice) and the counts go to the manifest."""
+    benchmarks leave the index (the run trains on them by choice) and the counts go to the manifest.
+    A run that does not check tasks (``decontam.check: [trajectory]``) is not refused: its
+    trajectories, which hold the task's text in the user turn, are removed instead."""
     found: dict[str, dict] = {}
-    for task in tasks:
+    for task in (tasks if "task" in where else []):
         if hit := task_hit(task.payload, index, min_hits):
             entry = found.setdefault(hit[0], {"tasks": 0, "sources": set()})
             entry["tasks"] += 1

@@ -63,7 +63,9 @@ def test_pipeline_writes_store_shards_manifest_and_report(tmp_path, model_dir):
     assert sorted({t.task_id for t in originals}) == sorted({t.task_id for t in trajs})
     assert len(originals) == 8
     by_id = {t.id: t for t in trajs}
-    for b in (t for t in trajs if t.parent_id):
+    branches = [t for t in trajs if t.parent_id]
+    assert branches, "the scripted engine fails some tasks: their parents must be branched (branching.k: 2)"
+    for b in branches:
         parent = by_id[b.parent_id]
         assert not parent.verdict.passed
         assert b.messages[: b.branch_step] == parent.messages[: b.branch_step]
@@ -71,6 +73,9 @@ def test_pipeline_writes_store_shards_manifest_and_report(tmp_path, model_dir):
     manifest = Manifest.model_validate(json.loads((run_dir / "shards" / "manifest.json").read_text()))
     assert manifest.tokenizer_id == EMBEDDED_HUB_ID  # the embedded folder is named by its hub id
     assert manifest.total_rows == result.report.shard_rows > 0
+    # math's field is checked by default and the manifest says so (generated seeds hit nothing)
+    assert manifest.decontamination == {"checked": {"mmath": 374, "champ": 270}, "hits": {"mmath": 0, "champ": 0},
+                                        "benchmark_seeds": {}}
     report = json.loads((run_dir / "report.json").read_text())
     assert report["trajectories"] == len(trajs)
     assert report["originals"] == 8 and report["branches"] == len(trajs) - 8

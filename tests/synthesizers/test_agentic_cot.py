@@ -316,6 +316,14 @@ domain_options:
     - {{mode: rewrite, dataset: {{}}, count: 6}}
 """)
     run_dir = tmp_path / "run"
+    # A rewrite seed is a held-out item: the run stops before anything is written ...
+    from pipelines.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"1 of 12 .* are heldout items.*allow_benchmark_seeds"):
+        run_pipeline(load_config(cfg_path), run_dir)
+    assert not run_dir.exists()
+    # ... and checking trajectories only, it runs and that trajectory is removed (its user turn).
+    cfg_path.write_text(cfg_path.read_text().replace("name: heldout}]", "name: heldout}], check: [trajectory]"))
     result = run_pipeline(load_config(cfg_path), run_dir)
     store = TrajectoryStore(run_dir)
     trajs = store.read_units([p.stem[len("unit-"):] for p in sorted((run_dir / "trajectories").glob("unit-*.parquet"))])
@@ -326,7 +334,9 @@ domain_options:
     passed = [t for t in trajs if t.verdict.passed]
     assert passed and all(check_structure(t.messages).ok for t in passed)
     domain = AgenticCoTDomain()
-    for b in (t for t in trajs if t.parent_id):  # branches cut just before the first action
+    branches = [t for t in trajs if t.parent_id]
+    assert branches, "failed parents must be branched (branching.k: 2)"
+    for b in branches:  # branches cut just before the first action
         parent = next(t for t in trajs if t.id == b.parent_id)
         assert b.branch_step == domain.first_critical_step(parent.messages)
 
@@ -334,6 +344,8 @@ domain_options:
     hits = report["extra"]["decontamination"]["hits"]
     assert any("train travels 240 km" in json.dumps(t.task.payload) for t in trajs if t.id in {h["id"] for h in hits})
     assert all(h["benchmark"] == "heldout" for h in hits)
+    # the field's shipped benchmarks are checked by default beside the named file
+    assert set(report["extra"]["decontamination"]["benchmarks"]) == {"mmath", "champ", "heldout"}
 
     manifest = Manifest.model_validate(json.loads((run_dir / "shards" / "manifest.json").read_text()))
     assert manifest.total_rows == result.report.shard_rows > 0 and {s.domain for s in manifest.shards} == {"agentic-cot"}
