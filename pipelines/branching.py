@@ -29,8 +29,8 @@ def branch_seed(parent_seed: int, cut: int, index: int) -> int:
 
 def cut_point(domain: Domain, trajectory: Trajectory) -> int | None:
     """Index to cut at (messages[:cut] are kept), or None when there is nothing to re-roll."""
-    if trajectory.verdict is None or trajectory.verdict.passed:
-        return None
+    if trajectory.verdict is None or trajectory.verdict.passed or trajectory.verdict.infrastructure:
+        return None  # an infrastructure failure says nothing about the model: nothing to re-roll
     step = domain.first_critical_step(trajectory.messages)
     if step is None or step <= 0 or step >= len(trajectory.messages):
         return None

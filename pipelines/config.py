@@ -55,6 +55,9 @@ class AgentConfig(_Strict):
     # shipped config pointed at another model with --model runs it unassisted. What they write
     # is recorded as inserted tokens and carries no loss by default.
     assist: Literal["auto", "small-model", "none"] = "auto"
+    # A rollout that fails for the infrastructure's reasons (engine error, sandbox gone, verifier
+    # crash) is tried again this many times; its last failure is kept but never branched or sharded.
+    infra_retries: int = Field(2, ge=0, le=10)
 
 
 def assists_on(config: "RunConfig") -> bool:

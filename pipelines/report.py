@@ -47,6 +47,10 @@ class RunReport:
     completion_tokens_per_s: float
     # Why trajectories failed: verdict reasons with their particulars blanked, most common first.
     failure_reasons: dict[str, int] = field(default_factory=dict)
+    # Failures by whose they are: "model" or "infrastructure" (retried, never branched or sharded,
+    # and left out of pass_rate); infrastructure_retries: tries beyond the first, over all rollouts.
+    failures_by_cause: dict[str, int] = field(default_factory=dict)
+    infrastructure_retries: int = 0
     # Token provenance per domain: {"shards": {...}, "store": {...}} (see ``provenance``).
     provenance: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -123,6 +127,8 @@ def build_report(
     completion_tokens_now: int,
 ) -> RunReport:
     originals = [t for t in trajectories if t.parent_id is None]
+    # Pass rate over the originals the model was judged on: infrastructure failures say nothing of it.
+    judged = [t for t in originals if not (t.verdict and t.verdict.infrastructure)]
     branches = [t for t in trajectories if t.parent_id is not None]
     passed = [t for t in trajectories if t.verdict and t.verdict.passed]
     parents = {t.parent_id for t in branches}
@@ -143,8 +149,8 @@ def build_report(
         branched_parents=len(parents),
         rescued_parents=len(rescued),
         branch_yield=round(len(rescued) / len(parents), 4) if parents else 0.0,
-        pass_rate=round(sum(1 for t in originals if t.verdict and t.verdict.passed) / len(originals), 4)
-        if originals
+        pass_rate=round(sum(1 for t in judged if t.verdict and t.verdict.passed) / len(judged), 4)
+        if judged
         else 0.0,
         errors=sum(1 for t in trajectories if t.error),
         stop_reasons=dict(Counter(t.stop_reason for t in trajectories)),
@@ -159,5 +165,8 @@ def build_report(
         rollout_s=round(rollout_s, 2),
         completion_tokens_per_s=round(completion_tokens_now / rollout_s, 1) if rollout_s > 0 else 0.0,
         failure_reasons=failure_reasons(trajectories),
+        failures_by_cause=dict(Counter(t.verdict.cause if t.verdict else "model" for t in trajectories
+                                       if not (t.verdict and t.verdict.passed))),
+        infrastructure_retries=sum(max(0, t.timings.attempts - 1) for t in trajectories),
         provenance=provenance(trajectories, manifest),
     )

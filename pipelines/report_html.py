@@ -93,7 +93,7 @@ def _per_domain(trajectories: list[Trajectory]) -> tuple[list, list]:
         by.setdefault(t.domain, []).append(t)
     pass_rate, branch_yield = [], []
     for domain, ts in sorted(by.items()):
-        originals = [t for t in ts if t.parent_id is None]
+        originals = [t for t in ts if t.parent_id is None and not (t.verdict and t.verdict.infrastructure)]
         ok = sum(1 for t in originals if t.verdict and t.verdict.passed)
         pass_rate.append((f"{domain} ({ok}/{len(originals)})", ok / len(originals) if originals else 0.0))
         parents = {t.parent_id for t in ts if t.parent_id}
@@ -184,11 +184,15 @@ def render_html(run_dir: Path) -> str:
         if checked.get("benchmark_seeds"):  # allow_benchmark_seeds: the run trains on these by choice
             summary_rows.append((f"{name} · seeded from benchmarks (allowed, not checked)", ", ".join(
                 f"{b} ({e['tasks']} tasks)" for b, e in checked["benchmark_seeds"].items())))
+        causes = report.get("failures_by_cause") or {}
+        if causes:  # the model's failures apart from the infrastructure's (retried, never data)
+            charts.append(svg.hbars(f"failures by cause — {name}", sorted(causes.items()), colors=svg.PALETTE[5:]))
         reasons = report.get("failure_reasons") or {}
         if reasons:
             charts.append(svg.hbars(f"why trajectories failed — {name}", list(reasons.items()),
                                     colors=svg.PALETTE[1:], width=1060, label_w=640))
-        for key in ("trajectories", "passed", "pass_rate", "branch_yield", "shard_rows", "tokens", "loss_tokens",
+        for key in ("trajectories", "passed", "pass_rate", "branch_yield", "infrastructure_retries", "shard_rows",
+                    "tokens", "loss_tokens",
                     "wall_s", "completion_tokens_per_s"):
             if key in report:
                 summary_rows.append((f"{name} · {key}", str(report[key])))

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, AsyncIterator, Callable
 
-from sandboxes.base import Sandbox, SandboxPool
+from sandboxes.base import Sandbox, SandboxPool, is_infrastructure_error
 from schemas import Message, Task, Timings, TokenCounts, Trajectory, Verdict
 from schemas.tokens import TokenTrace
 from synthesizers.agent_loop import AgentResult, Budget, run_agent
@@ -25,6 +25,11 @@ from synthesizers.engines.base import LLMEngine, SamplingParams
 from verifiers.base import Verifier
 
 from pipelines.branching import branch_prefix, branch_seed, branch_trajectory_id, cut_point, root_trajectory_id
+
+
+# Rollouts that ended for the infrastructure's reasons: an engine error (HTTP 5xx, timeout, a crashed
+# engine), a sandbox that failed under a tool or could not be had, the loop itself failing.
+INFRASTRUCTURE_STOPS = ("engine_error", "infrastructure_error", "loop_error")
 
 
 @dataclass
@@ -36,6 +41,7 @@ class RolloutSettings:
     # The domain's small-model assists (sampling overrides, turn policies, continuations of the
     # model's own turn by a simulated user); off, the model writes every turn itself.
     assists: bool = True
+    infra_retries: int = 2  # tries again of a rollout that failed for the infrastructure's reasons
 
 
 class PooledTool:
@@ -109,7 +115,18 @@ class TaskRunner:
             out.extend(await asyncio.gather(*jobs))
         return out
 
-    async def _rollout(
+    async def _rollout(self, task: Task, messages: list[Message], traj_id: str, seed: int, parent_id: str | None,
+                       cut: int | None, trace: TokenTrace | None = None) -> Trajectory:
+        """One rollout, tried again (same id, same seed) while it fails for the infrastructure's
+        reasons, at most ``settings.infra_retries`` more times; the last try is kept either way."""
+        for attempt in range(1 + max(0, self.settings.infra_retries)):
+            traj = await self._rollout_once(task, messages, traj_id, seed, parent_id, cut, trace)
+            traj.timings.attempts = attempt + 1
+            if traj.verdict is None or not traj.verdict.infrastructure:
+                break
+        return traj
+
+    async def _rollout_once(
         self,
         task: Task,
         messages: list[Message],
@@ -126,31 +143,16 @@ class TaskRunner:
         if overrides is not None and self.settings.assists:
             params = replace(params, **overrides(task))
         async with self._slots:
-            async with self._rollout_sandbox() as sandbox:
-                ctx = ToolContext(task=task, sandbox=sandbox, state={})
-                simulator = self._user_simulator(task)
-                try:
-                    result = await run_agent(
-                        self.engine,
-                        messages,
-                        tools,
-                        ctx=ctx,
-                        params=params,
-                        budget=self.settings.budget,
-                        is_final=self.domain.is_final,
-                        user_turn=self._user_turn(simulator),
-                        prefix_after_user=getattr(simulator, "assistant_prefix", "") if self.settings.assists else "",
-                        turn_policy=self._turn_policy(task),
-                        trace=trace,
-                    )
-                except Exception as exc:  # the loop itself failed: keep what we know
-                    result = AgentResult(
-                        messages=list(messages),
-                        stop_reason="loop_error",
-                        tokens=TokenCounts(),
-                        timings=Timings(),
-                        error=f"{type(exc).__name__}: {exc}",
-                    )
+            try:
+                result = await self._agent(task, messages, tools, params, trace)
+            except Exception as exc:  # no sandbox could be had, or the loop itself failed: keep what we know
+                result = AgentResult(
+                    messages=list(messages),
+                    stop_reason="infrastructure_error" if is_infrastructure_error(exc) else "loop_error",
+                    tokens=TokenCounts(),
+                    timings=Timings(),
+                    error=f"{type(exc).__name__}: {exc}",
+                )
         traj = Trajectory(
             id=traj_id,
             task_id=task.id,
@@ -169,11 +171,32 @@ class TaskRunner:
             token_trace=result.trace,
         )
         verify_started = time.monotonic()
-        traj.verdict = await self._verify(task, traj.messages)
+        if result.stop_reason in INFRASTRUCTURE_STOPS:  # nothing the model did is judged
+            traj.verdict = Verdict(passed=False, reason=f"infrastructure: {result.error}", cause="infrastructure")
+        else:
+            traj.verdict = await self._verify(task, traj.messages)
         traj.timings.verify_s = time.monotonic() - verify_started
         traj.timings.started_at = started
         traj.timings.total_s = time.time() - started
         return traj
+
+    async def _agent(self, task: Task, messages: list[Message], tools: list[Tool], params: SamplingParams,
+                     trace: TokenTrace | None) -> AgentResult:
+        async with self._rollout_sandbox() as sandbox:
+            simulator = self._user_simulator(task)
+            return await run_agent(
+                self.engine,
+                messages,
+                tools,
+                ctx=ToolContext(task=task, sandbox=sandbox, state={}),
+                params=params,
+                budget=self.settings.budget,
+                is_final=self.domain.is_final,
+                user_turn=self._user_turn(simulator),
+                prefix_after_user=getattr(simulator, "assistant_prefix", "") if self.settings.assists else "",
+                turn_policy=self._turn_policy(task),
+                trace=trace,
+            )
 
     async def _in_thread(self, fn, *args):
         """``fn(*args)`` on the runner's threads, in this task's context (the worker's sandbox
@@ -240,8 +263,9 @@ class TaskRunner:
 
         try:
             return await self._in_thread(verify)
-        except Exception as exc:
-            return Verdict(passed=False, score=0.0, reason=f"verifier error: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # the verifier (or its sandbox) failed, not the model
+            return Verdict(passed=False, score=0.0, reason=f"verifier error: {type(exc).__name__}: {exc}",
+                           cause="infrastructure")
 
     def _broken(self, task: Task, error: str) -> Trajectory:
         return Trajectory(
@@ -279,4 +303,5 @@ def settings_from_config(config: Any) -> RolloutSettings:
         branches=config.branching.k if config.branching.enabled else 0,
         seed=config.seed,
         assists=assists_on(config),
+        infra_retries=config.agent.infra_retries,
     )

@@ -60,3 +60,9 @@ class SandboxPool(Protocol):
         """A clean sandbox for the duration of the ``with`` block."""
 
     def close(self) -> None: ...
+
+
+def is_infrastructure_error(exc: BaseException) -> bool:
+    """A failure of the sandbox machinery (daemon, container, runner), not of the code run in it:
+    an exception class that says ``infrastructure = True``, or the Docker SDK's own errors."""
+    return bool(getattr(exc, "infrastructure", False)) or type(exc).__module__.startswith("docker.")

@@ -29,6 +29,8 @@ _client: docker.DockerClient | None = None
 class SandboxUnavailable(RuntimeError):
     """Docker (or the sandbox image) cannot be had; the message says how to fix it."""
 
+    infrastructure = True  # the daemon, not the code run in a box
+
 
 def _docker_url() -> str:
     return os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET

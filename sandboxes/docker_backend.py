@@ -52,6 +52,13 @@ class SandboxError(RuntimeError):
     """A sandbox operation failed (file missing, container gone, ...)."""
 
 
+class SandboxInfrastructureError(SandboxError):
+    """The sandbox itself failed (its runner or container ended, no box could be had): not the
+    fault of the code run in it. Rollouts that meet one are retried, never scored (``infrastructure``)."""
+
+    infrastructure = True
+
+
 class DockerSandbox:
     """One hardened container. Not shared between users while acquired."""
 
@@ -90,7 +97,7 @@ class DockerSandbox:
         with self._channel_lock:
             if self._channel is None or not self._channel.alive:
                 if self._channel is not None:  # the runner ended: say so rather than run elsewhere
-                    raise SandboxError("the sandbox runner ended (container stopped or restarted)")
+                    raise SandboxInfrastructureError("the sandbox runner ended (container stopped or restarted)")
                 try:
                     self._channel = attach(self._client.api, self.container.id)
                 except DockerException:
@@ -108,7 +115,7 @@ class DockerSandbox:
             self._restart()  # the runner itself is stuck: only a fresh PID 1 helps
             return RawExec(None, late.stdout[:cap], late.stderr[:cap], False, True, timeout_s)
         except RunnerGone as exc:
-            raise SandboxError(str(exc)) from exc
+            raise SandboxInfrastructureError(str(exc)) from exc
         return RawExec(r.exit_code, r.stdout, r.stderr, r.truncated, r.timed_out, r.duration_s)
 
     def _kill_all(self) -> None:

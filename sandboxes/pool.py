@@ -28,7 +28,7 @@ from docker.types import LogConfig
 from sandboxes.base import SandboxLimits
 from sandboxes.daemon import ensure_docker
 from sandboxes.docker_backend import (_HOST, EXEC_VIA, LABEL, SANDBOX_USER, WORKDIR, DockerSandbox, SandboxError,
-                                      _remove_all, _remove_quietly, reap)
+                                      SandboxInfrastructureError, _remove_all, _remove_quietly, reap)
 from sandboxes.runner_client import RUNNER_SOURCE
 from sandboxes.slots import HostSlots
 
@@ -67,7 +67,7 @@ class DockerSandboxPool:
             slot = self.slots.take(SLOT_WAIT_S)
             if slot is None:
                 self.close()
-                raise SandboxError(f"no free sandbox slot on this host (cap {self.slots.cap}) within {SLOT_WAIT_S:.0f}s")
+                raise SandboxInfrastructureError(f"no free sandbox slot on this host (cap {self.slots.cap}) within {SLOT_WAIT_S:.0f}s")
             self._idle.append(self._start(slot))
         self.stats["peak_boxes"] = self._boxes
 
@@ -151,7 +151,7 @@ class DockerSandboxPool:
                         waited = True
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
-                        raise SandboxError(f"no sandbox free within {timeout_s:.1f}s ({self._boxes} boxes busy)")
+                        raise SandboxInfrastructureError(f"no sandbox free within {timeout_s:.1f}s ({self._boxes} boxes busy)")
                     # A release notifies; the timeout also re-checks the host's slots now and then.
                     self._cond.wait(min(remaining, 1.0) if remaining is not None else 1.0)
                     continue

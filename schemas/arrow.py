@@ -31,6 +31,7 @@ def trajectory_arrow_schema() -> pa.Schema:
             ("passed", pa.bool_()),
             ("score", pa.float64()),
             ("reason", pa.string()),
+            ("failure_cause", pa.string()),
             ("stop_reason", pa.string()),
             ("error", pa.string()),
             ("prompt_tokens", pa.int64()),
@@ -65,6 +66,7 @@ def trajectories_to_table(trajectories: list[Trajectory]) -> pa.Table:
         cols["passed"].append(None if v is None else v.passed)
         cols["score"].append(None if v is None else v.score)
         cols["reason"].append(None if v is None else v.reason)
+        cols["failure_cause"].append(None if v is None else v.cause)
         cols["stop_reason"].append(t.stop_reason)
         cols["error"].append(t.error)
         cols["prompt_tokens"].append(t.tokens.prompt)
@@ -87,13 +89,14 @@ def trajectories_to_table(trajectories: list[Trajectory]) -> pa.Table:
 
 def table_to_trajectories(table: pa.Table) -> list[Trajectory]:
     out = []
-    for name in ("token_ids", "token_sources", "token_logprobs", "token_messages", "token_exact"):
+    for name in ("failure_cause", "token_ids", "token_sources", "token_logprobs", "token_messages", "token_exact"):
         if name not in table.column_names:  # a store written before token traces
             table = table.append_column(name, pa.nulls(table.num_rows, trajectory_arrow_schema().field(name).type))
     for row in table.to_pylist():
         verdict = None
         if row["passed"] is not None:
-            verdict = Verdict(passed=row["passed"], score=row["score"] or 0.0, reason=row["reason"] or "")
+            verdict = Verdict(passed=row["passed"], score=row["score"] or 0.0, reason=row["reason"] or "",
+                              cause=row["failure_cause"] or "model")
         out.append(
             Trajectory(
                 id=row["id"],

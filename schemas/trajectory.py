@@ -10,7 +10,7 @@ parent, everything after was re-rolled).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,12 +19,22 @@ from schemas.task import Task
 from schemas.tokens import TokenTrace
 
 
+FailureCause = Literal["model", "infrastructure"]
+
+
 class Verdict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     passed: bool
     score: float = 0.0
     reason: str = ""
+    # Whose failure it is: the model's, or the infrastructure's (engine error, sandbox gone, verifier
+    # crash). An infrastructure failure is retried, never branched, never sharded, counted apart.
+    cause: FailureCause = "model"
+
+    @property
+    def infrastructure(self) -> bool:
+        return not self.passed and self.cause == "infrastructure"
 
 
 class TokenCounts(BaseModel):
@@ -42,6 +52,7 @@ class Timings(BaseModel):
     tools_s: float = 0.0  # time spent in tools
     verify_s: float = 0.0
     total_s: float = 0.0
+    attempts: int = 1  # tries of this rollout (more than one: the infrastructure failed before)
 
 
 class Trajectory(BaseModel):

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable
 
+from sandboxes.base import is_infrastructure_error
 from schemas import Message, TokenCounts, Timings, ToolCall
 from schemas.tokens import TokenTrace
 from synthesizers.domains.base import Tool, ToolContext, ToolError
@@ -33,6 +34,7 @@ from synthesizers.token_conversation import TokenConversation
 
 STOP_REASONS = (
     "final_answer", "no_tool_call", "user_ended", "max_turns", "max_tokens", "engine_error", "context_overflow",
+    "infrastructure_error",
 )
 
 # Called when the assistant neither called a tool nor gave a final answer: a
@@ -212,9 +214,14 @@ async def run_agent(
         _close(conv, assistant)
         t0 = time.perf_counter()
         observations = []
-        for call in calls:
-            text = await _run_tool(call, by_name, ctx, budget.tool_timeout_s)
-            observations.append(_observation(truncate(text, budget.max_tool_output_chars), call))
+        try:
+            for call in calls:
+                text = await _run_tool(call, by_name, ctx, budget.tool_timeout_s)
+                observations.append(_observation(truncate(text, budget.max_tool_output_chars), call))
+        except _InfrastructureFailure as failure:  # the sandbox failed, not the model: stop, untouched
+            timings.tools_s += time.perf_counter() - t0
+            stop_reason, error = "infrastructure_error", str(failure)
+            break
         for problem in parse_errors:
             # No tool_call_id: the malformed call never became a ToolCall.
             text = f"Error: malformed tool call: {problem}. Write each call as <tool_call>{{\"name\": \"TOOL\", \"arguments\": {{...}}}}</tool_call>."
@@ -296,8 +303,15 @@ async def _run_tool(call: ToolCall, by_name: dict[str, Tool], ctx: ToolContext, 
     except ToolError as exc:
         return f"Error: {exc}"
     except Exception as exc:  # any tool bug becomes an observation, never a crash
+        if is_infrastructure_error(exc):
+            raise _InfrastructureFailure(f"tool {name!r}: {type(exc).__name__}: {exc}") from exc
         return f"Error: tool {name!r} failed: {type(exc).__name__}: {exc}"
     return result if isinstance(result, str) else str(result)
+
+
+class _InfrastructureFailure(Exception):
+    """A tool's sandbox failed (``sandboxes.base.is_infrastructure_error``): the rollout ends with
+    ``stop_reason="infrastructure_error"`` rather than showing the model an error it did not cause."""
 
 
 def _missing_required(schema: dict[str, Any], arguments: dict[str, Any]) -> list[str]:

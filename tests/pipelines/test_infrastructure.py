@@ -1,0 +1,100 @@
+"""An infrastructure failure (engine error, a sandbox that dies under a tool, a verifier crash) is
+never the model's: it is retried, never branched, never sharded, and counted apart."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.branching import cut_point
+from pipelines.config import RunConfig
+from pipelines.report import build_report
+from pipelines.rollout import TaskRunner, settings_from_config
+from schemas import Manifest, Message, Task, Trajectory, Verdict
+from synthesizers.domains.registry import get_domain
+from synthesizers.engines.base import Completion
+from tests.fakes import FakeEngine
+
+TASK = Task(id="t1", domain="math", payload={"question": "2 + 2?", "answer": "4"})
+
+
+class Judge:
+    domain, needs_sandbox = "math", False
+
+    def __init__(self, crash_first: int = 0):
+        self.crash_first, self.calls = crash_first, 0
+
+    def verify(self, task, messages, sandbox=None):
+        self.calls += 1
+        if self.calls <= self.crash_first:
+            raise RuntimeError("verifier sandbox vanished")
+        return Verdict(passed="\\boxed{4}" in messages[-1].content, reason="checked")
+
+
+def runner(engine, judge, retries=2, branches=2):
+    cfg = RunConfig(domain="math", agent={"infra_retries": retries, "assist": "none"},
+                    branching={"enabled": branches > 0, "k": max(branches, 1)})
+    return TaskRunner(engine, get_domain("math"), lambda kind: judge, settings_from_config(cfg))
+
+
+async def test_an_engine_error_is_retried_and_then_judged_as_usual():
+    engine = FakeEngine([Completion(finish_reason="error", error="HTTP 503: overloaded"), "So \\boxed{4}."])
+    [t] = await runner(engine, Judge()).run_task(TASK)
+    assert t.verdict.passed and t.timings.attempts == 2 and len(engine.seen) == 2
+
+
+async def test_a_lasting_infrastructure_failure_is_kept_labelled_and_never_branched():
+    engine = FakeEngine([Completion(finish_reason="error", error="HTTP 503: overloaded")])
+    out = await runner(engine, Judge(), retries=1).run_task(TASK)
+    assert len(out) == 1  # not branched
+    [t] = out
+    assert t.verdict.infrastructure and t.verdict.cause == "infrastructure" and "HTTP 503" in t.verdict.reason
+    assert t.timings.attempts == 2 and t.stop_reason == "engine_error"
+    assert cut_point(get_domain("math"), t) is None
+
+
+async def test_a_verifier_crash_is_the_infrastructures_and_retried():
+    judge = Judge(crash_first=1)
+    [t] = await runner(FakeEngine(["So \\boxed{4}."]), judge).run_task(TASK)
+    assert t.verdict.passed and t.timings.attempts == 2 and judge.calls == 2
+
+
+async def test_a_sandbox_that_dies_under_a_tool_ends_the_rollout_as_infrastructure():
+    from sandboxes.docker_backend import SandboxInfrastructureError
+    from synthesizers.agent_loop import run_agent
+    from synthesizers.domains.base import ToolContext
+    from tests.synthesizers.test_agent_loop import FakeTool, call
+
+    def dies(arguments, ctx):
+        raise SandboxInfrastructureError("the sandbox runner ended (container stopped or restarted)")
+
+    engine = FakeEngine([f"Let me run it. {call('python')}", "never asked"])
+    result = await run_agent(engine, [Message(role="user", content="q")], [FakeTool("python", dies)],
+                             ctx=ToolContext(task=TASK))
+    assert result.stop_reason == "infrastructure_error" and "container stopped" in result.error
+    assert len(engine.seen) == 1 and result.messages[-1].role == "assistant"  # the model never saw the failure
+
+
+def test_the_report_counts_causes_apart_and_the_pass_rate_ignores_infrastructure():
+    def traj(i, verdict, attempts=1):
+        t = Trajectory(id=f"t{i}", task_id=f"k{i}", domain="math", messages=[], verdict=verdict)
+        t.timings.attempts = attempts
+        return t
+
+    ts = [traj(1, Verdict(passed=True)), traj(2, Verdict(passed=False)),
+          traj(3, Verdict(passed=False, cause="infrastructure"), attempts=3)]
+    report = build_report(domain="math", tasks=3, units_total=1, units_run_now=1, trajectories=ts, removed_exact=0,
+                          removed_near=0, manifest=Manifest(tokenizer_id="x"), wall_s=1, rollout_s=1,
+                          completion_tokens_now=0)
+    assert report.failures_by_cause == {"model": 1, "infrastructure": 1}
+    assert report.pass_rate == 0.5 and report.infrastructure_retries == 2
+
+
+def test_the_cause_survives_the_store(tmp_path):
+    from pipelines.store import TrajectoryStore
+
+    store = TrajectoryStore(tmp_path)
+    store.write_unit("u", [Trajectory(id="a", task_id="k", domain="math", messages=[],
+                                      verdict=Verdict(passed=False, reason="infrastructure: HTTP 503",
+                                                      cause="infrastructure"))])
+    [back] = store.read_unit("u")
+    assert back.verdict.infrastructure
