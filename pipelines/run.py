@@ -57,7 +57,7 @@ def fingerprint(config: RunConfig) -> str:
     """What decides the trajectories; execution knobs (Ray, concurrency) are left out."""
     relevant = config.model_dump(include={"domain", "seed", "limit", "sampling", "branching", "units", "domain_options"})
     relevant["model"] = config.engine.model
-    relevant["agent"] = config.agent.model_dump(exclude={"concurrency", "assist"})
+    relevant["agent"] = config.agent.model_dump(exclude={"concurrency", "assist", "infra_retries"})
     # Assists change the rollouts; counted only when off, so folders made with them on still resume.
     if not assists_on(config):
         relevant["assists"] = "none"
@@ -313,7 +313,9 @@ def run_pipeline(config: RunConfig, out_dir: Path, events: RunEvents | None = No
 
     done_units = [u.id for u in units if store.is_done(u.id)]
     everything = store.read_units(done_units)
-    selected = [t for t in everything if config.shards.include == "all" or (t.verdict and t.verdict.passed)]
+    # An infrastructure failure is never data, whatever shards.include says.
+    selected = [t for t in everything if not (t.verdict and t.verdict.infrastructure)
+                and (config.shards.include == "all" or (t.verdict and t.verdict.passed))]
     events.on_stage("decontaminate")
     clean = decontaminate(selected, benchmarks, where=config.decontam.check, min_hits=config.decontam.min_hits)
     # Optional domain hook: the messages the shards should hold (Agentic-CoT rewrites).
