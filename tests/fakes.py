@@ -150,3 +150,23 @@ class ScriptedTokenEngine(TokenFakeEngine):
             return 'Let me compute.\n<tool_call>{"name": "python", "arguments": ' + json.dumps({"code": code}) + "}</tool_call>"
         guess = sum(numbers) if roll % 3 == 0 else roll % 97
         return f"The result is \\boxed{{{guess}}}."
+
+
+class FlakyScriptedEngine(ScriptedEngine):
+    """``ScriptedEngine`` behind an overloaded server: the first time it sees a request (the same
+    conversation length, seed and question) it answers HTTP 503; asked again, as the scripted
+    engine. Same seeds, so a run that retries what failed ends as a run that never failed."""
+
+    def __init__(self, **opts: Any):
+        super().__init__(**opts)
+        self.model_id = "scripted"
+        self._seen: set[tuple] = set()
+        self.failures = 0
+
+    async def chat(self, messages: list[Message], *, tools=None, params: SamplingParams = SamplingParams()) -> Completion:
+        key = (len(messages), params.seed, next((m.content for m in messages if m.role == "user"), ""))
+        if key not in self._seen:
+            self._seen.add(key)
+            self.failures += 1
+            return Completion(finish_reason="error", error="HTTP 503: server overloaded")
+        return await super().chat(messages, tools=tools, params=params)

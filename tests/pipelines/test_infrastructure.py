@@ -98,3 +98,30 @@ def test_the_cause_survives_the_store(tmp_path):
                                                       cause="infrastructure"))])
     [back] = store.read_unit("u")
     assert back.verdict.infrastructure
+
+
+@pytest.mark.ray
+@pytest.mark.docker
+@pytest.mark.slow
+def test_an_engine_failing_mid_run_moves_no_pass_rate(tmp_path):
+    """The same run against a healthy engine and one that fails every request once: the retried
+    run has the same trajectories, verdicts and shards; its report counts the retries."""
+    from pipelines.config import load_config
+    from pipelines.run import run_pipeline
+    from tests.pipelines.test_run import read_store, scripted_config
+
+    reports, stores = {}, {}
+    for name, engine in (("healthy", "ScriptedEngine"), ("flaky", "FlakyScriptedEngine")):
+        folder = tmp_path / name
+        folder.mkdir()
+        cfg = load_config(scripted_config(folder, limit=6), **{"engine.model": f"python:tests.fakes:{engine}",
+                                                                 "agent.infra_retries": 3})
+        reports[name] = run_pipeline(cfg, folder / "out").report
+        stores[name] = {t.id: t for t in read_store(folder / "out")}
+    healthy, flaky = reports["healthy"], reports["flaky"]
+    assert flaky.pass_rate == healthy.pass_rate and flaky.passed == healthy.passed
+    assert flaky.shard_rows == healthy.shard_rows and flaky.trajectories == healthy.trajectories
+    assert flaky.infrastructure_retries > 0 and healthy.infrastructure_retries == 0
+    assert flaky.failures_by_cause.get("infrastructure", 0) == 0
+    assert {k: (t.verdict.passed, [m.content for m in t.messages]) for k, t in stores["flaky"].items()} == \
+        {k: (t.verdict.passed, [m.content for m in t.messages]) for k, t in stores["healthy"].items()}
