@@ -337,7 +337,10 @@ def benchmark_seeds(tasks: list, index: BenchmarkIndex, *, allow: bool, min_hits
             entry["sources"].add(str(task.source or "?"))
     seeds = {name: {"tasks": e["tasks"], "sources": sorted(e["sources"])} for name, e in sorted(found.items())}
     if seeds and not allow:
-        what = "; ".join(f"{e['tasks']} of {len(tasks)} from {', '.join(e['sources'])} are {name} items"
+        def named(sources: list[str]) -> str:  # a long list would not read as one line
+            return ", ".join(sources[:3]) + (f" and {len(sources) - 3} more" if len(sources) > 3 else "")
+
+        what = "; ".join(f"{e['tasks']} of {len(tasks)} from {named(e['sources'])} are {name} items"
                          for name, e in seeds.items())
         raise DecontamError(f"seed tasks are benchmark items ({what}): drop that seed source, or set "
                             "allow_benchmark_seeds: true to train on the benchmark (the manifest records it)")
