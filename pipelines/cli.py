@@ -58,6 +58,34 @@ def run(
         raise UserError(f"{len(result.failed_units)} unit(s) failed: re-run the same command to retry them")
 
 
+@app.command()
+def reshard(
+    run_dir: Path = typer.Argument(..., help="a finished run folder"),
+    out: Optional[Path] = typer.Option(None, help="write shards and report here (default: the run folder)"),
+    masking: Optional[str] = typer.Option(None, help="assistant | assistant+user | all-but-tool | none"),
+    include: Optional[str] = typer.Option(None, help="passed | all"),
+    train_on_inserted: Optional[bool] = typer.Option(None, "--train-on-inserted/--no-train-on-inserted",
+                                                     help="loss on tokens the framework inserted"),
+    require_token_exact: Optional[bool] = typer.Option(None, "--require-token-exact/--allow-text-rows"),
+    dedupe_threshold: Optional[float] = typer.Option(None, help="near-duplicate Jaccard threshold"),
+    quiet: bool = typer.Option(False, help="no progress"),
+) -> None:
+    """Decontaminate, dedupe, mask and shard a finished run's store again (no new rollouts)."""
+    from pipelines.progress import RichRunEvents
+    from pipelines.reshard import reshard as run_reshard
+    from schemas import MASKING_POLICIES
+
+    if masking is not None and masking not in MASKING_POLICIES:
+        raise UserError(f"--masking {masking!r} is unknown: use one of {', '.join(MASKING_POLICIES)}")
+    overrides = {"shards.masking": masking, "shards.include": include, "shards.train_on_inserted": train_on_inserted,
+                 "shards.require_token_exact": require_token_exact, "dedupe.threshold": dedupe_threshold}
+    console = Console()
+    with RichRunEvents(console, enabled=not quiet) as events:
+        report = run_reshard(run_dir, out=out, overrides=overrides, events=events)
+    console.print(f"{report.shard_rows} rows in {report.shard_files} shard file(s), {report.loss_tokens} loss tokens "
+                  f"-> {(out or run_dir) / 'shards'}")
+
+
 def default_config(domain: str) -> Path:
     """``configs/DOMAIN.yaml`` of the working folder, else of the checkout."""
     for root in (Path.cwd(), Path(__file__).resolve().parents[1]):

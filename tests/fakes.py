@@ -145,10 +145,14 @@ class ScriptedTokenEngine(TokenFakeEngine):
         question = next((u for u in users if not u.startswith("<tool_response>")), "")
         numbers = [int(n) for n in re.findall(r"-?\d+", question)][:2]
         roll = _h(turns, self._seed, question)
+        guess = sum(numbers) if roll % 3 == 0 else roll % 97
+        if prompt.endswith("\\boxed{"):  # answer forcing opened the box: the model fills it in
+            return f"{guess}}}$."
+        if roll % 4 == 1:  # a turn that boxes nothing: the math domain forces an answer after it
+            return "Let me think about it."
         if "<tools>" in prompt and "<tool_response>" not in prompt and roll % 2 == 0:
             code = f"print({numbers[0] if numbers else 1} + {numbers[1] if len(numbers) > 1 else 1})"
             return 'Let me compute.\n<tool_call>{"name": "python", "arguments": ' + json.dumps({"code": code}) + "}</tool_call>"
-        guess = sum(numbers) if roll % 3 == 0 else roll % 97
         return f"The result is \\boxed{{{guess}}}."
 
 
