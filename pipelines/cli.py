@@ -68,6 +68,8 @@ def reshard(
                                                      help="loss on tokens the framework inserted"),
     require_token_exact: Optional[bool] = typer.Option(None, "--require-token-exact/--allow-text-rows"),
     dedupe_threshold: Optional[float] = typer.Option(None, help="near-duplicate Jaccard threshold"),
+    allow_benchmark_seeds: Optional[bool] = typer.Option(None, "--allow-benchmark-seeds/--no-benchmark-seeds",
+                                                         help="shard trajectories of tasks that are benchmark items"),
     quiet: bool = typer.Option(False, help="no progress"),
 ) -> None:
     """Decontaminate, dedupe, mask and shard a finished run's store again (no new rollouts)."""
@@ -78,7 +80,8 @@ def reshard(
     if masking is not None and masking not in MASKING_POLICIES:
         raise UserError(f"--masking {masking!r} is unknown: use one of {', '.join(MASKING_POLICIES)}")
     overrides = {"shards.masking": masking, "shards.include": include, "shards.train_on_inserted": train_on_inserted,
-                 "shards.require_token_exact": require_token_exact, "dedupe.threshold": dedupe_threshold}
+                 "shards.require_token_exact": require_token_exact, "dedupe.threshold": dedupe_threshold,
+                 "allow_benchmark_seeds": allow_benchmark_seeds}
     console = Console()
     with RichRunEvents(console, enabled=not quiet) as events:
         report = run_reshard(run_dir, out=out, overrides=overrides, events=events)

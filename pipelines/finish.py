@@ -34,9 +34,10 @@ class RolloutSummary:
 
 
 def finish(config: RunConfig, out_dir: Path, trajectories: list[Trajectory], *, tokenizer_path: str, benchmarks: Any,
-           seeded_from: Any, rollout: RolloutSummary, events: Any) -> RunReport:
+           seeded_from: Any, rollout: RolloutSummary, events: Any, html: bool = True) -> RunReport:
     """Shards and report of ``trajectories`` under ``config`` into ``out_dir`` (``shards/``,
-    ``report.json``, ``report.html``); Ray must be up (tokenizing runs as Ray tasks)."""
+    ``report.json``, and ``report.html`` when ``html``: the page reads the store, so only a run
+    folder gets one); Ray must be up (tokenizing runs as Ray tasks)."""
     from pipelines.decontaminate import decontaminate
 
     everything = trajectories
@@ -101,6 +102,8 @@ def finish(config: RunConfig, out_dir: Path, trajectories: list[Trajectory], *, 
         "decontamination": clean.report(config.decontam.ngram, benchmark_seeds=seeded_from),
     }
     write_json(out_dir / "report.json", report.to_dict())
+    if not html:
+        return report
     from pipelines.report_html import write_report_html
 
     try:

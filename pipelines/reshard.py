@@ -18,6 +18,7 @@ from pipelines.finish import RolloutSummary, finish
 from pipelines.report import RunReport
 
 POST_ROLLOUT = ("shards", "dedupe", "decontam")
+POST_ROLLOUT_KEYS = ("allow_benchmark_seeds",)  # top-level keys that decide only what is sharded
 
 
 def resharded_config(run_dir: Path, overrides: dict[str, Any]) -> RunConfig:
@@ -28,6 +29,9 @@ def resharded_config(run_dir: Path, overrides: dict[str, Any]) -> RunConfig:
     raw = json.loads(meta.read_text())["config"]
     for dotted, value in overrides.items():
         if value is None:
+            continue
+        if dotted in POST_ROLLOUT_KEYS:
+            raw[dotted] = value
             continue
         section, _, leaf = dotted.partition(".")
         if section not in POST_ROLLOUT or not leaf:
@@ -64,7 +68,7 @@ def reshard(run_dir: Path, *, out: Path | None = None, overrides: dict[str, Any]
     target = Path(out) if out is not None else run_dir
     target.mkdir(parents=True, exist_ok=True)
     report = finish(config, target, trajectories, tokenizer_path=tokenizer_path, benchmarks=benchmarks,
-                    seeded_from=seeded_from, events=events or RunEvents(),
+                    seeded_from=seeded_from, events=events or RunEvents(), html=target.resolve() == run_dir.resolve(),
                     rollout=RolloutSummary(tasks=previous.get("tasks", len(tasks)),
                                            units_total=previous.get("units_total", len(units))))
     report.extra["resharded_from"] = str(run_dir.resolve())

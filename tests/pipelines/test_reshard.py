@@ -22,6 +22,7 @@ def _rows(shards):
 def test_only_post_rollout_settings_may_change(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps({"fingerprint": "x", "config": {"domain": "math"}}))
     assert resharded_config(tmp_path, {"shards.masking": "none"}).shards.masking == "none"
+    assert resharded_config(tmp_path, {"allow_benchmark_seeds": True}).allow_benchmark_seeds
     with pytest.raises(ConfigError, match="cannot change 'sampling.temperature'"):
         resharded_config(tmp_path, {"sampling.temperature": 0.1})
     with pytest.raises(ConfigError, match="no run.json"):
