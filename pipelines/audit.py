@@ -4,11 +4,11 @@
 rows whose assistant turns drifted from their messages, rows with loss on a
 token the model did not sample (only allowed for inserted tokens when the
 manifest says ``train_on_inserted``). With ``--rescore MODEL`` it also feeds
-rows back to that model through in-process vLLM (``VLLMEngine.score``) and
-compares the stored logprobs of freely sampled tokens with the model's own
-(a same-model, same-ids check: CPU numerics move them by ~0.01). A shuffled
-pairing of the same numbers is reported beside it, so a reader can see the
-comparison would tell rows apart.
+rows back to that model (``score``: in-process vLLM, or a vLLM server's
+``prompt_logprobs``) and compares the stored logprobs of freely sampled tokens
+with the model's own (a same-model, same-ids check: CPU numerics move them by
+~0.01). A shuffled pairing of the same numbers is reported beside it, so a
+reader can see the comparison would tell rows apart.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ async def _rescore(model: str | None, rows: list[dict], engine=None) -> LogprobA
     stored, scored = [], []
     try:
         if not hasattr(engine, "score"):
-            raise ValueError(f"--rescore {model!r}: needs an in-process vLLM model ('embedded' or a model folder)")
+            raise ValueError(f"--rescore {model!r}: needs a vLLM model ('embedded', a model folder or a vLLM server URL)")
         for row in rows:
             reference = await engine.score(row["input_ids"])
             for lp, ref, s in zip(row["logprobs"], reference, row["token_source"]):

@@ -193,7 +193,7 @@ def report(run_dir: Path = typer.Argument(..., help="a run folder")) -> None:
 @app.command()
 def audit(
     shards: Path = typer.Argument(..., help="a shard folder (with manifest.json), e.g. runs/demo/shards"),
-    rescore: Optional[str] = typer.Option(None, help="feed rows back to this model ('embedded' or a folder) and "
+    rescore: Optional[str] = typer.Option(None, help="feed rows back to this model ('embedded', a folder, or a vLLM server URL) and "
                                           "compare the stored logprobs"),
     rows: int = typer.Option(8, help="rows to rescore"),
     output: Optional[Path] = typer.Option(None, help="also write the audit as JSON here"),

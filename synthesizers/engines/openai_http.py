@@ -20,6 +20,7 @@ mode (``chat``) only.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from typing import Any
@@ -171,6 +172,18 @@ class OpenAIHTTPEngine:
             completion = Completion(finish_reason="error", error=f"{type(exc).__name__}: {exc}")
         completion.latency_s = time.perf_counter() - t0
         return completion
+
+    async def score(self, ids: list[int]) -> list[float]:
+        """The served model's logprob of each token given the ones before it (vLLM's
+        ``prompt_logprobs``; NaN for the first): how a row's stored logprobs are checked."""
+        payload = {"model": await self.resolve_model(), "prompt": [int(i) for i in ids], "max_tokens": 1,
+                   "prompt_logprobs": 0}
+        response = await self._post_with_retries("/completions", payload)
+        response.raise_for_status()
+        per_position = response.json()["choices"][0].get("prompt_logprobs")
+        if not per_position:
+            raise RuntimeError(f"{self.base_url}/completions returned no prompt_logprobs (not a vLLM server?)")
+        return [math.nan] + [float(per_position[i][str(token)]["logprob"]) for i, token in enumerate(ids) if i]
 
     def _token_completion_from(self, response: httpx.Response, prompt_ids: list[int], params: SamplingParams) -> Completion:
         if response.status_code != 200:

@@ -175,12 +175,9 @@ async def test_agent_loop_over_http_is_token_exact_turn_by_turn(server_url, mode
                                 tools=[echo_tool().schema], verdict=Verdict(passed=True), token_trace=trace)
         (row,), errors = trajectories_to_rows([trajectory], str(model_dir), RowOptions())
         assert not errors and row.token_exact and not row.text_drift
-        response = httpx.post(f"{server_url}/v1/completions", timeout=120, json={
-            "model": await engine.resolve_model(), "prompt": row.input_ids, "max_tokens": 1, "prompt_logprobs": 0})
+        scored = await engine.score(row.input_ids)  # the server's own prompt_logprobs over the row
     finally:
         await engine.close()
-    per_position = response.json()["choices"][0]["prompt_logprobs"]
-    scored = [math.nan] + [float(per_position[i][str(tok)]["logprob"]) for i, tok in enumerate(row.input_ids) if i]
     free = [abs(a - b) for a, b, s in zip(row.logprobs, scored, row.token_source) if s == TokenSource.SAMPLED]
     assert len(free) >= 5 and statistics.median(free) < 0.05 and max(free) < 0.5
 
