@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +73,15 @@ def verify_file(
         except Exception as exc:
             row_id = _loose_id(line, n)
             parsed.append((row_id, None, f"bad input on line {n}: {type(exc).__name__}: {exc}"))
-    pools = ImagePools(ensure_image, sandbox_pool_factory or _default_pool)
+    pools_by_domain: dict[str, ImagePools] = {}
+    pools_lock = threading.Lock()
+
+    def pools_for(domain: str) -> ImagePools:
+        """Per domain, so each judges under the limits of its own runs (``pipelines.sandbox_pool``)."""
+        with pools_lock:
+            if domain not in pools_by_domain:
+                pools_by_domain[domain] = ImagePools(ensure_image, sandbox_pool_factory or _domain_pool(domain))
+            return pools_by_domain[domain]
 
     def judge(item) -> Verdict:
         row_id, task, messages = item
@@ -81,7 +90,7 @@ def verify_file(
                 return Verdict(passed=False, reason=str(messages))
             verifier = make_verifier(task.domain, task.kind, domain=_domain(task.domain))
             if verifier.needs_sandbox:
-                with pools.pool_for(_image_for(task)).acquire() as box:
+                with pools_for(task.domain).pool_for(_image_for(task)).acquire() as box:
                     return verifier.verify(task, messages, box)
             return verifier.verify(task, messages, None)
         except Exception as exc:
@@ -93,7 +102,8 @@ def verify_file(
         with ThreadPoolExecutor(max_workers=max(1, workers)) as ex:
             verdicts = list(ex.map(judge, parsed))
     finally:
-        pools.close()
+        for pools in pools_by_domain.values():
+            pools.close()
     summary = VerifySummary(total=len(parsed))
     out_lines = []
     for (row_id, task, _), verdict in zip(parsed, verdicts):
@@ -126,7 +136,8 @@ def _image_for(task: Task) -> str | None:
     return hook(task) if hook is not None else None
 
 
-def _default_pool(image: str):
-    from sandboxes.docker_backend import DockerSandboxPool
+def _domain_pool(domain: str) -> Callable[[str], Any]:
+    from pipelines.sandbox_pool import domain_sandbox, make_pool
 
-    return DockerSandboxPool(image=image, size=2)
+    sandbox = domain_sandbox(domain)
+    return lambda image: make_pool(sandbox, image)

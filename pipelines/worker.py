@@ -124,17 +124,10 @@ class RolloutWorker:
         _check_token_mode(self.engine)
         self.pool: ImagePools | None = None
         if self.domain.needs_sandbox:
-            from sandboxes.base import SandboxLimits
-            from sandboxes.docker_backend import DockerSandboxPool
+            from pipelines.sandbox_pool import make_pool
             from sandboxes.image import ensure_image
 
-            limits = SandboxLimits(memory_mb=cfg.sandbox.memory_mb, timeout_s=cfg.sandbox.timeout_s)
-            self.pool = ImagePools(
-                ensure_image,
-                lambda image: DockerSandboxPool(image=image, size=cfg.sandbox.pool_size, limits=limits,
-                                                max_size=cfg.sandbox.max_pool_size, exec_via=cfg.sandbox.exec_via,
-                                                run_id=run_id),
-            )
+            self.pool = ImagePools(ensure_image, lambda image: make_pool(cfg.sandbox, image, run_id=run_id))
         self._verifiers: dict[str, Any] = {}
         self._judge = judge_from_config(cfg.verifier.judge.model_dump() if cfg.verifier.judge else None)
         self.runner = TaskRunner(

@@ -73,3 +73,11 @@ class _Borrowed:
 
     def close(self):
         pass
+
+
+def test_verify_judges_each_domain_under_its_runs_sandbox_limits():
+    from pipelines.config import load_config
+    from pipelines.sandbox_pool import domain_sandbox
+
+    assert domain_sandbox("code").memory_mb == load_config("configs/code.yaml").sandbox.memory_mb == 768
+    assert domain_sandbox("no-such-domain").memory_mb == 512  # the defaults
