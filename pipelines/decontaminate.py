@@ -139,18 +139,22 @@ class BenchmarkIndex:
         return BenchmarkIndex(self.n, grams, owners, {k: sub(v) for k, v in self.short.items()}, sub(self.tasks),
                               self.names, counts, self.min_words)
 
-    def hit(self, text: str, min_hits: int = 1, *, whole: bool = False) -> tuple[str, str] | None:
-        """(benchmark name, matching text) of the first hit in ``text``, or None. ``whole``: also
-        match ``text`` as a whole benchmark task (for task fields)."""
+    def task_item(self, text: str) -> tuple[str, str] | None:
+        """(benchmark, item text) when the task field ``text`` is a benchmark task: whole, or a
+        short one (under ``min_words``) inside it, as an item wrapped in an instruction."""
         tokens = words(text)
-        if whole and len(tokens) >= MIN_TASK_WORDS:
-            # The field whole, then short benchmark tasks (under min_words) inside it: a copied
-            # item wrapped in an instruction ("Solve: ... Answer at the end.").
-            for length in [len(tokens), *range(MIN_TASK_WORDS, min(self.min_words, len(tokens)))]:
-                found, pos = _lookup(self.tasks[0], gram_hashes(tokens, length))
-                if len(found):
-                    first = int(found[0])
-                    return self.names[int(self.tasks[1][pos[0]])], " ".join(tokens[first : first + length])
+        if len(tokens) < MIN_TASK_WORDS:
+            return None
+        for length in [len(tokens), *range(MIN_TASK_WORDS, min(self.min_words, len(tokens)))]:
+            found, pos = _lookup(self.tasks[0], gram_hashes(tokens, length))
+            if len(found):
+                first = int(found[0])
+                return self.names[int(self.tasks[1][pos[0]])], " ".join(tokens[first : first + length])
+        return None
+
+    def hit(self, text: str, min_hits: int = 1) -> tuple[str, str] | None:
+        """(benchmark name, matching text) of the first n-gram or short-text hit in ``text``, or None."""
+        tokens = words(text)
         found, pos = _lookup(self.grams, gram_hashes(tokens, self.n))
         if len(found) and len(found) >= min_hits:
             first = int(found[0])
@@ -178,7 +182,7 @@ def task_hit(payload: dict, index: BenchmarkIndex, min_hits: int = 1) -> tuple[s
     """The task level: a field that is a benchmark task whole, or n-gram overlap of the task's text."""
     texts = list(_strings(payload))
     for text in texts:
-        if found := index.hit(text, whole=True, min_hits=1 << 30):  # whole tasks only
+        if found := index.task_item(text):
             return found
     return index.hit("\n".join(texts), min_hits)
 
