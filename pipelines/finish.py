@@ -15,6 +15,7 @@ from typing import Any
 from pipelines.atomic import write_json
 from pipelines.config import RunConfig, assists_on
 from pipelines.dedupe import dedupe
+from pipelines.funnel import funnel
 from pipelines.report import RunReport, build_report
 from pipelines.shards import write_shard_set
 from schemas import Trajectory, table_to_trajectories
@@ -44,6 +45,8 @@ def finish(config: RunConfig, out_dir: Path, trajectories: list[Trajectory], *, 
     # An infrastructure failure is never data, whatever shards.include says.
     selected = [t for t in everything if not (t.verdict and t.verdict.infrastructure)
                 and (config.shards.include == "all" or (t.verdict and t.verdict.passed))]
+    stage_s: dict[str, float] = {}
+    clock = time.monotonic()
     events.on_stage("decontaminate")
     clean = decontaminate(selected, benchmarks, where=config.decontam.check, min_hits=config.decontam.min_hits)
     # Optional domain hook: the messages the shards should hold (Agentic-CoT rewrites).
@@ -51,6 +54,7 @@ def finish(config: RunConfig, out_dir: Path, trajectories: list[Trajectory], *, 
 
     view = getattr(get_domain(config.domain), "training_messages", None)
     kept = [training_view(t, view, tokenizer_path) for t in clean.kept] if view else clean.kept
+    stage_s["decontaminate"], clock = time.monotonic() - clock, time.monotonic()
     events.on_stage("dedupe")
     deduped = dedupe(
         kept,
@@ -62,8 +66,10 @@ def finish(config: RunConfig, out_dir: Path, trajectories: list[Trajectory], *, 
         bands=config.dedupe.bands,
         chunk_size=config.dedupe.chunk_size,
     )
+    stage_s["dedupe"], clock = time.monotonic() - clock, time.monotonic()
     events.on_stage("tokenize")
     rows, render_errors = _tokenize(config, deduped.kept, tokenizer_path) if deduped.kept else ([], [])
+    stage_s["tokenize"], clock = time.monotonic() - clock, time.monotonic()
     events.on_stage("shards")
     from pipelines.tokenizer_identity import tokenizer_identity
 
@@ -80,6 +86,7 @@ def finish(config: RunConfig, out_dir: Path, trajectories: list[Trajectory], *, 
         assists=active_assists(config),
         decontamination=clean.summary(seeded_from),
     )
+    stage_s["shards"] = time.monotonic() - clock
     report = build_report(
         domain=config.domain,
         tasks=rollout.tasks,
@@ -93,6 +100,9 @@ def finish(config: RunConfig, out_dir: Path, trajectories: list[Trajectory], *, 
         rollout_s=rollout.rollout_s,
         completion_tokens_now=rollout.completion_tokens,
     )
+    report.funnel = funnel(everything, tasks=rollout.tasks, after_decontamination=len(clean.kept),
+                           after_dedupe=len(deduped.kept), rows=manifest.total_rows,
+                           loss_tokens=sum(e.loss_tokens for e in manifest.shards), stage_s=stage_s)
     report.extra = {
         "failed_units": rollout.failed_units,
         "render_errors": render_errors,

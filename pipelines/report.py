@@ -51,6 +51,8 @@ class RunReport:
     # and left out of pass_rate); infrastructure_retries: tries beyond the first, over all rollouts.
     failures_by_cause: dict[str, int] = field(default_factory=dict)
     infrastructure_retries: int = 0
+    # Seed tasks -> ... -> shard rows, and what each accepted trajectory cost (pipelines.funnel).
+    funnel: dict[str, Any] = field(default_factory=dict)
     # Token provenance per domain: {"shards": {...}, "store": {...}} (see ``provenance``).
     provenance: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)

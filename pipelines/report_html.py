@@ -31,7 +31,7 @@ from schemas import Manifest, Trajectory
 
 # Fields only the run itself measured; a regenerated report.json keeps them.
 _RUN_ONLY = ("tasks", "units_total", "units_run_now", "units_resumed", "dedupe_removed_exact",
-             "dedupe_removed_near", "wall_s", "rollout_s", "completion_tokens_per_s", "extra")
+             "dedupe_removed_near", "wall_s", "rollout_s", "completion_tokens_per_s", "extra", "funnel")
 
 
 def _domain_runs(run_dir: Path) -> list[Path]:
@@ -66,6 +66,17 @@ def regenerate_report_json(run_dir: Path) -> dict[str, Any]:
     report.update({k: old[k] for k in _RUN_ONLY if k in old})
     write_json(run_dir / "report.json", report)
     return report
+
+
+def _cost_rows(name: str, funnel: dict[str, Any]) -> list[tuple[str, str]]:
+    """The funnel's cost per accepted trajectory and per loss-carrying token, as summary rows."""
+    rows = []
+    for scope in ("per_accepted_trajectory", "per_loss_token"):
+        cost = funnel.get(scope)
+        if cost:
+            rows.append((f"{name} · cost {scope.replace('_', ' ')}",
+                         ", ".join(f"{key} {value:.4g}" for key, value in cost.items())))
+    return rows
 
 
 def _stages(report: dict[str, Any], config: dict[str, Any]) -> list[tuple[str, float]]:
@@ -187,6 +198,7 @@ def render_html(run_dir: Path) -> str:
         causes = report.get("failures_by_cause") or {}
         if causes:  # the model's failures apart from the infrastructure's (retried, never data)
             charts.append(svg.hbars(f"failures by cause — {name}", sorted(causes.items()), colors=svg.PALETTE[5:]))
+        summary_rows.extend(_cost_rows(name, report.get("funnel") or {}))
         reasons = report.get("failure_reasons") or {}
         if reasons:
             charts.append(svg.hbars(f"why trajectories failed — {name}", list(reasons.items()),

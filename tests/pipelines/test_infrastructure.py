@@ -123,5 +123,8 @@ def test_an_engine_failing_mid_run_moves_no_pass_rate(tmp_path):
     assert flaky.shard_rows == healthy.shard_rows and flaky.trajectories == healthy.trajectories
     assert flaky.infrastructure_retries > 0 and healthy.infrastructure_retries == 0
     assert flaky.failures_by_cause.get("infrastructure", 0) == 0
+    stages = {s["stage"]: s["count"] for s in healthy.funnel["stages"]}
+    assert stages["seed tasks"] == 6 and stages["sharded"] == healthy.shard_rows > 0
+    assert healthy.funnel["per_accepted_trajectory"]["completion_tokens"] > 0
     assert {k: (t.verdict.passed, [m.content for m in t.messages]) for k, t in stores["flaky"].items()} == \
         {k: (t.verdict.passed, [m.content for m in t.messages]) for k, t in stores["healthy"].items()}
