@@ -128,3 +128,42 @@ def test_an_engine_failing_mid_run_moves_no_pass_rate(tmp_path):
     assert healthy.funnel["per_accepted_trajectory"]["completion_tokens"] > 0
     assert {k: (t.verdict.passed, [m.content for m in t.messages]) for k, t in stores["flaky"].items()} == \
         {k: (t.verdict.passed, [m.content for m in t.messages]) for k, t in stores["healthy"].items()}
+
+
+@pytest.mark.docker
+async def test_a_container_killed_under_a_tool_is_retried_and_the_rollout_judged_as_usual(sandbox_image):
+    """The host kills the sandbox container just as the model's code is about to run in it: the
+    rollout ends as the infrastructure's failure, is tried again in a fresh box, and passes."""
+    import contextlib
+
+    from sandboxes.docker_backend import DockerSandboxPool
+
+    pool = DockerSandboxPool(image=sandbox_image, size=1)
+    killed = []
+    original_acquire = pool.acquire
+
+    @contextlib.contextmanager
+    def acquire(*args, **kwargs):
+        with original_acquire(*args, **kwargs) as box:
+            if not killed:
+                box.container.kill()  # as the host's OOM killer or an operator would
+                killed.append(box.container.id)
+            yield box
+
+    pool.acquire = acquire
+
+    def script(messages):
+        if not any(m.role == "tool" for m in messages):
+            return '<tool_call>{"name": "python", "arguments": {"code": "print(2 + 2)"}}</tool_call>'
+        return "So \\boxed{4}."
+
+    cfg = RunConfig(domain="math", agent={"infra_retries": 2, "assist": "none"}, branching={"enabled": False})
+    engine = FakeEngine(script)
+    runner = TaskRunner(engine, get_domain("math"), lambda kind: Judge(), settings_from_config(cfg), pool=pool)
+    try:
+        [t] = await runner.run_task(TASK)
+    finally:
+        pool.close()
+    assert killed and t.verdict.passed and t.timings.attempts == 2
+    [observation] = [m.content for m in t.messages if m.role == "tool"]  # only the retry's: the model saw no failure
+    assert "exit code: 0" in observation and observation.rstrip().endswith("4")
