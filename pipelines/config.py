@@ -81,6 +81,9 @@ class SandboxConfig(_Strict):
     # "runner": commands go to the box's persistent runner over its stdin (milliseconds);
     # "docker": a fresh `docker exec` per command (the fallback path).
     exec_via: Literal["runner", "docker"] = "runner"
+    # "runc": Docker's default runtime; "runsc": gVisor, where the host registered it with Docker
+    # (`python -m sandboxes.gvisor register`); a host without it fails the run at once, saying so.
+    runtime: Literal["runc", "runsc"] = "runc"
     memory_mb: int = 512
     timeout_s: float = 10.0
 

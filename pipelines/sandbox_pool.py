@@ -15,7 +15,7 @@ def make_pool(sandbox: SandboxConfig, image: str, run_id: str | None = None) -> 
 
     limits = SandboxLimits(memory_mb=sandbox.memory_mb, timeout_s=sandbox.timeout_s)
     return DockerSandboxPool(image=image, size=sandbox.pool_size, limits=limits, max_size=sandbox.max_pool_size,
-                             exec_via=sandbox.exec_via, run_id=run_id)
+                             exec_via=sandbox.exec_via, runtime=sandbox.runtime, run_id=run_id)
 
 
 def domain_sandbox(domain: str, configs: Path | None = None) -> SandboxConfig:

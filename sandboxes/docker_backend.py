@@ -20,8 +20,11 @@ exec`` stays as the fallback (``exec_via="docker"``, or when a box's runner
 does not answer).
 
 Containers carry labels (``trajforge.sandbox``, ``trajforge.run``,
-``trajforge.owner_pid``, ``trajforge.owner_host``) so ``reap()`` can remove
-those whose owning process died, e.g. after a crash or SIGKILL.
+``trajforge.owner_pid``, ``trajforge.owner_start``, ``trajforge.owner_host``) so
+``reap()`` can remove those whose owning process died, e.g. after a crash or SIGKILL: every pool
+start on the host sweeps them (a run started again after ``kill -9`` finds none of its old boxes),
+and a pid the kernel has since given to another process does not keep a dead owner's boxes alive
+(the owner's start time is labelled beside its pid).
 """
 
 from __future__ import annotations
@@ -228,6 +231,26 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _proc_start(pid: int) -> str:
+    """When process ``pid`` started (clock ticks since boot, /proc/PID/stat field 22); "" if unknown.
+    With the pid it names one process for the life of the host: a reused pid has another start."""
+    try:
+        stat = open(f"/proc/{pid}/stat", "rb").read().decode()
+    except OSError:
+        return ""
+    return stat[stat.rindex(")") + 2:].split()[19]
+
+
+def _owner_alive(labels: dict) -> bool:
+    """Whether the process that started a container (its owner labels, this host) still runs."""
+    pid = labels.get("trajforge.owner_pid", "")
+    if not pid.isdigit() or not _pid_alive(int(pid)):
+        return False
+    start = labels.get("trajforge.owner_start", "")
+    current = _proc_start(int(pid))
+    return not (start and current and start != current)  # the pid now names another process
+
+
 def reap(older_than_s: float | None = None, all_dead_owners: bool = True, client=None,
          run_id: str | None = None) -> int:
     """Remove labelled containers whose owner process (on this host) is dead, or older than a limit.
@@ -241,8 +264,7 @@ def reap(older_than_s: float | None = None, all_dead_owners: bool = True, client
     for info in client.api.containers(all=True, filters={"label": labels_wanted}):
         labels = info.get("Labels") or {}
         dead_owner = (all_dead_owners and labels.get("trajforge.owner_host") == _HOST
-                      and labels.get("trajforge.owner_pid", "").isdigit()
-                      and not _pid_alive(int(labels["trajforge.owner_pid"])))
+                      and labels.get("trajforge.owner_pid", "").isdigit() and not _owner_alive(labels))
         too_old = older_than_s is not None and now - float(info.get("Created", now)) > older_than_s
         if dead_owner or too_old:
             _remove_quietly(client, info["Id"])

@@ -28,7 +28,8 @@ from docker.types import LogConfig
 from sandboxes.base import SandboxLimits
 from sandboxes.daemon import ensure_docker
 from sandboxes.docker_backend import (_HOST, EXEC_VIA, LABEL, SANDBOX_USER, WORKDIR, DockerSandbox, SandboxError,
-                                      SandboxInfrastructureError, _remove_all, _remove_quietly, reap)
+                                      SandboxInfrastructureError, _proc_start, _remove_all, _remove_quietly, reap)
+from sandboxes.gvisor import RUNTIMES, require_runtime
 from sandboxes.runner_client import RUNNER_SOURCE
 from sandboxes.slots import HostSlots
 
@@ -42,7 +43,7 @@ class DockerSandboxPool:
 
     def __init__(self, image: str, size: int = 2, limits: SandboxLimits = SandboxLimits(),
                  run_id: str | None = None, exec_via: str | None = None, max_size: int | None = None,
-                 host_slots: HostSlots | None = None):
+                 host_slots: HostSlots | None = None, runtime: str | None = None):
         self.image, self.size, self.limits = image, size, limits
         self.max_size = max(size, max_size or size)
         self.exec_via = exec_via or os.environ.get("TRAJFORGE_SANDBOX_EXEC") or "runner"
@@ -52,6 +53,11 @@ class DockerSandboxPool:
         self.slots = host_slots or HostSlots()
         self.stats = {"started": 0, "start_retries": 0, "replaced": 0, "waited": 0, "peak_boxes": 0}
         self._client = ensure_docker()
+        # "runc" (Docker's default) or "runsc" (gVisor, where the host registered it: sandboxes.gvisor).
+        self.runtime = runtime or os.environ.get("TRAJFORGE_SANDBOX_RUNTIME") or "runc"
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {RUNTIMES}, not {self.runtime!r}")
+        require_runtime(self._client, self.runtime)
         self._idle: deque[DockerSandbox] = deque()
         self._boxes = 0  # live boxes plus those starting: never above max_size
         self._cond = threading.Condition()
@@ -79,7 +85,7 @@ class DockerSandboxPool:
             # stdin open (never closed on detach) is the runner's channel; no log driver, so
             # command output never lands in the daemon's log files.
             self.image, command=["python3", "-S", "-c", RUNNER_SOURCE], detach=True,
-            name=name,
+            name=name, runtime=self.runtime,
             stdin_open=True, log_config=LogConfig(type=LogConfig.types.NONE),
             network_disabled=True, network_mode="none", read_only=True,
             tmpfs={WORKDIR: f"size={lim.workdir_mb}m,uid=10001,gid=10001,mode=0755,nosuid,nodev",
@@ -88,7 +94,7 @@ class DockerSandboxPool:
             mem_limit=f"{lim.memory_mb}m", memswap_limit=f"{lim.memory_mb}m", pids_limit=lim.pids,
             nano_cpus=int(lim.cpus * 1e9), working_dir=WORKDIR,
             labels={LABEL: "1", "trajforge.run": self.run_id, "trajforge.owner_pid": str(os.getpid()),
-                    "trajforge.owner_host": _HOST, "trajforge.created": str(int(time.time()))},
+                    "trajforge.owner_start": _proc_start(os.getpid()), "trajforge.owner_host": _HOST, "trajforge.created": str(int(time.time()))},
         )
 
     def _start(self, slot) -> DockerSandbox:
