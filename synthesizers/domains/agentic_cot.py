@@ -41,7 +41,7 @@ from schemas.agentic_cot import first_action_message, parse_text
 from synthesizers.agentic_cot import phased
 from synthesizers.agentic_cot.format import format_instructions, rewrite_system, rewrite_user
 from synthesizers.agentic_cot.sources import cot_rows, store_rows
-from synthesizers.domains.base import Tool, ToolContext
+from synthesizers.domains.base import Tool, ToolContext, first_assistant_step
 
 NAME = "agentic-cot"
 OPTION_KEYS = {"sources", "allow_stray", "allow_repeats", "phased", "summary_opener", "phase_stops"}
@@ -230,7 +230,7 @@ class AgenticCoTDomain:
         step = first_action_message(messages)
         if step is not None:
             return step
-        return next((i for i, m in enumerate(messages) if m.role == "assistant"), None)
+        return first_assistant_step(messages)
 
     def training_messages(self, trajectory: Trajectory) -> list[Message]:
         """What the shards hold: a rewrite is trained as an answer to the underlying prompt."""

@@ -86,3 +86,9 @@ class Domain(Protocol):
 def domain_assists(domain: object) -> tuple[str, ...]:
     """The names of a domain's small-model assists (none declared: none)."""
     return tuple(getattr(domain, "assists", ()))
+
+
+def first_assistant_step(messages: list[Message]) -> int | None:
+    """The shared fallback of ``first_critical_step``: the first assistant message. A failure
+    without a critical action is best re-rolled from the start of the answer (the prompt stays)."""
+    return next((i for i, m in enumerate(messages) if m.role == "assistant"), None)

@@ -15,7 +15,7 @@ import re
 from typing import Any, Iterator
 
 from schemas import Message, Task
-from synthesizers.domains.base import Tool, ToolContext, ToolError
+from synthesizers.domains.base import Tool, ToolContext, ToolError, first_assistant_step
 from synthesizers.domains.math_generator import DIFFICULTIES, generated_tasks
 from synthesizers.domains.math_seeds import (
     SeedReport,
@@ -231,4 +231,4 @@ class MathDomain:
         for index, message in enumerate(messages):
             if message.role == "assistant" and any(c.function.name == "python" for c in message.tool_calls):
                 return index
-        return next((i for i, m in enumerate(messages) if m.role == "assistant"), None)
+        return first_assistant_step(messages)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from sandboxes.project import ProjectSpec, code_cache_dir
 from schemas import Message, Task
-from synthesizers.domains.base import Tool
+from synthesizers.domains.base import Tool, first_assistant_step
 from synthesizers.domains.code.tools import TRACE_MODULE, bash_command, code_tools
 
 if TYPE_CHECKING:
@@ -236,4 +236,4 @@ class CodeDomain:
                     return index
                 if name == "bash" and (is_test_run(bash_command(call)) or not is_read_only(bash_command(call))):
                     return index
-        return next((i for i, m in enumerate(messages) if m.role == "assistant"), None)
+        return first_assistant_step(messages)

@@ -29,7 +29,7 @@ import re
 from typing import Any, Iterator
 
 from schemas import Message, Task
-from synthesizers.domains.base import Tool
+from synthesizers.domains.base import Tool, first_assistant_step
 from synthesizers.domains.deep_research.backends import backend_from_spec
 from synthesizers.domains.deep_research.forcing import ForcedCalls
 from synthesizers.domains.deep_research.tools import make_tools
@@ -175,7 +175,7 @@ class DeepResearchDomain:
         for index, message in enumerate(messages):
             if message.role == "assistant" and any(c.function.name == "search" for c in message.tool_calls):
                 return index
-        return next((i for i, m in enumerate(messages) if m.role == "assistant"), None)
+        return first_assistant_step(messages)
 
 
 def _writer(spec: Any):

@@ -26,7 +26,7 @@ from environments import tau2_telecom as telecom
 from environments.base import env_class, make_env
 from environments.tau2_data import tasks as tau2_tasks
 from schemas import Message, Task
-from synthesizers.domains.base import Tool, ToolContext
+from synthesizers.domains.base import Tool, ToolContext, first_assistant_step
 from synthesizers.domains.math_seeds import interleave
 from synthesizers.domains.tool_use import prompts
 from synthesizers.domains.tool_use.env_tools import EnvToolAdapter
@@ -163,7 +163,7 @@ class ToolUseDomain:
         for index, message in enumerate(messages):
             if message.role == "assistant" and any(c.function.name in WRITE_TOOLS for c in message.tool_calls):
                 return index
-        return next((i for i, m in enumerate(messages) if m.role == "assistant"), None)
+        return first_assistant_step(messages)
 
     def user_simulator(self, task: Task, engine: LLMEngine) -> LLMUserSimulator | None:
         if task.kind != "stateful":
