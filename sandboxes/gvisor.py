@@ -15,6 +15,23 @@ network): without it, runsc 20221219 (Debian 12) refuses every container on a ho
 VM with "setting up network: creating interfaces from net namespace ...: cannot run with network
 enabled in root network namespace", even under ``docker run --network=none``. A pool asked for a runtime the daemon does not list fails at once
 with one line saying so (``require_runtime``).
+
+What the containment suite found under runsc 0.0~20221219.0 (Debian 12) on the 2-core VM
+(``TRAJFORGE_SANDBOX_RUNTIME=runsc pytest tests/sandboxes/test_containment.py
+tests/sandboxes/test_runner_attacks.py``: 14 failed, 11 errors, 21 passed; the errors follow from
+boxes that died earlier in the session), so runsc is *not* a drop-in stronger runtime here:
+
+- **The runner's channel is reachable from inside.** The sandbox user (uid 10001) opens
+  ``/proc/1/fd/0`` and ``/proc/1/fd/1`` of PID 1 (the runner), which runc refuses; code in the box
+  could write forged replies onto the host's channel. Hence a pool under runsc must use
+  ``exec_via="docker"`` (it refuses ``runner`` with one line). ``/proc/1/mem`` and ptrace stay refused.
+- **Limits kill the whole box instead of the process.** The container's memory limit is the
+  sandbox's (the Sentry's) total: a 1 GB allocation, a fork bomb (``pids_limit`` counts host threads,
+  not the guest's tasks) or filling ``/work`` (tmpfs ``size=`` is not enforced; the file lives in the
+  sandbox's memory) ends the container, where runc kills or refuses only the offending process. A
+  rollout then ends as an infrastructure failure (retried, never scored) rather than the model's.
+- ``/proc/self/status`` has no ``NoNewPrivs`` line (the test reads it; not an escape).
+- Exec is slower: see the ``gvisor`` rows of ``bench/results/sandbox.json``.
 """
 
 from __future__ import annotations
@@ -107,7 +124,7 @@ def check(image: str | None = None) -> int:
         from sandboxes.image import ensure_image
 
         image = ensure_image()
-    with DockerSandboxPool(image=image, size=1, runtime="runsc") as pool, pool.acquire() as box:
+    with DockerSandboxPool(image=image, size=1, runtime="runsc", exec_via="docker") as pool, pool.acquire() as box:
         r = box.exec("uname -a; cat /proc/version; echo ok")
         print(r.stdout.strip() or r.stderr.strip())
         return 0 if r.exit_code == 0 and r.stdout.strip().endswith("ok") else 1

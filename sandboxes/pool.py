@@ -58,6 +58,11 @@ class DockerSandboxPool:
         if self.runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, not {self.runtime!r}")
         require_runtime(self._client, self.runtime)
+        if self.runtime == "runsc" and self.exec_via == "runner":
+            # Under runsc 20221219 the sandbox user can open PID 1's stdin and stdout through
+            # /proc/1/fd, so code in the box could forge the runner's replies (sandboxes.gvisor).
+            raise SandboxError("sandbox.runtime 'runsc' needs sandbox.exec_via 'docker': under gVisor the "
+                               "runner's channel is reachable from inside the box (see sandboxes/gvisor.py)")
         self._idle: deque[DockerSandbox] = deque()
         self._boxes = 0  # live boxes plus those starting: never above max_size
         self._cond = threading.Condition()

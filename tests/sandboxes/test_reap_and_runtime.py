@@ -74,3 +74,12 @@ def test_reap_removes_boxes_of_a_reused_pid_and_keeps_live_owners(make_pool, doc
         assert [c["Id"] for c in labelled(docker_client, run=pool.run_id)] == [info["Id"]]
     finally:
         _remove_quietly(docker_client, cid)
+
+
+@pytest.mark.docker
+def test_runsc_is_refused_with_the_runner_or_where_the_daemon_lacks_it(sandbox_image):
+    from sandboxes.docker_backend import DockerSandboxPool, SandboxError
+
+    with pytest.raises((SandboxError, RuntimeUnavailable)) as err:
+        DockerSandboxPool(image=sandbox_image, size=1, runtime="runsc", exec_via="runner")
+    assert "\n" not in str(err.value) and "runsc" in str(err.value)
