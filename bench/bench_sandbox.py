@@ -7,6 +7,10 @@ runc) would still be running during the next runner sample. Each block records t
 agent loop
 here is a model turn (a sleep standing in for a GPU engine's ~100 ms) then a tool call that borrows a
 box for the call, as stateless sandbox tools do.
+
+gVisor rows (``runtime: runsc``) come after, where the daemon has runsc registered
+(``python -m sandboxes.gvisor register``): pool start, exec through ``docker exec`` (the only path a
+runsc pool allows, see sandboxes/gvisor.py), hand-out. Where it does not, the result says so instead.
 """
 
 from __future__ import annotations
@@ -113,6 +117,7 @@ def run(n: int = 200) -> dict:
               for via, pool in pools.items()}
         hand_out = _hand_out(runner_pool, max(n // 4, 20))
     loops = _agent_loops(image)
+    gvisor = _gvisor(image, n)
     result = {
         "name": "sandbox_exec_latency",
         "image": image,
@@ -121,6 +126,7 @@ def run(n: int = 200) -> dict:
         "exec_python3": py,
         "hand_out": hand_out,
         "agent_loops": loops,
+        "gvisor": gvisor,
         "load_avg_1m_before": round(load_before, 2),
         "figures": [
             {"figure": "runner exec `true` p50 (ms)", "value": true["runner"]["p50_ms"], "goal": "<= 10"},
@@ -139,9 +145,45 @@ def run(n: int = 200) -> dict:
              "value": loops["hand_out_wait"].get("p50_ms"), "goal": "-"},
             {"figure": "64 agent loops: peak boxes", "value": loops["pool"]["peak_boxes"],
              "goal": f"<= {loops['pool_max_size']}"},
-        ],
+        ] + _gvisor_figures(gvisor),
     }
     return result
+
+
+def _gvisor(image: str, n: int) -> dict:
+    """The same exec and hand-out measurements with boxes under gVisor (runsc), if the daemon has it."""
+    from sandboxes.daemon import ensure_docker
+    from sandboxes.gvisor import RuntimeUnavailable, require_runtime
+    from sandboxes.pool import DockerSandboxPool
+
+    try:
+        require_runtime(ensure_docker(), "runsc")
+    except RuntimeUnavailable as exc:
+        return {"available": False, "reason": str(exc)}
+    t0 = time.monotonic()
+    # Only through docker exec: under runsc the runner's channel is reachable from inside the box.
+    with DockerSandboxPool(image=image, size=2, exec_via="docker", runtime="runsc") as pool:
+        start_s = time.monotonic() - t0
+        true = {"docker": _exec_latency(pool, "docker", ["true"], n)}
+        py = {"docker": _exec_latency(pool, "docker", ["python3", "-c", "print(1)"], max(n // 4, 20))}
+        hand_out = _hand_out(pool, max(n // 4, 20))
+    return {"available": True, "pool_start_s": round(start_s, 2), "exec_true": true, "exec_python3": py,
+            "hand_out": hand_out}
+
+
+def _gvisor_figures(g: dict) -> list[dict]:
+    if not g.get("available"):
+        return [{"figure": "gVisor (runsc)", "value": "not available", "goal": "-"}]
+    return [
+        {"figure": "runsc: docker exec `true` p50 (ms)", "value": g["exec_true"]["docker"]["p50_ms"], "goal": "-"},
+        {"figure": "runsc: docker exec `true` p95 (ms)", "value": g["exec_true"]["docker"]["p95_ms"], "goal": "-"},
+        {"figure": "runsc: docker exec python3 p50 (ms)", "value": g["exec_python3"]["docker"]["p50_ms"],
+         "goal": "-"},
+        {"figure": "runsc: pool hand-out p50 (ms)", "value": g["hand_out"]["acquire"]["p50_ms"], "goal": "-"},
+        {"figure": "runsc: release + reset p50 (ms)", "value": g["hand_out"]["release_reset"]["p50_ms"],
+         "goal": "-"},
+        {"figure": "runsc: pool start, 2 boxes (s)", "value": g["pool_start_s"], "goal": "-"},
+    ]
 
 
 if __name__ == "__main__":

@@ -18,18 +18,22 @@ with one line saying so (``require_runtime``).
 
 What the containment suite found under runsc 0.0~20221219.0 (Debian 12) on the 2-core VM
 (``TRAJFORGE_SANDBOX_RUNTIME=runsc pytest tests/sandboxes/test_containment.py
-tests/sandboxes/test_runner_attacks.py``: 14 failed, 11 errors, 21 passed; the errors follow from
-boxes that died earlier in the session), so runsc is *not* a drop-in stronger runtime here:
+tests/sandboxes/test_runner_attacks.py``: 14 failed, 11 errors, 21 passed; most errors follow from
+boxes that died earlier in the session), each cause then checked alone on a fresh box through
+``docker exec``; runsc is *not* a drop-in stronger runtime here:
 
 - **The runner's channel is reachable from inside.** The sandbox user (uid 10001) opens
   ``/proc/1/fd/0`` and ``/proc/1/fd/1`` of PID 1 (the runner), which runc refuses; code in the box
   could write forged replies onto the host's channel. Hence a pool under runsc must use
   ``exec_via="docker"`` (it refuses ``runner`` with one line). ``/proc/1/mem`` and ptrace stay refused.
-- **Limits kill the whole box instead of the process.** The container's memory limit is the
-  sandbox's (the Sentry's) total: a 1 GB allocation, a fork bomb (``pids_limit`` counts host threads,
-  not the guest's tasks) or filling ``/work`` (tmpfs ``size=`` is not enforced; the file lives in the
-  sandbox's memory) ends the container, where runc kills or refuses only the offending process. A
-  rollout then ends as an infrastructure failure (retried, never scored) rather than the model's.
+- **The memory limit ends the whole box.** The container's memory limit is the sandbox's (the
+  Sentry's) total: a 1 GB allocation stops the container (the next exec gets 409 "not running"),
+  where runc's OOM killer ends only the process. A rollout then ends as an infrastructure failure
+  (retried, never scored) rather than the model's.
+- **A fork bomb breaks the exec instead of meeting the pid limit** (``pids_limit`` counts the
+  Sentry's host threads, not the guest's tasks): the exec ends with 128 and "urpc method
+  containerManager.WaitPID failed: EOF" rather than forks being refused.
+- Filling ``/work`` is bounded as under runc (ENOSPC at the tmpfs size).
 - ``/proc/self/status`` has no ``NoNewPrivs`` line (the test reads it; not an escape).
 - Exec is slower: see the ``gvisor`` rows of ``bench/results/sandbox.json``.
 """
