@@ -25,6 +25,7 @@ def test_tool_use_run_writes_verified_branched_shards(tmp_path: Path, model_dir)
     config.write_text(f"""
 domain: tool-use
 seed: 11
+allow_benchmark_seeds: true  # the tau2 environments come with tau2-bench's own tasks only
 engine:
   model: "python:tests.synthesizers.domains.tool_use.scripted:ScriptedToolEngine"
   options: {{seed: 11, options: {json.dumps(OPTIONS)}, wrong_every: 2}}
