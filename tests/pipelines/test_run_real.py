@@ -24,8 +24,9 @@ import pytest
 from pipelines.config import load_config
 from pipelines.run import run_pipeline
 from pipelines.tokenizer_identity import EMBEDDED_HUB_ID, tokenizer_identity
-from schemas import Manifest, ShardRow, table_to_trajectories
+from schemas import Manifest, ShardRow
 from schemas.tokens import TokenSource
+from tests.pipelines.test_run import read_store
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.vllm, pytest.mark.ray, pytest.mark.docker, pytest.mark.slow]
@@ -49,13 +50,6 @@ domain_options: {{sources: [generator]}}
 """
     )
     return path
-
-
-def read_store(run_dir: Path):
-    trajs = []
-    for f in sorted((run_dir / "trajectories").glob("unit-*.parquet")):
-        trajs.extend(table_to_trajectories(pq.read_table(f)))
-    return trajs
 
 
 def read_rows(shard_dir: Path) -> list[ShardRow]:
