@@ -3,7 +3,7 @@
 CHAMP (PyPI ``champ-dataset``, MIT; Mao et al. 2024) holds 270 competition problems with
 human-written solutions and 43k model solutions (GPT-3.5/4/4 Turbo, PaLM 2). The human
 solutions are right, so every alarm there is a false one (goal: none). On the model
-solutions the alarms are mostly real errors (a hand-read sample: 59 of 60, session 6);
+solutions the alarms are mostly real errors (a hand-read sample: docs/measurements.md);
 their count and the share of turns with one are reported as they are, with the speed.
 
     python -m bench.bench_arithmetic

@@ -29,13 +29,13 @@ You can also use a more efficient way to calculate 4 times 5 in Python:
 ```
 """
 
-# Agentic-CoT phases that all say the same thing (runs/acot-check).
+# Agentic-CoT phases that all say the same thing.
 SAME_PHASES = "\n".join(
     f"<{tag}>The perimeter is 2(l + w) = 30, so l + w = 15 and w = 15 - 9 = 6. The area is 9 * 6 = 54.</{tag}>"
     for tag in ("analysis", "plan", "action", "reflection", "summary")
 )
 
-# A fine answer that restates its question, as short math answers do (runs/demo-s6, passing).
+# A fine answer that restates its question, as short math answers do (a passing demo answer).
 RESTATES = """To find the remainder when 49 is divided by 4, we can use the modulo operator (%) to find the \
 remainder. We can first find the remainder using the modulo operator. In Python, we can use the modulo \
 operator to find the remainder by dividing the number by 4. The remainder when 49 is divided by 4 is 1, \

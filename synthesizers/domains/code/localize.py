@@ -62,7 +62,7 @@ def frame_windows(output: str) -> list[Window]:
 def traced_windows(output: str, count: int = TRACED_COUNT, span: int = TRACED_SPAN) -> list[Window]:
     """View windows of the first ``count`` functions a ``trace_calls`` listing names (fewest calls
     first, tests left out): each from its first line to its last, at most ``span`` lines after the
-    first (a long function is shown from its head). Why 4 and 40 (2026-11-23, probe s6: 77 traced
+    first (a long function is shown from its head). Why 4 and 40 (2026-11-23: 77 traced
     instances without a library frame): the bug line editable in an offered window in 41, a uniform
     pick of window then repair right 0.026 a try; 8 windows: 50 and 0.024; 3: 36 and 0.027; 4 of
     24 lines: 31 and 0.026. The greps this replaced: 11 and 0.0055."""

@@ -15,7 +15,7 @@ of an edit). The policy only narrows *which* calls a turn may make:
   token budget may only ``submit``, so a rollout that edited gets judged
   instead of running out mid-exploration;
 * a turn after two identical calls in a row is sampled hotter (``REPEAT_TEMPERATURE``):
-  the small model otherwise repeats one call until the budget runs out (2026-11-23, runs/code-h1:
+  the small model otherwise repeats one call until the budget runs out (2026-11-23:
   ``echo`` eleven times, a missing file six times);
 * localized turns (``repo_turns.localized_calls``; the domain passes the task's reproduce and
   check commands): reproduce, view a traceback frame (or trace the functions the test ran and view one), edit
@@ -37,7 +37,7 @@ the model writes the body; a regex holds the continuation to body lines (each
 indented like the docstring, or blank; the first one not blank), so it ends
 where the function ends, and the stops end it at a fence. Why: left free, the
 model wrote prose or test code instead of the function; given only the header,
-it copied the prompt and closed the block at once (2026-11-23, runs/code-h1-fn).
+it copied the prompt and closed the block at once (2026-11-23).
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def body_regex(header: str) -> str:
     """Lines of a function body under ``header``: indented as its last line (the docstring's
     close), or blank, the first one code; then the block's closing fence (a stop) or nothing.
     Without the fence the model, wanting to close the block, wrote more (indented) defs until
-    max_tokens cut it mid-line (runs/code-h1-fn, second run: 47 of 48 answers cut)."""
+    max_tokens cut it mid-line."""
     last = [line for line in header.splitlines() if line.strip()][-1]
     indent = (last[:len(last) - len(last.lstrip())] or "    ").replace("\t", "\\t")  # spaces need no escape
     return f"{indent}[^\\s][^\\n]*\\n(({indent}[^\\n]*)?\\n)*(```)?"

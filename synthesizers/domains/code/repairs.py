@@ -62,7 +62,7 @@ _BLOCK_OPENERS = {"else", "elif", "except", "finally"}  # parse only after their
 def is_code(line: str) -> bool:
     """Whether one line can be Python: it parses, alone or completed (a block opener given a body,
     open brackets closed). Why: inside a window, a docstring's prose ("to sign in a diff") tokenizes
-    like code, and the model spent its tries turning its "in" into "not in" (runs/code-s5a)."""
+    like code, and the model spent its tries turning its "in" into "not in"."""
     text = line.strip()
     first = text.split(None, 1)[0].rstrip(":") if text else ""
     if first == "elif":

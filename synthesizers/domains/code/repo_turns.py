@@ -1,7 +1,7 @@
 """The localized turns of a guided repo-level rollout: which calls a turn may make, as grammars.
 
 A small model left free looped (views of one file again and again, made-up paths, echoes; 0 of
-18 in runs/code-h1), so a guided repo rollout follows the steps of a SWE-smith agent, each turn
+18), so a guided repo rollout follows the steps of a SWE-smith agent, each turn
 narrowed to what the rollout itself has seen (``localize``):
 
 1. run the task's reproduce command (the one its prompt names; ``--tb=short``);
@@ -21,7 +21,7 @@ narrowed to what the rollout itself has seen (``localize``):
    it tried, the windows just above and below the ones viewed are offered.
 
 Why repairs and not a written ``new_str``: the 135M model's own replacement lines were noise or a
-copy of the line (runs/code, 24 localized rollouts: the buggy line on screen in 15, changed in
+copy of the line (24 localized rollouts: the buggy line on screen in 15, changed in
 11, fixed in none). Nothing here reads the gold patch or the mutation: only the rollout's own
 observations and the text of the lines it was shown. With nothing to offer, the turn explores
 freely (``None``).
@@ -142,9 +142,8 @@ def _windows(history: list[tuple[str, dict, str]], output: str, trace: str | Non
 
 def _edit_choices(messages: list[Message], history: list[tuple[str, dict, str]]) -> tuple[str, dict[str, list[str]]] | None:
     """The latest viewed file and, per editable line shown, its repairs not tried yet. Left out: a
-    ``def``/``class`` header (its defaults are the API; the model spent tries on them in
-    runs/code-s5b), and a repair that equals another line shown (the undo could not name the line
-    again: "old_str occurs 2 times", runs/code-s5b)."""
+    ``def``/``class`` header (its defaults are the API; the model spent tries on them), and a repair that equals another line shown (the undo could not name the line
+    again: "old_str occurs 2 times")."""
     snapshot = latest_snapshot(messages)
     if snapshot is None:
         return None
@@ -192,7 +191,7 @@ def _neighbour_windows(history: list[tuple[str, dict, str]]) -> list[Window]:
     """When every offered window was seen and every repair in them tried: the windows just above
     and below the ones viewed, not seen yet (the bug may sit a little outside a frame's window).
     Why: with nothing left to offer the turn went free, and the model repeated its last call
-    until the budget ran out (runs/code-s5a: the same undo ten times)."""
+    until the budget ran out (the same undo ten times)."""
     viewed = [(str(a.get("path")), int(a["start_line"]), int(a["end_line"])) for n, a, r in history
               if n == "view" and isinstance(a.get("start_line"), int) and isinstance(a.get("end_line"), int)
               and parse_view(r) is not None]

@@ -2,7 +2,7 @@
 
 Why: a failure without a library frame in its traceback (an assertion in the test itself) gives a
 guided rollout nothing to open, and ``grep`` for the names the test calls showed the buggy line in
-11 of 78 such instances (2026-11-23, probe s5). The functions a failing test *ran* held the buggy
+11 of 78 such instances (2026-11-23). The functions a failing test *ran* held the buggy
 one in 154 of 162 instances, and the ones called fewest times are the likeliest (a helper called
 once per test, not a loop's inner call): so the rollout runs the failing tests once more under
 this plugin and views windows from the definitions it lists (``localize.traced_windows``).
@@ -117,7 +117,7 @@ def pytest_runtest_logreport(report) -> None:
 
 def ranked(calls: dict[tuple[str, int, str], list[int]]) -> list[tuple[str, int, int, str, int]]:
     """(path, first line, last line, name, calls), fewest calls first, then the longest, then the
-    latest called. Why: on the 77 traced instances without a library frame (2026-11-23, probe s6) a
+    latest called. Why: on the 77 traced instances without a library frame (2026-11-23) a
     window of the first 4 (first line to +40) held the bug line in 41 this way, in 34 with ties
     broken by the latest call alone (an injected bug lies on any line: a longer function more
     likely holds it)."""

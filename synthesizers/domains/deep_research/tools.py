@@ -83,7 +83,7 @@ class _BackendTool:
 class SearchTool(_BackendTool):
     """``best_last`` lists the results worst first, so the best match is the one next to
     the model's next turn: SmolLM2-135M opened the *last* listed result in 43 of 76 opens
-    (2026-11-23, runs/dr-s3b), whatever its rank (the best-first "lost in the middle"
+    (2026-11-23), whatever its rank (the best-first "lost in the middle"
     fix, turned around for a model that copies what it read last)."""
 
     name = "search"

@@ -280,7 +280,7 @@ def test_a_passing_check_submits_and_an_undo_that_does_not_land_frees_the_turn()
 
 
 def test_with_every_repair_of_the_window_tried_the_next_view_is_a_neighbouring_window():
-    """runs/code-s5a: with nothing left to offer the turn went free and the model repeated its
+    """With nothing left to offer the turn went free and the model repeated its
     undo ten times. Now the windows just above and below the viewed one are offered instead."""
     from synthesizers.domains.code.repo_turns import localized_calls, one_of
 
@@ -306,7 +306,7 @@ def test_with_every_repair_of_the_window_tried_the_next_view_is_a_neighbouring_w
 
 
 def test_edits_skip_headers_and_repairs_that_would_duplicate_a_shown_line():
-    """runs/code-s5b: tries spent on a def line's defaults, and an undo that failed because the
+    """Tries spent on a def line's defaults, and an undo that failed because the
     repair had made the line equal to its neighbour ("old_str occurs 2 times")."""
     from synthesizers.domains.code.repo_turns import localized_calls, one_of
 
