@@ -42,7 +42,7 @@ def _traj(tid: str, payload: dict, answer: str, domain: str = "bench"):
 def _clean_tasks() -> list:
     from pipelines.config import RunConfig
     from pipelines.run import seed_tasks
-    from synthesizers.domains.math_generator import generated_tasks
+    from synthesizers.domains.math.generator import generated_tasks
 
     tasks = list(seed_tasks(RunConfig(domain="math", limit=2000, domain_options={"difficulty": "mixed"})))
     tasks += list(seed_tasks(RunConfig(domain="tool-use", limit=2000, domain_options={"sources": ["files", "calls"]})))

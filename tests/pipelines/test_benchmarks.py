@@ -11,8 +11,8 @@ from pipelines.benchmarks import BENCHMARKS, FIELDS
 from pipelines.config import ConfigError, DecontamConfig, RunConfig, load_config
 from pipelines.decontaminate import benchmark_seeds, decontaminate, load_index
 from schemas import Manifest, Message, Task, Trajectory, Verdict
-from synthesizers.domains.math_generator import generated_tasks
-from synthesizers.domains.math_seeds import mmath_tasks
+from synthesizers.domains.math.generator import generated_tasks
+from synthesizers.domains.math.seeds import mmath_tasks
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from schemas import Message, Task, Trajectory, Verdict
 from schemas.tokens import TokenSource
 from synthesizers.agent_loop import run_agent
 from synthesizers.domains.base import ToolContext
-from synthesizers.domains.math import ANSWER_FORCING, AnswerForcing
+from synthesizers.domains.math.controllers import ANSWER_FORCING, AnswerForcing
 from tests.fakes import TokenFakeEngine
 from tests.synthesizers.test_agent_loop import boxed, echo_tool
 

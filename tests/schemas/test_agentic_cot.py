@@ -20,11 +20,11 @@ def test_agentic_cot_verifier_does_not_import_synthesizers():
     assert not any(m.split(".")[0] == "synthesizers" for m in mods)
 
 
-def test_synthesizer_package_reexports_the_schema_format():
+def test_the_domain_package_uses_the_schema_format_not_a_copy():
     import schemas.agentic_cot as contract
-    import synthesizers.agentic_cot as package
+    from synthesizers.domains.agentic_cot import controllers, prompts
 
-    assert package.check_structure is contract.check_structure and package.parse_text is contract.parse_text
+    assert controllers.parse_text is contract.parse_text and prompts.PHASES is contract.PHASES
 
 
 def test_a_phase_that_restates_another_word_for_word_fails():

@@ -10,7 +10,7 @@ from schemas import Message, Task, ToolCall
 from schemas.tokens import TokenSource
 from synthesizers.agent_loop import Budget, run_agent
 from synthesizers.domains.base import ToolContext
-from synthesizers.domains.math import ANSWER_FORCING, AnswerForcing
+from synthesizers.domains.math.controllers import ANSWER_FORCING, AnswerForcing
 from synthesizers.engines.base import SamplingParams, supports_tokens
 from synthesizers.guided_calls import first_call_forced
 from synthesizers.token_conversation import TemplateNotIncremental, TokenConversation, probe_template

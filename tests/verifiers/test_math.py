@@ -186,8 +186,8 @@ def test_every_shipped_gold_answer_verifies_against_itself(verifier):
     """Catches gold answers the verifier cannot read (e.g. mmath's $...$ LaTeX)."""
     from itertools import islice
 
-    from synthesizers.domains.math_generator import generated_tasks
-    from synthesizers.domains.math_seeds import mmath_tasks
+    from synthesizers.domains.math.generator import generated_tasks
+    from synthesizers.domains.math.seeds import mmath_tasks
 
     tasks = mmath_tasks() + list(islice(generated_tasks(0, "mixed"), 50))
     failures = [

@@ -27,7 +27,7 @@ from environments.base import env_class, make_env
 from environments.tau2_data import tasks as tau2_tasks
 from schemas import Message, Task
 from synthesizers.domains.base import Tool, ToolContext, first_assistant_step
-from synthesizers.domains.math_seeds import interleave
+from synthesizers.domains.math.seeds import interleave
 from synthesizers.domains.tool_use import prompts
 from synthesizers.domains.tool_use.env_tools import EnvToolAdapter
 from synthesizers.domains.tool_use.fc_tasks import FC_TOOL_NAMES, fc_tasks

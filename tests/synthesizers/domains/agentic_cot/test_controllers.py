@@ -14,7 +14,7 @@ import pytest
 from schemas import Message, Task
 from schemas.agentic_cot import check_structure
 from synthesizers.agent_loop import run_agent
-from synthesizers.agentic_cot.phased import STOPS, PhaseStepper, open_phase, sampling_overrides
+from synthesizers.domains.agentic_cot.controllers import STOPS, PhaseStepper, open_phase, sampling_overrides
 from synthesizers.domains.agentic_cot import AgenticCoTDomain
 from synthesizers.domains.base import ToolContext
 from synthesizers.engines.base import Completion, SamplingParams

@@ -11,9 +11,10 @@ import pytest
 from sandboxes.base import ExecResult
 from schemas import Message, Task, ToolCall
 from synthesizers.domains.base import Domain, Tool, ToolContext, ToolError
-from synthesizers.domains.math import MathDomain, PythonTool
-from synthesizers.domains.math_generator import FAMILIES, generated_tasks
-from synthesizers.domains.math_seeds import SeedSourceError, mmath_tasks
+from synthesizers.domains.math import MathDomain
+from synthesizers.domains.math.tools import PythonTool
+from synthesizers.domains.math.generator import FAMILIES, generated_tasks
+from synthesizers.domains.math.seeds import SeedSourceError, mmath_tasks
 
 
 def ids(tasks) -> list[str]:
@@ -334,7 +335,8 @@ def test_python_tool_in_a_real_docker_sandbox(sandbox_pool):
 
 
 async def test_answer_forcing_continues_the_assistant_turn_once_then_ends():
-    from synthesizers.domains.math import ANSWER_FORCING, MathDomain
+    from synthesizers.domains.math import MathDomain
+    from synthesizers.domains.math.controllers import ANSWER_FORCING
 
     sim = MathDomain().user_simulator(Task(id="t", domain="math", payload={"question": "1+1", "answer": "2"}), None)
     first = await sim.reply([])
@@ -346,7 +348,8 @@ async def test_answer_forcing_through_the_agent_loop_yields_one_boxed_assistant_
     """The forced words join the model's own turn; the verifier then judges what it wrote."""
     from synthesizers.agent_loop import Budget, run_agent
     from synthesizers.domains.base import ToolContext
-    from synthesizers.domains.math import ANSWER_FORCING, MathDomain
+    from synthesizers.domains.math import MathDomain
+    from synthesizers.domains.math.controllers import ANSWER_FORCING
     from synthesizers.engines.base import Completion
 
     class Reasoner:  # reasons without boxing, then completes whatever prefix it is given

@@ -189,7 +189,7 @@ def test_direct_prompt_adds_the_format_to_the_underlying_prompt_and_tools_see_th
             seen["task"] = ctx.task
             return "ok"
 
-    from synthesizers.domains.agentic_cot import UnderlyingTool
+    from synthesizers.domains.agentic_cot.tools import UnderlyingTool
     from synthesizers.domains.base import ToolContext
 
     UnderlyingTool(Probe(), inner).run({}, ToolContext(task=task))
@@ -239,7 +239,7 @@ import re  # noqa: E402
 
 from synthesizers.engines.base import Completion, SamplingParams  # noqa: E402
 
-REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
+REPO = __import__("pathlib").Path(__file__).resolve().parents[4]
 
 
 def _solve(question: str) -> str:

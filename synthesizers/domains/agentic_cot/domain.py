@@ -17,7 +17,7 @@ Options (``domain_options``)::
       - {mode: rewrite, store: runs/math, count: 8}
     allow_stray: false            # text outside the tags fails the structure check
     allow_repeats: false          # a phase that restates an earlier one word for word fails it
-    phased: true                  # phase-by-phase generation (synthesizers.agentic_cot.phased):
+    phased: true                  # phase-by-phase generation (controllers.py):
                                   # the loop writes the tags, the model each phase's text
     summary_opener: ""            # text the summary starts with when phased (answer forcing); a
                                   # string, or {underlying domain: string}
@@ -38,10 +38,11 @@ from typing import Any, Iterator
 
 from schemas import Message, Task, Trajectory
 from schemas.agentic_cot import first_action_message, parse_text
-from synthesizers.agentic_cot import phased
-from synthesizers.agentic_cot.format import format_instructions, rewrite_system, rewrite_user
-from synthesizers.agentic_cot.sources import cot_rows, store_rows
-from synthesizers.domains.base import Tool, ToolContext, first_assistant_step
+from synthesizers.domains.agentic_cot import controllers as phased
+from synthesizers.domains.agentic_cot.prompts import format_instructions, rewrite_system, rewrite_user
+from synthesizers.domains.agentic_cot.seeds import cot_rows, store_rows
+from synthesizers.domains.agentic_cot.tools import UnderlyingTool
+from synthesizers.domains.base import Tool, first_assistant_step
 
 NAME = "agentic-cot"
 OPTION_KEYS = {"sources", "allow_stray", "allow_repeats", "phased", "summary_opener", "phase_stops"}
@@ -77,17 +78,6 @@ def _for_domain(generation: dict[str, Any], domain: str) -> dict[str, Any]:
     """The options as stored on one task: a per-domain opener resolved for its underlying domain."""
     opener = generation["summary_opener"]
     return {**generation, "summary_opener": opener.get(domain, "") if isinstance(opener, dict) else opener}
-
-
-class UnderlyingTool:
-    """An underlying domain's tool, shown the underlying task instead of the wrapper."""
-
-    def __init__(self, tool: Tool, inner: Task):
-        self._tool, self._inner = tool, inner
-        self.name, self.schema, self.needs_sandbox = tool.name, tool.schema, tool.needs_sandbox
-
-    def run(self, arguments: dict[str, Any], ctx: ToolContext) -> str:
-        return self._tool.run(arguments, ToolContext(task=self._inner, sandbox=ctx.sandbox, state=ctx.state))
 
 
 class AgenticCoTDomain:

