@@ -1,4 +1,7 @@
-"""Domain plug-ins by name. A new domain adds one line here and one module."""
+"""Domain plug-ins by name. A new domain adds one line here and one package,
+``synthesizers/domains/<name>/``, with the same file roles as the others (as far as it has
+them): ``domain.py`` (the plug-in), ``seeds.py``, ``tools.py``, ``controllers.py`` (its
+small-model assists), ``prompts.py``."""
 
 from __future__ import annotations
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from sandboxes.project import ProjectSpec, code_cache_dir
 from schemas import Message, Task
 from synthesizers.domains.base import Tool, first_assistant_step
+from synthesizers.domains.code.prompts import FUNCTION_PROMPT, SYSTEM_PROMPT
 from synthesizers.domains.code.tools import TRACE_MODULE, bash_command, code_tools
 
 if TYPE_CHECKING:
@@ -32,17 +33,6 @@ if TYPE_CHECKING:
 OPTION_KEYS = {"instances", "function_tasks", "kinds", "shuffle", "projects", "guided", "function_temperature",
                "kind_limits", "bug_kinds"}
 BUG_KINDS = {"compare", "binop", "boolop", "constant", "negate_if", "drop_statement", "wrong_variable"}
-SYSTEM_PROMPT = (
-    "You are a software engineer fixing a bug in a real Python project. The repository is checked out at "
-    "/work/repo. Tools: `bash` (run a command there, e.g. `python3 -m pytest tests/test_x.py -q`), `view` "
-    "(read a file or a line range), `edit` (replace one unique string in a file) and `submit`. Find the bug "
-    "in the library's source, fix it with `edit`, check it with the tests, then call `submit`. Do not change "
-    "the tests: changes to tests or test configuration are not part of a submission."
-)
-FUNCTION_PROMPT = (
-    "You are a Python programmer. Complete the function from a real project whose signature and docstring "
-    "are given. Reply with the complete function definition in one ```python code block."
-)
 _TEST_RUN = re.compile(r"\b(pytest|py\.test|unittest|tox|nox)\b|python3?\s+\S*test", re.IGNORECASE)
 _READ_ONLY = {"ls", "cat", "head", "tail", "grep", "egrep", "rg", "find", "wc", "pwd", "echo", "nl", "tree",
               "sort", "uniq", "file", "stat", "diff", "which", "cd", "true", "less", "more", "awk"}
@@ -120,7 +110,7 @@ class CodeDomain:
     (Parquet from ``function_tasks``; optional), ``kinds`` (["repo"] by default; add "function"),
     ``projects`` (only these), ``shuffle`` (default true), ``guided`` (default false, for models that
     call tools on their own; configs/code.yaml turns it on for the embedded model): every turn of a
-    repo-level rollout is one guided call (``turn_policy``, see ``synthesizers.domains.code.policy``).
+    repo-level rollout is one guided call (``turn_policy``, see ``synthesizers.domains.code.controllers``).
     Why: SmolLM2-135M, unguided or with only its first turn opened by ``<tool_call>``, made no
     call in any code rollout (2026-11-23, runs/code-check*: 48 of 48 ended after one free-text turn).
     With ``guided``, a function-level answer opens with the function's header (the model writes the
@@ -206,7 +196,7 @@ class CodeDomain:
         return [] if "function" in task.payload else code_tools()
 
     def turn_policy(self, task: Task) -> TurnPolicy | None:
-        """Guided tasks only (option ``guided``; see ``synthesizers.domains.code.policy``): a repo-level
+        """Guided tasks only (option ``guided``; see ``synthesizers.domains.code.controllers``): a repo-level
         turn is one schema-valid call, narrowed to what the rollout has seen (its run of the task's
         reproduce command, the traceback's library frames or else the functions its trace command
         lists, the lines it viewed), ``submit`` withheld
@@ -214,7 +204,7 @@ class CodeDomain:
         the function's header in a python block."""
         if not task.payload.get("guided"):
             return None
-        from synthesizers.domains.code.policy import function_policy, guided_policy
+        from synthesizers.domains.code.controllers import function_policy, guided_policy
 
         if "function" in task.payload:
             return function_policy(task.payload["function"]["prompt"], task.payload.get("function_temperature"))

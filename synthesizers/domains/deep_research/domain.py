@@ -9,7 +9,7 @@ Options (``domain_options``, all optional):
                                   options: {...}, temperature: 0.7, max_tokens: 96}}
   f1_threshold: 0.8         (verifier pass mark on token F1)
   require_retrieved: true   (a cited answer document must have appeared in a tool result)
-  forcing: true             (small-model help, see ``forcing.py``: every turn is one guided
+  forcing: true             (small-model help, see ``controllers.py``: every turn is one guided
                              call; search first, answer on the last turn; doc ids only from
                              this rollout's results)
   results_order: best_first (default) | best_last  (search results listed best match last,
@@ -31,7 +31,8 @@ from typing import Any, Iterator
 from schemas import Message, Task
 from synthesizers.domains.base import Tool, first_assistant_step
 from synthesizers.domains.deep_research.backends import backend_from_spec
-from synthesizers.domains.deep_research.forcing import ForcedCalls
+from synthesizers.domains.deep_research.controllers import ForcedCalls
+from synthesizers.domains.deep_research.prompts import SYSTEM_PROMPT
 from synthesizers.domains.deep_research.tools import make_tools
 
 NAME = "deep-research"
@@ -40,21 +41,6 @@ RESULTS_ORDERS = ("best_first", "best_last")
 QUESTION_KEYS = {"count", "seed", "hops", "reverse_fraction", "leak_k", "writer"}
 DEFAULT_COUNT = 64
 
-SYSTEM_PROMPT = (
-    "You are a research assistant. Do not answer from memory: find the answer in the documents with the "
-    "tools, then call answer with a short answer (a few words) and the doc_ids you read it in. Reply with "
-    "one tool call and nothing else, exactly in this form:\n"
-    '<tool_call>\n{"name": "search", "arguments": {"query": "a few keywords"}}\n</tool_call>\n\n'
-    # One worked example (a made-up corpus, ids past the real ones): small models copy a format they have seen.
-    "Example.\nQuestion: In what year was the founder of Alpha Town born?\n"
-    '<tool_call>\n{"name": "search", "arguments": {"query": "Alpha Town founder"}}\n</tool_call>\n'
-    "[d90017] Alpha Town: Alpha Town was founded by Mara Quill.\n"
-    '<tool_call>\n{"name": "search", "arguments": {"query": "Mara Quill"}}\n</tool_call>\n'
-    "[d90042] Mara Quill: Mara Quill was a surveyor.\n"
-    '<tool_call>\n{"name": "open", "arguments": {"doc_id": "d90042"}}\n</tool_call>\n'
-    "[d90042] Mara Quill: Mara Quill (born 1790) was a surveyor who founded Alpha Town.\n"
-    '<tool_call>\n{"name": "answer", "arguments": {"answer": "1790", "citations": ["d90042"]}}\n</tool_call>'
-)
 _TEXT_FINAL = re.compile(r"(?im)^\s*final answer\s*:")
 
 
@@ -154,7 +140,7 @@ class DeepResearchDomain:
         return [Message(role="system", content=SYSTEM_PROMPT), Message(role="user", content=task.payload["question"])]
 
     def turn_policy(self, task: Task) -> ForcedCalls | None:
-        """With ``forcing`` (default on): every turn one guided call (``forcing.ForcedCalls``)."""
+        """With ``forcing`` (default on): every turn one guided call (``controllers.ForcedCalls``)."""
         return ForcedCalls([t.schema for t in self.tools(task)]) if task.payload.get("forcing", True) else None
 
     def tools(self, task: Task) -> list[Tool]:

@@ -29,7 +29,7 @@ from schemas import Message, Task
 from synthesizers.domains.base import Tool, ToolContext, first_assistant_step
 from synthesizers.domains.math.seeds import interleave
 from synthesizers.domains.tool_use import prompts
-from synthesizers.domains.tool_use.env_tools import EnvToolAdapter
+from synthesizers.domains.tool_use.tools import EnvToolAdapter
 from synthesizers.domains.tool_use.fc_tasks import FC_TOOL_NAMES, fc_tasks
 from synthesizers.domains.tool_use.files_tasks import files_tasks
 from synthesizers.guided_calls import NO_FAKES, first_call_forced, tool_call_tag

@@ -16,7 +16,7 @@ from synthesizers.engines.base import SamplingParams
 from synthesizers.guided_calls import TRIGGER
 from tests.fakes import FakeEngine
 from tests.synthesizers.domains.code.helpers import LRU_FILE, pristine_lru
-from tests.synthesizers.domains.code.test_policy import RecordingCodeDomain, allowed_tools, call, turn_admits
+from tests.synthesizers.domains.code.test_controllers import RecordingCodeDomain, allowed_tools, call, turn_admits
 from verifiers.code_repo import RepoCodeVerifier
 
 pytestmark = pytest.mark.docker

@@ -21,7 +21,7 @@ from synthesizers.domains.code.tools import code_tools
 from synthesizers.engines.base import SamplingParams
 from tests.fakes import FakeEngine
 from tests.synthesizers.domains.code.helpers import ScriptedTool
-from tests.synthesizers.domains.code.test_policy import allowed_tools, call, forced_call, msg_call, recording
+from tests.synthesizers.domains.code.test_controllers import allowed_tools, call, forced_call, msg_call, recording
 
 PROJECT = {"name": "p", "version": "1", "pytest_args": ["-o", "addopts="], "test_paths": ["tests"]}
 TASK = Task(id="t", domain="code", kind="repo", payload={"project": PROJECT, "FAIL_TO_PASS": ["tests.test_m::test_b"],

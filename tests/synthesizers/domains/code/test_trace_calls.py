@@ -219,7 +219,7 @@ async def test_a_guided_rollout_without_a_library_frame_traces_views_the_buggy_f
     from synthesizers.engines.base import SamplingParams
     from tests.fakes import FakeEngine
     from tests.synthesizers.domains.code.helpers import LRU_FILE
-    from tests.synthesizers.domains.code.test_policy import RecordingCodeDomain, allowed_tools, call, turn_admits
+    from tests.synthesizers.domains.code.test_controllers import RecordingCodeDomain, allowed_tools, call, turn_admits
     from verifiers.code_repo import RepoCodeVerifier
 
     task, bug_at = ttl_slip

@@ -1,4 +1,4 @@
-"""The small-model turn policy (``forcing.py``): each rule is checked on the grammar it
+"""The small-model turn policy (``controllers.py``): each rule is checked on the grammar it
 builds (xgrammar accepts or rejects the exact text a turn would be)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from schemas import Message, Task, ToolCall
 from synthesizers.agent_loop import TurnInfo
 from synthesizers.hermes import parse_tool_calls
 from synthesizers.domains.deep_research.domain import DeepResearchDomain
-from synthesizers.domains.deep_research.forcing import (
+from synthesizers.domains.deep_research.controllers import (
     ANSWER_MAX_CHARS,
     candidates_by_doc,
     openable,
@@ -106,7 +106,7 @@ def test_a_later_search_never_repeats_a_query_and_names_the_quoted_documents_fir
 
 
 def test_names_skip_words_that_only_open_sentences():
-    from synthesizers.domains.deep_research.forcing import _spans
+    from synthesizers.domains.deep_research.controllers import _spans
 
     text = "It lies in Europe. They say it is old. Like Saturn, Titan has air. Later, Rome grew. Poland and Rome trade."
     names = _spans(text, want_year=False)
@@ -182,7 +182,7 @@ def _schemas():
 def test_an_answer_with_one_possible_citation_and_value_is_forced():
     """One document read, offering one answer of the asked kind, on the last turn: the grammar
     would leave one text, so the turn is that text (forced, recorded as inserted), the same call."""
-    from synthesizers.domains.deep_research.forcing import _narrowed
+    from synthesizers.domains.deep_research.controllers import _narrowed
     from synthesizers.guided_calls import _structural, _tags
 
     question = 'The Wikipedia summary of "Magna Carta" mentions a country. What is the first year mentioned in the summary about that subject?'

@@ -8,7 +8,7 @@ import pytest
 from environments.files import FilesEnv
 from schemas import Task
 from synthesizers.domains.base import ToolContext, ToolError
-from synthesizers.domains.tool_use.env_tools import EnvToolAdapter
+from synthesizers.domains.tool_use.tools import EnvToolAdapter
 
 TASK = Task(id="t", domain="tool-use", kind="stateful",
             payload={"env": "files", "env_spec": {"files": {"/home/user/a.txt": "hi\n"}}})

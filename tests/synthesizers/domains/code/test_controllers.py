@@ -13,7 +13,7 @@ from synthesizers.agent_loop import Budget, TurnInfo, run_agent
 from synthesizers.domains.base import ToolContext
 from synthesizers.domains.code.domain import CodeDomain, CodeDomainError
 from synthesizers.domains.code.domain import is_read_only
-from synthesizers.domains.code.policy import CLOSING_MAX_TOKENS, SUBMIT_ROOM_TOKENS, guided_policy
+from synthesizers.domains.code.controllers import CLOSING_MAX_TOKENS, SUBMIT_ROOM_TOKENS, guided_policy
 from synthesizers.domains.code.tools import code_tools
 from synthesizers.engines.base import SamplingParams
 from synthesizers.hermes import parse_tool_calls
@@ -248,7 +248,7 @@ def test_guided_turn_grammars_hold_the_real_tool_schemas():
 
 
 def test_a_repeated_call_makes_the_next_turn_hotter():
-    from synthesizers.domains.code.policy import REPEAT_TEMPERATURE
+    from synthesizers.domains.code.controllers import REPEAT_TEMPERATURE
 
     policy = free_policy()
     info = TurnInfo(turn=3, turns_left=6, tokens_left=3000)
