@@ -1,24 +1,37 @@
 """The τ²-bench airline environment: our own tools over its ``db.json``.
 
-Tool names and arguments follow τ²'s task files (so their expected actions
-replay here); the implementations are ours. Writes are deterministic (new ids
-are hashes of the state, the clock is the policy's fixed "now"), so replaying
-the same calls always reaches the same state hash.
+Tool names, arguments and semantics are τ²'s (``tau2.domains.airline.tools``),
+rewritten over a copy-on-write view of the shared database so a fresh
+environment per rollout costs nothing; the differential test
+(``tests/environments/test_tau2_parity.py``) runs τ²'s own tools beside these on
+every task's expected actions and perturbations of them and requires the same
+successes and failures and the same changed records. As in τ², new ids come
+from fixed lists and the clock is the policy's fixed "now", so replaying the
+same calls always reaches the same state hash.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from environments.base import EnvError, method_tool as _t, obj
 from environments.common_tools import CALCULATE, INT, STR, TRANSFER, s
-from environments.tau2_data import Tau2Env, code_id, short_id
+from environments.tau2_data import Tau2Env
 
 NOW = "2024-05-15T15:00:00"  # the policy's current time
+# τ²'s new ids: fixed lists, the first one not yet taken (so replays and the benchmark agree on ids).
+NEW_RESERVATION_IDS = ("HATHAT", "HATHAU", "HATHAV")
+NEW_CERTIFICATE_IDS = tuple(f"certificate_{n}" for n in (3221322, 3221323, 3221324))
+AIRPORTS = (("SFO", "San Francisco"), ("JFK", "New York"), ("LAX", "Los Angeles"), ("ORD", "Chicago"),
+            ("DFW", "Dallas"), ("DEN", "Denver"), ("SEA", "Seattle"), ("ATL", "Atlanta"), ("MIA", "Miami"),
+            ("BOS", "Boston"), ("PHX", "Phoenix"), ("IAH", "Houston"), ("LAS", "Las Vegas"), ("MCO", "Orlando"),
+            ("EWR", "Newark"), ("CLT", "Charlotte"), ("MSP", "Minneapolis"), ("DTW", "Detroit"),
+            ("PHL", "Philadelphia"), ("LGA", "LaGuardia"))  # τ²'s fixed list
 CABINS = ["basic_economy", "economy", "business"]
 FLIGHT = obj(flight_number=s("Such as 'HAT001'."), date=s("YYYY-MM-DD"))
 PASSENGER = obj(first_name=STR, last_name=STR, dob=s("YYYY-MM-DD"))
-PAYMENT = obj(payment_id=s("A payment method id from the user's profile."), amount={"type": "number"})
+PAYMENT = obj(payment_id=s("A payment method id from the user's profile."), amount=INT)
 
 
 def _arr(item: dict[str, Any], description: str = "") -> dict[str, Any]:
@@ -32,44 +45,21 @@ class AirlineEnv(Tau2Env):
     # -- lookups ----------------------------------------------------------
     def _user(self, user_id: str) -> dict[str, Any]:
         if (user := self.db.get("users", user_id)) is None:
-            raise EnvError(f"user {user_id!r} not found")
+            raise EnvError(f"User {user_id} not found")
         return user
 
     def _reservation(self, reservation_id: str) -> dict[str, Any]:
         if self.db.get("reservations", reservation_id) is None:
-            raise EnvError(f"reservation {reservation_id!r} not found")
+            raise EnvError(f"Reservation {reservation_id} not found")
         return self.db.get("reservations", reservation_id)
 
     def _flight_date(self, number: str, date: str) -> tuple[dict[str, Any], dict[str, Any]]:
         flight = self.db.get("flights", number)
         if flight is None:
-            raise EnvError(f"flight {number!r} not found")
+            raise EnvError(f"Flight {number} not found")
         if date not in flight["dates"]:
-            raise EnvError(f"flight {number} does not fly on {date}")
+            raise EnvError(f"Flight {number} not found on date {date}")
         return flight, flight["dates"][date]
-
-    def _bookable(self, number: str, date: str, cabin: str, seats: int) -> tuple[dict[str, Any], int]:
-        flight, day = self._flight_date(number, date)
-        if day["status"] != "available":
-            raise EnvError(f"flight {number} on {date} is not available for booking (status: {day['status']})")
-        if day["available_seats"][cabin] < seats:
-            raise EnvError(f"not enough {cabin} seats on flight {number} on {date}")
-        return flight, day["prices"][cabin]
-
-    def _charge(self, user_id: str, payment_id: str, amount: float, *, certificate_ok: bool) -> None:
-        method = self._user(user_id)["payment_methods"].get(payment_id)
-        if method is None:
-            raise EnvError(f"payment method {payment_id!r} is not in the user's profile")
-        if method["source"] == "certificate" and not certificate_ok:
-            raise EnvError("a travel certificate cannot be used for this change")
-        if method["source"] in ("gift_card", "certificate") and amount > method["amount"] + 1e-9:
-            raise EnvError(f"{payment_id} balance {method['amount']} is not enough for {amount}")
-        if amount and method["source"] == "gift_card":
-            user = self.db.mutable("users", user_id)
-            user["payment_methods"][payment_id]["amount"] = round(method["amount"] - amount, 2)
-        elif method["source"] == "certificate":  # the remainder of a certificate is not refundable
-            user = self.db.mutable("users", user_id)
-            del user["payment_methods"][payment_id]
 
     # -- read tools -------------------------------------------------------
     def get_user_details(self, user_id: str) -> Any:
@@ -78,74 +68,115 @@ class AirlineEnv(Tau2Env):
     def get_reservation_details(self, reservation_id: str) -> Any:
         return self._reservation(reservation_id)
 
-    def search_direct_flight(self, origin: str, destination: str, date: str) -> Any:
+    def _search_direct(self, date: str, origin: str | None = None, destination: str | None = None,
+                       leave_after: str | None = None) -> list[dict[str, Any]]:
         out = []
         for number in self.db.keys("flights"):
             flight = self.db.get("flights", number)
             day = flight["dates"].get(date)
-            if flight["origin"] == origin and flight["destination"] == destination and day and day["status"] == "available":
-                out.append({k: flight[k] for k in ("flight_number", "origin", "destination",
-                                                   "scheduled_departure_time_est", "scheduled_arrival_time_est")}
-                           | {"date": date, "available_seats": day["available_seats"], "prices": day["prices"]})
+            if ((origin is None or flight["origin"] == origin) and (destination is None or flight["destination"] == destination)
+                    and day and day["status"] == "available"
+                    and (leave_after is None or flight["scheduled_departure_time_est"] >= leave_after)):
+                out.append({"flight_number": number, "origin": flight["origin"], "destination": flight["destination"],
+                            "status": "available", "scheduled_departure_time_est": flight["scheduled_departure_time_est"],
+                            "scheduled_arrival_time_est": flight["scheduled_arrival_time_est"], "date": None,
+                            "available_seats": day["available_seats"], "prices": day["prices"]})
         return out
+
+    def search_direct_flight(self, origin: str, destination: str, date: str) -> Any:
+        return self._search_direct(date, origin, destination)
 
     def search_onestop_flight(self, origin: str, destination: str, date: str) -> Any:
         out = []
-        for first in self.search_direct_flight_from(origin, date):
-            if first["destination"] == destination:
-                continue
-            for second in self.search_direct_flight(first["destination"], destination, date):
-                if second["scheduled_departure_time_est"] > first["scheduled_arrival_time_est"]:
-                    out.append([first, second])
-        return out[:20]
-
-    def search_direct_flight_from(self, origin: str, date: str) -> list[dict[str, Any]]:
-        dests = {self.db.get("flights", n)["destination"] for n in self.db.keys("flights")
-                 if self.db.get("flights", n)["origin"] == origin}
-        return [f for d in sorted(dests) for f in self.search_direct_flight(origin, d, date)]
+        for first in self._search_direct(date, origin):
+            first["date"] = date
+            # τ²'s rule, kept as is: an arrival marked "+1" continues on the next day of May 2024
+            date2 = f"2024-05-{int(date[-2:]) + 1}" if "+1" in first["scheduled_arrival_time_est"] else date
+            for second in self._search_direct(date2, first["destination"], destination, first["scheduled_arrival_time_est"]):
+                second["date"] = date2
+                out.append([first, second])
+        return out
 
     def list_all_airports(self) -> Any:
-        return sorted({self.db.get("flights", n)["origin"] for n in self.db.keys("flights")})
+        return [{"iata": code, "city": city} for code, city in AIRPORTS]
 
     def get_flight_status(self, flight_number: str, date: str) -> Any:
         return self._flight_date(flight_number, date)[1]["status"]
 
-    # -- write tools ------------------------------------------------------
+    # -- write tools (τ²'s semantics, call for call: the differential test holds us to them) --
+    def _new_reservation_id(self) -> str:
+        for rid in NEW_RESERVATION_IDS:  # τ² assumes at most three bookings per task
+            if self.db.get("reservations", rid) is None:
+                return rid
+        raise EnvError("Too many reservations")
+
+    def _payment_for_update(self, user_id: str, payment_id: str, total: float) -> dict[str, Any] | None:
+        """τ²'s rule for a change: no certificate; a gift card must cover the amount and is
+        debited (a negative amount, a cheaper change, credits it back)."""
+        method = self._user(user_id)["payment_methods"].get(payment_id)
+        if method is None:
+            raise EnvError("Payment method not found")
+        if method["source"] == "certificate":
+            raise EnvError("Certificate cannot be used to update reservation")
+        if method["source"] == "gift_card" and method["amount"] < total:
+            raise EnvError("Gift card balance is not enough")
+        if method["source"] == "gift_card":
+            self.db.mutable("users", user_id)["payment_methods"][payment_id]["amount"] -= total
+        return {"payment_id": payment_id, "amount": total} if total != 0 else None
+
+    def _available(self, number: str, date: str, cabin: str, seats: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        flight, day = self._flight_date(number, date)
+        if day["status"] != "available":
+            raise EnvError(f"Flight {number} not available on date {date}")
+        if day["available_seats"][cabin] < seats:
+            raise EnvError(f"Not enough seats on flight {number}")
+        return flight, day
+
     def book_reservation(self, user_id: str, origin: str, destination: str, flight_type: str, cabin: str,
                          flights: list, passengers: list, payment_methods: list, total_baggages: int,
                          nonfree_baggages: int, insurance: str) -> Any:
-        self._user(user_id)
-        if not flights or not passengers:
-            raise EnvError("a reservation needs at least one flight and one passenger")
-        if len(passengers) > 5:
-            raise EnvError("a reservation can have at most five passengers")
-        segments, total = [], 0.0
+        user = self._user(user_id)
+        rid = self._new_reservation_id()
+        n = len(passengers)
+        segments, total = [], 0
         for f in flights:
-            flight, price = self._bookable(f["flight_number"], f["date"], cabin, len(passengers))
+            flight, day = self._available(f["flight_number"], f["date"], cabin, n)
             segments.append({"origin": flight["origin"], "destination": flight["destination"],
-                             "flight_number": f["flight_number"], "date": f["date"], "price": price})
-            total += price * len(passengers)
-        total += 30 * len(passengers) * (insurance == "yes") + 50 * nonfree_baggages
+                             "flight_number": f["flight_number"], "date": f["date"], "price": day["prices"][cabin]})
+            total += day["prices"][cabin] * n
+        total += 30 * n * (insurance == "yes") + 50 * nonfree_baggages
+        for p in payment_methods:  # each method on its own covers its amount (as in τ²)
+            method = user["payment_methods"].get(p["payment_id"])
+            if method is None:
+                raise EnvError(f"Payment method {p['payment_id']} not found")
+            if method["source"] in ("gift_card", "certificate") and method["amount"] < p["amount"]:
+                raise EnvError(f"Not enough balance in payment method {p['payment_id']}")
         paid = sum(p["amount"] for p in payment_methods)
-        if abs(paid - total) > 0.01:
-            raise EnvError(f"payments add up to {paid}, but the reservation costs {total}")
+        if paid != total:
+            raise EnvError(f"Payment amount does not add up, total price is {total}, but paid {paid}")
+        user = self.db.mutable("users", user_id)
         for p in payment_methods:
-            self._charge(user_id, p["payment_id"], p["amount"], certificate_ok=True)
+            method = user["payment_methods"].get(p["payment_id"])
+            if method is not None and method["source"] == "gift_card":
+                method["amount"] -= p["amount"]
+            elif method is not None and method["source"] == "certificate":  # its remainder is not refunded
+                del user["payment_methods"][p["payment_id"]]
         for seg in segments:
-            flight = self.db.mutable("flights", seg["flight_number"])
-            flight["dates"][seg["date"]]["available_seats"][cabin] -= len(passengers)
-        rid = code_id(user_id, self.db.size("reservations"), [x["flight_number"] for x in segments])
+            self.db.mutable("flights", seg["flight_number"])["dates"][seg["date"]]["available_seats"][cabin] -= n
         reservation = {"reservation_id": rid, "user_id": user_id, "origin": origin, "destination": destination,
-                       "flight_type": flight_type, "cabin": cabin, "flights": segments, "passengers": passengers,
-                       "payment_history": [dict(p) for p in payment_methods], "created_at": NOW,
-                       "total_baggages": total_baggages, "nonfree_baggages": nonfree_baggages, "insurance": insurance}
+                       "flight_type": flight_type, "cabin": cabin, "flights": segments,
+                       "passengers": [dict(p) for p in passengers],
+                       "payment_history": [{"payment_id": p["payment_id"], "amount": p["amount"]} for p in payment_methods],
+                       "created_at": NOW, "total_baggages": total_baggages, "nonfree_baggages": nonfree_baggages,
+                       "insurance": insurance, "status": None}
         self.db.put("reservations", rid, reservation)
-        self.db.mutable("users", user_id)["reservations"].append(rid)
+        user["reservations"].append(rid)
         return reservation
 
     def cancel_reservation(self, reservation_id: str) -> Any:
-        if self._reservation(reservation_id).get("status") == "cancelled":
-            raise EnvError(f"reservation {reservation_id} is already cancelled")
+        """As τ²: every payment so far is reversed, refunds included, and seats are not
+        released; cancelling twice therefore appends a second round of reversals."""
+        self._reservation(reservation_id)
         res = self.db.mutable("reservations", reservation_id)
         res["payment_history"] += [{"payment_id": p["payment_id"], "amount": -p["amount"]} for p in res["payment_history"]]
         res["status"] = "cancelled"
@@ -154,53 +185,54 @@ class AirlineEnv(Tau2Env):
     def update_reservation_baggages(self, reservation_id: str, total_baggages: int, nonfree_baggages: int,
                                     payment_id: str) -> Any:
         res = self._reservation(reservation_id)
-        if total_baggages < res["total_baggages"]:
-            raise EnvError("checked bags can be added but not removed")
+        self._user(res["user_id"])
         cost = 50 * max(0, nonfree_baggages - res["nonfree_baggages"])
-        self._charge(res["user_id"], payment_id, cost, certificate_ok=False)
+        payment = self._payment_for_update(res["user_id"], payment_id, cost)
         res = self.db.mutable("reservations", reservation_id)
-        if cost:
-            res["payment_history"].append({"payment_id": payment_id, "amount": cost})
+        if payment is not None:
+            res["payment_history"].append(payment)
         res["total_baggages"], res["nonfree_baggages"] = total_baggages, nonfree_baggages
         return res
 
     def update_reservation_flights(self, reservation_id: str, cabin: str, flights: list, payment_id: str) -> Any:
         res = self._reservation(reservation_id)
+        self._user(res["user_id"])
         n = len(res["passengers"])
-        old = {(f["flight_number"], f["date"]): f for f in res["flights"]}
-        segments = []
+        segments, total = [], 0
         for f in flights:
-            kept = old.get((f["flight_number"], f["date"]))
-            if kept is not None and cabin == res["cabin"]:
-                segments.append(dict(kept))  # a kept segment keeps the price paid
+            kept = next((x for x in res["flights"] if x["flight_number"] == f["flight_number"]
+                         and x["date"] == f["date"] and cabin == res["cabin"]), None)
+            if kept is not None:  # a kept segment keeps the price paid
+                segments.append(copy.deepcopy(kept))
+                total += kept["price"] * n
                 continue
-            flight, price = self._bookable(f["flight_number"], f["date"], cabin, n)
-            segments.append({"origin": flight["origin"], "destination": flight["destination"],
-                             "flight_number": f["flight_number"], "date": f["date"], "price": price})
-        diff = (sum(x["price"] for x in segments) - sum(x["price"] for x in res["flights"])) * n
-        self._charge(res["user_id"], payment_id, max(diff, 0), certificate_ok=False)
+            flight, day = self._available(f["flight_number"], f["date"], cabin, n)
+            segments.append({"flight_number": f["flight_number"], "date": f["date"], "price": day["prices"][cabin],
+                             "origin": flight["origin"], "destination": flight["destination"]})
+            total += day["prices"][cabin] * n
+        total -= sum(x["price"] for x in res["flights"]) * n
+        payment = self._payment_for_update(res["user_id"], payment_id, total)
         res = self.db.mutable("reservations", reservation_id)
-        if diff:
-            res["payment_history"].append({"payment_id": payment_id, "amount": diff})
-        res["flights"], res["cabin"] = segments, cabin
+        if payment is not None:
+            res["payment_history"].append(payment)
+        res["flights"], res["cabin"] = segments, cabin  # seats are not moved (as in τ²)
         return res
 
     def update_reservation_passengers(self, reservation_id: str, passengers: list) -> Any:
         if len(passengers) != len(self._reservation(reservation_id)["passengers"]):
-            raise EnvError("the number of passengers cannot change")
+            raise EnvError("Number of passengers does not match")
         res = self.db.mutable("reservations", reservation_id)
-        res["passengers"] = passengers
+        res["passengers"] = [dict(p) for p in passengers]
         return res
 
     def send_certificate(self, user_id: str, amount: int) -> Any:
         self._user(user_id)
-        if amount <= 0:
-            raise EnvError("the certificate amount must be positive")
-        user = self.db.mutable("users", user_id)
-        cid = short_id("certificate_", user_id, sorted(user["payment_methods"]), amount)
-        user["payment_methods"][cid] = {"source": "certificate", "id": cid, "amount": float(amount)}
-        return f"Certificate {cid} added to user {user_id} with amount {amount}."
-
+        for cid in NEW_CERTIFICATE_IDS:  # τ² assumes at most three per task
+            if cid not in self._user(user_id)["payment_methods"]:
+                user = self.db.mutable("users", user_id)
+                user["payment_methods"][cid] = {"source": "certificate", "id": cid, "amount": amount}
+                return f"Certificate {cid} added to user {user_id} with amount {amount}."
+        raise EnvError("Too many certificates")
 
 TOOLS = [
     _t("get_user_details", "Get the details of a user, including their reservations.", obj(user_id=s("Such as 'sara_doe_496'."))),

@@ -40,9 +40,12 @@ def test_airline_tools_read_and_write():
     assert "HAT" in env.call("search_direct_flight", {"origin": "PHL", "destination": "LGA", "date": "2024-05-16"})
     assert env.state_hash() == start  # reads change nothing
     env.call("cancel_reservation", {"reservation_id": "4WQ150"})
-    assert env.state_hash() != start
-    with pytest.raises(EnvError, match="already cancelled"):
-        env.call("cancel_reservation", {"reservation_id": "4WQ150"})
+    once = env.state_hash()
+    assert once != start
+    env.call("cancel_reservation", {"reservation_id": "4WQ150"})  # τ² reverses every payment again
+    assert env.state_hash() not in (start, once)
+    with pytest.raises(EnvError, match="Reservation NOPE not found"):
+        env.call("cancel_reservation", {"reservation_id": "NOPE"})
     env.reset()
     assert env.state_hash() == start
 
