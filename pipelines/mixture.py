@@ -15,6 +15,10 @@ one above it is sampled down. Shares land within about one row's tokens of
 the target; a domain capped by ``max_upsample`` (only possible with
 ``total_tokens``) is flagged.
 
+Before mixing, the domains' rows are deduped together, one near-duplicate space over the
+mixture (``pipelines/mixture_dedupe.py``); the report's ``cross_domain_dedupe`` counts the
+rows removed per pair of domains.
+
 Config (YAML)::
 
     mixture:
@@ -23,6 +27,7 @@ Config (YAML)::
       total_tokens: null          # default: natural total, capped as above
       tolerance: 0.02             # |share - target| flagged above this
       rows_per_shard: 1000
+      dedupe: {exact: true, near: true, threshold: 0.85}   # across domains (a run config's keys)
       domains:
         math: {config: configs/math.yaml, target: 0.3, limit: null}
         code: {config: configs/code.yaml, target: 0.2, limit: 2, overrides: {agent.max_turns: 6}}
@@ -39,7 +44,7 @@ from typing import Any, Callable
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipelines.config import ConfigError
+from pipelines.config import ConfigError, DedupeConfig
 
 
 class _Strict(BaseModel):
@@ -61,6 +66,7 @@ class MixtureConfig(_Strict):
     total_tokens: int | None = None
     tolerance: float = 0.02
     rows_per_shard: int = 1000
+    dedupe: DedupeConfig = Field(default_factory=DedupeConfig)  # across domains, before mixing
     domains: dict[str, MixtureDomain]
 
 
@@ -215,8 +221,12 @@ def run_mixture(
     kinds = {(m.tokenizer_id, m.tokenizer_sha256, m.masking_policy, m.train_on_inserted) for m in manifests.values()}
     if len(kinds) > 1:
         raise ConfigError(f"mixture domains disagree on tokenizer/masking {sorted(kinds, key=str)}: use one tokenizer and policy")
+    from pipelines.mixture_dedupe import dedupe_across_domains
+
+    domain_rows, cross = dedupe_across_domains(domain_rows, {d: out_dir / d for d in domain_rows}, config.dedupe)
     rows, report = mix_rows(domain_rows, config)
     tokenizer, tokenizer_sha256, masking, train_on_inserted = kinds.pop()
+    report["cross_domain_dedupe"] = cross
     report["runs"] = runs
     manifest = write_shard_set(
         rows, out_dir / "shards", tokenizer_id=tokenizer, masking_policy=masking,
@@ -262,6 +272,10 @@ def run_all(config_path: Path, out: Path, *, limit: int | None, model: str | Non
         table.add_row(name, status, f"{entry.get('renormalised_target', entry['target_share'])}", f"{entry['share']}",
                       str(entry["tokens"]), str(entry["available_tokens"]), str(entry.get("upsample", "-")))
     console.print(table)
+    cross = report["cross_domain_dedupe"]
+    spans = ", ".join(f"{pair} {c['exact']}+{c['near']}" for pair, c in cross["pairs"].items() if c["exact"] or c["near"])
+    console.print(f"cross-domain dedupe over {cross['documents']} rows: "
+                  f"{sum(c['exact'] + c['near'] for c in cross['removed'].values())} removed (exact+near: {spans or 'none'})")
     for name, run in report["runs"].items():
         if run["status"] != "ok":
             console.print(f"[yellow]{name}: {run['status']} ({run['why']})[/]")

@@ -184,3 +184,90 @@ mixture:
         assert entry["within_tolerance"] and entry["upsample"] <= 3.0, entry
     assert mix["runs"]["not-built-yet"]["status"] == "skipped"
     assert (out / "math" / "shards" / "manifest.json").exists() and (out / "agentic-cot" / "report.json").exists()
+
+
+# ---- one near-duplicate space over the mixture ----------------------------
+
+def _words(rng: random.Random, n: int) -> list[str]:
+    return ["".join(rng.choice("abcdefghij") for _ in range(rng.randint(3, 8))) for _ in range(n)]
+
+
+def _domain_run(trajectories):
+    """A fake domain run: a store holding ``trajectories`` (plus rows with no stored trajectory)
+    and shard rows for them, as `trajforge run` leaves a run folder."""
+    from pipelines.store import TrajectoryStore
+
+    def run(name, cfg, run_dir):
+        mine = trajectories[name]
+        TrajectoryStore(run_dir).write_unit("u0", mine)
+        out = [ShardRow(trajectory_id=t.id, domain=name, input_ids=list(range(50)), loss_mask=[1] * 50, num_tokens=50,
+                        num_loss_tokens=50, passed=t.verdict.passed, score=t.verdict.score) for t in mine]
+        out.append(ShardRow(trajectory_id=f"{name}-unstored", domain=name, input_ids=[1, 2], loss_mask=[1, 1],
+                            num_tokens=2, num_loss_tokens=2))
+        write_shard_set(out, run_dir / "shards", tokenizer_id="tok", masking_policy="assistant", rows_per_shard=16,
+                        run_config={"domain": name})
+    return run
+
+
+def test_mixture_dedupes_across_domains_and_reports_each_pair(tmp_path, monkeypatch):
+    from schemas import Message, Trajectory, Verdict
+
+    monkeypatch.chdir(tmp_path)
+    rng = random.Random(4)
+
+    def traj(domain, i, words, passed=True):
+        return Trajectory(id=f"{domain}-{i:02d}", task_id=f"{domain}-t{i}", domain=domain,
+                          messages=[Message(role="user", content="q"), Message(role="assistant", content=" ".join(words))],
+                          verdict=Verdict(passed=passed, score=1.0 if passed else 0.0))
+
+    docs = [_words(rng, 150) for _ in range(12)]
+    edited = list(docs[1])
+    edited[75] = "changed"  # one word of 150: Jaccard about 0.94
+    trajectories = {
+        "math": [traj("math", i, docs[i]) for i in range(4)] + [traj("math", 4, docs[4]), traj("math", 5, docs[4] + ["end"])],
+        "tool-use": [traj("tool-use", 0, [w.upper() for w in docs[0]], passed=False), traj("tool-use", 1, docs[6]),
+                     traj("tool-use", 2, docs[7])],
+        "agentic-cot": [traj("agentic-cot", 0, edited + ["and", "more"]), traj("agentic-cot", 1, docs[8])],
+    }
+    for d in trajectories:
+        Path(f"{d}.yaml").write_text(f"domain: {d}\n")
+    config = mixture({"math": 0.4, "tool-use": 0.3, "agentic-cot": 0.3})
+    report = run_mixture(config, tmp_path / "all", run_domain=_domain_run(trajectories))
+    cross = report["cross_domain_dedupe"]
+    spanned = {pair: counts for pair, counts in cross["pairs"].items() if counts["exact"] or counts["near"]}
+    # the failed tool-use copy of math-00 goes (exact), the longer Agentic-CoT edit of math-01 goes (near),
+    # and the near pair inside math that the domain's own dedupe would have caught
+    assert spanned == {"math|tool-use": {"exact": 1, "near": 0}, "agentic-cot|math": {"exact": 0, "near": 1},
+                       "math|math": {"exact": 0, "near": 1}}
+    assert set(cross["pairs"]) == {"agentic-cot|agentic-cot", "agentic-cot|math", "agentic-cot|tool-use", "math|math",
+                                   "math|tool-use", "tool-use|tool-use"}
+    assert cross["removed"] == {"tool-use": {"exact": 1, "near": 0}, "agentic-cot": {"exact": 0, "near": 1},
+                                "math": {"exact": 0, "near": 1}}
+    assert cross["documents"] == 11 and cross["clusters"] == 3
+    assert cross["unchecked_rows"] == {"math": 1, "tool-use": 1, "agentic-cot": 1}
+    # removed rows are not available to the mixture: 50 tokens per kept trajectory + 2 unstored
+    assert {d: e["available_tokens"] for d, e in report["domains"].items()} == {"math": 252, "tool-use": 102, "agentic-cot": 52}
+    manifest = Manifest.model_validate(json.loads((tmp_path / "all" / "shards" / "manifest.json").read_text()))
+    assert manifest.run_config["mixture"]["cross_domain_dedupe"] == cross
+    import pyarrow.parquet as pq
+
+    ids = {i.split("#")[0] for s in manifest.shards for i in pq.read_table(tmp_path / "all" / "shards" / s.file)["trajectory_id"].to_pylist()}
+    assert not ids & {"tool-use-00", "agentic-cot-00", "math-05"}
+    assert {i.rsplit("-", 1)[0] for i in ids} == {"math", "tool-use", "agentic-cot"}
+
+
+def test_mixture_dedupe_off_keeps_every_row(tmp_path, monkeypatch):
+    from schemas import Message, Trajectory, Verdict
+
+    monkeypatch.chdir(tmp_path)
+    words = _words(random.Random(1), 100)
+    same = {d: [Trajectory(id=f"{d}-0", task_id="t", domain=d, verdict=Verdict(passed=True, score=1.0),
+                           messages=[Message(role="assistant", content=" ".join(words))])] for d in ("math", "tool-use")}
+    for d in same:
+        Path(f"{d}.yaml").write_text(f"domain: {d}\n")
+    config = mixture({"math": 0.5, "tool-use": 0.5})
+    on = run_mixture(config, tmp_path / "on", run_domain=_domain_run(same))
+    assert on["cross_domain_dedupe"]["pairs"]["math|tool-use"] == {"exact": 1, "near": 0}
+    config.dedupe.exact = config.dedupe.near = False
+    off = run_mixture(config, tmp_path / "off", run_domain=_domain_run(same))
+    assert off["cross_domain_dedupe"]["removed"] == {} and off["domains"]["math"]["available_tokens"] == 52
