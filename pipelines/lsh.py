@@ -79,6 +79,7 @@ _BASE = 0x9E3779B97F4A7C15
 _BASE_INV = pow(_BASE, -1, 1 << 64)
 _FMIX = (np.uint64(33), np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53))
 _POWERS = (np.ones(1, np.uint64), np.ones(1, np.uint64))  # BASE**j, BASE**-j for j < len; grown on demand
+_MAX_SPAN = 1 << 20  # bytes hashed per step: bounds the power tables whatever a text's length
 # str.split()'s separators beyond ASCII (isspace; U+3000 is the last); the ASCII ones other than
 # the space are all below 0x20.
 _UNICODE_SPACES = tuple(chr(c) for c in range(0x80, 0x3001) if chr(c).isspace())
@@ -131,23 +132,38 @@ def gram_hashes(text: str, size: int) -> np.ndarray:
     if not len(buf):
         return np.zeros(0, dtype=np.uint32)
     n = len(buf)
+    words = len(spaces) + 1
+    width = min(size, words)
+    grams = words - width + 1
+    starts = np.zeros(grams, dtype=np.intp)
+    starts[1:] = spaces[: grams - 1] + 1
+    ends = np.full(grams, n, dtype=np.intp)
+    ends[:-1] = spaces[width - 1 :]
+    if n <= _MAX_SPAN:
+        return (_fmix64(_span_hashes(buf, starts, ends)) >> np.uint64(32)).astype(np.uint32)
+    h = np.empty(grams, dtype=np.uint64)
+    first = 0
+    while first < grams:  # spans of at most _MAX_SPAN bytes (one gram longer than that alone)
+        base = int(starts[first])
+        last = max(first + 1, int(np.searchsorted(ends, base + _MAX_SPAN, side="right")))
+        s, e = starts[first:last] - base, ends[first:last] - base
+        h[first:last] = _span_hashes(buf[base : int(ends[last - 1])], s, e)
+        first = last
+    return (_fmix64(h) >> np.uint64(32)).astype(np.uint32)
+
+
+def _span_hashes(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    n = len(buf)
     power, inverse = _powers(n + 1)
     prefix = np.zeros(n + 1, dtype=np.uint64)
     with np.errstate(over="ignore"):
         terms = buf * power[:n]
         terms += power[:n]
         np.cumsum(terms, out=prefix[1:])
-        words = len(spaces) + 1
-        width = min(size, words)
-        grams = words - width + 1
-        starts = np.zeros(grams, dtype=np.intp)
-        starts[1:] = spaces[: grams - 1] + 1
-        ends = np.full(grams, n, dtype=np.intp)
-        ends[:-1] = spaces[width - 1 :]
         h = prefix[ends]
         h -= prefix[starts]
         h *= inverse[starts]
-    return (_fmix64(h) >> np.uint64(32)).astype(np.uint32)
+    return h
 
 
 def _sorted_unique(values: np.ndarray) -> np.ndarray:

@@ -164,3 +164,15 @@ def test_trajectory_length_clusters_equal_every_pair_compared_exactly():
     reference = _brute_force_clusters(texts, 0.8)
     assert reference == [[0, 14], [1, 15], [2, 16], [3, 17]]
     assert _lsh_clusters(texts, params, 5, 2) == reference
+
+
+def test_texts_longer_than_one_hashing_span_hash_as_a_whole(monkeypatch):
+    import pipelines.lsh as lsh
+
+    rng = random.Random(8)
+    text = " ".join(rng.choice(PIECES[:6]) for _ in range(400)) + " " + "y" * 200 + " tail end"
+    expected = ref_shingle_hashes(text, 5)
+    assert np.array_equal(shingle_hashes(text, 5), expected)
+    monkeypatch.setattr(lsh, "_MAX_SPAN", 64)  # many spans, and a word longer than one
+    assert np.array_equal(shingle_hashes(text, 5), expected)
+    assert np.array_equal(shingle_hashes(text, 1), ref_shingle_hashes(text, 1))
