@@ -17,6 +17,7 @@ Ray tasks and the in-process path run the same code.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import hashlib
 from dataclasses import dataclass
@@ -285,14 +286,30 @@ def similar(a: np.ndarray, b: np.ndarray, threshold: float) -> bool:
     return exact_jaccard(a, b) >= threshold
 
 
-def group_partition(routed_parts: list[list[tuple[int, bool, int]]], set_chunks: list[Any], chunk_size: int, params: LshParams, fetch=None) -> list[tuple[int, int]]:
+def group_partition(routed_parts: list[list[tuple[int, bool, int]]], set_chunks: list[Any], chunk_size: int | Sequence[int],
+                    params: LshParams, fetch=None) -> list[tuple[int, int]]:
     """Reduce step for one partition: confirmed duplicate edges (doc, doc).
 
     LSH candidates are confirmed by the exact Jaccard of their (hashed) shingle
     sets, so estimator noise costs neither precision nor recall. ``set_chunks[i]``
     holds chunk i's shingle sets (or a Ray ref ``fetch`` resolves); only chunks
-    with members in a multi-document bucket are fetched.
+    with members in a multi-document bucket are fetched. Chunk i starts at doc
+    ``i * chunk_size``, or, for chunks of different sizes (one per store unit),
+    ``chunk_size`` is the list of each chunk's first doc (the ``start`` its
+    ``signature_chunk`` was given), ascending.
     """
+    if isinstance(chunk_size, (int, np.integer)):
+        size = int(chunk_size)
+
+        def locate(doc: int) -> tuple[int, int]:
+            return divmod(doc, size)
+    else:
+        firsts = list(chunk_size)
+
+        def locate(doc: int) -> tuple[int, int]:
+            chunk = bisect.bisect_right(firsts, doc) - 1
+            return chunk, doc - firsts[chunk]
+
     buckets: dict[tuple[int, bool], list[int]] = {}
     for part in routed_parts:
         for key, is_exact, doc in part:
@@ -301,11 +318,10 @@ def group_partition(routed_parts: list[list[tuple[int, bool, int]]], set_chunks:
     cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def shingle_set(doc: int) -> np.ndarray:
-        chunk = doc // chunk_size
+        chunk, i = locate(doc)
         if chunk not in cache:
             cache[chunk] = fetch(set_chunks[chunk]) if fetch else set_chunks[chunk]
         offsets, values = cache[chunk]
-        i = doc % chunk_size
         return values[offsets[i] : offsets[i + 1]]
 
     for (_, is_exact), docs in buckets.items():

@@ -143,6 +143,14 @@ def _lsh_clusters(texts, params, chunk, parts):
     return sorted(components(len(texts), edges))
 
 
+def _lsh_clusters_uneven(texts, params, firsts, parts):
+    """Chunks of different sizes (one per store unit), located by their first docs."""
+    bounds = [*firsts, len(texts)]
+    maps = [signature_chunk(texts[a:b], a, params, parts) for a, b in zip(bounds, bounds[1:])]
+    edges = [e for p in range(parts) for e in group_partition([m[2][p] for m in maps], [m[0] for m in maps], firsts, params)]
+    return sorted(components(len(texts), edges))
+
+
 @pytest.mark.parametrize("chunk,parts", [(37, 1), (100, 4)])
 def test_clusters_equal_every_pair_compared_exactly(chunk, parts):
     texts, pairs = planted_corpus(distinct=160, planted=64, seed=9)
@@ -152,6 +160,7 @@ def test_clusters_equal_every_pair_compared_exactly(chunk, parts):
     reference = _brute_force_clusters(texts, 0.8)
     assert len(reference) >= 33  # the 32 planted pairs at J >= 0.8 and the copies of document 3
     assert _lsh_clusters(texts, params, chunk, parts) == reference
+    assert _lsh_clusters_uneven(texts, params, [0, 5, 6, 90, 91, 200], parts) == reference
 
 
 def test_trajectory_length_clusters_equal_every_pair_compared_exactly():
