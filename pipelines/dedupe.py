@@ -23,7 +23,11 @@ Jaccard of 5-word shingles), 128 permutations, bands chosen so a pair *at* the
 threshold becomes a candidate with probability >= 0.995 (128 perms at 0.85:
 18 bands of 7 rows), chunks of 1000 documents, one partition per Ray CPU.
 Without Ray initialised (or for a single chunk) the same functions run in
-process. The building blocks live in ``pipelines/lsh.py``.
+process. The building blocks live in ``pipelines/lsh.py``: shingle hashes and
+signatures are numpy over whole documents (no Python step per word or shingle),
+so a core signs tens of MB of trajectory text per second (``bench/bench_dedupe.py``).
+``make all`` runs the same blocks once more over every domain's rows together
+(``pipelines/mixture_dedupe.py``).
 """
 
 from __future__ import annotations

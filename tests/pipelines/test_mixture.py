@@ -156,7 +156,7 @@ domain_options: {sources: [generator]}
     cot_cfg.write_text("""
 domain: agentic-cot
 seed: 7
-engine: {model: "python:tests.synthesizers.test_agentic_cot:FivePhaseEngine"}
+engine: {model: "python:tests.synthesizers.domains.agentic_cot.test_domain:FivePhaseEngine"}
 agent: {max_turns: 3, concurrency: 8}
 branching: {enabled: false}
 sandbox: {pool_size: 2}
@@ -184,6 +184,12 @@ mixture:
         assert entry["within_tolerance"] and entry["upsample"] <= 3.0, entry
     assert mix["runs"]["not-built-yet"]["status"] == "skipped"
     assert (out / "math" / "shards" / "manifest.json").exists() and (out / "agentic-cot" / "report.json").exists()
+    cross = mix["cross_domain_dedupe"]  # both domains' rows were compared in one near-duplicate space
+    domain_rows = sum(Manifest.model_validate(json.loads((out / d / "shards" / "manifest.json").read_text())).total_rows
+                      for d in ("math", "agentic-cot"))
+    assert cross["documents"] == domain_rows > 0
+    assert set(cross["pairs"]) == {"agentic-cot|agentic-cot", "agentic-cot|math", "math|math"}
+    assert cross["unchecked_rows"] == {"math": 0, "agentic-cot": 0}
 
 
 # ---- one near-duplicate space over the mixture ----------------------------
