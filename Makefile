@@ -21,7 +21,7 @@ RUN_FLAGS   := $(if $(LIMIT),--limit $(LIMIT)) $(if $(MODEL),--model $(MODEL))
 
 DOMAINS := code tool-use deep-research agentic-cot
 
-.PHONY: help setup demo math code-tasks $(DOMAINS) all test test-fast bench train-smoke review clean
+.PHONY: help setup demo math code-starter code-tasks $(DOMAINS) all test test-fast bench train-smoke review clean
 
 help: ## list the targets
 	@echo "usage: make TARGET [OUT=dir] [LIMIT=n] [MODEL=path-or-url]"
@@ -42,14 +42,24 @@ code tool-use deep-research agentic-cot: setup ## one domain on configs/<domain>
 	$(TRAJFORGE) run $@ --config configs/$@.yaml --out $(or $(OUT),runs/$@) $(RUN_FLAGS)
 
 CODE_FN_PROJECTS := toolz inflection six semver more-itertools cachetools boltons
+CODE_FN_TASKS    := .cache/code/function_tasks-easy
 
-code-tasks: setup ## code-domain tasks (resumable): repo-level bug instances + one-statement function tasks -> .cache/code/
+# A fresh clone's first code run builds a few checked tasks itself (minutes); code-tasks builds many.
+code: code-starter
+
+code-starter: setup ## the code tasks configs/code.yaml names, a small checked set built on first use (resumable)
+	$(PY) -m pipelines.code_starter --config configs/code.yaml
+
+code-tasks: setup ## code-domain tasks (resumable): repo-level bug instances + one-statement function tasks, each checked 3x under the verifier's conditions -> .cache/code/
 	$(PY) -m synthesizers.domains.code.instances --out .cache/code/instances --target 200
-	@test -f .cache/code/function_tasks-easy/function_tasks.parquet || \
-	  $(PY) -m synthesizers.domains.code.function_tasks --out .cache/code/function_tasks-easy --per-project 5 \
-	  --statements 1 1 $(foreach p,$(CODE_FN_PROJECTS),--project $(p))
+	@{ test -f $(CODE_FN_TASKS)/function_tasks.parquet && test ! -f $(CODE_FN_TASKS)/starter.json; } || { \
+	  $(PY) -m synthesizers.domains.code.function_tasks --out $(CODE_FN_TASKS) --per-project 5 \
+	  --statements 1 1 $(foreach p,$(CODE_FN_PROJECTS),--project $(p)) && rm -f $(CODE_FN_TASKS)/starter.json; }
+	$(PY) -m pipelines.env_qa .cache/code/instances --function-tasks $(CODE_FN_TASKS)
 
 all: setup ## every built domain under the mixture of configs/all.yaml -> runs/all/shards (OUT=, LIMIT=, MODEL=)
+	@$(PY) -m pipelines.code_starter --config configs/code.yaml || \
+	  echo "warning: no checked code tasks (above); the mixture goes on and reports code as failed" >&2
 	$(TRAJFORGE) run all --config configs/all.yaml --out $(or $(OUT),runs/all) $(RUN_FLAGS)
 
 test: setup ## the whole test suite except GPU tests (what CI runs)

@@ -40,6 +40,11 @@ TEST_CONFIG_NAMES = {"conftest.py", "pytest.ini", "tox.ini", "setup.cfg", "pypro
                      ".coveragerc", "noxfile.py", "sitecustomize.py", "usercustomize.py"}
 TEST_DIR_NAMES = {"test", "tests", "testing"}
 MAX_SDIST_MEMBER_BYTES = 2_000_000
+# Where every checkout of a project lives in its box, relative to the workdir (``/work/repo``):
+# the baseline, bug validation, the rollout's tools and the verifier all use it, because a suite may
+# depend on its absolute path (boltons' ``test_iter_find_files`` ``lstrip``s it), and a test that
+# passes at one path and fails at another would make a sound instance fail its own gold fix.
+CHECKOUT_DIR = "repo"
 
 
 class ProjectUnavailable(RuntimeError):

@@ -32,11 +32,11 @@ is not ruled out (the same limit as SWE-bench-style harnesses).
 from __future__ import annotations
 
 import re
-import secrets
 
 from sandboxes.base import Sandbox
 from schemas import Message, Task, Verdict
 from sandboxes.project import (
+    CHECKOUT_DIR,
     ProjectSpec,
     ProjectUnavailable,
     change_allowed,
@@ -146,7 +146,8 @@ class RepoCodeVerifier:
                 files.pop(path, None)
             else:
                 files[path] = content
-        repo = stage_files(box, files, f"verify-{secrets.token_hex(6)}")
+        # The checkout path the instance was validated at (a suite may depend on it); the box is fresh.
+        repo = stage_files(box, files, CHECKOUT_DIR)
         deps = stage_deps(box, spec)
         run = run_pytest(box, spec, repo, deps, per_test_timeout_s=self.per_test_timeout_s,
                          total_timeout_s=self.total_timeout_s)

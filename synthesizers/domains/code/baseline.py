@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from sandboxes.base import Sandbox
-from sandboxes.project import ProjectSpec, pristine_files, stage_deps, stage_files
+from sandboxes.project import CHECKOUT_DIR, ProjectSpec, pristine_files, stage_deps, stage_files
 from sandboxes.pytest_junit import PASSED, run_pytest
 
 
@@ -31,7 +31,7 @@ class Baseline:
 
 def run_baseline(box: Sandbox, spec: ProjectSpec, runs: int = 2, per_test_timeout_s: float = 20.0,
                  total_timeout_s: float = 300.0) -> Baseline:
-    repo = stage_files(box, pristine_files(spec), "baseline-repo")
+    repo = stage_files(box, pristine_files(spec), CHECKOUT_DIR)
     deps = stage_deps(box, spec)
     outcomes = []
     seconds = []

@@ -102,7 +102,18 @@ def _read_rows(path: Path, name: str = "instances.parquet") -> list[dict[str, An
                                   "synthesizers.domains.code.function_tasks --out <folder> (see its --help)")
         raise CodeDomainError(f"no code instances at {path}: run `make code-tasks` (python -m "
                               "synthesizers.domains.code.instances --out .cache/code/instances --target 200)")
-    return pq.read_table(path).to_pylist()
+    return _checked(pq.read_table(path).to_pylist(), path, name)
+
+
+def _checked(rows: list[dict[str, Any]], path: Path, name: str) -> list[dict[str, Any]]:
+    """Only tasks whose gold fix passed and bug failed in every run under the verifier's own conditions
+    (``pipelines.env_qa``): a flaky or condition-bound task would mislabel every rollout of it."""
+    unchecked = sum(r.get("qa_outcome") not in ("passed", "flaky", "condition_bound") for r in rows)
+    if unchecked:
+        flag = "" if name == "instances.parquet" else "--function-tasks "
+        raise CodeDomainError(f"{unchecked} of {len(rows)} tasks in {path} were never checked under the verifier's "
+                              f"conditions: run `python -m pipelines.env_qa {flag}{path.parent}`")
+    return [r for r in rows if r["qa_outcome"] == "passed"]
 
 
 class CodeDomain:

@@ -24,14 +24,17 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sandboxes.project import ProjectSpec, pristine_files, stage_deps, stage_files, text_files
+from sandboxes.project import CHECKOUT_DIR, ProjectSpec, pristine_files, stage_deps, stage_files, text_files
 from sandboxes.pytest_junit import run_pytest
 from sandboxes.tree_diff import file_diff
 from schemas import Task
-from synthesizers.domains.code.instances import _baseline, classify, keep
+from synthesizers.domains.code.instances import UNCHECKED, _baseline, classify, keep
 from synthesizers.domains.code.mutate import source_files
 
-FIELDS = ("task_id", "project_spec", "path", "name", "prompt", "bug_patch", "FAIL_TO_PASS", "PASS_TO_PASS")
+FIELDS = ("task_id", "project_spec", "path", "name", "prompt", "bug_patch", "FAIL_TO_PASS", "PASS_TO_PASS",
+          "qa_runs", "qa_outcome")  # qa_*: see instances.UNCHECKED (``pipelines.env_qa`` fills them)
+SCHEMA = pa.schema([(f, pa.list_(pa.string()) if f in ("FAIL_TO_PASS", "PASS_TO_PASS") else
+                     pa.int64() if f == "qa_runs" else pa.string()) for f in FIELDS])
 
 
 def documented_functions(spec: ProjectSpec, files: dict[str, str], statements: tuple[int, int] = (2, 10_000)
@@ -92,7 +95,7 @@ def _validate_in(box, spec: ProjectSpec, files: dict[str, str], funcs: list[tupl
                  per_project: int, out: Path) -> list[dict[str, Any]]:
     """Blank each function in turn: kept when the blank fails >= 1 baseline-passing test and passes >= 1."""
     base = _baseline(box, spec, out)
-    repo = stage_files(box, pristine_files(spec), "repo")
+    repo = stage_files(box, pristine_files(spec), CHECKOUT_DIR)
     deps = stage_deps(box, spec)
     rows: list[dict[str, Any]] = []
     for path, node in funcs:
@@ -112,6 +115,14 @@ def _validate_in(box, spec: ProjectSpec, files: dict[str, str], funcs: list[tupl
                          "bug_patch": file_diff(path, files[path], blank), "FAIL_TO_PASS": f2p,
                          "PASS_TO_PASS": p2p})
     return rows
+
+
+def write_tasks(rows: list[dict[str, Any]], path: Path) -> None:
+    from schemas.atomic import atomic_write
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pylist([{**r, **UNCHECKED} for r in rows], schema=SCHEMA)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def function_task_from_row(row: dict[str, Any]) -> Task:
@@ -142,9 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         got = validate(spec, args.per_project, out, args.seed, statements=tuple(args.statements))
         print(f"{spec.name}: {len(got)} function tasks", flush=True)
         rows += got
-    schema = pa.schema([(f, pa.list_(pa.string()) if f in ("FAIL_TO_PASS", "PASS_TO_PASS") else pa.string())
-                        for f in FIELDS])
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), out / "function_tasks.parquet")
+    write_tasks(rows, out / "function_tasks.parquet")
     print(json.dumps({"function_tasks": len(rows), "path": str(out / "function_tasks.parquet")}))
     return 0
 

@@ -9,7 +9,9 @@ per function, for variety. Every attempt is appended to
 ``OUT/attempts/<project>.jsonl`` so a re-run resumes where it stopped.
 
 Then problem statements (LLM with ``--llm``, template otherwise) and
-``OUT/instances.parquet`` (written atomically) + ``OUT/report.json``.
+``OUT/instances.parquet`` (written atomically) + ``OUT/report.json``. The rows are not yet
+checked (``qa_outcome: unchecked``): ``python -m pipelines.env_qa OUT`` then judges each one three
+times under exactly the verifier's conditions and keeps the sound ones (``make code-tasks`` runs both).
 
 CLI (``make code-tasks``):
 ``python -m synthesizers.domains.code.instances --out .cache/code/instances --target 200``
@@ -32,7 +34,7 @@ from typing import Any, Callable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sandboxes.project import ProjectSpec, pristine_files, stage_deps, stage_files, text_files
+from sandboxes.project import CHECKOUT_DIR, ProjectSpec, pristine_files, stage_deps, stage_files, text_files
 from sandboxes.pytest_junit import run_pytest
 from sandboxes.tree_diff import file_diff
 from schemas import Task
@@ -43,10 +45,13 @@ from synthesizers.domains.code.statements import llm_statements, template_statem
 
 FIELDS = ("instance_id", "project", "version", "project_spec", "bug_patch", "fix_patch", "FAIL_TO_PASS",
           "PASS_TO_PASS", "problem_statement", "statement_source", "mutation_kind", "file", "line", "function",
-          "validate_seconds")
+          "validate_seconds", "qa_runs", "qa_outcome")
 SCHEMA = pa.schema([(f, pa.list_(pa.string()) if f in ("FAIL_TO_PASS", "PASS_TO_PASS") else
-                     pa.int64() if f == "line" else pa.float64() if f == "validate_seconds" else pa.string())
-                    for f in FIELDS])
+                     pa.int64() if f in ("line", "qa_runs") else pa.float64() if f == "validate_seconds" else
+                     pa.string()) for f in FIELDS])
+# Written here as not yet checked; ``pipelines.env_qa`` judges each instance under the verifier's
+# own conditions and keeps only the sound ones (the code domain seeds no unchecked instance).
+UNCHECKED = {"qa_runs": 0, "qa_outcome": "unchecked"}
 _write_lock = threading.Lock()
 
 
@@ -100,9 +105,11 @@ def _row(spec: ProjectSpec, m: Mutation, original: str, f2p: list[str], p2p: lis
 
 def validate_project(spec: ProjectSpec, quota: int, *, seed: int, out: Path, max_attempts: int,
                      image: str | None = None, log: Callable[[str], None] = print,
-                     candidates: list[Mutation] | None = None) -> list[dict[str, Any]]:
+                     candidates: list[Mutation] | None = None, bug_kinds: tuple[str, ...] = ()
+                     ) -> list[dict[str, Any]]:
     """Kept instances of one project (resuming from its attempts file); ``candidates`` replaces
-    the project's own mutation list (tests use it to feed known bugs)."""
+    the project's own mutation list (tests use it to feed known bugs); ``bug_kinds`` tries only
+    mutations of these kinds (a small set made for a config that seeds only some kinds)."""
     from sandboxes.base import SandboxLimits
     from sandboxes.docker_backend import DockerSandboxPool
     from synthesizers.domains.code.images import ensure_project_image
@@ -122,14 +129,14 @@ def validate_project(spec: ProjectSpec, quota: int, *, seed: int, out: Path, max
         if not base.usable:
             log(f"{spec.name}: baseline has too few passing tests; skipped")
             return kept
-        repo = stage_files(box, pristine_files(spec), "repo")
+        repo = stage_files(box, pristine_files(spec), CHECKOUT_DIR)
         deps = stage_deps(box, spec)
         budget_s = max(60.0, 6 * max(base.run_seconds))
         tried = len(done)
         for m in candidates if candidates is not None else candidate_mutations(spec, files, seed):
             if len(kept) >= quota or tried >= max_attempts:
                 break
-            if m.id in done or (m.path, m.function) in used_functions:
+            if m.id in done or (m.path, m.function) in used_functions or (bug_kinds and m.kind not in bug_kinds):
                 continue
             tried += 1
             started = time.monotonic()
@@ -175,7 +182,8 @@ def add_statements(rows: list[dict[str, Any]], engine_spec: str | None) -> None:
 
 
 def write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
-    table = pa.Table.from_pylist([{f: r[f] for f in FIELDS} for r in rows], schema=SCHEMA)
+    table = pa.Table.from_pylist([{f: UNCHECKED[f] if f in UNCHECKED else r[f] for f in FIELDS} for r in rows],
+                                 schema=SCHEMA)
     atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
@@ -190,7 +198,7 @@ def instance_to_task(row: dict[str, Any]) -> Task:
 
 def build(out: Path, target: int, *, projects: list[str] | None = None, seed: int = 0, workers: int = 2,
           llm: str | None = None, max_attempts: int | None = None, config: str | None = None,
-          collect_only: bool = False) -> dict[str, Any]:
+          collect_only: bool = False, bug_kinds: tuple[str, ...] = ()) -> dict[str, Any]:
     """Validate until ``target`` instances (or the projects run dry), then write the Parquet;
     ``collect_only`` writes it from the attempts recorded so far and runs nothing new."""
     from synthesizers.domains.code.projects import fetch, load_projects
@@ -206,8 +214,8 @@ def build(out: Path, target: int, *, projects: list[str] | None = None, seed: in
         s.name: [r["row"] for r in load_attempts(_attempts_path(out, s)).values() if r.get("row")] for s in specs}
     for _round in range(0 if collect_only else 3):  # later rounds raise the quota of projects with bugs left
         with ThreadPoolExecutor(max_workers=max(1, workers)) as ex:
-            futures = {s.name: ex.submit(validate_project, s, quota, seed=seed, out=out, max_attempts=attempts_cap)
-                       for s in specs}
+            futures = {s.name: ex.submit(validate_project, s, quota, seed=seed, out=out, max_attempts=attempts_cap,
+                                         bug_kinds=tuple(bug_kinds)) for s in specs}
             results = {name: f.result() for name, f in futures.items()}
         short = target - sum(len(v) for v in results.values())
         if short <= 0:
@@ -238,13 +246,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--llm", default=None, help="engine for problem statements (embedded | model dir | URL)")
     ap.add_argument("--max-attempts", type=int, default=None, help="mutants tried per project per round")
     ap.add_argument("--config", default=None, help="project list (default configs/code-projects.yaml)")
+    ap.add_argument("--bug-kind", action="append", default=[], help="only mutations of this kind (repeatable)")
     ap.add_argument("--collect", action="store_true",
                     help="only write instances.parquet from the attempts so far (no new validation)")
     args = ap.parse_args(argv)
     try:
         report = build(Path(args.out), args.target, projects=args.project, seed=args.seed, workers=args.workers,
                        llm=args.llm, max_attempts=args.max_attempts, config=args.config,
-                       collect_only=args.collect)
+                       collect_only=args.collect, bug_kinds=tuple(args.bug_kind))
     except Exception as exc:  # noqa: BLE001 - one clear line for the user
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

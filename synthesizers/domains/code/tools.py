@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from sandboxes import tree_diff
-from sandboxes.project import (ProjectSpec, change_allowed, patched_checkout, python_path, stage_deps,
-                               stage_files)
+from sandboxes.project import (CHECKOUT_DIR, ProjectSpec, change_allowed, patched_checkout, python_path,
+                               stage_deps, stage_files)
 from synthesizers.domains.base import ToolContext, ToolError
 
-REPO, BASE = "repo", ".tf/base"
+REPO, BASE = CHECKOUT_DIR, ".tf/base"
 PLUGINS, TRACE_MODULE = ".tf/plugins", "tf_trace_calls"  # the trace plugin, outside the checkout
 _TRACE_PLUGIN = (Path(__file__).parent / "trace_calls.py").read_text()
 MAX_OUTPUT_CHARS = 2500  # per observation: small models have small windows

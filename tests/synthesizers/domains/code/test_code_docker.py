@@ -13,7 +13,7 @@ import pytest
 from schemas import Message, ToolCall
 from synthesizers.agent_loop import Budget
 from synthesizers.domains.base import ToolContext
-from synthesizers.domains.code.domain import CodeDomain
+from synthesizers.domains.code.domain import CodeDomain, CodeDomainError
 from synthesizers.domains.code.instances import instance_to_task, validate_project
 from synthesizers.domains.code.mutate import Mutation
 from synthesizers.engines.base import Completion, SamplingParams
@@ -158,21 +158,36 @@ def test_function_task_is_validated_reference_passes_blank_fails(code_project, c
         bad = RepoCodeVerifier().verify(task, answer(blank), box)
     assert good.passed, good.reason
     assert not bad.passed and "FAIL_TO_PASS failing" in bad.reason
+    # Env QA of the function task: the original function passes, the blanked one fails, 3 verify runs.
+    import pyarrow.parquet as pq
+
+    from pipelines.env_qa import check_file
+    from synthesizers.domains.code.function_tasks import write_tasks
+
+    write_tasks(rows, tmp_path / "fn" / "function_tasks.parquet")
+    qa = check_file(tmp_path / "fn" / "function_tasks.parquet", "function", log=lambda _: None)
+    assert (qa["tasks"], qa["kept"]) == (1, 1), qa
+    assert pq.read_table(tmp_path / "fn" / "function_tasks.parquet").to_pylist()[0]["qa_outcome"] == "passed"
 
 
 async def test_worker_runs_a_code_task_in_the_projects_image(instances, code_project, tmp_path):
     """RolloutWorker asks the domain for the task's image: rollout, tools and verification run in
     the project's own pool (not the base image), and the scripted fix passes there."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from pipelines.worker import RolloutWorker
     from schemas import table_to_trajectories
     from synthesizers.domains.code.images import ensure_project_image
-    from synthesizers.domains.code.instances import FIELDS, SCHEMA
+    from pipelines.env_qa import check_file
+    from synthesizers.domains.code.instances import write_parquet
 
-    row = {f: instances[0][0][f] for f in FIELDS}
-    pq.write_table(pa.Table.from_pylist([row], schema=SCHEMA), tmp_path / "instances.parquet")
+    write_parquet([instances[0][0]], tmp_path / "instances.parquet")
+    with pytest.raises(CodeDomainError, match="never checked under the verifier's conditions"):
+        next(iter(CodeDomain().seed_tasks({"instances": str(tmp_path)}, limit=1, seed=0)))
+    # Env QA: the gold fix passes and the bug fails in each of three verify runs (as `trajforge verify` judges).
+    qa = check_file(tmp_path / "instances.parquet", "repo", log=lambda _: None)
+    assert (qa["tasks"], qa["kept"], qa["runs"]) == (1, 1, 3), qa
+    assert pq.read_table(tmp_path / "instances.parquet").to_pylist()[0]["qa_outcome"] == "passed"
     config = {"domain": "code", "seed": 7,
               "engine": {"model": f"python:{__name__}:FixerEngine", "options": {"fix": True}},
               "agent": {"max_turns": 8, "max_total_tokens": 100_000, "max_tool_output_chars": 12_000},

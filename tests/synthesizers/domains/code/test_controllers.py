@@ -174,6 +174,7 @@ def test_what_unlocks_submit():
     assert after("edit", RESULTS["edit"], path="src/m.py", old_str="x = 1", new_str="x = 2") == everything
 
 
+CHECKED = {"qa_runs": 3, "qa_outcome": "passed"}  # as pipelines.env_qa leaves a sound task
 FN_PROMPT = ("Project p 1, module `m.py`. Implement this function so the project's tests pass (names the module "
              "imports are available):\n\n```python\n@cached\ndef area(w, h):\n    \"\"\"Area of a w x h box.\"\"\"\n```")
 
@@ -212,7 +213,7 @@ def test_function_temperature_is_an_option_and_kept_only_when_set(tmp_path):
 
     row = {f: "" for f in FIELDS} | {"task_id": "p-1-fn-m.py:area", "project_spec": json.dumps(PAYLOAD["project"]),
                                      "path": "m.py", "name": "area", "prompt": FN_PROMPT,
-                                     "FAIL_TO_PASS": ["t::a"], "PASS_TO_PASS": ["t::b"]}
+                                     "FAIL_TO_PASS": ["t::a"], "PASS_TO_PASS": ["t::b"], **CHECKED}
     path = tmp_path / "fn.parquet"
     pq.write_table(pa.Table.from_pylist([row]), path)
     options = {"kinds": ["function"], "function_tasks": str(path), "guided": True}
@@ -288,10 +289,11 @@ def test_kind_limits_and_bug_kinds_choose_the_tasks(tmp_path):
     spec = json.dumps(PAYLOAD["project"])
     repo = [{f: "" for f in FIELDS} | {"instance_id": f"r{i}", "project_spec": spec, "FAIL_TO_PASS": ["t::a"],
                                          "PASS_TO_PASS": ["t::b"], "line": 1, "validate_seconds": 1.0,
-                                         "mutation_kind": "compare" if i < 7 else "drop_statement"} for i in range(10)]
+                                         "mutation_kind": "compare" if i < 7 else "drop_statement", **CHECKED}
+            for i in range(10)]
     fns = [{f: "" for f in FN_FIELDS} | {"task_id": f"f{i}", "project_spec": spec, "path": "m.py", "name": "area",
-                                          "prompt": FN_PROMPT, "FAIL_TO_PASS": ["t::a"], "PASS_TO_PASS": ["t::b"]}
-           for i in range(3)]
+                                          "prompt": FN_PROMPT, "FAIL_TO_PASS": ["t::a"], "PASS_TO_PASS": ["t::b"],
+                                          **CHECKED} for i in range(3)]
     pq.write_table(pa.Table.from_pylist(repo, schema=SCHEMA), tmp_path / "instances.parquet")
     pq.write_table(pa.Table.from_pylist(fns), tmp_path / "function_tasks.parquet")
     options = {"kinds": ["repo", "function"], "instances": str(tmp_path), "function_tasks": str(tmp_path),
