@@ -32,7 +32,7 @@ from sandboxes.daemon import ensure_docker
 from sandboxes.image import ensure_image
 from sandboxes.project import IMAGE_DEPS_ROOT, ProjectSpec, deps_dir_host
 
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2"  # 2: the project's own package scrubbed from the image (``scrub_command``)
 SANDBOX_PYTHON = "3.11"  # Debian bookworm's python3 in the base image
 
 
@@ -78,8 +78,28 @@ def install_deps(spec: ProjectSpec) -> Path | None:
     return target
 
 
+def own_modules(spec: ProjectSpec) -> list[str]:
+    """The project's top-level import names (from its source dirs) and its distribution name."""
+    names = {s.rstrip("/").rsplit("/", 1)[-1].removesuffix(".py") for s in spec.source}
+    return sorted(names | {spec.name.replace("-", "_")})
+
+
+def scrub_command(spec: ProjectSpec) -> str:
+    """Shell that deletes every copy of the project's own package from the image: Debian ships some
+    of the projects in the base (``python3-more-itertools``, a dependency of pytest's packages, and
+    a vendored copy in ``pkg_resources``), and an installed original hands out any injected bug's fix.
+    Only that project's image loses them; its own suite never imports them (the checkout is first)."""
+    # Top-level entries of a site/dist-packages folder or of a vendoring folder only: a bare name
+    # match would also hit the standard library (urllib/parse.py for the project ``parse``).
+    names = " -o ".join(f"-path '*{where}/{n}{tail}'" for n in own_modules(spec)
+                        for where in ("-packages", "/_vendor")
+                        for tail in ("", ".py", "-*.dist-info", "-*.egg-info"))
+    return (f"find / -xdev \\( -path /proc -o -path /sys -o -path /dev -o -path /work \\) -prune -o "
+            f"\\( {names} \\) -print -exec rm -rf {{}} +")
+
+
 def _context(spec: ProjectSpec, base: str, deps: Path | None) -> bytes:
-    lines = [f"FROM {base}"]
+    lines = [f"FROM {base}", "USER 0", f"RUN {scrub_command(spec)}", f"USER {_base_user(base)}"]
     if deps is not None:
         lines.append(f"COPY deps {IMAGE_DEPS_ROOT}/{spec.deps_key}")
     lines.append(f'LABEL trajforge.code.project="{spec.name}" trajforge.code.version="{spec.version}"')
@@ -100,6 +120,11 @@ def _root_readonly(info: tarfile.TarInfo) -> tarfile.TarInfo:
     info.uname = info.gname = "root"
     info.mode = 0o755 if info.isdir() else 0o644
     return info
+
+
+def _base_user(base: str) -> str:
+    user = ensure_docker().images.get(base).attrs.get("Config", {}).get("User") or "0"
+    return user
 
 
 def ensure_project_image(spec: ProjectSpec, base: str | None = None) -> str:
