@@ -23,6 +23,19 @@ class UserError(Exception):
     """An error whose message is already the one line the user should read."""
 
 
+def overrides(pairs: list[str]) -> dict[str, object]:
+    """``--set a.b=VALUE`` pairs as dotted overrides; values read as YAML (``4``, ``true``, ``[a, b]``)."""
+    import yaml
+
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {pair!r}: expected KEY=VALUE with a dotted key, e.g. --set ray.num_workers=4")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
 @app.command()
 def run(
     domain: str = typer.Argument(..., help="a domain (math, deep-research, agentic-cot, ...) or all: the mixture of configs/all.yaml"),
@@ -31,6 +44,7 @@ def run(
     limit: Optional[int] = typer.Option(None, help="cap on seed tasks"),
     model: Optional[str] = typer.Option(None, help="HF model folder, OpenAI-compatible server URL, or 'embedded'"),
     quiet: bool = typer.Option(False, help="no progress bars"),
+    set_: list[str] = typer.Option([], "--set", help="config override KEY=VALUE with a dotted key, e.g. ray.num_workers=4 (repeatable)"),
 ) -> None:
     """Run one domain end to end into masked shards (``all``: the domain mixture of configs/all.yaml)."""
     from pipelines.config import load_config
@@ -46,7 +60,7 @@ def run(
         if failed:
             raise UserError(f"domain(s) {', '.join(failed)} failed (see {out}/report.json): re-run the same command to retry")
         return
-    cfg = load_config(config, domain=None, limit=limit, **{"engine.model": model})
+    cfg = load_config(config, domain=None, limit=limit, **{"engine.model": model, **overrides(set_)})
     if cfg.domain != domain:
         raise UserError(f"config {config} is for domain {cfg.domain!r}, not {domain!r}: pass a {domain} config")
     check_model(cfg.engine.model)

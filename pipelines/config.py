@@ -218,6 +218,8 @@ def load_config(path: str | Path, **overrides: Any) -> RunConfig:
         *parents, leaf = dotted.split(".")
         for key in parents:
             node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {dotted}: {key} is not a section of the config (check the dotted key)")
         node[leaf] = value
     try:
         config = RunConfig.model_validate(raw)

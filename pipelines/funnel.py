@@ -11,27 +11,28 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipelines.store_stats import StoreStats
 from schemas import Trajectory
 
 
-def funnel(trajectories: list[Trajectory], *, tasks: int, after_decontamination: int, after_dedupe: int,
+def funnel(store: StoreStats | list[Trajectory], *, tasks: int, after_decontamination: int, after_dedupe: int,
            rows: int, loss_tokens: int, stage_s: dict[str, float]) -> dict[str, Any]:
-    judged = [t for t in trajectories if t.verdict is not None and not t.verdict.infrastructure]
+    s = store if isinstance(store, StoreStats) else StoreStats.of(store)
     stages = [
         ("seed tasks", tasks),
-        ("rollouts", len(trajectories)),
-        ("judged (no infrastructure failure)", len(judged)),
-        ("passed", sum(1 for t in judged if t.verdict.passed)),
+        ("rollouts", s.trajectories),
+        ("judged (no infrastructure failure)", s.judged),
+        ("passed", s.passed_judged),
         ("after decontamination", after_decontamination),
         ("after dedupe", after_dedupe),
         ("sharded", rows),
     ]
     totals = {
-        "engine_s": sum(t.timings.generate_s for t in trajectories),
-        "sandbox_tool_s": sum(t.timings.tools_s for t in trajectories),
-        "verify_s": sum(t.timings.verify_s for t in trajectories),
-        "prompt_tokens": sum(t.tokens.prompt for t in trajectories),
-        "completion_tokens": sum(t.tokens.completion for t in trajectories),
+        "engine_s": s.engine_s,
+        "sandbox_tool_s": s.sandbox_tool_s,
+        "verify_s": s.verify_s,
+        "prompt_tokens": s.prompt_tokens,
+        "completion_tokens": s.completion_tokens,
         **{f"{name}_s": seconds for name, seconds in stage_s.items()},
     }
 

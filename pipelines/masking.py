@@ -14,6 +14,8 @@ the model wrote, tool calls included.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
 from typing import Any
 
 from schemas import Message
@@ -36,6 +38,22 @@ class Rendered:
     input_ids: list[int]
     loss_mask: list[int]
     spans: list[tuple[int, int, str]]  # (start, end, role) of each message's loss-eligible text
+    offsets: Any = None  # (tokens, 2) character offsets of each token in ``text``
+
+
+def tokens_inside(offsets: Any, spans: list[tuple[int, int]]) -> Any:
+    """Per token (``offsets``: (n, 2) character ranges), whether it lies wholly inside one of the
+    sorted, disjoint ``spans``; empty tokens never do. Vectorised: one search per token."""
+    offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    if not spans or not len(offsets):
+        return np.zeros(len(offsets), dtype=bool)
+    starts = np.array([s for s, _ in spans], dtype=np.int64)
+    ends = np.array([e for _, e in spans], dtype=np.int64)
+    a, b = offsets[:, 0], offsets[:, 1]
+    j = np.searchsorted(starts, a, side="right") - 1  # the last span starting at or before the token
+    ok = j >= 0
+    jj = np.where(ok, j, 0)
+    return ok & (b > a) & (a >= starts[jj]) & (b <= ends[jj])
 
 
 class ChatMasker:
@@ -80,16 +98,10 @@ class ChatMasker:
         full, spans = self.spans(messages, tools)
         enc = self.tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
         ids = list(enc["input_ids"])
-        offsets = enc["offset_mapping"]
+        offsets = np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2)  # converted once, used twice
         trained = [(s, e) for s, e, role in spans if role in self.roles]
-        mask = [0] * len(ids)
         if self.policy == "none":
             mask = [1] * len(ids)
         else:
-            j = 0
-            for t, (s, e) in enumerate(offsets):
-                while j < len(trained) and trained[j][1] <= s:
-                    j += 1
-                if j < len(trained) and e > s and s >= trained[j][0] and e <= trained[j][1]:
-                    mask[t] = 1
-        return Rendered(text=full, input_ids=ids, loss_mask=mask, spans=spans)
+            mask = tokens_inside(offsets, trained).astype(int).tolist()
+        return Rendered(text=full, input_ids=ids, loss_mask=mask, spans=spans, offsets=offsets)

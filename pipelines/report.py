@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from schemas import Manifest, Trajectory
-from schemas.tokens import TokenSource
+from pipelines.store_stats import StoreStats
 
 
 @dataclass
@@ -80,16 +80,7 @@ def reason_shape(reason: str, limit: int = 90) -> str:
     return shape if len(shape) <= limit else shape[: limit - 1] + "…"
 
 
-def failure_reasons(trajectories: list[Trajectory], top: int = 12) -> dict[str, int]:
-    """The ``top`` most common reason shapes of failed trajectories (errors count by their error)."""
-    counts = Counter(
-        reason_shape(t.error or (t.verdict.reason if t.verdict else "not verified"))
-        for t in trajectories if not (t.verdict and t.verdict.passed)
-    )
-    return dict(counts.most_common(top))
-
-
-def provenance(trajectories: list[Trajectory], manifest: Manifest) -> dict[str, dict[str, dict[str, int]]]:
+def provenance(stats: StoreStats, manifest: Manifest) -> dict[str, dict[str, dict[str, int]]]:
     """Per domain: how the shard rows were tokenised (token-exact or from text, drift, inserted
     and loss tokens, from the manifest) and which stored trajectories carry a token trace,
     inserted (source 3) or grammar-constrained (source 2) tokens."""
@@ -98,14 +89,7 @@ def provenance(trajectories: list[Trajectory], manifest: Manifest) -> dict[str, 
         c = shards.setdefault(e.domain, Counter())
         c.update(rows=e.rows, token_exact_rows=e.token_exact_rows, not_token_exact_rows=e.rows - e.token_exact_rows,
                  drift_rows=e.drift_rows, inserted_tokens=e.inserted_tokens, loss_tokens=e.loss_tokens)
-    store: dict[str, Counter] = {}
-    for t in trajectories:
-        c = store.setdefault(t.domain, Counter())
-        trace = t.token_trace
-        inserted = trace.count(TokenSource.INSERTED) if trace else 0
-        guided = trace.count(TokenSource.GUIDED) if trace else 0
-        c.update(trajectories=1, with_trace=int(bool(trace and len(trace))), with_inserted=int(inserted > 0),
-                 with_guided=int(guided > 0), inserted_tokens=inserted, guided_tokens=guided)
+    store = stats.provenance
     zero_shards = dict.fromkeys(("rows", "token_exact_rows", "not_token_exact_rows", "drift_rows", "inserted_tokens",
                                  "loss_tokens"), 0)
     zero_store = dict.fromkeys(("trajectories", "with_trace", "with_inserted", "with_guided", "inserted_tokens",
@@ -120,7 +104,8 @@ def build_report(
     tasks: int,
     units_total: int,
     units_run_now: int,
-    trajectories: list[Trajectory],
+    trajectories: list[Trajectory] | None = None,
+    stats: StoreStats | None = None,
     removed_exact: int,
     removed_near: int,
     manifest: Manifest,
@@ -128,47 +113,40 @@ def build_report(
     rollout_s: float,
     completion_tokens_now: int,
 ) -> RunReport:
-    originals = [t for t in trajectories if t.parent_id is None]
-    # Pass rate over the originals the model was judged on: infrastructure failures say nothing of it.
-    judged = [t for t in originals if not (t.verdict and t.verdict.infrastructure)]
-    branches = [t for t in trajectories if t.parent_id is not None]
-    passed = [t for t in trajectories if t.verdict and t.verdict.passed]
-    parents = {t.parent_id for t in branches}
-    rescued = {t.parent_id for t in branches if t.verdict and t.verdict.passed}
+    """The report of a store described by ``stats`` (or, for small stores and tests, of ``trajectories``)."""
+    s = stats if stats is not None else StoreStats.of(trajectories or [])
     return RunReport(
         domain=domain,
         tasks=tasks,
         units_total=units_total,
         units_run_now=units_run_now,
         units_resumed=units_total - units_run_now,
-        trajectories=len(trajectories),
-        originals=len(originals),
-        branches=len(branches),
-        passed=len(passed),
-        failed=len(trajectories) - len(passed),
-        passed_originals=sum(1 for t in originals if t.verdict and t.verdict.passed),
-        passed_branches=sum(1 for t in branches if t.verdict and t.verdict.passed),
-        branched_parents=len(parents),
-        rescued_parents=len(rescued),
-        branch_yield=round(len(rescued) / len(parents), 4) if parents else 0.0,
-        pass_rate=round(sum(1 for t in judged if t.verdict and t.verdict.passed) / len(judged), 4)
-        if judged
-        else 0.0,
-        errors=sum(1 for t in trajectories if t.error),
-        stop_reasons=dict(Counter(t.stop_reason for t in trajectories)),
+        trajectories=s.trajectories,
+        originals=s.originals,
+        branches=s.branches,
+        passed=s.passed,
+        failed=s.trajectories - s.passed,
+        passed_originals=s.passed_originals,
+        passed_branches=s.passed_branches,
+        branched_parents=s.branched_parents,
+        rescued_parents=s.rescued_parents,
+        branch_yield=round(s.rescued_parents / s.branched_parents, 4) if s.branched_parents else 0.0,
+        # Over the originals the model was judged on: infrastructure failures say nothing of it.
+        pass_rate=round(s.passed_judged_originals / s.judged_originals, 4) if s.judged_originals else 0.0,
+        errors=s.errors,
+        stop_reasons=dict(s.stop_reasons),
         dedupe_removed_exact=removed_exact,
         dedupe_removed_near=removed_near,
         shard_rows=manifest.total_rows,
         shard_files=len(manifest.shards),
         tokens=manifest.total_tokens,
         loss_tokens=sum(s.loss_tokens for s in manifest.shards),
-        completion_tokens=sum(t.tokens.completion for t in trajectories),
+        completion_tokens=s.completion_tokens,
         wall_s=round(wall_s, 2),
         rollout_s=round(rollout_s, 2),
         completion_tokens_per_s=round(completion_tokens_now / rollout_s, 1) if rollout_s > 0 else 0.0,
-        failure_reasons=failure_reasons(trajectories),
-        failures_by_cause=dict(Counter(t.verdict.cause if t.verdict else "model" for t in trajectories
-                                       if not (t.verdict and t.verdict.passed))),
-        infrastructure_retries=sum(max(0, t.timings.attempts - 1) for t in trajectories),
-        provenance=provenance(trajectories, manifest),
+        failure_reasons=dict(s.failure_shapes.most_common(12)),
+        failures_by_cause=dict(s.failures_by_cause),
+        infrastructure_retries=s.infrastructure_retries,
+        provenance=provenance(s, manifest),
     )

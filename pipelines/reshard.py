@@ -53,24 +53,29 @@ def reshard(run_dir: Path, *, out: Path | None = None, overrides: dict[str, Any]
     run_dir = Path(run_dir)
     config = resharded_config(run_dir, overrides or {})
     store = TrajectoryStore(run_dir)
-    units = sorted(p.name[len("unit-"):-len(".parquet")] for p in store.dir.glob("unit-*.parquet"))
-    if not units:
+    unit_files = store.unit_files()
+    if not unit_files:
         raise ConfigError(f"{run_dir} holds no finished unit: nothing to reshard")
-    trajectories = store.read_units(units)
-    tasks = list({t.task.id: t.task for t in trajectories if t.task is not None}.values())
+    tasks = store.tasks(unit_files)
     benchmarks, seeded_from = benchmark_seeds(tasks, load_index(config.decontam, config.domain),
                                               allow=config.allow_benchmark_seeds, min_hits=config.decontam.min_hits,
                                               where=config.decontam.check)
     # A served model's tokenizer was established when the run started and is in run.json.
     tokenizer_path = config.engine.tokenizer or resolve_tokenizer(config)
     previous = json.loads((run_dir / "report.json").read_text()) if (run_dir / "report.json").is_file() else {}
-    init_ray(config)
     target = Path(out) if out is not None else run_dir
     target.mkdir(parents=True, exist_ok=True)
-    report = finish(config, target, trajectories, tokenizer_path=tokenizer_path, benchmarks=benchmarks,
-                    seeded_from=seeded_from, events=events or RunEvents(), html=target.resolve() == run_dir.resolve(),
-                    rollout=RolloutSummary(tasks=previous.get("tasks", len(tasks)),
-                                           units_total=previous.get("units_total", len(units))))
+    started_ray = init_ray(config)
+    try:
+        report = finish(config, target, unit_files, tokenizer_path=tokenizer_path, benchmarks=benchmarks,
+                        seeded_from=seeded_from, events=events or RunEvents(), html=target.resolve() == run_dir.resolve(),
+                        rollout=RolloutSummary(tasks=previous.get("tasks", len(tasks)),
+                                               units_total=previous.get("units_total", len(unit_files))))
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
     report.extra["resharded_from"] = str(run_dir.resolve())
     report.extra["reshard_overrides"] = {k: v for k, v in (overrides or {}).items() if v is not None}
     from pipelines.atomic import write_json

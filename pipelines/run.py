@@ -20,6 +20,7 @@ from typing import Any, Callable
 from pipelines.config import RunConfig, SamplingConfig, assists_on
 from pipelines.finish import RolloutSummary, active_assists, finish, training_view  # noqa: F401 - re-exported
 from pipelines.report import RunReport
+from pipelines.scheduler import WorkerStartError, rollout_units  # noqa: F401 - WorkerStartError re-exported
 from pipelines.store import TrajectoryStore, Unit, plan_units, stable_hash
 from schemas import Task, Trajectory, table_to_trajectories
 
@@ -28,10 +29,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 class SeedError(ValueError):
     """Seed tasks could not be produced; the message is one line for the user."""
-
-
-class WorkerStartError(RuntimeError):
-    """A rollout worker (engine or sandbox pool) could not start."""
 
 
 @dataclass
@@ -87,27 +84,50 @@ def seed_tasks(config: RunConfig) -> list[Task]:
     return tasks
 
 
-def init_ray(config: RunConfig) -> None:
+# Not shipped to a cluster with the code: environments, caches, outputs and history.
+SHIP_EXCLUDES = [".venv", ".cache", ".git", "runs", "bench/results", "**/__pycache__", "*.egg-info", ".pytest_cache"]
+
+
+def node_env() -> dict[str, str]:
+    """Where every node keeps the model and data caches: the driver's own paths, so a node sharing
+    the driver's file system uses its caches and any other node fills the same paths on first use."""
+    from sandboxes.project import code_cache_dir
+    from synthesizers.engines.model_store import default_model_dir
+
+    return {
+        "TRAJFORGE_MODEL_DIR": str(default_model_dir().resolve()),
+        "TRAJFORGE_CODE_CACHE": str(code_cache_dir().resolve()),
+        "TRAJFORGE_CACHE": os.environ.get("TRAJFORGE_CACHE") or str((REPO_ROOT / ".cache").resolve()),
+    }
+
+
+def init_ray(config: RunConfig) -> bool:
+    """Start or join Ray for this run; True when this call started it (the caller shuts it down).
+
+    A local Ray gets the checkout on ``PYTHONPATH``. A cluster (``ray.address`` or ``RAY_ADDRESS``)
+    gets the code shipped with the job (``runtime_env.working_dir``: nodes need not hold this
+    checkout) and the cache paths of ``node_env``."""
     import ray
 
     if ray.is_initialized():
-        return
+        return False
     env = {
         "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", str(int(max(1, config.engine.kv_cache_gb)))),
         "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING"),
         "TOKENIZERS_PARALLELISM": "false",
-        "PYTHONPATH": os.pathsep.join(p for p in [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")] if p),
     }
     address = config.ray.address or os.environ.get("RAY_ADDRESS")
-    ray.init(
-        address=address,
-        ignore_reinit_error=True,
-        include_dashboard=False,
-        log_to_driver=bool(os.environ.get("TRAJFORGE_RAY_LOGS")),
-        runtime_env={"env_vars": env},
-        logging_level="ERROR",
-    )
+    if address:
+        runtime_env: dict[str, Any] = {"working_dir": str(REPO_ROOT), "excludes": SHIP_EXCLUDES,
+                                       "env_vars": {**env, **node_env()}}
+        ray.init(address=address, runtime_env=runtime_env, logging_level="ERROR",
+                 log_to_driver=bool(os.environ.get("TRAJFORGE_RAY_LOGS")))
+    else:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")] if p)
+        ray.init(ignore_reinit_error=True, include_dashboard=False, logging_level="ERROR",
+                 log_to_driver=bool(os.environ.get("TRAJFORGE_RAY_LOGS")), runtime_env={"env_vars": env})
     _sigterm_unwinds()
+    return True
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
@@ -120,66 +140,6 @@ def _sigterm_unwinds() -> None:
     ends the driver at once and leaves a vLLM engine's worker processes running."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_interrupt)
-
-
-def _rollout_units(config: RunConfig, units: list[Unit], store: TrajectoryStore, run_id: str, events: RunEvents) -> tuple[list[str], int]:
-    """Run pending units on Ray rollout workers; write each as it finishes."""
-    import ray
-
-    from pipelines.worker import RolloutWorker
-
-    options: dict[str, Any] = dict(
-        num_cpus=config.ray.num_cpus_per_worker,
-        num_gpus=config.ray.num_gpus_per_worker,
-        max_concurrency=64,
-    )
-    if not config.ray.num_gpus_per_worker:
-        # Ray pins OMP_NUM_THREADS to the actor's CPU count (1); a CPU engine needs every core.
-        threads = str(os.cpu_count() or 1)
-        options["runtime_env"] = {"env_vars": {"OMP_NUM_THREADS": threads}}
-    actor_cls = ray.remote(RolloutWorker).options(**options)
-    workers = [actor_cls.remote(config.model_dump(), run_id) for _ in range(max(1, config.ray.num_workers))]
-    failed: list[str] = []
-    completion_tokens = 0
-    try:
-        try:
-            ray.get([w.ready.remote() for w in workers])
-        except Exception as exc:
-            cause = str(getattr(exc, "cause", None) or exc).strip().splitlines()
-            raise WorkerStartError(f"rollout worker failed to start: {cause[-1] if cause else exc}") from None
-        queue = list(units)
-        inflight: dict[Any, tuple[Unit, Any]] = {}
-
-        def submit(worker: Any) -> None:
-            if queue:
-                unit = queue.pop(0)
-                ref = worker.run_unit.remote([t.model_dump() for t in unit.tasks])
-                inflight[ref] = (unit, worker)
-
-        for worker in workers:
-            for _ in range(2):  # two units in flight keep the engine busy across a unit's tail
-                submit(worker)
-        while inflight:
-            done, _ = ray.wait(list(inflight), num_returns=1)
-            unit, worker = inflight.pop(done[0])
-            try:
-                trajectories = table_to_trajectories(ray.get(done[0]))
-            except Exception as exc:  # a crashed worker loses its unit, not the run
-                failed.append(unit.id)
-                events.on_unit_failed(unit, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
-            else:
-                store.write_unit(unit.id, trajectories)
-                completion_tokens += sum(t.tokens.completion for t in trajectories)
-                events.on_unit_done(unit, trajectories)
-            submit(worker)
-    finally:
-        for worker in workers:
-            try:
-                ray.get(worker.close.remote(), timeout=60)
-            except Exception:
-                pass
-            ray.kill(worker)
-    return failed, completion_tokens
 
 
 def _say_if_not_incremental(tokenizer_path: str) -> None:
@@ -247,22 +207,31 @@ def run_pipeline(config: RunConfig, out_dir: Path, events: RunEvents | None = No
     pending = [u for u in units if not store.is_done(u.id)]
     events.on_plan(len(tasks), len(units), len(pending))
     _say_if_not_incremental(tokenizer_path)
-    init_ray(config)
+    started_ray = init_ray(config)
+    try:
+        failed_units: list[str] = []
+        rollout_s, completion_tokens, workers = 0.0, 0, []
+        if pending:
+            events.on_stage("rollout")
+            t0 = time.monotonic()
+            outcome = rollout_units(config, pending, store, stable_hash(out_dir.resolve()),
+                                    on_done=events.on_unit_done, on_failed=events.on_unit_failed)
+            failed_units, completion_tokens = outcome.failed, outcome.completion_tokens
+            workers = [w.to_dict() for w in outcome.workers]
+            rollout_s = time.monotonic() - t0
 
-    failed_units: list[str] = []
-    rollout_s, completion_tokens = 0.0, 0
-    if pending:
-        events.on_stage("rollout")
-        t0 = time.monotonic()
-        failed_units, completion_tokens = _rollout_units(config, pending, store, stable_hash(out_dir.resolve()), events)
-        rollout_s = time.monotonic() - t0
+        done_units = [u.id for u in units if store.is_done(u.id)]
+        report = finish(
+            config, out_dir, [store.unit_path(u) for u in done_units], tokenizer_path=tokenizer_path,
+            benchmarks=benchmarks, seeded_from=seeded_from, events=events,
+            rollout=RolloutSummary(tasks=len(tasks), units_total=len(units),
+                                   units_run_now=len(pending) - len(failed_units), failed_units=failed_units,
+                                   rollout_s=rollout_s, completion_tokens=completion_tokens, started=started,
+                                   workers=workers),
+        )
+    finally:
+        if started_ray:
+            import ray
 
-    done_units = [u.id for u in units if store.is_done(u.id)]
-    report = finish(
-        config, out_dir, store.read_units(done_units), tokenizer_path=tokenizer_path, benchmarks=benchmarks,
-        seeded_from=seeded_from, events=events,
-        rollout=RolloutSummary(tasks=len(tasks), units_total=len(units), units_run_now=len(pending) - len(failed_units),
-                               failed_units=failed_units, rollout_s=rollout_s, completion_tokens=completion_tokens,
-                               started=started),
-    )
+            ray.shutdown()
     return RunResult(report=report, run_dir=out_dir, failed_units=failed_units)

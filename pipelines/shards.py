@@ -39,9 +39,7 @@ def write_shard_set(
     decontamination: dict[str, Any] | None = None,
 ) -> Manifest:
     out_dir = Path(out_dir)
-    staging = out_dir.with_name(out_dir.name + ".staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    staging = staging_dir(out_dir)
     by_domain: dict[str, list[ShardRow]] = {}
     for row in sorted(rows, key=lambda r: (r.domain, r.trajectory_id)):
         by_domain.setdefault(row.domain, []).append(row)
@@ -75,6 +73,21 @@ def write_shard_set(
         run_config=run_config,
         created_at=time.time(),
     )
+    publish(staging, out_dir, manifest)
+    return manifest
+
+
+def staging_dir(out_dir: Path) -> Path:
+    """A fresh, empty folder beside ``out_dir`` to write a shard set into before ``publish``."""
+    staging = Path(out_dir).with_name(Path(out_dir).name + ".staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def publish(staging: Path, out_dir: Path, manifest: Manifest) -> None:
+    """Write the manifest into ``staging`` and swap it in for ``out_dir``: readers see the old set
+    or the new one, never half of one."""
     write_json(staging / "manifest.json", manifest.model_dump())
     old = out_dir.with_name(out_dir.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
@@ -82,4 +95,3 @@ def write_shard_set(
         out_dir.rename(old)
     staging.rename(out_dir)
     shutil.rmtree(old, ignore_errors=True)
-    return manifest

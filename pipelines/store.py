@@ -70,6 +70,20 @@ class TrajectoryStore:
             out.extend(self.read_unit(unit_id))
         return out
 
+    def unit_files(self) -> list[Path]:
+        """Every finished unit's file, in unit-id order (the order the post-rollout stages keep)."""
+        return sorted(self.dir.glob("unit-*.parquet"))
+
+    def tasks(self, unit_files: list[Path] | None = None) -> list[Task]:
+        """The distinct tasks of the store, read from their column alone (no trajectory is built)."""
+        seen: dict[str, Task] = {}
+        for path in self.unit_files() if unit_files is None else unit_files:
+            for raw in pq.read_table(path, columns=["task_json"]).column("task_json").to_pylist():
+                if raw is not None:
+                    task = Task.model_validate_json(raw)
+                    seen.setdefault(task.id, task)
+        return list(seen.values())
+
     def claim(self, fingerprint: str, config: dict) -> None:
         """Record the run's config; refuse a folder made by a different one."""
         meta = self.run_dir / "run.json"

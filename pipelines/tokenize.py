@@ -28,7 +28,7 @@ from functools import lru_cache
 from schemas import Message, ShardRow, Trajectory
 from schemas.tokens import SAMPLED_SOURCES, TokenSource, TokenTrace
 
-from pipelines.masking import POLICY_ROLES, ChatMasker
+from pipelines.masking import POLICY_ROLES, ChatMasker, tokens_inside
 
 
 @lru_cache(maxsize=4)
@@ -87,9 +87,7 @@ def exact_row(t: Trajectory, trace: TokenTrace, tokenizer, options: RowOptions) 
 def text_row(t: Trajectory, masker: ChatMasker) -> ShardRow:
     rendered = masker.render(t.messages, t.tools or None)
     assistant = [(s, e) for s, e, role in rendered.spans if role == "assistant"]
-    enc = masker.tokenizer(rendered.text, add_special_tokens=False, return_offsets_mapping=True)
-    sources = [int(TokenSource.SAMPLED) if any(s <= a and b <= e and b > a for s, e in assistant) else 0
-               for a, b in enc["offset_mapping"]]
+    sources = (tokens_inside(rendered.offsets, assistant) * int(TokenSource.SAMPLED)).tolist()
     return _row(t, rendered.input_ids, rendered.loss_mask, sources, [math.nan] * len(sources), exact=False, drift=False)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 
 import pytest
 
@@ -85,3 +86,12 @@ def code_pool(code_project):
 
     with project_pool(code_project) as pool:
         yield pool
+
+
+@pytest.fixture(autouse=True)
+def _ray_is_shut_down_after_each_test():
+    """No test inherits another's Ray runtime (or its leaked actors and objects)."""
+    yield
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()

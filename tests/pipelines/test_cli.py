@@ -115,3 +115,15 @@ def test_run_without_config_uses_the_domains_own(tmp_path):
     proc = trajforge("run", "no-such-domain", "--out", str(tmp_path / "out"))
     assert proc.returncode == 2 and "no configs/no-such-domain.yaml" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_set_overrides_are_dotted_yaml_values_and_a_bad_one_is_one_line(tmp_path):
+    from pipelines.cli import UserError, overrides
+
+    assert overrides(["ray.num_workers=4", "shards.include=all", "decontam.benchmarks=[mmath]"]) == {
+        "ray.num_workers": 4, "shards.include": "all", "decontam.benchmarks": ["mmath"]}
+    with pytest.raises(UserError, match="expected KEY=VALUE"):
+        overrides(["ray.num_workers"])
+    proc = trajforge("run", "math", "--out", str(tmp_path / "x"), "--set", "sampling.temperature.x=1")
+    assert proc.returncode != 0 and len(proc.stderr.strip().splitlines()) == 1
+    assert "not a section" in proc.stderr and not (tmp_path / "x").exists()
