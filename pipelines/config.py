@@ -233,3 +233,32 @@ def load_config(path: str | Path, **overrides: Any) -> RunConfig:
             f"(use one of {', '.join(MASKING_POLICIES)})"
         )
     return config
+
+
+def _absolute(value: Any, base: Path) -> Any:
+    """A relative, path-like string (one with a slash or a leading dot) that names something under
+    ``base`` becomes absolute; anything else is returned as is (lists and mappings walked)."""
+    if isinstance(value, str):
+        if ("/" in value or value.startswith(".")) and not value.startswith(("/", "http://", "https://", "python:", "~")):
+            candidate = base / value
+            if candidate.exists():
+                return str(candidate.resolve())
+        return value
+    if isinstance(value, list):
+        return [_absolute(v, base) for v in value]
+    if isinstance(value, dict):
+        return {k: _absolute(v, base) for k, v in value.items()}
+    return value
+
+
+def with_absolute_paths(config: RunConfig, base: Path | None = None) -> RunConfig:
+    """The config with the paths it names resolved against the driver's working directory, so
+    workers on other nodes (which run in the shipped code's folder) read the same files."""
+    base = Path(base or Path.cwd())
+    raw = config.model_dump()
+    for section, key in (("engine", "model"), ("engine", "tokenizer")):
+        raw[section][key] = _absolute(raw[section][key], base)
+    raw["domain_options"] = _absolute(raw["domain_options"], base)
+    for source in raw["decontam"]["sources"]:
+        source["path"] = _absolute(source["path"], base)
+    return RunConfig.model_validate(raw)

@@ -45,6 +45,10 @@ def finish(config: RunConfig, out_dir: Path, unit_files: list[Path], *, tokenize
     from pipelines.decontaminate import DecontamResult
     from pipelines.stages import run_chain
 
+    # Absolute: the stage tasks may run on other nodes, in the shipped code's folder.
+    out_dir, unit_files = Path(out_dir).resolve(), [Path(p).resolve() for p in unit_files]
+    if Path(tokenizer_path).exists():
+        tokenizer_path = str(Path(tokenizer_path).resolve())
     shards_dir = out_dir / "shards"
     staging = staging_dir(shards_dir)
     outcome = run_chain(config, unit_files, staging, tokenizer_path=tokenizer_path, index=benchmarks,

@@ -1,8 +1,8 @@
-"""The per-domain Ray DAG: seed -> rollout/verify/branch -> store -> dedupe ->
-mask/tokenize -> shards + manifest -> report.
+"""One domain's run: seed -> rollout/verify/branch on Ray actors (``scheduler``) -> store ->
+decontaminate -> dedupe -> mask/tokenize -> shards + manifest -> report (``finish``, streaming).
 
-Stages after the store are recomputed from it on every run (they are cheap and
-deterministic), so resuming only has to skip finished rollout units.
+Stages after the store are recomputed from it on every run (deterministic, and streamed as Ray
+tasks), so resuming only has to skip finished rollout units.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from pipelines.config import RunConfig, SamplingConfig, assists_on
+from pipelines.config import RunConfig, SamplingConfig, assists_on, with_absolute_paths
 from pipelines.finish import RolloutSummary, active_assists, finish, training_view  # noqa: F401 - re-exported
 from pipelines.report import RunReport
 from pipelines.scheduler import WorkerStartError, rollout_units  # noqa: F401 - WorkerStartError re-exported
@@ -214,7 +214,7 @@ def run_pipeline(config: RunConfig, out_dir: Path, events: RunEvents | None = No
         if pending:
             events.on_stage("rollout")
             t0 = time.monotonic()
-            outcome = rollout_units(config, pending, store, stable_hash(out_dir.resolve()),
+            outcome = rollout_units(with_absolute_paths(config), pending, store, stable_hash(out_dir.resolve()),
                                     on_done=events.on_unit_done, on_failed=events.on_unit_failed)
             failed_units, completion_tokens = outcome.failed, outcome.completion_tokens
             workers = [w.to_dict() for w in outcome.workers]

@@ -72,3 +72,21 @@ def test_sampling_penalties_reach_the_rollout_and_are_validated():
         RunConfig(domain="math", sampling={"presence_penalty": 3.0})
     with pytest.raises(ValidationError):
         RunConfig(domain="math", sampling={"repetition_penalty": 0.0})
+
+
+def test_paths_are_resolved_on_the_driver_for_other_nodes(tmp_path):
+    from pipelines.config import RunConfig, with_absolute_paths
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "q.txt").write_text("x\n")
+    cfg = RunConfig.model_validate({
+        "domain": "math",
+        "domain_options": {"instances": "./data", "sources": ["generator"], "nested": {"file": "data/q.txt"}},
+        "decontam": {"sources": [{"path": "data/q.txt"}]},
+    })
+    out = with_absolute_paths(cfg, tmp_path)
+    assert out.domain_options == {"instances": str(tmp_path / "data"), "sources": ["generator"],
+                                  "nested": {"file": str(tmp_path / "data" / "q.txt")}}
+    assert out.decontam.sources[0].path == str(tmp_path / "data" / "q.txt")
+    assert out.engine.model == cfg.engine.model  # "embedded" is a name, not a path
+    assert with_absolute_paths(cfg, tmp_path / "elsewhere").domain_options == cfg.domain_options  # missing: as written
