@@ -134,6 +134,8 @@ def judge(items: list[QAItem], *, runs: int = RUNS, workers: int = 2, sandbox: S
     from pipelines.sandbox_pool import domain_sandbox, make_pool
     from pipelines.verify_cmd import verify_file
 
+    # No factory by default: verify_file then makes its pools exactly as `trajforge verify` does.
+    factory = None if sandbox is None else (lambda image: make_pool(sandbox, image))
     sandbox = sandbox or domain_sandbox("code")
     verify = verify or verify_file
     cond = conditions(sandbox)
@@ -147,7 +149,7 @@ def judge(items: list[QAItem], *, runs: int = RUNS, workers: int = 2, sandbox: S
                                            "messages": getattr(i, side)}) + "\n"
                                for i in items for side in ("gold", "bug")))
         for _ in range(runs):
-            verify(src, out, workers=workers, sandbox_pool_factory=lambda image: make_pool(sandbox, image))
+            verify(src, out, workers=workers, sandbox_pool_factory=factory)
             verdicts = {v["id"]: v for v in map(json.loads, out.read_text().splitlines())}
             for i in items:
                 g, b = verdicts[f"{i.id}::gold"], verdicts[f"{i.id}::bug"]
@@ -184,12 +186,11 @@ def check_file(parquet: Path, kind: str, *, runs: int = RUNS, workers: int = 2,
 
     if not parquet.is_file():
         raise FileNotFoundError(f"no task file at {parquet}: build it first (make code-tasks)")
-    sandbox = sandbox or domain_sandbox("code")
+    cond = conditions(sandbox or domain_sandbox("code"))
     table = pq.read_table(parquet)
     rows = table.to_pylist()
     make = repo_item if kind == "repo" else function_item
     items = [make(r) for r in rows]
-    cond = conditions(sandbox)
     log_path = parquet.parent / ("qa.jsonl" if kind == "repo" else "qa-function.jsonl")
     done = load_results(log_path)
     todo = [i for i in items if i.key(cond) not in done or done[i.key(cond)].runs < runs]
