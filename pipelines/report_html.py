@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,8 @@ from pipelines import report_svg as svg
 from pipelines.atomic import write_json, write_text
 from pipelines.report import build_report
 from pipelines.review.runfolder import RunFolder
-from schemas import Manifest, Trajectory
+from pipelines.store_stats import StoreStats
+from schemas import Manifest, Trajectory, table_to_trajectories
 
 # Fields only the run itself measured; a regenerated report.json keeps them.
 _RUN_ONLY = ("tasks", "units_total", "units_run_now", "units_resumed", "dedupe_removed_exact",
@@ -49,13 +51,16 @@ def regenerate_report_json(run_dir: Path) -> dict[str, Any]:
     run = RunFolder(run_dir)
     old = run.report()
     manifest = run.manifest(run_dir / "shards") if (run_dir / "shards" / "manifest.json").is_file() else None
-    trajectories = run.trajectories
+    units = [p for folder in run.store_dirs for p in sorted(folder.glob("unit-*.parquet"))]
+    # Unit by unit: the counters add up, so no more than one unit's trajectories are held at once.
+    stats = StoreStats.total(StoreStats.of(table_to_trajectories(pq.read_table(p))) for p in units)
+    task_ids = {t for p in units for t in pq.read_table(p, columns=["task_id"]).column("task_id").to_pylist()}
     report = build_report(
-        domain=old.get("domain") or (trajectories[0].domain if trajectories else run.run_config().get("domain", "")),
-        tasks=old.get("tasks", len({t.task_id for t in trajectories})),
-        units_total=old.get("units_total", len(list((run_dir / "trajectories").glob("unit-*.parquet")))),
+        domain=old.get("domain") or run.run_config().get("domain", "") or next(iter(stats.provenance), ""),
+        tasks=old.get("tasks", len(task_ids)),
+        units_total=old.get("units_total", len(units)),
         units_run_now=0,
-        trajectories=trajectories,
+        stats=stats,
         removed_exact=old.get("dedupe_removed_exact", 0),
         removed_near=old.get("dedupe_removed_near", 0),
         manifest=manifest or Manifest(tokenizer_id=""),
@@ -98,7 +103,56 @@ def _stages(report: dict[str, Any], config: dict[str, Any]) -> list[tuple[str, f
     ]
 
 
-def _per_domain(trajectories: list[Trajectory]) -> tuple[list, list]:
+@dataclass(slots=True)
+class _Verdict:
+    passed: bool
+    infrastructure: bool
+
+
+@dataclass(slots=True)
+class _Timings:
+    started_at: float
+    total_s: float
+
+
+@dataclass(slots=True)
+class _Tokens:
+    completion: int
+
+
+@dataclass(slots=True)
+class Outline:
+    """What the page plots of a trajectory, read from the store's light columns (never its messages
+    or token trace), so the page of a large run costs a few hundred bytes per trajectory. Shaped
+    like a ``Trajectory`` where the plots look."""
+
+    domain: str
+    parent_id: str | None
+    verdict: _Verdict | None
+    timings: _Timings
+    tokens: _Tokens
+
+
+_OUTLINE_COLUMNS = ["domain", "parent_id", "passed", "failure_cause", "completion_tokens", "timings_json"]
+
+
+def outlines(run: RunFolder) -> list[Outline]:
+    out: list[Outline] = []
+    for folder in run.store_dirs:
+        for path in sorted(folder.glob("unit-*.parquet")):
+            names = set(pq.ParquetFile(path).schema_arrow.names)
+            table = pq.read_table(path, columns=[c for c in _OUTLINE_COLUMNS if c in names])
+            for row in table.to_pylist():
+                timings = json.loads(row["timings_json"] or "{}")
+                verdict = None if row["passed"] is None else _Verdict(
+                    row["passed"], row.get("failure_cause") == "infrastructure")
+                out.append(Outline(row["domain"], row["parent_id"], verdict,
+                                   _Timings(timings.get("started_at", 0.0), timings.get("total_s", 0.0)),
+                                   _Tokens(row["completion_tokens"] or 0)))
+    return out
+
+
+def _per_domain(trajectories: list[Trajectory] | list[Outline]) -> tuple[list, list]:
     by: dict[str, list[Trajectory]] = {}
     for t in trajectories:
         by.setdefault(t.domain, []).append(t)
@@ -113,7 +167,7 @@ def _per_domain(trajectories: list[Trajectory]) -> tuple[list, list]:
     return pass_rate, branch_yield
 
 
-def throughput(trajectories: list[Trajectory], bins: int = 30) -> list[tuple[float, float]]:
+def throughput(trajectories: list[Trajectory] | list[Outline], bins: int = 30) -> list[tuple[float, float]]:
     """(seconds since the first start, completion tokens/s) of trajectories finishing in each bin."""
     timed = [t for t in trajectories if t.timings.started_at > 0]
     if not timed:
@@ -170,7 +224,7 @@ def _provenance_table(reports: list[dict[str, Any]]) -> str:
 def render_html(run_dir: Path) -> str:
     run_dir = Path(run_dir)
     run = RunFolder(run_dir)
-    trajectories = run.trajectories
+    trajectories = outlines(run)
     charts: list[str] = []
     summary_rows: list[tuple[str, str]] = []
     reports: list[dict[str, Any]] = []

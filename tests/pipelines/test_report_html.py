@@ -144,3 +144,14 @@ def test_text_mode_runs_report_no_exact_rows_and_old_reports_say_why(run_dir, tm
     del old["provenance"]
     (copy / "report.json").write_text(json.dumps(old))
     assert "no provenance in report.json" in render_html(copy)
+
+
+def test_page_reads_light_columns_with_the_plots_of_whole_trajectories(run_dir):
+    from pipelines.report_html import _per_domain, outlines
+    from pipelines.review.runfolder import RunFolder
+
+    run = RunFolder(run_dir)
+    light, whole = outlines(run), run.trajectories
+    assert len(light) == len(whole) > 0
+    assert _per_domain(light) == _per_domain(whole)
+    assert throughput(light, bins=7) == throughput(whole, bins=7)
