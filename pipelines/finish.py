@@ -94,6 +94,10 @@ def finish(config: RunConfig, out_dir: Path, unit_files: list[Path], *, tokenize
         "decontamination": clean.report(config.decontam.ngram, benchmark_seeds=seeded_from),
         **({"workers": rollout.workers} if rollout.workers else {}),
     }
+    from pipelines import seed_qa
+
+    if (qa := seed_qa.read(out_dir)) is not None:  # tasks dropped before any rollout, and idle passes
+        report.extra["seed_qa"] = qa
     write_json(out_dir / "report.json", report.to_dict())
     if not html:
         return report

@@ -249,6 +249,15 @@ def render_html(run_dir: Path) -> str:
         if checked.get("benchmark_seeds"):  # allow_benchmark_seeds: the run trains on these by choice
             summary_rows.append((f"{name} · seeded from benchmarks (allowed, not checked)", ", ".join(
                 f"{b} ({e['tasks']} tasks)" for b, e in checked["benchmark_seeds"].items())))
+        qa = report.get("extra", {}).get("seed_qa")
+        if qa:  # seed-time task QA: unsound tasks dropped before any rollout; tasks an idle agent passes
+            summary_rows.append((f"{name} · seed tasks checked / dropped as unsound",
+                                 f"{qa.get('checked', 0)} / {qa.get('dropped', 0)}"))
+            summary_rows.append((f"{name} · tasks passed by doing nothing (kept, marked)", str(qa.get("noop_passes", 0))
+                                 + "".join(f"; {s}: {n}" for s, n in (qa.get("noop_passes_by_source") or {}).items())))
+            if qa.get("dropped_by_reason"):
+                charts.append(svg.hbars(f"seed tasks dropped as unsound — {name}", list(qa["dropped_by_reason"].items()),
+                                        colors=svg.PALETTE[3:], width=1060, label_w=640))
         causes = report.get("failures_by_cause") or {}
         if causes:  # the model's failures apart from the infrastructure's (retried, never data)
             charts.append(svg.hbars(f"failures by cause — {name}", sorted(causes.items()), colors=svg.PALETTE[5:]))

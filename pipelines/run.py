@@ -21,6 +21,7 @@ from pipelines.config import RunConfig, SamplingConfig, assists_on, with_absolut
 from pipelines.finish import RolloutSummary, active_assists, finish, training_view  # noqa: F401 - re-exported
 from pipelines.report import RunReport
 from pipelines.scheduler import WorkerStartError, rollout_units  # noqa: F401 - WorkerStartError re-exported
+from pipelines.seed_qa import SeedQA
 from pipelines.store import TrajectoryStore, Unit, plan_units, stable_hash
 from schemas import Task, Trajectory, table_to_trajectories
 
@@ -69,6 +70,14 @@ def fingerprint(config: RunConfig) -> str:
 
 
 def seed_tasks(config: RunConfig) -> list[Task]:
+    """The sound seed tasks (what ``checked_seed_tasks`` keeps)."""
+    return checked_seed_tasks(config)[0]
+
+
+def checked_seed_tasks(config: RunConfig) -> tuple[list[Task], SeedQA]:
+    """The domain's seed tasks less those its seed-time QA marked unsound, and the tally
+    (``pipelines.seed_qa``): unsound tasks never reach a rollout."""
+    from pipelines import seed_qa
     from synthesizers.domains.registry import get_domain
 
     domain = get_domain(config.domain)
@@ -81,7 +90,12 @@ def seed_tasks(config: RunConfig) -> list[Task]:
         raise SeedError(f"seed tasks for {config.domain} have duplicate ids: fix the seed source")
     if not tasks:
         raise SeedError(f"no seed tasks for {config.domain}: check domain_options and --limit")
-    return tasks
+    kept, qa = seed_qa.split(tasks)
+    if not kept:
+        top = next(iter(qa.dropped_by_reason), "?")
+        raise SeedError(f"all {qa.dropped} seed tasks for {config.domain} failed environment QA (most often: {top}): "
+                        "check the seed source")
+    return kept, qa
 
 
 # Not shipped to a cluster with the code: environments, caches, outputs and history.
@@ -186,7 +200,7 @@ def run_pipeline(config: RunConfig, out_dir: Path, events: RunEvents | None = No
     events = events or RunEvents()
     started = time.monotonic()
     out_dir = Path(out_dir)
-    tasks = seed_tasks(config)
+    tasks, qa = checked_seed_tasks(config)
     from pipelines.decontaminate import benchmark_seeds, decontaminate, load_index
 
     # Before anything is written: a bad source, or seeds that are benchmark items, fail fast.
@@ -204,6 +218,9 @@ def run_pipeline(config: RunConfig, out_dir: Path, events: RunEvents | None = No
     tokenizer_path = resolve_tokenizer(config)  # before anything is written: a URL's is checked with the server
     store = TrajectoryStore(out_dir)
     store.claim(fingerprint(config), config.model_dump())
+    from pipelines import seed_qa
+
+    seed_qa.write(out_dir, qa)  # the report (and a later reshard's) reads it from the folder
     pending = [u for u in units if not store.is_done(u.id)]
     events.on_plan(len(tasks), len(units), len(pending))
     _say_if_not_incremental(tokenizer_path)

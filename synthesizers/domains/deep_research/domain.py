@@ -76,7 +76,14 @@ class DeepResearchDomain:
             "forcing": bool(options.get("forcing", True)),
             "results_order": results_order,
         }
-        return (self._task(rows[i], corpus_spec, extras) for i in order[:limit])
+        checker = _chain_checker(corpus_spec)
+        return (self._checked(self._task(rows[i], corpus_spec, extras), rows[i], checker) for i in order[:limit])
+
+    @staticmethod
+    def _checked(task: Task, row: dict[str, Any], checker: Any) -> Task:
+        """Seed-time QA (``soundness.py``): an unsound question is marked; the run drops and counts it."""
+        task.payload["qa"] = {"unsound": checker.check(row), "noop_passes": False}
+        return task
 
     def _question_set(self, corpus_spec: dict[str, Any] | None, qopts: dict[str, Any]) -> list[dict[str, Any]]:
         from synthesizers.domains.deep_research import construction
@@ -162,6 +169,17 @@ class DeepResearchDomain:
             if message.role == "assistant" and any(c.function.name == "search" for c in message.tool_calls):
                 return index
         return first_assistant_step(messages)
+
+
+def _chain_checker(corpus_spec: dict[str, Any]) -> Any:
+    """Soundness of questions against the corpus and the BM25 index the local search service
+    serves (both cached: loading them again here costs well under a second)."""
+    from synthesizers.domains.deep_research.corpus import load_corpus
+    from synthesizers.domains.deep_research.search_index import index_for
+    from synthesizers.domains.deep_research.soundness import ChainChecker
+
+    corpus = load_corpus(corpus_spec)
+    return ChainChecker(corpus, index_for(corpus))
 
 
 def _writer(spec: Any):

