@@ -324,6 +324,14 @@ def group_partition(routed_parts: list[list[tuple[int, bool, int]]], set_chunks:
         offsets, values = cache[chunk]
         return values[offsets[i] : offsets[i + 1]]
 
+    # A near pair shares most of its bands: confirm it once, not once per shared bucket.
+    verdicts: dict[tuple[int, int], bool] = {}
+
+    def same(lead: int, theirs: np.ndarray, doc: int, mine: np.ndarray) -> bool:
+        if (lead, doc) not in verdicts:
+            verdicts[lead, doc] = similar(mine, theirs, params.threshold)
+        return verdicts[lead, doc]
+
     for (_, is_exact), docs in buckets.items():
         if len(docs) < 2:
             continue
@@ -336,12 +344,12 @@ def group_partition(routed_parts: list[list[tuple[int, bool, int]]], set_chunks:
         leaders: list[tuple[int, np.ndarray]] = []
         for doc in docs:
             mine = shingle_set(doc)
-            match = next((lead for lead, theirs in leaders if similar(mine, theirs, params.threshold)), None)
+            match = next((lead for lead, theirs in leaders if same(lead, theirs, doc, mine)), None)
             if match is not None:
                 edges.append((match, doc))
             elif len(leaders) < BUCKET_LEADERS:
                 leaders.append((doc, mine))
-    return edges
+    return sorted(set(edges))
 
 
 def components(n: int, edges: list[tuple[int, int]]) -> list[list[int]]:
