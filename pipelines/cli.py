@@ -232,13 +232,14 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from pipelines.config import ConfigError
     from pipelines.run import SeedError, WorkerStartError
     from pipelines.store import RunFolderMismatch
+    from synthesizers.domains.base import DomainOptionsError
     from synthesizers.domains.registry import UnknownDomain
 
     from pipelines.preflight import PreflightError
 
     known: list[type[BaseException]] = [
-        UserError, ConfigError, SeedError, RunFolderMismatch, UnknownDomain, PreflightError, WorkerStartError,
-        FileNotFoundError,
+        UserError, ConfigError, SeedError, RunFolderMismatch, UnknownDomain, DomainOptionsError, PreflightError,
+        WorkerStartError, FileNotFoundError,
     ]
     try:
         from sandboxes.daemon import SandboxUnavailable
@@ -267,12 +268,16 @@ def main() -> None:
     except KeyboardInterrupt:
         code = INTERRUPTED
     except Exception as exc:
+        from synthesizers.domains.base import DomainOptionsError
+
         if _is_usage_error(exc):  # one line, as every other expected failure
             command = getattr(getattr(exc, "ctx", None), "command_path", None) or "trajforge"
             print(f"error: {' '.join(exc.format_message().split())} (see `{command} --help`)", file=sys.stderr)
             sys.exit(getattr(exc, "exit_code", 2) or 2)
         if isinstance(exc, _known_errors()):
-            print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line, never wrapped
+            # One line per problem, never wrapped (bad domain options: one line per bad key).
+            for line in str(exc).splitlines() if isinstance(exc, DomainOptionsError) else [str(exc)]:
+                print(f"error: {' '.join(line.split())}", file=sys.stderr)
             sys.exit(2)
         raise
     if code == INTERRUPTED:

@@ -113,10 +113,9 @@ def finish(config: RunConfig, out_dir: Path, unit_files: list[Path], *, tokenize
 
 def active_assists(config: RunConfig) -> list[str]:
     """The names of the small-model assists this run's domain steered its rollouts with."""
-    from synthesizers.domains.base import domain_assists
-    from synthesizers.domains.registry import get_domain
+    from synthesizers.domains.registry import domain_class
 
-    return list(domain_assists(get_domain(config.domain))) if assists_on(config) else []
+    return list(domain_class(config.domain).assists) if assists_on(config) else []
 
 
 def training_view(trajectory: Trajectory, view, tokenizer_path: str) -> Trajectory:

@@ -80,9 +80,9 @@ def checked_seed_tasks(config: RunConfig) -> tuple[list[Task], SeedQA]:
     from pipelines import seed_qa
     from synthesizers.domains.registry import get_domain
 
-    domain = get_domain(config.domain)
+    domain = get_domain(config.domain, config.domain_options)  # bad options: DomainOptionsError, before any write
     try:
-        tasks = list(domain.seed_tasks(config.domain_options, limit=config.limit, seed=config.seed))
+        tasks = list(domain.seed_tasks(limit=config.limit, seed=config.seed))
     except (OSError, ValueError, KeyError) as exc:
         raise SeedError(f"seed tasks for {config.domain}: {exc}") from None
     ids = [t.id for t in tasks]
@@ -209,11 +209,11 @@ def run_pipeline(config: RunConfig, out_dir: Path, events: RunEvents | None = No
                                               min_hits=config.decontam.min_hits, where=config.decontam.check)
     units = plan_units(tasks, config.units.tasks_per_unit)
     from pipelines.preflight import check_sandbox, check_verifier_options
-    from synthesizers.domains.registry import get_domain
+    from synthesizers.domains.registry import domain_class
 
     check_verifier_options(config.domain, config.verifier.options)
 
-    if get_domain(config.domain).needs_sandbox:
+    if domain_class(config.domain).needs_sandbox:
         check_sandbox()  # before anything is written: Docker down -> one clear line
     tokenizer_path = resolve_tokenizer(config)  # before anything is written: a URL's is checked with the server
     store = TrajectoryStore(out_dir)

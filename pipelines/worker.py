@@ -112,7 +112,7 @@ class RolloutWorker:
         self.config = RunConfig.model_validate(config)
         cfg = self.config
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(int(max(1, cfg.engine.kv_cache_gb))))
-        self.domain = get_domain(cfg.domain)
+        self.domain = get_domain(cfg.domain, cfg.domain_options)
         engine_opts = dict(cfg.engine.options)
         if not cfg.engine.model.startswith(("http://", "https://", "python:")):
             engine_opts.setdefault("max_model_len", cfg.engine.max_model_len)

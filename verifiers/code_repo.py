@@ -3,8 +3,8 @@
 Task payload (kind ``repo``): ``project`` (a ``ProjectSpec`` dict), ``bug_patch``
 (pristine -> buggy checkout, the state the agent started from),
 ``FAIL_TO_PASS`` and ``PASS_TO_PASS`` (JUnit test ids). Function-level tasks
-cut from the same projects use this verifier too (``function`` in the payload,
-see ``verifiers.code_repo_function``).
+cut from the same projects (kind ``repo-function``) use this verifier too
+(see ``verifiers.code_repo_function``).
 
 What the agent submitted: the diff printed by the last ``submit`` tool call of
 the trajectory (a ``role=tool`` message answering an assistant's ``submit``
@@ -113,7 +113,7 @@ class RepoCodeVerifier:
     def _candidate(self, task: Task, messages: list[Message], spec: ProjectSpec, buggy: dict[str, str]
                    ) -> Verdict | tuple[dict[str, str | None], str]:
         """{path: new content | None} to lay over the buggy checkout, plus a note for the reason."""
-        if "function" in task.payload:
+        if task.kind == "repo-function":
             from verifiers.code_repo_function import function_candidate
 
             return function_candidate(task, messages, buggy)

@@ -12,6 +12,7 @@ VERIFIERS: dict[tuple[str, str], str] = {
     ("math", "default"): "verifiers.math:MathVerifier",
     ("code", "function"): "verifiers.code_function:FunctionCodeVerifier",
     ("code", "repo"): "verifiers.code_repo:RepoCodeVerifier",
+    ("code", "repo-function"): "verifiers.code_repo:RepoCodeVerifier",  # splices the function, then as repo
     ("deep-research", "default"): "verifiers.deep_research:DeepResearchVerifier",
     ("agentic-cot", "default"): "verifiers.agentic_cot:AgenticCoTVerifier",
     ("agentic-cot", "sandboxed"): "verifiers.agentic_cot:SandboxedAgenticCoTVerifier",
@@ -66,7 +67,9 @@ def check_options(domain: str, options: dict[str, Any]) -> None:
 def infer_kind(domain: str, task_fields: dict) -> str:
     """The task kind implied by the fields of a `trajforge verify` input row."""
     if domain == "code":
-        return "function" if "entry_point" in task_fields else "repo"
+        if "entry_point" in task_fields:
+            return "function"
+        return "repo-function" if "function" in task_fields else "repo"
     if domain == "tool-use":
         return "calls" if "expected_calls" in task_fields else "stateful"
     return "default"

@@ -1,5 +1,5 @@
 """The domain plug-in shape. Every domain (math, code, tool use, deep research,
-Agentic-CoT) is one module exposing an object that satisfies ``Domain``.
+Agentic-CoT) is one package exposing a ``Domain`` subclass.
 
 A domain owns: where seed tasks come from, the prompt, the tools, the rule for
 its first *critical action* (where the branching stage cuts a failed
@@ -8,11 +8,14 @@ trajectory), and which verifier judges it. It knows nothing of Ray or shards.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Iterator, Protocol, runtime_checkable
+from typing import Any, ClassVar, Iterator, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sandboxes.base import Sandbox
-from schemas import Message, Task
+from schemas import Message, Task, Trajectory
 
 
 @dataclass
@@ -39,53 +42,158 @@ class ToolError(Exception):
     """A tool's own, model-readable complaint about its arguments or state."""
 
 
-@runtime_checkable
-class Domain(Protocol):
-    name: str
-    needs_sandbox: bool
-    # Optional attribute ``sandbox_scope``: "rollout" (default; one box held for the
-    # whole rollout, for stateful tools) or "call" (a box borrowed per tool call,
-    # for stateless tools — lets many more rollouts run than there are boxes).
-    # Optional method ``user_simulator(task, engine)``: an object with
-    # ``async reply(messages) -> Message | None`` that plays the user when the
-    # assistant stops without a tool call or final answer (None ends the
-    # rollout); it may carry ``assistant_prefix: str``, the text the next
-    # assistant turn starts with (answer forcing, see ``SamplingParams``).
-    # Optional method ``sampling_overrides(task) -> dict``: SamplingParams fields for
-    # this task's rollouts (e.g. ``structured_outputs`` for guided tool calls).
-    # Optional method ``turn_policy(task) -> TurnPolicy | None``: sampling fields turn
-    # by turn (``synthesizers.agent_loop.TurnPolicy``; e.g. every turn one guided call,
-    # the last one only the answer tool).
-    # Optional method ``sandbox_image(task) -> str | None``: the Docker image this
-    # task's sandboxes run (e.g. a project image with its test deps); None or no
-    # method: the base image. The worker keeps one lazily made pool per image.
-    # Optional method ``training_messages(trajectory)``: the messages to train on
-    # when they differ from the rollout's (e.g. a rewrite).
-    # Optional attribute ``assists: tuple[str, ...]``: the names of the domain's small-model
-    # assists (its sampling overrides, turn policy and continuations of the model's own turn),
-    # on only when the run says so (``agent.assist``; ``pipelines.config.assists_on``).
-    # Optional attribute ``repetition_check: bool`` (default True): whether a passing
-    # trajectory whose assistant turn loops fails (``verifiers.repetition``); code
-    # says False, as source code repeats lines legitimately.
+class DomainOptions(BaseModel):
+    """A domain's options (a run config's ``domain_options``): each domain subclasses this with its
+    fields; a key no field names is refused."""
 
-    def seed_tasks(self, options: dict[str, Any], *, limit: int | None, seed: int) -> Iterator[Task]:
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DomainOptionsError(ValueError):
+    """Bad ``domain_options``: one line per bad key, naming it and what it takes."""
+
+
+SANDBOX_SCOPES = ("rollout", "call")
+
+
+class Domain(ABC):
+    """A domain plug-in, constructed with its validated options (``get_domain(name, options)``).
+
+    What is fixed about a domain is declared on its class and checked when the class is defined:
+
+    - ``name``: the domain's name (run configs, tasks, shards);
+    - ``Options``: its options model (a ``DomainOptions``);
+    - ``needs_sandbox``: whether its tools or verifiers run in a sandbox;
+    - ``sandbox_scope``: "rollout" (one box held for the whole rollout, for stateful tools) or
+      "call" (a box borrowed per tool call: stateless tools, many more rollouts than boxes);
+    - ``repetition_check``: whether a passing trajectory whose assistant turn loops fails
+      (``verifiers.repetition``; code says False, source code repeats lines legitimately);
+    - ``assists``: the names of its small-model assists, on only when the run says so
+      (``agent.assist``; ``pipelines.config.assists_on``);
+    - ``verifier_kinds``: the task kinds its tasks carry (``Task.kind``), each judged by
+      ``verifiers.registry``'s verifier of (name, kind).
+
+    Required: ``seed_tasks``, ``initial_messages``, ``tools``, ``is_final``. Hooks with defaults:
+    ``first_critical_step`` (the first assistant message), ``sandbox_image`` (the base image),
+    ``training_messages`` (the rollout's messages), ``sampling_overrides``, ``turn_policy`` and
+    ``user_simulator`` (none).
+    """
+
+    name: ClassVar[str]
+    Options: ClassVar[type[DomainOptions]] = DomainOptions
+    needs_sandbox: ClassVar[bool]
+    sandbox_scope: ClassVar[str] = "rollout"
+    repetition_check: ClassVar[bool] = True
+    assists: ClassVar[tuple[str, ...]] = ()
+    verifier_kinds: ClassVar[tuple[str, ...]] = ("default",)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        problems = []
+        if not isinstance(getattr(cls, "name", None), str) or not cls.name:
+            problems.append("name must be a non-empty string")
+        if not isinstance(getattr(cls, "needs_sandbox", None), bool):
+            problems.append("needs_sandbox must be declared True or False")
+        if cls.sandbox_scope not in SANDBOX_SCOPES:
+            problems.append(f"sandbox_scope must be one of {list(SANDBOX_SCOPES)}, not {cls.sandbox_scope!r}")
+        if not isinstance(cls.repetition_check, bool):
+            problems.append("repetition_check must be True or False")
+        for field in ("assists", "verifier_kinds"):
+            value = getattr(cls, field)
+            if not isinstance(value, tuple) or not all(isinstance(x, str) and x for x in value):
+                problems.append(f"{field} must be a tuple of names")
+        if not cls.verifier_kinds:
+            problems.append("verifier_kinds must name at least one task kind")
+        if not (isinstance(cls.Options, type) and issubclass(cls.Options, DomainOptions)):
+            problems.append("Options must be a DomainOptions subclass")
+        if problems:
+            raise TypeError(f"domain class {cls.__qualname__}: " + "; ".join(problems))
+
+    def __init__(self, options: DomainOptions | dict[str, Any] | None = None):
+        self.options = self.parse_options(options)
+
+    @classmethod
+    def parse_options(cls, options: DomainOptions | dict[str, Any] | None) -> DomainOptions:
+        """The validated options; ``DomainOptionsError`` (one line per bad key) otherwise."""
+        if isinstance(options, cls.Options):
+            return options
+        if options is not None and not isinstance(options, dict):
+            raise DomainOptionsError(f"{cls.name} options must be a mapping, not {type(options).__name__}")
+        try:
+            return cls.Options.model_validate(dict(options or {}))
+        except ValidationError as exc:
+            raise DomainOptionsError(_error_lines(cls, exc.errors())) from None
+
+    # ---- required ------------------------------------------------------------
+
+    @abstractmethod
+    def seed_tasks(self, *, limit: int | None, seed: int) -> Iterator[Task]:
         """Deterministic for (options, limit, seed): same inputs, same tasks, same ids."""
 
+    @abstractmethod
     def initial_messages(self, task: Task) -> list[Message]:
         """System + user messages that start a rollout."""
 
+    @abstractmethod
     def tools(self, task: Task) -> list[Tool]: ...
 
+    @abstractmethod
     def is_final(self, message: Message) -> bool:
         """True when this assistant message ends the rollout (a final answer)."""
 
+    # ---- hooks with defaults -------------------------------------------------
+
     def first_critical_step(self, messages: list[Message]) -> int | None:
-        """Index of the assistant message that takes the first critical action, or None."""
+        """Index of the assistant message that takes the first critical action (where branching
+        cuts a failed trajectory); by default the first assistant message."""
+        return first_assistant_step(messages)
+
+    def sandbox_image(self, task: Task) -> str | None:
+        """The Docker image this task's sandboxes run (e.g. a project image with its test deps);
+        None: the base image."""
+        return None
+
+    def training_messages(self, trajectory: Trajectory) -> list[Message]:
+        """The messages to train on, when they differ from the rollout's (e.g. a rewrite)."""
+        return trajectory.messages
+
+    def sampling_overrides(self, task: Task) -> dict[str, Any]:
+        """``SamplingParams`` fields for this task's rollouts (an assist: e.g. guided tool calls)."""
+        return {}
+
+    def turn_policy(self, task: Task) -> Any:
+        """Sampling fields turn by turn (``synthesizers.agent_loop.TurnPolicy``), an assist; None: none."""
+        return None
+
+    def user_simulator(self, task: Task, engine: Any) -> Any:
+        """An object with ``async reply(messages) -> Message | None`` that plays the user when the
+        assistant stops without a tool call or final answer (None ends the rollout); None: no user."""
+        return None
 
 
-def domain_assists(domain: object) -> tuple[str, ...]:
-    """The names of a domain's small-model assists (none declared: none)."""
-    return tuple(getattr(domain, "assists", ()))
+def _error_lines(cls: type[Domain], errors: list[dict[str, Any]]) -> str:
+    """One line per bad key; a key whose value fits none of a union's members gets one line too."""
+    by_key: dict[tuple, list[str]] = {}
+    for error in errors:
+        # pydantic names a union's members in the location (``writer.literal['template']``): not a key
+        key = tuple(x for x in error["loc"] if not (isinstance(x, str) and "[" in x))
+        if error["type"] == "extra_forbidden" and len(key) == 1:
+            message = f"is unknown (known: {', '.join(cls.Options.model_fields)})"
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+        if message not in by_key.setdefault(key, []):
+            by_key[key].append(message)
+    lines = []
+    for key, messages in by_key.items():
+        where = ".".join(str(x) for x in key)
+        joined = "; or ".join(messages)
+        if not where:  # a rule over several keys: its message names them
+            lines.append(f"{cls.name} options: {joined}")
+        elif joined.startswith("is unknown"):
+            lines.append(f"{cls.name} option {where!r} {joined}")
+        else:
+            lines.append(f"{cls.name} option {where!r}: {joined}")
+    return "\n".join(lines)
 
 
 def first_assistant_step(messages: list[Message]) -> int | None:

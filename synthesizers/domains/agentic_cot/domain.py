@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from typing import Any, Iterator
+from typing import Annotated, Any, Iterator, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas import Message, Task, Trajectory
 from schemas.agentic_cot import first_action_message, parse_text
@@ -42,11 +44,9 @@ from synthesizers.domains.agentic_cot import controllers as phased
 from synthesizers.domains.agentic_cot.prompts import format_instructions, rewrite_system, rewrite_user
 from synthesizers.domains.agentic_cot.seeds import cot_rows, store_rows
 from synthesizers.domains.agentic_cot.tools import UnderlyingTool
-from synthesizers.domains.base import Tool, first_assistant_step
+from synthesizers.domains.base import Domain, DomainOptions, DomainOptionsError, Tool, first_assistant_step
 
 NAME = "agentic-cot"
-OPTION_KEYS = {"sources", "allow_stray", "allow_repeats", "phased", "summary_opener", "phase_stops"}
-SOURCE_KEYS = {"mode", "domain", "options", "dataset", "store", "count"}
 DEFAULT_SOURCES = [
     {"mode": "direct", "domain": "math", "options": {"sources": ["generator"]}, "count": 8},
     {"mode": "rewrite", "dataset": {}, "count": 8},
@@ -55,62 +55,82 @@ DEFAULT_SOURCES = [
 SANDBOXED_VERIFIERS = {"code"}
 
 
-def _inner_domain(name: str):
-    from synthesizers.domains.registry import get_domain
+class SourceSpec(BaseModel):
+    """One seed source: ``direct`` over another domain's tasks (built with ``options``), or
+    ``rewrite`` of a ``dataset``'s plain chain-of-thought rows or a run ``store``'s trajectories."""
 
-    if name == NAME:
-        raise ValueError("agentic-cot cannot wrap itself")
-    return get_domain(name)
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    mode: Literal["direct", "rewrite"]
+    domain: str = "math"
+    options: dict[str, Any] = {}
+    dataset: dict[str, Any] | None = None
+    store: str | None = None
+    count: int | None = None
 
-
-def _generation_options(options: dict[str, Any]) -> dict[str, Any]:
-    """The phased-generation options, checked (one clear error for a bad value)."""
-    opener = options.get("summary_opener") or ""
-    if not (isinstance(opener, str) or (isinstance(opener, dict) and all(isinstance(v, str) for v in opener.values()))):
-        raise ValueError("agentic-cot summary_opener must be a string or a mapping {domain: string}")
-    stops = options.get("phase_stops") or []
-    if not isinstance(stops, list) or not all(isinstance(x, str) and x for x in stops):
-        raise ValueError("agentic-cot phase_stops must be a list of non-empty strings")
-    return {"phased": bool(options.get("phased", True)), "summary_opener": opener, "phase_stops": stops}
-
-
-def _for_domain(generation: dict[str, Any], domain: str) -> dict[str, Any]:
-    """The options as stored on one task: a per-domain opener resolved for its underlying domain."""
-    opener = generation["summary_opener"]
-    return {**generation, "summary_opener": opener.get(domain, "") if isinstance(opener, dict) else opener}
+    @model_validator(mode="after")
+    def _one_way(self) -> "SourceSpec":
+        if self.mode == "rewrite" and (self.dataset is None) == (self.store is None):
+            raise ValueError("a rewrite source needs exactly one of dataset or store")
+        if self.mode == "direct" and self.domain == NAME:
+            raise ValueError("agentic-cot cannot wrap itself")
+        return self
 
 
-class AgenticCoTDomain:
+class AgenticCoTOptions(DomainOptions):
+    sources: list[SourceSpec] = [SourceSpec.model_validate(s) for s in DEFAULT_SOURCES]
+    allow_stray: bool = False  # text outside the tags fails the structure check
+    allow_repeats: bool = False  # a phase restating an earlier one word for word fails it
+    phased: bool = True  # the framework writes the tags, the model each phase (controllers.py)
+    summary_opener: str | dict[str, str] = ""  # the summary's first words when phased, per domain or for all
+    phase_stops: list[Annotated[str, Field(min_length=1)]] = []  # extra stops that end a phase when phased
+
+    def opener_for(self, domain: str) -> str:
+        opener = self.summary_opener
+        return opener.get(domain, "") if isinstance(opener, dict) else opener
+
+
+class AgenticCoTDomain(Domain):
     name = NAME
-    # The worker builds a domain without its options, so these cannot follow the
-    # underlying domain: a sandbox pool is always there (math's python tool needs
-    # it), and tools borrow a box per call. Stateful sandbox domains are refused
-    # in seed_tasks until Domain gets its options at construction.
+    Options = AgenticCoTOptions
+    # Fixed whatever the underlying domain: a sandbox pool is always there (math's python tool
+    # needs it), and tools borrow a box per call; stateful sandbox domains are refused.
     needs_sandbox = True
     sandbox_scope = "call"
     # Phased tasks: the framework writes the phase tags (and the summary opener), the model each phase.
     assists = ("phase-tags",)
+    verifier_kinds = ("default", "sandboxed")
 
-    def __init__(self) -> None:
-        self._domains: dict[str, Any] = {}
+    def __init__(self, options: AgenticCoTOptions | dict[str, Any] | None = None):
+        from synthesizers.domains.registry import get_domain
 
-    def _domain(self, name: str):
+        super().__init__(options)
+        # The underlying domains, each built once with the options of its first direct source
+        # (validated here, before any task is made); rewrites use a domain's defaults.
+        self._domains: dict[str, Domain] = {}
+        for spec in self.options.sources:
+            if spec.mode == "direct" and spec.domain not in self._domains:
+                inner = get_domain(spec.domain, spec.options)
+                if inner.needs_sandbox and inner.sandbox_scope != "call":
+                    raise DomainOptionsError(f"agentic-cot direct over {spec.domain!r} (stateful sandbox tools) "
+                                             "is not supported yet")
+                self._domains[spec.domain] = inner
+
+    def _domain(self, name: str) -> Domain:
+        from synthesizers.domains.registry import get_domain
+
+        if name == NAME:
+            raise ValueError("agentic-cot cannot wrap itself")
         if name not in self._domains:
-            self._domains[name] = _inner_domain(name)
+            self._domains[name] = get_domain(name)
         return self._domains[name]
 
     # ---- seeds ------------------------------------------------------------
 
-    def seed_tasks(self, options: dict[str, Any], *, limit: int | None, seed: int) -> Iterator[Task]:
-        options = dict(options or {})
-        if unknown := sorted(set(options) - OPTION_KEYS):
-            raise ValueError(f"unknown agentic-cot option(s) {unknown}; known: {sorted(OPTION_KEYS)}")
-        specs = options.get("sources") or DEFAULT_SOURCES
-        structure = {"allow_stray": bool(options.get("allow_stray", False))}
-        if options.get("allow_repeats"):  # only when set: task payloads (and ids) stay as they were
+    def seed_tasks(self, *, limit: int | None, seed: int) -> Iterator[Task]:
+        structure = {"allow_stray": self.options.allow_stray}
+        if self.options.allow_repeats:  # only when set: task payloads (and ids) stay as they were
             structure["allow_repeats"] = True
-        generation = _generation_options(options)
-        streams = [self._stream(dict(spec), seed, structure, generation) for spec in specs]  # validated up front
+        streams = [self._stream(spec, seed, structure) for spec in self.options.sources]  # all read up front
         seen: set[str] = set()
         tasks = []
         for task in itertools.chain.from_iterable(itertools.zip_longest(*streams)):
@@ -119,38 +139,23 @@ class AgenticCoTDomain:
                 tasks.append(task)
         return iter(tasks[:limit] if limit is not None else tasks)
 
-    def _stream(self, spec: dict[str, Any], seed: int, structure: dict[str, Any], generation: dict[str, Any]) -> list[Task]:
-        if unknown := sorted(set(spec) - SOURCE_KEYS):
-            raise ValueError(f"agentic-cot source: unknown key(s) {unknown}; known: {sorted(SOURCE_KEYS)}")
-        mode, count = spec.get("mode"), spec.get("count")
-        if mode == "direct":
-            name = spec.get("domain") or "math"
-            inner_domain = self._domain(name)
-            if inner_domain.needs_sandbox and getattr(inner_domain, "sandbox_scope", "rollout") != "call":
-                raise ValueError(f"agentic-cot direct over {name!r} (stateful sandbox tools) is not supported yet")
-            inner = inner_domain.seed_tasks(spec.get("options") or {}, limit=count, seed=seed)
+    def _stream(self, spec: SourceSpec, seed: int, structure: dict[str, Any]) -> list[Task]:
+        if spec.mode == "direct":
+            inner = self._domain(spec.domain).seed_tasks(limit=spec.count, seed=seed)
             pairs = ((t, "", None) for t in inner)
-            label = f"direct:{name}"
-        elif mode == "rewrite" and ("dataset" in spec) != ("store" in spec):
-            pairs = cot_rows(spec["dataset"]) if "dataset" in spec else store_rows(spec["store"])
-            label = "rewrite:dataset" if "dataset" in spec else "rewrite:store"
+            label = f"direct:{spec.domain}"
         else:
-            raise ValueError("agentic-cot source needs mode: direct, or mode: rewrite with one of dataset/store")
-        return [
-            self._wrap(mode, label, inner, text, msgs, structure, _for_domain(generation, inner.domain))
-            for inner, text, msgs in itertools.islice(pairs, count)
-        ]
+            pairs = cot_rows(spec.dataset) if spec.dataset is not None else store_rows(spec.store)
+            label = "rewrite:dataset" if spec.dataset is not None else "rewrite:store"
+        return [self._wrap(spec.mode, label, inner, text, msgs, structure)
+                for inner, text, msgs in itertools.islice(pairs, spec.count)]
 
     @staticmethod
-    def _wrap(
-        mode: str, label: str, inner: Task, text: str, source_messages: list | None,
-        structure: dict[str, Any], generation: dict[str, Any],
-    ) -> Task:
+    def _wrap(mode: str, label: str, inner: Task, text: str, source_messages: list | None,
+              structure: dict[str, Any]) -> Task:
         digest = hashlib.sha256(f"{mode}\0{inner.id}\0{text}".encode()).hexdigest()[:12]
-        payload = {
-            "mode": mode, "underlying": inner.model_dump(), "source_text": text,
-            "structure": structure, "generation": generation,
-        }
+        # ``structure`` is how the task is judged (the verifier reads it), so it stays with the task.
+        payload = {"mode": mode, "underlying": inner.model_dump(), "source_text": text, "structure": structure}
         if source_messages:
             payload["source_messages"] = source_messages  # the original's evidence, for the verifier
         return Task(
@@ -193,21 +198,17 @@ class AgenticCoTDomain:
         inner = self.underlying(task)
         return [UnderlyingTool(t, inner) for t in self._domain(inner.domain).tools(inner)]
 
-    @staticmethod
-    def _phased(task: Task) -> bool:
-        return bool((task.payload.get("generation") or {}).get("phased"))
-
     def sampling_overrides(self, task: Task) -> dict[str, Any]:
         """Phased tasks start their turn with ``<analysis>`` and stop at every next tag."""
-        if not self._phased(task):
+        if not self.options.phased:
             return {}
-        return phased.sampling_overrides(task.payload["generation"].get("phase_stops") or ())
+        return phased.sampling_overrides(tuple(self.options.phase_stops))
 
     def user_simulator(self, task: Task, engine: object) -> phased.PhaseStepper | None:
         """Phased tasks: close each phase and open the next (an assistant continuation)."""
-        if not self._phased(task):
+        if not self.options.phased:
             return None
-        return phased.PhaseStepper(summary_opener=(task.payload.get("generation") or {}).get("summary_opener", ""))
+        return phased.PhaseStepper(summary_opener=self.options.opener_for(self.underlying(task).domain))
 
     def is_final(self, message: Message) -> bool:
         """Final once an assistant turn without tool calls has closed a <summary>."""
@@ -218,9 +219,7 @@ class AgenticCoTDomain:
     def first_critical_step(self, messages: list[Message]) -> int | None:
         """The message with the first <action>; without one, the first assistant message."""
         step = first_action_message(messages)
-        if step is not None:
-            return step
-        return first_assistant_step(messages)
+        return step if step is not None else first_assistant_step(messages)
 
     def training_messages(self, trajectory: Trajectory) -> list[Message]:
         """What the shards hold: a rewrite is trained as an answer to the underlying prompt."""

@@ -5,7 +5,7 @@ Seeds: the instances Parquet written by ``make code-tasks``
 function-level tasks of ``function_tasks``. One sandbox holds the checkout for
 the whole rollout (``sandbox_scope = "rollout"``), in the project's own image
 (``sandbox_image``: the base image plus the project's test deps). The verifier for both kinds
-is ``verifiers.code_repo.RepoCodeVerifier`` (task kind ``repo``).
+is ``verifiers.code_repo.RepoCodeVerifier`` (task kinds ``repo`` and ``repo-function``).
 
 Critical action (where branching cuts): the first assistant turn that edits
 (``edit``, ``submit``, or a ``bash`` command that is not plainly read-only) or
@@ -19,20 +19,19 @@ import re
 import shlex
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Literal
 
 from sandboxes.project import ProjectSpec, code_cache_dir
 from schemas import Message, Task
-from synthesizers.domains.base import Tool, first_assistant_step
+from synthesizers.domains.base import Domain, DomainOptions, Tool
 from synthesizers.domains.code.prompts import FUNCTION_PROMPT, SYSTEM_PROMPT
 from synthesizers.domains.code.tools import TRACE_MODULE, bash_command, code_tools
 
 if TYPE_CHECKING:
     from synthesizers.agent_loop import TurnPolicy
 
-OPTION_KEYS = {"instances", "function_tasks", "kinds", "shuffle", "projects", "guided", "function_temperature",
-               "kind_limits", "bug_kinds"}
-BUG_KINDS = {"compare", "binop", "boolop", "constant", "negate_if", "drop_statement", "wrong_variable"}
+BugKind = Literal["compare", "binop", "boolop", "constant", "negate_if", "drop_statement", "wrong_variable"]
+TaskKind = Literal["repo", "function"]
 _TEST_RUN = re.compile(r"\b(pytest|py\.test|unittest|tox|nox)\b|python3?\s+\S*test", re.IGNORECASE)
 _READ_ONLY = {"ls", "cat", "head", "tail", "grep", "egrep", "rg", "find", "wc", "pwd", "echo", "nl", "tree",
               "sort", "uniq", "file", "stat", "diff", "which", "cd", "true", "less", "more", "awk"}
@@ -116,62 +115,66 @@ def _checked(rows: list[dict[str, Any]], path: Path, name: str) -> list[dict[str
     return [r for r in rows if r["qa_outcome"] == "passed"]
 
 
-class CodeDomain:
-    """Options: ``instances`` (Parquet file or folder; default .cache/code/instances), ``function_tasks``
-    (Parquet from ``function_tasks``; optional), ``kinds`` (["repo"] by default; add "function"),
-    ``projects`` (only these), ``shuffle`` (default true), ``guided`` (default false, for models that
-    call tools on their own; configs/code.yaml turns it on for the embedded model): every turn of a
-    repo-level rollout is one guided call (``turn_policy``, see ``synthesizers.domains.code.controllers``).
-    Why: SmolLM2-135M, unguided or with only its first turn opened by ``<tool_call>``, made no
-    call in any code rollout (2026-11-23, runs/code-check*: 48 of 48 ended after one free-text turn).
-    With ``guided``, a function-level answer opens with the function's header (the model writes the
-    body), at ``function_temperature`` when set. ``kind_limits`` ({kind: n}) caps each kind before
-    ``limit`` (the 217 repo instances would otherwise crowd out a few dozen function tasks).
-    ``bug_kinds`` keeps only repo instances of these injected-bug kinds (``mutate``; e.g. the
-    one-token slips whose fix is among a guided edit's repairs, ``repairs``)."""
+class CodeOptions(DomainOptions):
+    """``instances`` (Parquet file or folder; default .cache/code/instances), ``function_tasks``
+    (Parquet from ``function_tasks``), ``kinds`` (add "function" for function-level tasks),
+    ``projects`` (only these), ``shuffle``, ``guided`` (for models that do not call tools on their
+    own; configs/code.yaml turns it on for the embedded model): every turn of a repo-level rollout
+    is one guided call (``turn_policy``, see ``controllers``), a function-level answer opens with
+    the function's header (the model writes the body), at ``function_temperature`` when set.
+    ``kind_limits`` ({kind: n}) caps each kind before ``limit`` (the 217 repo instances would
+    otherwise crowd out a few dozen function tasks). ``bug_kinds`` keeps only repo instances of
+    these injected-bug kinds (``mutate``; e.g. the one-token slips whose fix is among a guided
+    edit's repairs, ``repairs``)."""
+
+    instances: str | None = None
+    function_tasks: str | None = None
+    kinds: list[TaskKind] = ["repo"]
+    shuffle: bool = True
+    projects: list[str] | None = None
+    guided: bool = False
+    function_temperature: float | None = None
+    kind_limits: dict[TaskKind, int] | None = None
+    bug_kinds: list[BugKind] | None = None
+
+
+class CodeDomain(Domain):
+    """Repo-level bug fixing and function-level tasks cut from the same projects (``CodeOptions``).
+    Why guided turns: SmolLM2-135M, unguided or with only its first turn opened by ``<tool_call>``,
+    made no call in any code rollout (48 of 48 ended after one free-text turn)."""
 
     name = "code"
+    Options = CodeOptions
     needs_sandbox = True
     sandbox_scope = "rollout"  # the checkout lives in one box for the whole rollout
     repetition_check = False  # source code repeats lines legitimately (verifiers.repetition)
     # Guided turns (reproduce, view, listed repairs, check, submit) and function headers as openers.
     assists = ("guided-code-turns", "function-header")
+    verifier_kinds = ("repo", "repo-function")
 
-    def seed_tasks(self, options: dict[str, Any], *, limit: int | None, seed: int) -> Iterator[Task]:
+    def seed_tasks(self, *, limit: int | None, seed: int) -> Iterator[Task]:
         from synthesizers.domains.code.function_tasks import function_task_from_row
         from synthesizers.domains.code.instances import instance_to_task
 
-        options = dict(options or {})
-        if unknown := set(options) - OPTION_KEYS:
-            raise CodeDomainError(f"unknown code option(s) {sorted(unknown)}; known: {sorted(OPTION_KEYS)}")
-        kinds = list(options.get("kinds") or ["repo"])
-        if bad := set(kinds) - {"repo", "function"}:
-            raise CodeDomainError(f"code kinds must be among ['repo', 'function'], got {sorted(bad)}")
+        options = self.options
         tasks: list[Task] = []
-        if "repo" in kinds:
-            rows = _read_rows(Path(options.get("instances") or _default_instances()))
-            if bug_kinds := options.get("bug_kinds"):  # e.g. the one-token slips a guided small model can undo
-                if bad := set(bug_kinds) - BUG_KINDS:
-                    raise CodeDomainError(f"code bug_kinds must be among {sorted(BUG_KINDS)}, got {sorted(bad)}")
-                rows = [r for r in rows if r.get("mutation_kind") in set(bug_kinds)]
+        if "repo" in options.kinds:
+            rows = _read_rows(Path(options.instances or _default_instances()))
+            if options.bug_kinds:  # e.g. the one-token slips a guided small model can undo
+                rows = [r for r in rows if r.get("mutation_kind") in set(options.bug_kinds)]
             tasks += [instance_to_task(r) for r in rows]
-        if "function" in kinds:
-            path = options.get("function_tasks") or code_cache_dir() / "function_tasks" / "function_tasks.parquet"
+        if "function" in options.kinds:
+            path = options.function_tasks or code_cache_dir() / "function_tasks" / "function_tasks.parquet"
             tasks += [function_task_from_row(r) for r in _read_rows(Path(path), "function_tasks.parquet")]
-        if projects := options.get("projects"):
-            tasks = [t for t in tasks if t.payload["project"]["name"] in set(projects)]
-        if options.get("guided"):
-            extra: dict[str, Any] = {"guided": True}
-            if options.get("function_temperature") is not None:
-                extra["function_temperature"] = float(options["function_temperature"])
-            tasks = [t.model_copy(update={"payload": {**t.payload, **extra}}) for t in tasks]
-        if options.get("shuffle", True):
+        if options.projects:
+            tasks = [t for t in tasks if t.payload["project"]["name"] in set(options.projects)]
+        if options.shuffle:
             tasks.sort(key=lambda t: hashlib.sha256(f"{seed}:{t.id}".encode()).hexdigest())
-        if caps := options.get("kind_limits"):  # {kind: most tasks of it}, in the order above
+        if caps := options.kind_limits:  # {kind: most tasks of it}, in the order above
             taken: dict[str, int] = {}
             kept = []
             for t in tasks:
-                kind = "function" if "function" in t.payload else "repo"
+                kind = "function" if t.kind == "repo-function" else "repo"
                 if kind not in caps or taken.get(kind, 0) < int(caps[kind]):
                     taken[kind] = taken.get(kind, 0) + 1
                     kept.append(t)
@@ -194,7 +197,7 @@ class CodeDomain:
 
     def initial_messages(self, task: Task) -> list[Message]:
         payload = task.payload
-        if "function" in payload:
+        if task.kind == "repo-function":
             return [Message(role="system", content=FUNCTION_PROMPT),
                     Message(role="user", content=payload["function"]["prompt"])]
         project = payload["project"]
@@ -204,7 +207,7 @@ class CodeDomain:
         return [Message(role="system", content=SYSTEM_PROMPT), Message(role="user", content=user)]
 
     def tools(self, task: Task) -> list[Tool]:
-        return [] if "function" in task.payload else code_tools()
+        return [] if task.kind == "repo-function" else code_tools()
 
     def turn_policy(self, task: Task) -> TurnPolicy | None:
         """Guided tasks only (option ``guided``; see ``synthesizers.domains.code.controllers``): a repo-level
@@ -213,12 +216,12 @@ class CodeDomain:
         lists, the lines it viewed), ``submit`` withheld
         until the checkout changed and alone on the last turn; a function-level answer opens with
         the function's header in a python block."""
-        if not task.payload.get("guided"):
+        if not self.options.guided:
             return None
         from synthesizers.domains.code.controllers import function_policy, guided_policy
 
-        if "function" in task.payload:
-            return function_policy(task.payload["function"]["prompt"], task.payload.get("function_temperature"))
+        if task.kind == "repo-function":
+            return function_policy(task.payload["function"]["prompt"], self.options.function_temperature)
         project, f2p = task.payload["project"], list(task.payload.get("FAIL_TO_PASS") or [])
         return guided_policy([t.schema for t in self.tools(task)], is_read_only, reproduce_command(project, f2p),
                              reproduce_command(project, f2p, traceback="line"), trace_command(project, f2p))
@@ -237,4 +240,4 @@ class CodeDomain:
                     return index
                 if name == "bash" and (is_test_run(bash_command(call)) or not is_read_only(bash_command(call))):
                     return index
-        return first_assistant_step(messages)
+        return super().first_critical_step(messages)

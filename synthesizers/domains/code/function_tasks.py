@@ -130,7 +130,7 @@ def function_task_from_row(row: dict[str, Any]) -> Task:
                "function": {"path": row["path"], "name": row["name"], "prompt": row["prompt"]},
                "FAIL_TO_PASS": list(row["FAIL_TO_PASS"]), "PASS_TO_PASS": list(row["PASS_TO_PASS"])}
     # Kind "repo": judged by RepoCodeVerifier (and `trajforge verify` infers "repo": no entry_point).
-    return Task(id=f"code-{row['task_id']}", domain="code", kind="repo", source="function-from-repo",
+    return Task(id=f"code-{row['task_id']}", domain="code", kind="repo-function", source="function-from-repo",
                 payload=payload)
 
 

@@ -17,67 +17,81 @@ Options (``domain_options``, all optional):
 
 Where the search service runs: the tools start it lazily, once per node, on
 their first call (``backends.ensure_local_service``), inside whatever process
-runs rollouts (the Ray rollout actor); it stops when that process exits. The
-search spec travels in every task's payload, because the worker builds the
-domain without options.
+runs rollouts (the Ray rollout actor); it stops when that process exits.
 """
 
 from __future__ import annotations
 
 import random
 import re
-from typing import Any, Iterator
+from typing import Annotated, Any, Iterator, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas import Message, Task
-from synthesizers.domains.base import Tool, first_assistant_step
+from synthesizers.domains.base import Domain, DomainOptions, Tool
 from synthesizers.domains.deep_research.backends import backend_from_spec
 from synthesizers.domains.deep_research.controllers import ForcedCalls
 from synthesizers.domains.deep_research.prompts import SYSTEM_PROMPT
 from synthesizers.domains.deep_research.tools import make_tools
 
 NAME = "deep-research"
-OPTION_KEYS = {"corpus", "search", "questions", "f1_threshold", "require_retrieved", "forcing", "results_order"}
-RESULTS_ORDERS = ("best_first", "best_last")
-QUESTION_KEYS = {"count", "seed", "hops", "reverse_fraction", "leak_k", "writer"}
 DEFAULT_COUNT = 64
-
 _TEXT_FINAL = re.compile(r"(?im)^\s*final answer\s*:")
 
 
-class DeepResearchDomain:
+class QuestionOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    count: int = DEFAULT_COUNT
+    seed: int = 0
+    hops: Annotated[list[Literal[2, 3]], Field(min_length=1)] = [2, 3]
+    reverse_fraction: float = 0.25
+    leak_k: int = 5
+    writer: Literal["template"] | dict[str, Any] = "template"
+
+
+class DeepResearchOptions(DomainOptions):
+    """See the module's docstring."""
+
+    corpus: dict[str, Any] | None = None
+    search: dict[str, Any] | None = None
+    questions: QuestionOptions = QuestionOptions()
+    f1_threshold: float = 0.8
+    require_retrieved: bool = True
+    forcing: bool = True
+    results_order: Literal["best_first", "best_last"] = "best_first"
+
+    @property
+    def corpus_spec(self) -> dict[str, Any]:
+        return dict(self.corpus or {"source": "ovos"})
+
+    @property
+    def search_spec(self) -> dict[str, Any]:
+        search = dict(self.search or {"backend": "local"})
+        if search.get("backend", "local") == "local":
+            search["corpus"] = self.corpus_spec
+        return search
+
+
+class DeepResearchDomain(Domain):
     name = NAME
+    Options = DeepResearchOptions
     needs_sandbox = False
     assists = ("research-forcing",)  # each turn one guided search/open/answer call, citations narrowed
 
-    def __init__(self) -> None:
+    def __init__(self, options: DeepResearchOptions | dict[str, Any] | None = None):
+        super().__init__(options)
         self.last_construction_stats: dict[str, int] = {}
 
-    def seed_tasks(self, options: dict[str, Any], *, limit: int | None, seed: int) -> Iterator[Task]:
-        options = dict(options or {})
-        if unknown := sorted(set(options) - OPTION_KEYS):
-            raise ValueError(f"unknown deep-research option(s) {unknown}; known: {sorted(OPTION_KEYS)}")
-        qopts = dict(options.get("questions") or {})
-        if unknown := sorted(set(qopts) - QUESTION_KEYS):
-            raise ValueError(f"unknown deep-research questions option(s) {unknown}; known: {sorted(QUESTION_KEYS)}")
-        rows = self._question_set(options.get("corpus"), qopts)
-        corpus_spec = options.get("corpus") or {"source": "ovos"}
-        search = dict(options.get("search") or {"backend": "local"})
-        if search.get("backend", "local") == "local":
-            search["corpus"] = corpus_spec
-        results_order = options.get("results_order", "best_first")
-        if results_order not in RESULTS_ORDERS:
-            raise ValueError(f"deep-research results_order must be one of {list(RESULTS_ORDERS)}, got {results_order!r}")
+    def seed_tasks(self, *, limit: int | None, seed: int) -> Iterator[Task]:
+        rows = self._question_set(self.options.corpus, self.options.questions.model_dump())
         order = list(range(len(rows)))
         random.Random(f"deep-research:{seed}").shuffle(order)  # the run seed picks the order, not the set
-        extras = {
-            "search": search,
-            "f1_threshold": float(options.get("f1_threshold", 0.8)),
-            "require_retrieved": bool(options.get("require_retrieved", True)),
-            "forcing": bool(options.get("forcing", True)),
-            "results_order": results_order,
-        }
+        # How the task is judged (the verifier reads these), so they stay with the task.
+        judged = {"f1_threshold": self.options.f1_threshold, "require_retrieved": self.options.require_retrieved}
+        corpus_spec = self.options.corpus_spec
         checker = _chain_checker(corpus_spec)
-        return (self._checked(self._task(rows[i], corpus_spec, extras), rows[i], checker) for i in order[:limit])
+        return (self._checked(self._task(rows[i], corpus_spec, judged), rows[i], checker) for i in order[:limit])
 
     @staticmethod
     def _checked(task: Task, row: dict[str, Any], checker: Any) -> Task:
@@ -99,8 +113,6 @@ class DeepResearchDomain:
             "leak_k": int(qopts.get("leak_k", 5)),
             "writer": qopts.get("writer", "template"),
         }
-        if any(h not in (2, 3) for h in params["hops"]) or not params["hops"]:
-            raise ValueError(f"deep-research questions.hops must be among [2, 3], got {params['hops']}")
         path = construction.cache_path(corpus, params)
         if path.exists():
             rows, self.last_construction_stats = construction.read_rows(path)
@@ -148,11 +160,11 @@ class DeepResearchDomain:
 
     def turn_policy(self, task: Task) -> ForcedCalls | None:
         """With ``forcing`` (default on): every turn one guided call (``controllers.ForcedCalls``)."""
-        return ForcedCalls([t.schema for t in self.tools(task)]) if task.payload.get("forcing", True) else None
+        return ForcedCalls([t.schema for t in self.tools(task)]) if self.options.forcing else None
 
     def tools(self, task: Task) -> list[Tool]:
-        best_last = task.payload.get("results_order") == "best_last"
-        return make_tools(backend_from_spec(task.payload.get("search")), best_last=best_last)
+        best_last = self.options.results_order == "best_last"
+        return make_tools(backend_from_spec(self.options.search_spec), best_last=best_last)
 
     def is_final(self, message: Message) -> bool:
         """An ``answer`` call ends the rollout; so does a plain-text "Final answer:" line."""
@@ -168,7 +180,7 @@ class DeepResearchDomain:
         for index, message in enumerate(messages):
             if message.role == "assistant" and any(c.function.name == "search" for c in message.tool_calls):
                 return index
-        return first_assistant_step(messages)
+        return super().first_critical_step(messages)
 
 
 def _chain_checker(corpus_spec: dict[str, Any]) -> Any:

@@ -3,8 +3,7 @@
 
 Task kinds: ``stateful`` (judged by ``verifiers.tool_use.StateVerifier``:
 replay → state hash, plus required information told to the user) and ``calls``
-(``CallMatchVerifier``). Payloads carry everything a worker needs, since the
-worker builds the domain without options.
+(``CallMatchVerifier``).
 
 Options (``domain_options``, all optional):
   sources: [files, calls, tau2-airline, tau2-retail, tau2-telecom]   (default: all)
@@ -20,18 +19,21 @@ from __future__ import annotations
 
 import itertools
 import random
-from typing import Any, Iterator
+from typing import Annotated, Any, Iterator, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from environments import tau2_telecom as telecom
 from environments.base import env_class, make_env
 from environments.qa import check_stateful
 from environments.tau2_data import tasks as tau2_tasks
 from schemas import Message, Task
-from synthesizers.domains.base import Tool, ToolContext, first_assistant_step
+from synthesizers.domains.base import Domain, DomainOptions, Tool, ToolContext
 from synthesizers.domains.math.seeds import interleave
 from synthesizers.domains.tool_use import prompts
 from synthesizers.domains.tool_use.tools import EnvToolAdapter
 from synthesizers.domains.tool_use.fc_tasks import FC_TOOL_NAMES, fc_tasks
+from synthesizers.domains.tool_use.files_tasks import KINDS as FILES_KINDS
 from synthesizers.domains.tool_use.files_tasks import files_tasks
 from synthesizers.guided_calls import NO_FAKES, first_call_forced, tool_call_tag
 from synthesizers.domains.tool_use.user_sim import LLMUserSimulator, tau2_instructions
@@ -42,8 +44,6 @@ SOURCES = ("files", "calls", "tau2-airline", "tau2-retail", "tau2-telecom")
 # τ² telecom's phone is not simulated (see environments/tau2_telecom.py): the simulated user is told so.
 TELECOM_NOTE = ("\nNote: you cannot operate your phone during this chat; if the agent asks you to check or change "
                 "a phone setting, say you cannot do it right now.")
-OPTION_KEYS = {"sources", "mix", "counts", "user_sim", "files_kinds", "guided"}
-USER_SIM_KEYS = {"max_turns", "temperature", "max_tokens"}
 DEFAULT_GENERATED = 64
 # Every environment's state-changing tools: the first call to one is the critical action.
 WRITE_TOOLS = frozenset(t.name for name in ("tau2-airline", "tau2-retail", "tau2-telecom", "files")
@@ -63,38 +63,49 @@ class SchemaTool:
         return '{"status": "ok"}'
 
 
-class ToolUseDomain:
+class UserSimOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    max_turns: int | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
+class ToolUseOptions(DomainOptions):
+    """See the module's docstring."""
+
+    sources: Annotated[list[Literal[SOURCES]], Field(min_length=1)] = list(SOURCES)
+    mix: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    user_sim: UserSimOptions = UserSimOptions()
+    files_kinds: list[str] | None = None
+    guided: bool = False
+
+    @field_validator("files_kinds")
+    @classmethod
+    def _known_kinds(cls, kinds: list[str] | None) -> list[str] | None:
+        if kinds is not None and (unknown := sorted(set(kinds) - set(FILES_KINDS))):
+            raise ValueError(f"unknown files task kind(s) {unknown}; known: {list(FILES_KINDS)}")
+        return kinds
+
+
+class ToolUseDomain(Domain):
     name = NAME
+    Options = ToolUseOptions
     needs_sandbox = False
     assists = ("guided-calls",)  # a call, once started, is forced into the template's exact format
+    verifier_kinds = ("calls", "stateful")
 
-    def seed_tasks(self, options: dict[str, Any], *, limit: int | None, seed: int) -> Iterator[Task]:
-        options = dict(options or {})
-        if unknown := sorted(set(options) - OPTION_KEYS):
-            raise ValueError(f"unknown tool-use option(s) {unknown}; known: {sorted(OPTION_KEYS)}")
-        sources = list(options.get("sources") or SOURCES)
-        if not sources or any(s not in SOURCES for s in sources):
-            raise ValueError(f"tool-use sources must be among {list(SOURCES)}, got {sources}")
-        weights = {s: float((options.get("mix") or {}).get(s, 1.0)) for s in sources}
-        counts = {k: int(v) for k, v in (options.get("counts") or {}).items()}
-        user_sim = dict(options.get("user_sim") or {})
-        if unknown := sorted(set(user_sim) - USER_SIM_KEYS):
-            raise ValueError(f"unknown tool-use user_sim option(s) {unknown}; known: {sorted(USER_SIM_KEYS)}")
-        kinds = options.get("files_kinds")
-        if kinds is not None:
-            list(itertools.islice(files_tasks(seed, kinds), 1))  # unknown kinds fail here, not in a worker
-        guided = bool(options.get("guided", False))
-        streams = {s: itertools.islice(self._source(s, seed, user_sim, kinds, guided), counts.get(s, DEFAULT_GENERATED))
-                   for s in sources}
+    def seed_tasks(self, *, limit: int | None, seed: int) -> Iterator[Task]:
+        options = self.options
+        weights = {s: float(options.mix.get(s, 1.0)) for s in options.sources}
+        streams = {s: itertools.islice(self._source(s, seed, options.files_kinds), options.counts.get(s, DEFAULT_GENERATED))
+                   for s in options.sources}
         return itertools.islice((task for _, task in interleave(streams, weights)), limit)
 
-    def _source(self, source: str, seed: int, user_sim: dict[str, Any], kinds: list[str] | None,
-                guided_flag: bool) -> Iterator[Task]:
-        guided = {"guided": True} if guided_flag else {}
+    def _source(self, source: str, seed: int, kinds: list[str] | None) -> Iterator[Task]:
         if source == "calls":
             for row in fc_tasks(seed):
-                payload = {"question": row["question"], "tools": row["tools"], "expected_calls": row["expected_calls"],
-                           **guided}
+                payload = {"question": row["question"], "tools": row["tools"], "expected_calls": row["expected_calls"]}
                 yield Task(id=f"tool-use:calls:{seed}:{row['index']}", domain=NAME, kind="calls",
                            source="generator:calls", payload=payload)
         elif source == "files":
@@ -104,7 +115,7 @@ class ToolUseDomain:
                                 "(or gives you the answer you asked for), end the chat.")
                 payload = {"env": "files", "env_spec": row["env_spec"], "opening": row["request"],
                            "instructions": instructions, "expected_actions": row["expected_actions"],
-                           "communicate_info": row["communicate_info"], "user_sim": user_sim, **guided}
+                           "communicate_info": row["communicate_info"]}
                 payload["qa"] = check_stateful(payload).to_payload()  # environment QA: the run drops unsound tasks
                 yield Task(id=f"tool-use:files:{seed}:{row['index']}", domain=NAME, kind="stateful",
                            source="generator:files", payload=payload)
@@ -118,8 +129,7 @@ class ToolUseDomain:
                 payload = {"env": source, "policy": domain, "opening": prompts.OPENING[domain],
                            "instructions": instructions + (TELECOM_NOTE if domain == "telecom" else ""),
                            "expected_actions": telecom.agent_actions(criteria.get("actions") or []),
-                           "communicate_info": [str(x) for x in criteria.get("communicate_info") or []],
-                           "user_sim": user_sim, **guided}
+                           "communicate_info": [str(x) for x in criteria.get("communicate_info") or []]}
                 if domain == "telecom":
                     payload["env_spec"] = {"init": telecom.init_actions(row)}
                 payload["qa"] = check_stateful(payload).to_payload()  # environment QA: the run drops unsound tasks
@@ -144,7 +154,7 @@ class ToolUseDomain:
         request itself says what to do (call tasks, file tasks) the first turn also opens
         with a call (the model picks the tool and writes the values). τ² agents first
         talk to the user, so there only the format is guided."""
-        if not task.payload.get("guided"):
+        if not self.options.guided:
             return {}
         schemas = [t.schema for t in self.tools(task)]
         if task.kind == "calls":
@@ -166,11 +176,11 @@ class ToolUseDomain:
         for index, message in enumerate(messages):
             if message.role == "assistant" and any(c.function.name in WRITE_TOOLS for c in message.tool_calls):
                 return index
-        return first_assistant_step(messages)
+        return super().first_critical_step(messages)
 
     def user_simulator(self, task: Task, engine: LLMEngine) -> LLMUserSimulator | None:
         if task.kind != "stateful":
             return None
-        opts = dict(task.payload.get("user_sim") or {})
+        opts = self.options.user_sim.model_dump(exclude_none=True)
         return LLMUserSimulator(engine, task.payload["instructions"], seed_key=task.id, **opts)
 

@@ -14,9 +14,9 @@ import pytest
 from schemas import Message, Task
 from schemas.agentic_cot import check_structure
 from synthesizers.agent_loop import run_agent
-from synthesizers.domains.agentic_cot.controllers import STOPS, PhaseStepper, open_phase, sampling_overrides
 from synthesizers.domains.agentic_cot import AgenticCoTDomain
-from synthesizers.domains.base import ToolContext
+from synthesizers.domains.agentic_cot.controllers import STOPS, PhaseStepper, open_phase, sampling_overrides
+from synthesizers.domains.base import DomainOptionsError, ToolContext
 from synthesizers.engines.base import Completion, SamplingParams
 from verifiers.registry import get_verifier
 
@@ -47,9 +47,11 @@ class PhaseModel:
         return None
 
 
-def phased_task(domain: AgenticCoTDomain, **options) -> Task:
+def phased(**options) -> tuple[AgenticCoTDomain, Task]:
+    """A domain built with these options, and its first task."""
     spec = {"sources": [{"mode": "direct", "domain": "math", "options": {"sources": ["generator"]}}], **options}
-    return next(iter(domain.seed_tasks(spec, limit=1, seed=0)))
+    domain = AgenticCoTDomain(spec)
+    return domain, next(iter(domain.seed_tasks(limit=1, seed=0)))
 
 
 def roll(domain: AgenticCoTDomain, task: Task, engine) -> list[Message]:
@@ -62,14 +64,9 @@ def roll(domain: AgenticCoTDomain, task: Task, engine) -> list[Message]:
     return result
 
 
-@pytest.fixture(scope="module")
-def domain():
-    return AgenticCoTDomain()
-
-
-def test_phased_rollout_builds_one_five_phase_message(domain):
-    task = phased_task(domain)
-    assert task.payload["generation"]["phased"] is True
+def test_phased_rollout_builds_one_five_phase_message():
+    domain, task = phased()
+    assert domain.options.phased and "generation" not in task.payload  # a rollout setting, not task data
     engine = PhaseModel()
     result = roll(domain, task, engine)
     assert result.stop_reason == "final_answer" and result.turns == 5
@@ -82,8 +79,8 @@ def test_phased_rollout_builds_one_five_phase_message(domain):
     assert "more" not in answer.content  # what ran past the next tag was cut by the stop strings
 
 
-def test_phased_rollout_is_judged_by_the_unchanged_verifier(domain):
-    task = phased_task(domain)
+def test_phased_rollout_is_judged_by_the_unchanged_verifier():
+    domain, task = phased()
     inner = AgenticCoTDomain.underlying(task)
     right = f"So \\boxed{{{inner.payload['answer']}}}.</summary>"
     verifier = get_verifier("agentic-cot", "default")
@@ -95,15 +92,15 @@ def test_phased_rollout_is_judged_by_the_unchanged_verifier(domain):
     assert not unboxed.passed and "summary" in unboxed.reason
 
 
-def test_an_empty_phase_ends_the_rollout_and_fails(domain):
-    task = phased_task(domain)
+def test_an_empty_phase_ends_the_rollout_and_fails():
+    domain, task = phased()
     result = roll(domain, task, PhaseModel({"plan": ""}))
     assert result.stop_reason == "user_ended" and result.turns == 3  # one retry with its line break
     assert not check_structure(result.messages).ok
 
 
-def test_summary_left_open_is_closed_once_and_opener_is_used(domain):
-    task = phased_task(domain, summary_opener="The final answer is \\boxed{")
+def test_summary_left_open_is_closed_once_and_opener_is_used():
+    domain, task = phased(summary_opener="The final answer is \\boxed{")
     engine = PhaseModel({"summary": "42}."})  # stops (EOS) without closing the summary
     result = roll(domain, task, engine)
     assert result.stop_reason == "final_answer" and result.turns == 6
@@ -135,19 +132,19 @@ def test_stepper_rules():
     assert limited.step(a("<analysis>x")) is not None and limited.step(a("<analysis>x")) is None
 
 
-def test_stop_strings_and_unphased_option(domain):
+def test_stop_strings_and_unphased_option():
     assert "</summary>" not in STOPS and {"<plan>", "</analysis>", "<summary>"} <= set(STOPS)
     assert sampling_overrides()["assistant_prefix"] == "<analysis>"
     assert sampling_overrides(["\n", "<plan>"])["stop"] == STOPS + ("\n",)
-    task = phased_task(domain, phased=False)
+    domain, task = phased(phased=False)
     assert domain.sampling_overrides(task) == {} and domain.user_simulator(task, None) is None
 
 
-def test_generation_options_per_domain_and_bad_values(domain):
-    task = phased_task(domain, summary_opener={"math": "M:", "code": "C:"}, phase_stops=["\n"])
-    assert task.payload["generation"] == {"phased": True, "summary_opener": "M:", "phase_stops": ["\n"]}
+def test_generation_options_per_domain_and_bad_values():
+    domain, task = phased(summary_opener={"math": "M:", "code": "C:"}, phase_stops=["\n"])
     assert domain.sampling_overrides(task)["stop"][-1] == "\n"
-    with pytest.raises(ValueError, match="phase_stops"):
-        phased_task(domain, phase_stops="\n")
-    with pytest.raises(ValueError, match="summary_opener"):
-        phased_task(domain, summary_opener=["x"])
+    assert domain.user_simulator(task, None).summary_opener == "M:"  # the opener of the task's own domain
+    with pytest.raises(DomainOptionsError, match="agentic-cot option 'phase_stops'"):
+        phased(phase_stops="\n")
+    with pytest.raises(DomainOptionsError, match="agentic-cot option 'summary_opener'"):
+        phased(summary_opener=["x"])

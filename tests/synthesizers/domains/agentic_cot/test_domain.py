@@ -155,8 +155,8 @@ def domain():
 
 
 def test_seeds_are_deterministic_and_interleave_direct_and_rewrite(domain):
-    a = list(domain.seed_tasks({}, limit=6, seed=3))
-    b = list(domain.seed_tasks({}, limit=6, seed=3))
+    a = list(domain.seed_tasks(limit=6, seed=3))
+    b = list(domain.seed_tasks(limit=6, seed=3))
     assert [t.id for t in a] == [t.id for t in b] and len({t.id for t in a}) == 6
     assert [t.payload["mode"] for t in a] == ["direct", "rewrite"] * 3
     inner = AgenticCoTDomain.underlying(a[1])
@@ -164,17 +164,23 @@ def test_seeds_are_deterministic_and_interleave_direct_and_rewrite(domain):
     assert all(t.domain == "agentic-cot" and t.kind == "default" for t in a)
 
 
-def test_bad_options_fail_fast(domain):
-    with pytest.raises(ValueError, match="unknown agentic-cot option"):
-        list(domain.seed_tasks({"bogus": 1}, limit=2, seed=0))
-    with pytest.raises(ValueError, match="mode"):
-        list(domain.seed_tasks({"sources": [{"mode": "rewrite"}]}, limit=2, seed=0))
-    with pytest.raises(ValueError, match="wrap itself"):
-        list(domain.seed_tasks({"sources": [{"mode": "direct", "domain": "agentic-cot"}]}, limit=2, seed=0))
+def test_bad_options_fail_when_the_domain_is_built():
+    from synthesizers.domains.base import DomainOptionsError
+
+    with pytest.raises(DomainOptionsError, match="agentic-cot option 'bogus' is unknown"):
+        AgenticCoTDomain({"bogus": 1})
+    with pytest.raises(DomainOptionsError, match="'sources.0': a rewrite source needs exactly one of dataset or store"):
+        AgenticCoTDomain({"sources": [{"mode": "rewrite"}]})
+    with pytest.raises(DomainOptionsError, match="wrap itself"):
+        AgenticCoTDomain({"sources": [{"mode": "direct", "domain": "agentic-cot"}]})
+    # the underlying domain's options are checked with it, before any task is made
+    with pytest.raises(DomainOptionsError, match="math option 'difficulty'"):
+        AgenticCoTDomain({"sources": [{"mode": "direct", "domain": "math", "options": {"difficulty": "insane"}}]})
 
 
-def test_direct_prompt_adds_the_format_to_the_underlying_prompt_and_tools_see_the_inner_task(domain):
-    task = next(iter(domain.seed_tasks({"sources": [{"mode": "direct", "domain": "math", "options": {"sources": ["generator"]}}]}, limit=1, seed=0)))
+def test_direct_prompt_adds_the_format_to_the_underlying_prompt_and_tools_see_the_inner_task():
+    domain = AgenticCoTDomain({"sources": [{"mode": "direct", "domain": "math", "options": {"sources": ["generator"]}}]})
+    task = next(iter(domain.seed_tasks(limit=1, seed=0)))
     messages = domain.initial_messages(task)
     inner = AgenticCoTDomain.underlying(task)
     assert messages[0].role == "system" and "<analysis>" in messages[0].content and "\\boxed" in messages[0].content
@@ -197,7 +203,7 @@ def test_direct_prompt_adds_the_format_to_the_underlying_prompt_and_tools_see_th
 
 
 def test_rewrite_prompt_and_training_view(domain):
-    task = next(t for t in domain.seed_tasks({}, limit=4, seed=0) if t.payload["mode"] == "rewrite")
+    task = next(t for t in domain.seed_tasks(limit=4, seed=0) if t.payload["mode"] == "rewrite")
     asked = domain.initial_messages(task)
     assert task.payload["source_text"] in asked[1].content and domain.tools(task) == []
     answer = Message(role="assistant", content=render_phases(GOOD))
@@ -209,7 +215,7 @@ def test_rewrite_prompt_and_training_view(domain):
     assert view[-1] == answer
 
 
-def test_store_source_rewrites_passed_trajectories(tmp_path, domain):
+def test_store_source_rewrites_passed_trajectories(tmp_path):
     from pipelines.store import TrajectoryStore
     from schemas import Verdict
 
@@ -218,7 +224,7 @@ def test_store_source_rewrites_passed_trajectories(tmp_path, domain):
                       messages=[Message(role="user", content="What is 2 + 3?"), Message(role="assistant", content="2 + 3 = \\boxed{5}")])
     bad = good.model_copy(update={"id": "t2", "verdict": Verdict(passed=False)})
     TrajectoryStore(tmp_path).write_unit("u1", [good, bad])
-    tasks = list(domain.seed_tasks({"sources": [{"mode": "rewrite", "store": str(tmp_path)}]}, limit=None, seed=0))
+    tasks = list(AgenticCoTDomain({"sources": [{"mode": "rewrite", "store": str(tmp_path)}]}).seed_tasks(limit=None, seed=0))
     assert len(tasks) == 1 and "2 + 3 = \\boxed{5}" in tasks[0].payload["source_text"]
     assert tasks[0].payload["source_messages"][-1]["content"] == "2 + 3 = \\boxed{5}"
     assert AgenticCoTDomain.underlying(tasks[0]) == inner

@@ -195,7 +195,7 @@ async def test_worker_runs_a_code_task_in_the_projects_image(instances, code_pro
               "domain_options": {"instances": str(tmp_path)}}
     worker = RolloutWorker(config, run_id="test-worker-image")
     try:
-        task = next(iter(CodeDomain().seed_tasks({"instances": str(tmp_path)}, limit=1, seed=0)))
+        task = next(iter(CodeDomain({"instances": str(tmp_path)}).seed_tasks(limit=1, seed=0)))
         trajs = table_to_trajectories(await worker.run_unit([task.model_dump()]))
         assert worker.pool.images == [ensure_project_image(code_project)]
     finally:

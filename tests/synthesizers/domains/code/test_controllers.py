@@ -10,8 +10,8 @@ import pytest
 
 from schemas import Message, Task
 from synthesizers.agent_loop import Budget, TurnInfo, run_agent
-from synthesizers.domains.base import ToolContext
-from synthesizers.domains.code.domain import CodeDomain, CodeDomainError
+from synthesizers.domains.base import DomainOptionsError, ToolContext
+from synthesizers.domains.code.domain import CodeDomain
 from synthesizers.domains.code.domain import is_read_only
 from synthesizers.domains.code.controllers import CLOSING_MAX_TOKENS, SUBMIT_ROOM_TOKENS, guided_policy
 from synthesizers.domains.code.tools import code_tools
@@ -23,7 +23,7 @@ from tests.synthesizers.domains.code.helpers import ScriptedTool
 PAYLOAD = {"project": {"name": "p", "version": "1", "test_paths": ["tests"]}, "FAIL_TO_PASS": ["tests.t::test_b"],
            "problem_statement": "x"}
 PLAIN = Task(id="t", domain="code", kind="repo", payload=PAYLOAD)
-GUIDED = Task(id="t", domain="code", kind="repo", payload={**PAYLOAD, "guided": True})
+GUIDED = PLAIN  # rolled out by a domain built with {"guided": True}
 
 
 def _field(params: dict[str, Any] | SamplingParams, name: str) -> Any:
@@ -114,16 +114,16 @@ def free_policy():
 
 
 def test_policy_only_for_guided_tasks():
-    domain = CodeDomain()
-    assert domain.turn_policy(PLAIN) is None
-    assert callable(domain.turn_policy(GUIDED))
-    assert not hasattr(domain, "sampling_overrides")  # the old first-turn-only grammar is gone
+    assert CodeDomain().turn_policy(PLAIN) is None
+    domain = CodeDomain({"guided": True})
+    assert callable(domain.turn_policy(PLAIN))
+    assert domain.sampling_overrides(PLAIN) == {}  # the old first-turn-only grammar is gone
 
 
 async def test_a_guided_rollout_view_edit_submit_then_closing_words():
     """Every turn before submit is exactly one call with the <tool_call> prefix; submit is only
     offered once the checkout changed; after submit a free-text turn ends the rollout."""
-    domain = CodeDomain()
+    domain = CodeDomain({"guided": True})
     engine = FakeEngine([call("view", path="src/m.py"), call("edit", path="src/m.py", old_str="x = 1", new_str="x = 2"),
                          call("submit"), "Fixed the constant."], prompt_tokens=100, completion_tokens=20)
     result = await run_agent(engine, domain.initial_messages(GUIDED), fake_tools(),
@@ -179,18 +179,18 @@ FN_PROMPT = ("Project p 1, module `m.py`. Implement this function so the project
              "imports are available):\n\n```python\n@cached\ndef area(w, h):\n    \"\"\"Area of a w x h box.\"\"\"\n```")
 
 
-def function_task(**extra: Any) -> Task:
-    payload = {**PAYLOAD, "function": {"path": "m.py", "name": "area", "prompt": FN_PROMPT}, **extra}
-    return Task(id="f", domain="code", kind="repo", payload=payload)
+def function_task() -> Task:
+    payload = {**PAYLOAD, "function": {"path": "m.py", "name": "area", "prompt": FN_PROMPT}}
+    return Task(id="f", domain="code", kind="repo-function", payload=payload)
 
 
 async def test_a_guided_function_answer_opens_with_the_header_and_the_verifier_reads_it():
     from verifiers.code_function import extract_code_block
     from verifiers.code_repo_function import splice_function
 
-    domain = CodeDomain()
-    assert domain.turn_policy(function_task()) is None  # not guided: the model answers freely
-    task = function_task(guided=True, function_temperature=0.3)
+    assert CodeDomain().turn_policy(function_task()) is None  # not guided: the model answers freely
+    domain = CodeDomain({"guided": True, "function_temperature": 0.3})
+    task = function_task()
     header = '@cached\ndef area(w, h):\n    """Area of a w x h box."""\n'
     engine = FakeEngine(["```python\n" + header + "    return w * h\n"], prompt_tokens=100, completion_tokens=20)  # the engine returns prefix + body
     result = await run_agent(engine, domain.initial_messages(task), domain.tools(task), ctx=ToolContext(task=task),
@@ -217,12 +217,13 @@ def test_function_temperature_is_an_option_and_kept_only_when_set(tmp_path):
     path = tmp_path / "fn.parquet"
     pq.write_table(pa.Table.from_pylist([row]), path)
     options = {"kinds": ["function"], "function_tasks": str(path), "guided": True}
-    plain = next(CodeDomain().seed_tasks(options, limit=None, seed=0))
-    hot = next(CodeDomain().seed_tasks(options | {"function_temperature": 0.4}, limit=None, seed=0))
-    assert "function_temperature" not in plain.payload and hot.payload["function_temperature"] == 0.4
+    plain_domain, hot_domain = CodeDomain(options), CodeDomain(options | {"function_temperature": 0.4})
+    plain = next(plain_domain.seed_tasks(limit=None, seed=0))
+    hot = next(hot_domain.seed_tasks(limit=None, seed=0))
+    assert plain == hot and plain.kind == "repo-function"  # a rollout setting: nothing of it in the task
     info = TurnInfo(turn=0, turns_left=1, tokens_left=1000)
-    assert "temperature" not in CodeDomain().turn_policy(plain)([], info)
-    assert CodeDomain().turn_policy(hot)([], info)["temperature"] == 0.4
+    assert "temperature" not in plain_domain.turn_policy(plain)([], info)
+    assert hot_domain.turn_policy(hot)([], info)["temperature"] == 0.4
 
 
 def test_guided_turn_grammars_hold_the_real_tool_schemas():
@@ -268,7 +269,7 @@ def test_function_body_regex_admits_a_body_and_nothing_else():
     import xgrammar as xgr
     from xgrammar.testing import _is_grammar_accept_string as accepts
 
-    fields = CodeDomain().turn_policy(function_task(guided=True))([], TurnInfo(turn=0, turns_left=1, tokens_left=999))
+    fields = CodeDomain({"guided": True}).turn_policy(function_task())([], TurnInfo(turn=0, turns_left=1, tokens_left=999))
     g = xgr.Grammar.from_regex(fields["structured_outputs"]["regex"])
     assert accepts(g, "    return w * h\n")
     assert accepts(g, "    if w < 0:\n        raise ValueError(w)\n\n    return w * h\n")
@@ -298,11 +299,11 @@ def test_kind_limits_and_bug_kinds_choose_the_tasks(tmp_path):
     pq.write_table(pa.Table.from_pylist(fns), tmp_path / "function_tasks.parquet")
     options = {"kinds": ["repo", "function"], "instances": str(tmp_path), "function_tasks": str(tmp_path),
                "kind_limits": {"repo": 2}}
-    tasks = list(CodeDomain().seed_tasks(options, limit=None, seed=0))
-    assert sum("function" in t.payload for t in tasks) == 3 and len(tasks) == 5
-    assert len(list(CodeDomain().seed_tasks(options, limit=4, seed=0))) == 4
-    assert len(list(CodeDomain().seed_tasks({**options, "kind_limits": None}, limit=None, seed=0))) == 13
-    slips = list(CodeDomain().seed_tasks({**options, "kind_limits": None, "bug_kinds": ["compare"]}, limit=None, seed=0))
+    tasks = list(CodeDomain(options).seed_tasks(limit=None, seed=0))
+    assert sum(t.kind == "repo-function" for t in tasks) == 3 and len(tasks) == 5
+    assert len(list(CodeDomain(options).seed_tasks(limit=4, seed=0))) == 4
+    assert len(list(CodeDomain({**options, "kind_limits": None}).seed_tasks(limit=None, seed=0))) == 13
+    slips = list(CodeDomain({**options, "kind_limits": None, "bug_kinds": ["compare"]}).seed_tasks(limit=None, seed=0))
     assert sum(t.source == "mutation:compare" for t in slips) == 7 and len(slips) == 10  # + the 3 function tasks
-    with pytest.raises(CodeDomainError, match="bug_kinds must be among"):
-        list(CodeDomain().seed_tasks({**options, "bug_kinds": ["typo"]}, limit=None, seed=0))
+    with pytest.raises(DomainOptionsError, match="code option 'bug_kinds.0': Input should be 'compare'"):
+        CodeDomain({**options, "bug_kinds": ["typo"]})

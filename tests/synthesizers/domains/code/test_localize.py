@@ -25,7 +25,8 @@ from tests.synthesizers.domains.code.test_controllers import allowed_tools, call
 
 PROJECT = {"name": "p", "version": "1", "pytest_args": ["-o", "addopts="], "test_paths": ["tests"]}
 TASK = Task(id="t", domain="code", kind="repo", payload={"project": PROJECT, "FAIL_TO_PASS": ["tests.test_m::test_b"],
-                                                         "problem_statement": "x", "guided": True})
+                                                         "problem_statement": "x"})
+GUIDED = {"guided": True}
 REPRODUCE = reproduce_command(PROJECT, ["tests.test_m::test_b"])
 # Real pytest --tb=short output (itsdangerous, a chained exception), the paths made up where noted.
 FAILING = """exit code: 1
@@ -129,7 +130,7 @@ async def test_localized_rollout_tries_a_repair_checks_undoes_tries_another_then
     engine = FakeEngine([call("view", **window),
                          call("edit", path=path, old_str=LEVEL, new_str="            level = depth + 1"),
                          call("edit", path=path, old_str=broken, new_str=fixed), "Done."])
-    domain = CodeDomain()
+    domain = CodeDomain(GUIDED)
     fields: list[dict[str, Any]] = []
     result = await run_agent(engine, domain.initial_messages(TASK), tools({}), ctx=ToolContext(task=TASK),
                              params=SamplingParams(max_tokens=300, seed=1), budget=Budget(max_turns=12),
@@ -168,7 +169,7 @@ async def test_localized_rollout_tries_a_repair_checks_undoes_tries_another_then
 
 
 def test_a_no_op_edit_neither_retests_nor_unlocks_submit_and_nothing_traced_means_free_exploration():
-    policy = CodeDomain().turn_policy(TASK)
+    policy = CodeDomain(GUIDED).turn_policy(TASK)
     info = TurnInfo(turn=3, turns_left=6, tokens_left=3000)
     start = CodeDomain().initial_messages(TASK)
     window = frame_windows(FAILING)[-1].arguments()
@@ -196,9 +197,9 @@ def test_a_no_op_edit_neither_retests_nor_unlocks_submit_and_nothing_traced_mean
 
 def test_without_a_library_frame_the_rollout_traces_what_the_test_ran_and_views_the_functions_listed():
     task = Task(id="s", domain="code", kind="repo",
-                payload={"project": {**PROJECT, "source": ["src/pkg"]}, "problem_statement": "x", "guided": True,
+                payload={"project": {**PROJECT, "source": ["src/pkg"]}, "problem_statement": "x",
                          "FAIL_TO_PASS": ["tests.test_m::test_partition_all[2]"]})
-    policy = CodeDomain().turn_policy(task)
+    policy = CodeDomain(GUIDED).turn_policy(task)
     reproduce = reproduce_command(task.payload["project"], task.payload["FAIL_TO_PASS"])
     trace = trace_command(task.payload["project"], task.payload["FAIL_TO_PASS"])
     assert trace == ("python3 -m pytest -p tf_trace_calls --disable-warnings -q -x --tb=no -o addopts= tests "
@@ -237,7 +238,7 @@ def test_without_a_library_frame_the_rollout_traces_what_the_test_ran_and_views_
 
 
 def test_edits_offer_only_lines_with_repairs_and_never_a_line_the_file_holds_twice():
-    policy = CodeDomain().turn_policy(TASK)
+    policy = CodeDomain(GUIDED).turn_policy(TASK)
     info = TurnInfo(turn=3, turns_left=6, tokens_left=3000)
     window = frame_windows(FAILING)[-1].arguments()
     view = VIEW_TRY.replace("   40                  \"Could not base64 decode\",", "   40          # if a < b:")
@@ -360,7 +361,7 @@ async def test_a_forced_reproduce_turn_is_inserted_and_the_engine_samples_only_t
 
     window = frame_windows(FAILING)[-1].arguments()
     engine = TokenFakeEngine(embedded_tokenizer, [body("view", **window)])
-    domain = CodeDomain()
+    domain = CodeDomain(GUIDED)
     result = await run_agent(engine, domain.initial_messages(TASK), tools({}), ctx=ToolContext(task=TASK),
                              params=SamplingParams(max_tokens=300, seed=1), budget=Budget(max_turns=3),
                              is_final=domain.is_final, turn_policy=domain.turn_policy(TASK))

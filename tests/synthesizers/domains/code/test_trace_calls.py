@@ -204,7 +204,7 @@ def ttl_slip(code_project, tmp_path_factory):
                             candidates=[mutation])
     assert len(rows) == 1
     task = instance_to_task(rows[0])
-    return task.model_copy(update={"payload": {**task.payload, "guided": True}}), line
+    return task, line
 
 
 @pytest.mark.docker
@@ -239,7 +239,7 @@ async def test_a_guided_rollout_without_a_library_frame_traces_views_the_buggy_f
     engine = FakeEngine(reply)
     settings = RolloutSettings(sampling=SamplingParams(max_tokens=256), seed=3, branches=0,
                                budget=Budget(max_turns=10, max_total_tokens=100_000, max_tool_output_chars=12_000))
-    domain = RecordingCodeDomain()
+    domain = RecordingCodeDomain({"guided": True})
     runner = TaskRunner(engine, domain, lambda kind: RepoCodeVerifier(), settings, pool=code_pool, concurrency=1)
     (traj,) = await runner.run_task(task)
     assert traj.verdict.passed, traj.verdict.reason

@@ -22,11 +22,15 @@ from verifiers.deep_research import DeepResearchVerifier
 OPTIONS = {"questions": {"count": 6, "seed": 4}}
 
 
-def _tasks(service_url: str | None = None):
+def _domain(service_url: str | None = None) -> DeepResearchDomain:
     opts = dict(OPTIONS)
     if service_url:
         opts["search"] = {"backend": "http", "url": service_url}
-    return list(DeepResearchDomain().seed_tasks(opts, limit=None, seed=0))
+    return DeepResearchDomain(opts)
+
+
+def _tasks(service_url: str | None = None):
+    return list(_domain(service_url).seed_tasks(limit=None, seed=0))
 
 
 @pytest.mark.parametrize(
@@ -39,7 +43,7 @@ def test_scripted_agent_through_real_loop_and_tools(service, tmp_path, wrong_eve
     answers = tmp_path / "answers.json"
     answers.write_text(json.dumps(answers_for(tasks)))
     engine = ResearchEngine(str(answers), wrong_every=wrong_every, cite_evidence=cite_evidence)
-    domain, verifier = DeepResearchDomain(), DeepResearchVerifier()
+    domain, verifier = _domain(service.url), DeepResearchVerifier()
 
     async def roll(task):
         return await run_agent(

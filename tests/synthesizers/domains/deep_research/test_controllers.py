@@ -20,7 +20,8 @@ from synthesizers.domains.deep_research.controllers import (
     seen_doc_ids,
 )
 
-TASK = Task(id="t", domain="deep-research", payload={"question": "Who?", "search": {"backend": "http", "url": "http://127.0.0.1:1"}})
+HTTP = {"search": {"backend": "http", "url": "http://127.0.0.1:1"}}
+TASK = Task(id="t", domain="deep-research", payload={"question": "Who?"})
 QUESTION = 'Which country in West Africa is mentioned in both the Wikipedia summary of "Kano (city)" and that of "Niger"?'
 SEARCH_RESULT = "[d00007] Niger\n    Niger borders Nigeria and Chad.\n[d04242] Kano (city)\n    Kano is a city in Nigeria, near Lagos."
 PAGE = "[d04242] Kano (city) (characters 0-60 of 60)\nKano is the capital of Kano State in Nigeria. Lagos is far."
@@ -47,7 +48,7 @@ def opened():
 
 
 def policy():
-    return DeepResearchDomain().turn_policy(TASK)
+    return DeepResearchDomain(HTTP).turn_policy(TASK)
 
 
 def forced_call(overrides):
@@ -171,12 +172,12 @@ def test_last_turn_or_little_room_allows_only_the_answer():
 
 
 def test_forcing_off_means_no_policy():
-    off = TASK.model_copy(update={"payload": {**TASK.payload, "forcing": False}})
-    assert DeepResearchDomain().turn_policy(off) is None
+    assert DeepResearchDomain({**HTTP, "forcing": False}).turn_policy(TASK) is None
+    assert DeepResearchDomain(HTTP).turn_policy(TASK) is not None
 
 
 def _schemas():
-    return [t.schema for t in DeepResearchDomain().tools(TASK)]
+    return [t.schema for t in DeepResearchDomain(HTTP).tools(TASK)]
 
 
 def test_an_answer_with_one_possible_citation_and_value_is_forced():

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from schemas import Message, ToolCall
+from synthesizers.domains.base import DomainOptionsError
 from synthesizers.domains.deep_research import construction
 from synthesizers.domains.deep_research.domain import DeepResearchDomain
 from synthesizers.domains.registry import get_domain
@@ -19,30 +20,32 @@ def assistant(*calls, content=""):
 
 def test_registered_and_seed_tasks_are_deterministic(monkeypatch, tmp_path):
     monkeypatch.setattr(construction, "CACHE_DIR", tmp_path)
-    domain = get_domain("deep-research")
-    assert isinstance(domain, DeepResearchDomain) and not domain.needs_sandbox
     opts = {"questions": {"count": 10, "seed": 2}, "f1_threshold": 0.7}
-    first = list(domain.seed_tasks(opts, limit=6, seed=1))
+    domain = get_domain("deep-research", opts)
+    assert isinstance(domain, DeepResearchDomain) and not domain.needs_sandbox
+    first = list(domain.seed_tasks(limit=6, seed=1))
     assert domain.last_construction_stats["template_accepted"] == 10
     assert len(list(tmp_path.glob("questions-*.parquet"))) == 1
-    again = list(DeepResearchDomain().seed_tasks(opts, limit=6, seed=1))
+    again = list(DeepResearchDomain(opts).seed_tasks(limit=6, seed=1))
     assert [t.model_dump() for t in again] == [t.model_dump() for t in first]
-    other = list(domain.seed_tasks(opts, limit=None, seed=2))
+    other = list(DeepResearchDomain(opts).seed_tasks(limit=None, seed=2))
     assert len(other) == 10 and {t.id for t in first} <= {t.id for t in other}
     assert [t.id for t in other[:6]] != [t.id for t in first]  # the run seed changes the order
     p = first[0].payload
-    assert p["f1_threshold"] == 0.7 and p["search"] == {"backend": "local", "corpus": {"source": "ovos"}}
+    assert p["f1_threshold"] == 0.7 and p["require_retrieved"] is True  # how it is judged stays with the task
+    assert not set(p) & {"search", "forcing", "results_order"}  # how it is rolled out is the domain's options
+    assert domain.options.search_spec == {"backend": "local", "corpus": {"source": "ovos"}}
     assert set(p) >= {"question", "answer", "aliases", "evidence_doc_ids", "answer_doc_ids", "hops"}
     assert len({t.id for t in other}) == 10
 
 
 def test_bad_options_fail_fast():
-    with pytest.raises(ValueError, match="unknown deep-research option"):
-        list(DeepResearchDomain().seed_tasks({"corpuss": {}}, limit=1, seed=0))
-    with pytest.raises(ValueError, match="hops must be among"):
-        list(DeepResearchDomain().seed_tasks({"questions": {"hops": [5]}}, limit=1, seed=0))
-    with pytest.raises(ValueError, match="writer must be"):
-        list(DeepResearchDomain().seed_tasks({"questions": {"writer": "gpt", "count": 3, "seed": 99}}, limit=1, seed=0))
+    with pytest.raises(DomainOptionsError, match="deep-research option 'corpuss' is unknown"):
+        DeepResearchDomain({"corpuss": {}})
+    with pytest.raises(DomainOptionsError, match="'questions.hops.0': Input should be 2 or 3"):
+        DeepResearchDomain({"questions": {"hops": [5]}})
+    with pytest.raises(DomainOptionsError, match="'questions.writer': Input should be 'template'"):
+        DeepResearchDomain({"questions": {"writer": "gpt", "count": 3, "seed": 99}})
 
 
 def test_final_and_critical_step_rules():
@@ -68,15 +71,16 @@ def test_prompt_and_tools():
     d = DeepResearchDomain()
     from schemas import Task
 
-    task = Task(id="t", domain="deep-research", payload={"question": "Who?", "search": {"backend": "http", "url": "http://127.0.0.1:1"}})
+    d = DeepResearchDomain({"search": {"backend": "http", "url": "http://127.0.0.1:1"}})
+    task = Task(id="t", domain="deep-research", payload={"question": "Who?"})
     msgs = d.initial_messages(task)
     assert [m.role for m in msgs] == ["system", "user"] and msgs[1].content == "Who?"
     assert [t.name for t in d.tools(task)] == ["search", "open", "find", "answer"]
     assert "best match first" in d.tools(task)[0].schema["function"]["description"]
-    last = task.model_copy(update={"payload": {**task.payload, "results_order": "best_last"}})
-    assert d.tools(last)[0].best_last and "best match last" in d.tools(last)[0].schema["function"]["description"]
+    last = DeepResearchDomain({"search": {"backend": "http", "url": "http://127.0.0.1:1"}, "results_order": "best_last"})
+    assert last.tools(task)[0].best_last and "best match last" in last.tools(task)[0].schema["function"]["description"]
 
 
 def test_results_order_option_is_checked():
-    with pytest.raises(ValueError, match="results_order must be one of"):
-        list(DeepResearchDomain().seed_tasks({"results_order": "random"}, limit=1, seed=0))
+    with pytest.raises(DomainOptionsError, match="'results_order': Input should be 'best_first' or 'best_last'"):
+        DeepResearchDomain({"results_order": "random"})

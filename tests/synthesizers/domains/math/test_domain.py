@@ -10,7 +10,8 @@ import pytest
 
 from sandboxes.base import ExecResult
 from schemas import Message, Task, ToolCall
-from synthesizers.domains.base import Domain, Tool, ToolContext, ToolError
+from synthesizers.domains.base import Domain, DomainOptionsError, Tool, ToolContext, ToolError
+from synthesizers.domains.registry import get_domain
 from synthesizers.domains.math import MathDomain
 from synthesizers.domains.math.tools import PythonTool
 from synthesizers.domains.math.generator import FAMILIES, generated_tasks
@@ -36,13 +37,13 @@ def test_domain_satisfies_protocol():
 
 def test_seeds_are_deterministic_with_stable_ids():
     domain = MathDomain()
-    first = list(domain.seed_tasks({}, limit=30, seed=7))
-    again = list(MathDomain().seed_tasks({}, limit=30, seed=7))
+    first = list(domain.seed_tasks(limit=30, seed=7))
+    again = list(MathDomain().seed_tasks(limit=30, seed=7))
     assert [t.model_dump() for t in first] == [t.model_dump() for t in again]
     assert len(set(ids(first))) == 30
     # a smaller limit is a prefix: ids do not depend on how many tasks were asked for
-    assert ids(domain.seed_tasks({}, limit=10, seed=7)) == ids(first)[:10]
-    other = list(domain.seed_tasks({"sources": ["generator"]}, limit=30, seed=8))
+    assert ids(domain.seed_tasks(limit=10, seed=7)) == ids(first)[:10]
+    other = list(MathDomain({"sources": ["generator"]}).seed_tasks(limit=30, seed=8))
     mine = [t for t in first if t.id.startswith("math-gen-")]
     assert [t.payload for t in mine] != [t.payload for t in other[: len(mine)]]
 
@@ -98,38 +99,49 @@ def test_easy_generated_tasks_stay_small():
 
 
 def test_mix_counts_and_limit():
-    domain = MathDomain()
-    half = list(domain.seed_tasks({"sources": ["generator", "mmath"]}, limit=10, seed=1))
+    domain = MathDomain({"sources": ["generator", "mmath"]})
+    half = list(domain.seed_tasks(limit=10, seed=1))
     assert Counter(t.id.split("-")[1] for t in half) == {"gen": 5, "mmath": 5}
     assert domain.last_seed_report.emitted == {"generator": 5, "mmath": 5}
     both = ["generator", "mmath"]
-    skewed = list(domain.seed_tasks({"sources": both, "mix": {"generator": 3, "mmath": 1}}, limit=8, seed=1))
+    skewed = list(MathDomain({"sources": both, "mix": {"generator": 3, "mmath": 1}}).seed_tasks(limit=8, seed=1))
     assert Counter(t.id.split("-")[1] for t in skewed) == {"gen": 6, "mmath": 2}
-    capped = list(domain.seed_tasks({"sources": both, "counts": {"mmath": 2}}, limit=10, seed=1))
+    capped = list(MathDomain({"sources": both, "counts": {"mmath": 2}}).seed_tasks(limit=10, seed=1))
     assert Counter(t.id.split("-")[1] for t in capped) == {"gen": 8, "mmath": 2}
     # MMATH is an evaluation set: never a default source (opt-in, see allow_benchmark_seeds)
-    assert {t.id.split("-")[1] for t in domain.seed_tasks({}, limit=50, seed=1)} == {"gen"}
-    everything = list(domain.seed_tasks({"sources": ["mmath"], "shuffle": False}, limit=None, seed=1))
+    assert {t.id.split("-")[1] for t in MathDomain().seed_tasks(limit=50, seed=1)} == {"gen"}
+    everything = list(MathDomain({"sources": ["mmath"], "shuffle": False}).seed_tasks(limit=None, seed=1))
     assert ids(everything) == ids(mmath_tasks())
-    assert len(list(domain.seed_tasks({"sources": ["generator"]}, limit=None, seed=1))) == 200
+    assert len(list(MathDomain({"sources": ["generator"]}).seed_tasks(limit=None, seed=1))) == 200
 
 
 @pytest.mark.parametrize(
     "options, message",
     [
-        ({"sorces": ["mmath"]}, "unknown math option"),
-        ({"sources": ["wikipedia"]}, "math sources must be among"),
-        ({"difficulty": "insane"}, "math difficulty must be one of"),
+        ({"sorces": ["mmath"]}, "math option 'sorces' is unknown"),
+        ({"sources": ["wikipedia"]}, "math option 'sources.0': Input should be 'generator'"),
+        ({"difficulty": "insane"}, "math option 'difficulty': Input should be 'easy'"),
         ({"sources": ["dataset"]}, "needs the option dataset"),
         ({"sources": ["generator", "mmath"], "mix": {"generator": 1}}, "needs a weight"),
         ({"sources": ["mmath"], "counts": {"generator": 3}}, "not in sources"),
         ({"sources": ["mmath"], "counts": {"mmath": -1}}, "counts must be >= 0"),
-        ({"dataset": {"path": "x.jsonl", "colum": "q"}}, "unknown keys"),
     ],
 )
-def test_bad_options_fail_with_a_clear_error(options, message):
-    with pytest.raises(SeedSourceError, match=message):
-        MathDomain().seed_tasks(options, limit=5, seed=0)
+def test_bad_options_fail_when_the_domain_is_built(options, message):
+    with pytest.raises(DomainOptionsError, match=message):
+        get_domain("math", options)
+
+
+def test_every_bad_key_gets_its_own_line():
+    with pytest.raises(DomainOptionsError) as info:
+        get_domain("math", {"sorces": ["mmath"], "difficulty": "insane", "shuffle": "sometimes"})
+    lines = str(info.value).splitlines()
+    assert len(lines) == 3 and [line.split("'")[1] for line in lines] == ["difficulty", "shuffle", "sorces"]
+
+
+def test_a_bad_dataset_spec_fails_at_seed_time():
+    with pytest.raises(SeedSourceError, match="unknown keys"):
+        MathDomain({"dataset": {"path": "x.jsonl", "colum": "q"}}).seed_tasks(limit=5, seed=0)
 
 
 # ---- local datasets ---------------------------------------------------------
@@ -149,9 +161,9 @@ def test_dataset_rows_are_read_and_malformed_ones_skipped_and_reported(tmp_path)
     ]
     path = tmp_path / "seeds.jsonl"
     path.write_text("\n".join(rows) + "\n")
-    domain = MathDomain()
     spec = {"dataset": {"path": str(path), "question_field": "q", "answer_field": "a"}}
-    tasks = list(domain.seed_tasks({**spec, "shuffle": False}, limit=None, seed=0))
+    domain = MathDomain({**spec, "shuffle": False})
+    tasks = list(domain.seed_tasks(limit=None, seed=0))
     assert [t.payload for t in tasks] == [
         {"question": "What is 2 + 2?", "answer": "4"},
         {"question": "What is 10 / 4?", "answer": "2.5"},
@@ -167,14 +179,14 @@ def test_dataset_rows_are_read_and_malformed_ones_skipped_and_reported(tmp_path)
     # stable: ids do not depend on the file's location or on shuffling
     moved = tmp_path / "elsewhere.jsonl"
     moved.write_text(path.read_text())
-    again = MathDomain().seed_tasks({"dataset": {**spec["dataset"], "path": str(moved)}}, limit=None, seed=5)
+    again = MathDomain({"dataset": {**spec["dataset"], "path": str(moved)}}).seed_tasks(limit=None, seed=5)
     assert sorted(ids(again)) == sorted(ids(tasks))
 
 
 def test_missing_dataset_file_is_a_clear_error(tmp_path):
     missing = tmp_path / "nope.jsonl"
     with pytest.raises(SeedSourceError, match=f"math dataset file not found: {re.escape(str(missing))}"):
-        MathDomain().seed_tasks({"dataset": {"path": str(missing)}}, limit=None, seed=0)
+        MathDomain({"dataset": {"path": str(missing)}}).seed_tasks(limit=None, seed=0)
 
 
 @pytest.mark.parametrize("content", ["", "{broken\n[1, 2]\n{\"question\": \"\"}\n"])
@@ -182,7 +194,7 @@ def test_dataset_without_usable_rows_is_a_clear_error(tmp_path, content):
     path = tmp_path / "bad.jsonl"
     path.write_text(content)
     with pytest.raises(SeedSourceError, match="has no usable rows"):
-        MathDomain().seed_tasks({"dataset": {"path": str(path)}}, limit=None, seed=0)
+        MathDomain({"dataset": {"path": str(path)}}).seed_tasks(limit=None, seed=0)
 
 
 def test_parquet_dataset_through_datasets(tmp_path):
@@ -191,8 +203,8 @@ def test_parquet_dataset_through_datasets(tmp_path):
 
     path = tmp_path / "seeds.parquet"
     pq.write_table(pa.table({"question": ["What is 1 + 1?", None], "answer": ["2", "3"]}), path)
-    domain = MathDomain()
-    tasks = list(domain.seed_tasks({"dataset": {"path": str(path)}}, limit=None, seed=0))
+    domain = MathDomain({"dataset": {"path": str(path)}})
+    tasks = list(domain.seed_tasks(limit=None, seed=0))
     assert [t.payload for t in tasks] == [{"question": "What is 1 + 1?", "answer": "2"}]
     assert [i for _, i, _ in domain.last_seed_report.skipped] == [1]
 

