@@ -139,9 +139,8 @@ class TaskRunner:
         started = time.time()
         tools = self._tools(task)
         params = replace(self.settings.sampling, seed=seed)
-        overrides = getattr(self.domain, "sampling_overrides", None)  # optional: per-task fields (tool use)
-        if overrides is not None and self.settings.assists:
-            params = replace(params, **overrides(task))
+        if self.settings.assists:  # the domain's per-task sampling fields are an assist (e.g. guided calls)
+            params = replace(params, **self.domain.sampling_overrides(task))
         async with self._slots:
             try:
                 result = await self._agent(task, messages, tools, params, trace)
@@ -205,9 +204,8 @@ class TaskRunner:
         return await asyncio.get_running_loop().run_in_executor(self._threads, context.run, fn, *args)
 
     def _user_simulator(self, task: Task):
-        """A domain may play the user (tool use): optional ``user_simulator(task, engine)``."""
-        make = getattr(self.domain, "user_simulator", None)
-        return make(task, self.engine) if make is not None else None
+        """A domain may play the user (tool use): ``user_simulator(task, engine)``, None when it does not."""
+        return self.domain.user_simulator(task, self.engine)
 
     def _user_turn(self, simulator):
         """The simulator's replies; without assists, only those that are a user's (a reply that
@@ -224,13 +222,12 @@ class TaskRunner:
         return user_only
 
     def _turn_policy(self, task: Task):
-        """A domain may set sampling turn by turn: optional ``turn_policy(task)`` (see ``TurnPolicy``)."""
-        make = getattr(self.domain, "turn_policy", None)
-        return make(task) if make is not None and self.settings.assists else None
+        """A domain may set sampling turn by turn: ``turn_policy(task)`` (see ``TurnPolicy``), an assist."""
+        return self.domain.turn_policy(task) if self.settings.assists else None
 
     @property
     def _per_call_sandbox(self) -> bool:
-        return getattr(self.domain, "sandbox_scope", "rollout") == "call"
+        return self.domain.sandbox_scope == "call"
 
     def _tools(self, task: Task) -> list[Tool]:
         tools = self.domain.tools(task)

@@ -131,9 +131,9 @@ def _domain(name: str) -> Any:
 
 
 def _image_for(task: Task) -> str | None:
-    """The image the task's domain asks for (``sandbox_image`` hook), or None: the base image."""
-    hook = getattr(_domain(task.domain), "sandbox_image", None)
-    return hook(task) if hook is not None else None
+    """The image the task's domain asks for (``sandbox_image``), or None: the base image."""
+    domain = _domain(task.domain)
+    return domain.sandbox_image(task) if domain is not None else None
 
 
 def _domain_pool(domain: str) -> Callable[[str], Any]:

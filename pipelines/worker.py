@@ -5,10 +5,9 @@ table; the driver writes them. Keeping writes on the driver means the same DAG
 works on a cluster whose nodes share no file system.
 
 Sandboxes: one pool per image, each of ``sandbox.pool_size`` boxes, created on
-first use and closed with the worker. A domain with the optional hook
-``sandbox_image(task) -> str | None`` (code: the project's image) gets its
-rollouts, tools and verification in that image; ``None`` or no hook means the
-base image.
+first use and closed with the worker. The domain's ``sandbox_image(task) -> str | None``
+(code: the project's image) puts its rollouts, tools and verification in that
+image; ``None`` means the base image.
 """
 
 from __future__ import annotations
@@ -80,7 +79,7 @@ def make_verifier(domain_name: str, kind: str, *, domain: Any = None, judge=None
 
     verifier = get_verifier(domain_name, kind, judge=judge, options=options)
     if repetition is None:
-        repetition = getattr(domain, "repetition_check", True)
+        repetition = domain.repetition_check if domain is not None else True
     if repetition:
         from verifiers.repetition import RepetitionGate
 
@@ -147,11 +146,10 @@ class RolloutWorker:
         return self._verifiers[kind]
 
     async def _run_task(self, task: Task) -> list:
-        hook = getattr(self.domain, "sandbox_image", None)
-        if self.pool is not None and hook is not None:
+        if self.pool is not None:
             # Runs in this asyncio task's own context (gather wraps each coroutine in a task).
             try:
-                _current_image.set(await asyncio.to_thread(hook, task))
+                _current_image.set(await asyncio.to_thread(self.domain.sandbox_image, task))
             except Exception as exc:  # noqa: BLE001 - the base image still runs the task
                 log.warning("task %s: no sandbox image (%s: %s); using the base image", task.id,
                             type(exc).__name__, exc)

@@ -76,16 +76,14 @@ def read_batch(paths: list[str]) -> list[Trajectory]:
 
 
 def _domain_view(domain: str):
-    """The domain's training view (the messages the shards hold), or None when it trains on the rollout."""
+    """The domain's training view: the messages the shards hold (the rollout's, but for a rewrite)."""
     from synthesizers.domains.registry import get_domain
 
-    return getattr(get_domain(domain), "training_messages", None)
+    return get_domain(domain).training_messages
 
 
 def _viewed(trajectories: list[Trajectory], ctx: BatchContext) -> list[Trajectory]:
     view = _domain_view(ctx.domain)
-    if view is None:
-        return trajectories
     from pipelines.finish import training_view
 
     return [training_view(t, view, ctx.tokenizer_path) for t in trajectories]
