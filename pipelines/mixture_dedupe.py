@@ -32,7 +32,7 @@ def _texts(domain: str, run_dir: Path, wanted: set[str]) -> dict[str, str]:
     from pipelines.store import TrajectoryStore
     from synthesizers.domains.registry import DOMAINS, get_domain
 
-    view = getattr(get_domain(domain), "training_messages", None) if domain in DOMAINS else None
+    view = get_domain(domain).training_messages if domain in DOMAINS else None
     store = TrajectoryStore(run_dir)
     out: dict[str, str] = {}
     for path in sorted(store.dir.glob("unit-*.parquet")):
