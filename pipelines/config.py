@@ -196,6 +196,10 @@ class RunConfig(_Strict):
     shards: ShardsConfig = Field(default_factory=ShardsConfig)
     verifier: VerifierConfig = Field(default_factory=VerifierConfig)
     domain_options: dict[str, Any] = Field(default_factory=dict)
+    # Modules imported (by the driver and every worker) before the domain is looked up: a domain
+    # written outside synthesizers/domains registers itself and its verifiers on import
+    # (``registry.register_domain``, ``verifiers.registry.register_verifier``).
+    plugins: list[str] = Field(default_factory=list)
 
 
 def load_config(path: str | Path, **overrides: Any) -> RunConfig:

@@ -78,8 +78,9 @@ def checked_seed_tasks(config: RunConfig) -> tuple[list[Task], SeedQA]:
     """The domain's seed tasks less those its seed-time QA marked unsound, and the tally
     (``pipelines.seed_qa``): unsound tasks never reach a rollout."""
     from pipelines import seed_qa
-    from synthesizers.domains.registry import get_domain
+    from synthesizers.domains.registry import get_domain, import_plugins
 
+    import_plugins(config.plugins)
     domain = get_domain(config.domain, config.domain_options)  # bad options: DomainOptionsError, before any write
     try:
         tasks = list(domain.seed_tasks(limit=config.limit, seed=config.seed))

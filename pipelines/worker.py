@@ -106,11 +106,12 @@ class RolloutWorker:
         from pipelines.config import RunConfig
         from pipelines.judge import judge_from_config
         from pipelines.rollout import TaskRunner, settings_from_config
-        from synthesizers.domains.registry import get_domain
+        from synthesizers.domains.registry import get_domain, import_plugins
         from synthesizers.engines.factory import make_engine
         self.config = RunConfig.model_validate(config)
         cfg = self.config
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(int(max(1, cfg.engine.kv_cache_gb))))
+        import_plugins(cfg.plugins)
         self.domain = get_domain(cfg.domain, cfg.domain_options)
         engine_opts = dict(cfg.engine.options)
         if not cfg.engine.model.startswith(("http://", "https://", "python:")):

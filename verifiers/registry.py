@@ -25,6 +25,15 @@ class UnknownTaskKind(ValueError):
     pass
 
 
+def register_verifier(domain: str, kind: str):
+    """Class decorator: the verifier of (domain, kind) for a domain defined outside the project."""
+    def register(cls: type) -> type:
+        VERIFIERS[(domain, kind)] = f"{cls.__module__}:{cls.__qualname__}"
+        return cls
+
+    return register
+
+
 def verifier_class(domain: str, kind: str = "default") -> type:
     target = VERIFIERS.get((domain, kind))
     if target is None:

@@ -26,6 +26,23 @@ class UnknownDomain(ValueError):
     pass
 
 
+def register_domain(cls: type[Domain]) -> type[Domain]:
+    """Class decorator: a domain defined outside this package (a run's ``plugins`` module) is
+    looked up by its name like the built-in ones."""
+    DOMAINS[cls.name] = f"{cls.__module__}:{cls.__qualname__}"
+    return cls
+
+
+def import_plugins(modules: list[str]) -> None:
+    """Import a run's ``plugins`` modules (each registers what it defines); a missing one fails
+    with one line naming it."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise UnknownDomain(f"plugin module {module!r} cannot be imported ({exc}): fix plugins in the run config")
+
+
 def domain_class(name: str) -> type[Domain]:
     target = DOMAINS.get(name)
     if target is None:
