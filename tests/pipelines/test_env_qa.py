@@ -86,7 +86,7 @@ def test_check_file_keeps_only_sound_tasks_records_them_and_resumes(tmp_path):
     assert {r["id"]: r["outcome"] for r in logged}[ids[1]] == "flaky" and len(logged) == 4
     assert json.loads((tmp_path / "qa.json").read_text())["dropped"] == 3
     # The domain seeds the checked task.
-    tasks = list(CodeDomain().seed_tasks({"instances": str(tmp_path)}, limit=None, seed=0))
+    tasks = list(CodeDomain({"instances": str(tmp_path)}).seed_tasks(limit=None, seed=0))
     assert [t.payload["instance_id"] for t in tasks] == [ids[0]]
     # Rebuilt from the attempts (all four back, unchecked): QA resumes from its log, judging nothing again.
     write_parquet([_row(i) for i in range(4)], tmp_path / "instances.parquet")
@@ -97,7 +97,7 @@ def test_check_file_keeps_only_sound_tasks_records_them_and_resumes(tmp_path):
 def test_the_domain_refuses_unchecked_tasks_in_one_line(tmp_path):
     write_parquet([_row(0)], tmp_path / "instances.parquet")
     with pytest.raises(CodeDomainError, match=r"1 of 1 tasks .* never checked .*python -m pipelines\.env_qa "):
-        list(CodeDomain().seed_tasks({"instances": str(tmp_path)}, limit=None, seed=0))
+        list(CodeDomain({"instances": str(tmp_path)}).seed_tasks(limit=None, seed=0))
 
 
 def test_starter_state_and_folders(tmp_path, monkeypatch):
