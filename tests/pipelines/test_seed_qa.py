@@ -40,7 +40,7 @@ def test_a_tool_use_run_drops_the_unsound_tau2_tasks():
 
 def test_a_seed_set_with_no_sound_task_stops_the_run(monkeypatch):
     class AllBroken:
-        def seed_tasks(self, options, *, limit, seed):
+        def seed_tasks(self, *, limit, seed):
             return [_task(i, {"unsound": "expected write 0 (x) fails: nope"}) for i in range(3)]
 
     monkeypatch.setattr("synthesizers.domains.registry.get_domain", lambda name, *a, **k: AllBroken())

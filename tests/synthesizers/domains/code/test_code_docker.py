@@ -183,7 +183,7 @@ async def test_worker_runs_a_code_task_in_the_projects_image(instances, code_pro
 
     write_parquet([instances[0][0]], tmp_path / "instances.parquet")
     with pytest.raises(CodeDomainError, match="never checked under the verifier's conditions"):
-        next(iter(CodeDomain().seed_tasks({"instances": str(tmp_path)}, limit=1, seed=0)))
+        next(iter(CodeDomain({"instances": str(tmp_path)}).seed_tasks(limit=1, seed=0)))
     # Env QA: the gold fix passes and the bug fails in each of three verify runs (as `trajforge verify` judges).
     qa = check_file(tmp_path / "instances.parquet", "repo", log=lambda _: None)
     assert (qa["tasks"], qa["kept"], qa["runs"]) == (1, 1, 3), qa

@@ -87,7 +87,7 @@ def test_the_domain_marks_each_task():
     verdict, and the checker's verdict is what the mark says."""
     from synthesizers.domains.deep_research.domain import DeepResearchDomain
 
-    tasks = list(DeepResearchDomain().seed_tasks({}, limit=None, seed=0))
+    tasks = list(DeepResearchDomain().seed_tasks(limit=None, seed=0))
     assert len(tasks) == 64 and all(set(t.payload["qa"]) == {"unsound", "noop_passes"} for t in tasks)
     sound = [t for t in tasks if t.payload["qa"]["unsound"] is None]
     assert len(sound) >= 48, [t.payload["qa"]["unsound"] for t in tasks if t not in sound]
