@@ -73,7 +73,7 @@ def _seed_qa() -> tuple[dict, list[dict]]:
         figures.append({"figure": f"τ² {domain}: tasks dropped (expected actions do not replay) / passed idle (marked)",
                         "value": f"{counts['unsound']} / {counts['noop_passes']} of {len(rows)}", "goal": "-"})
     t0 = time.perf_counter()
-    tasks = list(DeepResearchDomain().seed_tasks({}, limit=None, seed=0))
+    tasks = list(DeepResearchDomain().seed_tasks(limit=None, seed=0))
     ms = 1000 * (time.perf_counter() - t0) / len(tasks)
     reasons = collections.Counter(reason_shape(t.payload["qa"]["unsound"] or "sound") for t in tasks)
     out["deep-research"] = {"questions": len(tasks), "verdicts": dict(reasons), "ms_per_question_seeded": round(ms, 2)}
