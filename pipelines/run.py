@@ -139,7 +139,8 @@ def init_ray(config: RunConfig) -> bool:
                  log_to_driver=bool(os.environ.get("TRAJFORGE_RAY_LOGS")))
     else:
         env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")] if p)
-        ray.init(ignore_reinit_error=True, include_dashboard=False, logging_level="ERROR",
+        # "local": a new Ray of our own, never a cluster some other process left running here.
+        ray.init(address="local", ignore_reinit_error=True, include_dashboard=False, logging_level="ERROR",
                  log_to_driver=bool(os.environ.get("TRAJFORGE_RAY_LOGS")), runtime_env={"env_vars": env})
     _sigterm_unwinds()
     return True

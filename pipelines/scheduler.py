@@ -123,8 +123,8 @@ def rollout_units(config: RunConfig, units: list[Unit], store: TrajectoryStore, 
                 inflight[workers[i].run_unit.remote([t.model_dump() for t in unit.tasks])] = (unit, i)
                 stats[i].started(time.monotonic())
 
-        for i in range(len(workers)):
-            for _ in range(UNITS_IN_FLIGHT):
+        for _ in range(UNITS_IN_FLIGHT):  # breadth first: every worker has a unit before any has two
+            for i in range(len(workers)):
                 submit(i)
         while inflight:
             done, _ = ray.wait(list(inflight), num_returns=1)
