@@ -309,14 +309,14 @@ def test_agentic_cot_pipeline_end_to_end(tmp_path, model_dir):
 domain: agentic-cot
 seed: 11
 limit: 12
-engine: {{model: "python:tests.synthesizers.test_agentic_cot:FivePhaseEngine"}}
+engine: {{model: "python:tests.synthesizers.domains.agentic_cot.test_domain:FivePhaseEngine"}}
 agent: {{max_turns: 3, concurrency: 8}}
 branching: {{enabled: true, k: 2}}
 units: {{tasks_per_unit: 6}}
 sandbox: {{pool_size: 2}}
 decontam: {{sources: [{{path: {REPO / 'configs/benchmarks/heldout-sample.jsonl'}, name: heldout}}]}}
 domain_options:
-  phased: false   # this engine writes whole five-phase texts (the phased protocol: test_agentic_cot_phased)
+  phased: false   # this engine writes whole five-phase texts (the phased protocol: test_controllers.py)
   sources:
     - {{mode: direct, domain: math, options: {{sources: [generator]}}, count: 6}}
     - {{mode: rewrite, dataset: {{}}, count: 6}}
