@@ -12,7 +12,8 @@ call). The ``submit`` tool computed it inside the rollout box against the
 starting checkout. Edits made after the last submit do not count; no submit,
 no pass. This is exact (no replay of shell commands) and cheap.
 
-Why the agent cannot influence the tests:
+Why the agent cannot influence the tests (trust boundary: only the host is
+trusted; see ``docs/code-verifier-trust.md``):
 - the verifier rebuilds the checkout in a *fresh* box from the sha256-pinned
   sdist + ``bug_patch`` + the agent's diff, so nothing left in the rollout box
   (edited tests, conftest.py, pytest.ini, fake reports, planted processes)
@@ -20,39 +21,31 @@ Why the agent cannot influence the tests:
 - from the agent's diff only Python files inside the project's source dirs that
   are not tests or test config are applied (``sandboxes.project.change_allowed``); the
   rest is ignored, i.e. test files and config stay pristine;
-- new code that reaches for the test harness (pytest internals, the report,
-  signals, atexit, argv, frames) is refused outright;
-- the outcome is read from a JUnit XML at a random path; a test that is
-  skipped, deselected, errored, never ran or is missing counts as failed.
-Limit: code under test runs inside the pytest process; a bespoke exploit that
-finds and rewrites the report at run time without any of the refused names
-is not ruled out (the same limit as SWE-bench-style harnesses).
+- before any test runs, a patch that *adds* a means of reaching the test run
+  (imports of the harness, dynamic imports and ``exec``/``eval``, ``sys.modules``,
+  frames, ``gc``, ``ctypes``, monkeypatching modules the project does not own,
+  exit and process control, harness names in strings) is refused
+  (``verifiers.code_tamper``);
+- the tests run under ``sandboxes.pytest_guard``: twice, in fresh boxes, each
+  test made to fail in one run chosen at random, outcomes read from a record
+  authenticated by a key only the collector holds, with run-time checks of
+  pytest's and the interpreter's integrity. Forged or missing records, a
+  poisoned test reported passing, or tampering seen at run time fail the
+  submission ("tampering: ..."), as does a test that is skipped, errored,
+  never ran or is missing.
 """
 
 from __future__ import annotations
 
-import re
-
 from sandboxes.base import Sandbox
-from schemas import Message, Task, Verdict
-from sandboxes.project import (
-    CHECKOUT_DIR,
-    ProjectSpec,
-    ProjectUnavailable,
-    change_allowed,
-    patched_checkout,
-    stage_deps,
-    stage_files,
-    text_files,
-)
-from sandboxes.pytest_junit import run_pytest
+from sandboxes.project import ProjectSpec, ProjectUnavailable, change_allowed, patched_checkout, text_files
+from sandboxes.pytest_guard import judge
 from sandboxes.tree_diff import PatchError, apply_patch, parse_diff, unframe_diff
+from schemas import Message, Task, Verdict
+from verifiers.code_tamper import own_packages, refusal
 
 SUBMIT_TOOL = "submit"
 MAX_PATCH_CHARS = 200_000
-# Names that only code tampering with the harness needs; counted in the final file against pristine.
-_HARNESS_NAMES = re.compile(r"pytest|junit|atexit|sys\.argv|\bsignal\b|setitimer|_getframe|settrace|setprofile"
-                            r"|gc\.get_(?:objects|referrers)|/tmp/|__builtins__|builtins\.")
 
 
 def _fail(reason: str) -> Verdict:
@@ -70,14 +63,8 @@ def submitted_patch(messages: list[Message]) -> str | None:
 
 
 def tampering(spec: ProjectSpec, final: dict[str, str | None], pristine: dict[str, str]) -> str | None:
-    for path, content in final.items():
-        if content is None:
-            continue
-        before = len(_HARNESS_NAMES.findall(pristine.get(path, "")))
-        after = _HARNESS_NAMES.findall(content)
-        if len(after) > before:
-            return f"patch to {path} reaches for the test harness ({sorted(set(after))[:3]})"
-    return None
+    """Why the patch is refused before any test runs (None: nothing it adds reaches for the test run)."""
+    return refusal(final, pristine, own_packages(spec.source))
 
 
 class RepoCodeVerifier:
@@ -146,14 +133,12 @@ class RepoCodeVerifier:
                 files.pop(path, None)
             else:
                 files[path] = content
-        # The checkout path the instance was validated at (a suite may depend on it); the box is fresh.
-        repo = stage_files(box, files, CHECKOUT_DIR)
-        deps = stage_deps(box, spec)
-        run = run_pytest(box, spec, repo, deps, per_test_timeout_s=self.per_test_timeout_s,
-                         total_timeout_s=self.total_timeout_s)
-        if not run.report_found:
-            why = "timed out" if run.timed_out else f"exit code {run.exit_code}"
-            return _fail(f"test run left no report ({why}){note}")
+        run = judge(box, spec, files, sorted(p for p, c in changes.items() if c is not None), f2p, p2p,
+                    per_test_timeout_s=self.per_test_timeout_s, total_timeout_s=self.total_timeout_s)
+        if run.tampering:
+            return _fail(f"tampering: {run.tampering}{note}")
+        if run.no_record:
+            return _fail(f"{run.no_record}{note}")
         bad_f2p = [t for t in f2p if not run.passed(t)]
         bad_p2p = [t for t in p2p if not run.passed(t)]
         total = len(f2p) + len(p2p)
