@@ -77,6 +77,12 @@ class Judgement:
         return self.outcomes.get(test_id) == PASSED
 
 
+class GuardInfrastructureError(RuntimeError):
+    """The box could not be made fresh between runs: the machinery's failure, not the submission's."""
+
+    infrastructure = True
+
+
 def plugin_source(config: dict) -> str:
     text = _PLUGIN.read_text()
     if _CONFIG_LINE not in text:
@@ -89,7 +95,7 @@ def fresh_box(box: Sandbox) -> None:
     reset = getattr(box, "reset", None)
     if callable(reset):
         if not reset():
-            raise RuntimeError("sandbox reset failed between guarded runs")
+            raise GuardInfrastructureError("sandbox reset failed between guarded runs")
     else:
         box.exec(["sh", "-c", f"kill -9 -1; rm -rf /tmp/tf-* {box.workdir.rstrip('/')}/{CHECKOUT_DIR}"],
                  timeout_s=30)

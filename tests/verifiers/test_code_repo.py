@@ -3,7 +3,10 @@
 A known bug and its true fix pass; a no-op, a wrong fix, and every way of
 leaning on the tests instead of the code (deleting the failing test, a
 conftest that skips everything or exits 0, editing pytest config, printing a
-fake pytest summary, reaching for the harness from source) fail.
+fake pytest summary, reaching for the harness from source, by name or by names
+built at run time) fail. The run-time layer alone is tested in
+``tests/sandboxes/test_pytest_guard.py``; here one forger that the static check
+is told to let through shows the verdict it gets.
 """
 
 from __future__ import annotations
@@ -107,10 +110,10 @@ def test_fake_pytest_output_fails(code_project, task, code_pool):
             + buggy_lru(code_project))
     v = verdict(task, code_pool, submit_messages(patch_of(code_project, LRU_FILE, fake)))
     assert not v.passed, v.reason
-    # An early exit from the code under test leaves no report at all.
+    # An early exit from the code under test is refused before the run (and would leave no record).
     exiting = "import os\nos._exit(0)\n" + buggy_lru(code_project)
     v = verdict(task, code_pool, submit_messages(patch_of(code_project, LRU_FILE, exiting)))
-    assert not v.passed and "no report" in v.reason
+    assert not v.passed and "patch refused" in v.reason and "os._exit" in v.reason
 
 
 def test_source_reaching_for_the_harness_is_refused(code_project, task, code_pool):
@@ -167,3 +170,32 @@ def test_trajforge_verify_runs_repo_rows_in_the_project_image(code_project, task
     results = {r["id"]: r["passed"] for r in map(json.loads, out.read_text().splitlines())}
     assert results == {"fix": True, "noop": False} and summary.passed == 1
     assert asked == [ensure_project_image(code_project)]  # one pool, of the project's image
+
+
+# No-fix patches that never name the harness: they build its names at run time.
+BUILT_NAMES = {
+    "report-objects": 'getattr(__import__("_pyt" + "est.reports", fromlist=["x"]), "TestReport").from_item_and_call = None\n',
+    "sys-modules": 'import sys\nsys.modules["_pyt" + "est.runner"].call_and_report = lambda *a, **k: None\n',
+    "importlib": 'import importlib\nimportlib.import_module("_pyt" + "est.runner")\n',
+    "exec": 'exec("import _py" + "test.runner as r; r.call_and_report = None")\n',
+    "frames": 'import sys\n_g = sys._getframe(1).f_globals\n',
+    "gc": 'import gc\n_p = [o for o in gc.get_objects() if type(o).__name__.endswith("PluginManager")]\n',
+    "exit": 'import os\nos._exit(0)\n',
+}
+
+
+@pytest.mark.parametrize("name", sorted(BUILT_NAMES))
+def test_names_built_at_run_time_are_refused(code_project, task, code_pool, name):
+    src = BUILT_NAMES[name] + buggy_lru(code_project)
+    v = verdict(task, code_pool, submit_messages(patch_of(code_project, LRU_FILE, src)))
+    assert not v.passed and v.reason.startswith("patch refused: src/cachetools/__init__.py:"), v.reason
+    assert v.cause == "model"
+
+
+def test_a_forger_past_the_static_check_is_caught_at_run_time(code_project, task, code_pool, monkeypatch):
+    import verifiers.code_repo as code_repo
+    from tests.sandboxes.test_pytest_guard import SYS_MODULES
+
+    monkeypatch.setattr(code_repo, "refusal", lambda *a: None)  # as if the static list missed it
+    v = verdict(task, code_pool, submit_messages(patch_of(code_project, LRU_FILE, SYS_MODULES + buggy_lru(code_project))))
+    assert not v.passed and v.reason.startswith("tampering: ") and "call_and_report" in v.reason, v.reason
