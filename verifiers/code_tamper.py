@@ -67,7 +67,10 @@ _INSPECT = {"stack", "currentframe", "getouterframes", "getinnerframes", "trace"
             "getmodule", "getmembers", "getclosurevars"}
 # Words in string literals that only code aimed at the harness needs (as before: names, paths, files).
 _STRINGS = re.compile(r"pytest|junit|pluggy|conftest|sitecustomize|usercustomize|\.pth\b|/proc/|/tmp/"
-                      r"|__pycache__|__builtins__|__import__")
+                      r"|__pycache__|__builtins__|__import__|__globals__|__subclasses__|\bTestReport\b|\bCallInfo\b"
+                      r"|PluginManager|pluginmanager|hookimpl|hookwrapper|call_and_report|from_item_and_call"
+                      r"|runtestprotocol|\bLogXML\b|\b_getframe\b|\bget_(?:objects|referrers|referents)\b"
+                      r"|\bimport_module\b|\bf_back\b|\btb_frame\b|\bmeta_path\b|\bset(?:trace|profile)\b|\b_exit\b")
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,21 @@ def _imported_modules(tree: ast.AST) -> dict[str, str]:
             for a in node.names:
                 names[a.asname or a.name] = f"{node.module}.{a.name}"
     return names
+
+
+def _attr_rule(base: str | None, attr: str, store: bool, foreign: bool) -> str | None:
+    """The rule an access ``<base>.<attr>`` breaks (``base``: the module it names, if any)."""
+    if attr in _ATTRS or (store and attr in _STORE_ATTRS):
+        return "reaches frames, code or globals by attribute name"
+    if base == "sys" and attr in _SYS_ATTRS:
+        return _SYS_ATTRS[attr]
+    if base == "os" and _OS_CALLS.fullmatch(attr):
+        return "ends, signals or spawns processes"
+    if base == "inspect" and attr in _INSPECT:
+        return "reads the caller's frames"
+    if attr == "__dict__" and foreign:
+        return f"reads or rewrites module {base} as a dict"
+    return None
 
 
 def findings(source: str, own_packages: frozenset[str] = frozenset()) -> list[Finding]:
@@ -132,25 +150,21 @@ def findings(source: str, own_packages: frozenset[str] = frozenset()) -> list[Fi
             elif isinstance(fn, ast.Name) and fn.id in ("getattr", "setattr", "delattr", "hasattr", "vars") \
                     and node.args:
                 target = module_of(node.args[0])
+                foreign = bool(target) and target.split(".")[0] not in own_packages
                 name = node.args[1] if len(node.args) > 1 else None
-                literal = isinstance(name, ast.Constant) and isinstance(name.value, str)
-                if literal and (name.value in _ATTRS or fn.id in ("setattr", "delattr") and name.value in _STORE_ATTRS):
-                    add("reaches frames, code or globals by attribute name", node)
-                elif target and target.split(".")[0] not in own_packages and (fn.id != "getattr" or not literal):
-                    add(f"looks up or rewrites attributes of module {target} by a name built at run time"
-                        if fn.id != "setattr" or not literal else f"monkeypatches module {target}", node)
+                store = fn.id in ("setattr", "delattr")
+                if isinstance(name, ast.Constant) and isinstance(name.value, str):
+                    rule = _attr_rule(target, name.value, store, foreign)
+                    if rule or (store and foreign):
+                        add(rule or f"monkeypatches module {target}", node)
+                elif foreign:
+                    add(f"looks up or rewrites attributes of module {target} by a name built at run time", node)
         elif isinstance(node, ast.Attribute):
             base = module_of(node.value)
-            if node.attr in _ATTRS or node.attr in _STORE_ATTRS and not isinstance(node.ctx, ast.Load):
-                add("reaches frames, code or globals by attribute name", node)
-            elif base == "sys" and node.attr in _SYS_ATTRS:
-                add(_SYS_ATTRS[node.attr], node)
-            elif base == "os" and _OS_CALLS.fullmatch(node.attr):
-                add("ends, signals or spawns processes", node)
-            elif base == "inspect" and node.attr in _INSPECT:
-                add("reads the caller's frames", node)
-            elif node.attr == "__dict__" and base and base.split(".")[0] not in own_packages:
-                add(f"reads or rewrites module {base} as a dict", node)
+            rule = _attr_rule(base, node.attr, not isinstance(node.ctx, ast.Load),
+                              bool(base) and base.split(".")[0] not in own_packages)
+            if rule:
+                add(rule, node)
         elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
             targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
             for t in targets:
