@@ -189,15 +189,23 @@ def _audit(event, args):
     _busy.on = True
     try:
         _EVENTS[event](args)
+    except Exception:  # noqa: BLE001 - an odd argument must never break the operation it audits
+        pass
     finally:
         _busy.on = False
 
 
+def _path(p):
+    """An absolute str path, or None for an fd (``os.PathLike`` objects included: no way around it)."""
+    if hasattr(p, "__fspath__"):
+        p = os.fspath(p)
+    return os.path.abspath(os.fsdecode(p)) if isinstance(p, (str, bytes)) else None
+
+
 def _on_open(args):
-    path, mode, flags = args
-    if not isinstance(path, (str, bytes)):
+    path, mode, flags = _path(args[0]), args[1], args[2]
+    if path is None:
         return
-    path = os.path.abspath(os.fsdecode(path))
     writes = (flags or 0) & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND) or \
         any(c in (mode or "") for c in "wax+")
     if path.startswith("/proc/") and path.endswith("/mem") and writes:
@@ -207,12 +215,10 @@ def _on_open(args):
 
 
 def _on_write(args):
-    for path in args:
-        if not isinstance(path, (str, bytes)):
+    for path in map(_path, args):
+        if path is None or not path.startswith(_PROTECTED):
             continue
-        path = os.path.abspath(os.fsdecode(path))
-        if path.startswith(_PROTECTED) and (path.startswith(_RUN_DIR) or path.endswith(_CODE_SUFFIXES)) \
-                and _untrusted_on_stack():
+        if (path.startswith(_RUN_DIR) or path.endswith(_CODE_SUFFIXES)) and _untrusted_on_stack():
             _tamper(f"patched code wrote {path} during the run")
 
 
