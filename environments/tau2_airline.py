@@ -137,6 +137,10 @@ class AirlineEnv(Tau2Env):
                          nonfree_baggages: int, insurance: str) -> Any:
         user = self._user(user_id)
         rid = self._new_reservation_id()
+        # τ² builds pydantic records here: integer fields take 50.0 as 50 (the schema check let only
+        # whole numbers through), so a float-written call reaches the same state as in τ².
+        payment_methods = [{"payment_id": p["payment_id"], "amount": int(p["amount"])} for p in payment_methods]
+        total_baggages, nonfree_baggages = int(total_baggages), int(nonfree_baggages)
         n = len(passengers)
         segments, total = [], 0
         for f in flights:
@@ -230,7 +234,8 @@ class AirlineEnv(Tau2Env):
         for cid in NEW_CERTIFICATE_IDS:  # τ² assumes at most three per task
             if cid not in self._user(user_id)["payment_methods"]:
                 user = self.db.mutable("users", user_id)
-                user["payment_methods"][cid] = {"source": "certificate", "id": cid, "amount": amount}
+                # τ²'s Certificate model holds a float amount (50 is stored as 50.0)
+                user["payment_methods"][cid] = {"source": "certificate", "id": cid, "amount": float(amount)}
                 return f"Certificate {cid} added to user {user_id} with amount {amount}."
         raise EnvError("Too many certificates")
 

@@ -19,6 +19,7 @@ import importlib
 import json
 import random
 import typing
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,7 @@ class Outcome:
     ok: list[bool]  # per call: it succeeded (no exception)
     changed: dict[str, dict[str, Any]]  # table -> key -> record (None: deleted), normalised
     errors: list[str] = field(default_factory=list)
+    state: str = ""  # ours: the environment's state hash (what the verifier compares); τ²: its normalised changes
 
 
 @dataclass
@@ -103,7 +105,10 @@ class Reference:
 
     def _tables(self, db: Any) -> dict[str, dict[str, Any]]:
         out = {}
-        for table, value in db.model_dump(mode="json").items():
+        with warnings.catch_warnings():  # τ²'s tools assign unvalidated values (2.0 to an int field): dumped as given
+            warnings.simplefilter("ignore", UserWarning)
+            dumped = db.model_dump(mode="json")
+        for table, value in dumped.items():
             if isinstance(value, list):
                 value = {row[_LIST_KEYS[table]]: row for row in value}
             if isinstance(value, dict):
@@ -155,7 +160,7 @@ class Reference:
                 errors.append(f"{type(exc).__name__}: {exc}"[:160])
         changed = self._changed(self._tables(tools.db))
         self._restore(changed)
-        return Outcome(ok, changed, errors)
+        return Outcome(ok, changed, errors, json.dumps(changed, sort_keys=True))
 
     def ours(self, actions: list[dict[str, Any]], init: list[dict[str, Any]] = ()) -> Outcome:
         spec = {"init": list(init)} if self.domain == "telecom" else None
@@ -174,7 +179,7 @@ class Reference:
                 norm = self.normalise(table, row)
                 if self.base_tables.get(table, {}).get(key) != norm:
                     changed.setdefault(table, {})[key] = norm
-        return Outcome(ok, changed, errors)
+        return Outcome(ok, changed, errors, env.state_hash())
 
     def compare(self, actions: list[dict[str, Any]], init: list[dict[str, Any]] = ()) -> Comparison:
         return Comparison(actions, self.ours(actions, init), self.theirs(actions, init))
@@ -192,6 +197,21 @@ def task_cases(domain: str) -> list[tuple[str, list[dict[str, Any]], list[dict[s
         init = tau2_telecom.init_actions(row) if domain == "telecom" else []
         out.append((str(row["id"]), init, actions))
     return out
+
+
+def as_floats(value: Any) -> Any:
+    """Every integer written as a float (50 -> 50.0), as models often write numbers."""
+    if isinstance(value, dict):
+        return {k: as_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_floats(v) for v in value]
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def verdicts_agree(expected: Comparison, variant: Comparison) -> bool:
+    """The verifier's question — does the variant reach the expected state? — answered alike by
+    our state hashes and by τ²'s (normalised) databases."""
+    return (expected.ours.state == variant.ours.state) == (expected.theirs.state == variant.theirs.state)
 
 
 def _wrong(value: Any) -> Any:
@@ -222,6 +242,7 @@ def perturbations(actions: list[dict[str, Any]], writes: set[str], rng: random.R
         swapped[a], swapped[b] = swapped[b], swapped[a]
         out["reorder-writes"] = swapped
     if actions:
+        out["floats"] = as_floats(actions)
         out["twice"] = copy.deepcopy(actions) + copy.deepcopy(actions)
         shuffled = copy.deepcopy(actions)
         rng.shuffle(shuffled)

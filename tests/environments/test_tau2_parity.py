@@ -15,7 +15,7 @@ import random
 import pytest
 
 from environments.base import env_class
-from tests.environments.tau2_reference import Reference, perturbations, task_cases
+from tests.environments.tau2_reference import Reference, as_floats, perturbations, task_cases, verdicts_agree
 
 DOMAINS = ("airline", "retail", "telecom")
 
@@ -39,6 +39,10 @@ def test_expected_actions_agree_with_tau2(references, domain):
         comparison = ref.compare(actions, init)
         assert comparison.agrees, f"{domain} task {task_id}:\n{comparison.explain()}"
         changed += bool(comparison.theirs.changed)
+        # Numbers written as floats (50.0): τ²'s records coerce some fields and keep others as
+        # given; the verifier's verdict on the variant must be τ²'s.
+        floats = ref.compare(as_floats(actions), init)
+        assert floats.agrees and verdicts_agree(comparison, floats), f"{domain} task {task_id} (floats):\n{floats.explain()}"
     assert changed >= len(cases) // 2  # most tasks write: the comparison is over real changes
 
 
@@ -49,13 +53,16 @@ def test_perturbed_actions_agree_with_tau2(references, domain):
     kinds: collections.Counter[str] = collections.Counter()
     failed_calls = 0
     for task_id, init, actions in task_cases(domain):
+        expected = ref.compare(actions, init)
         for name, variant in perturbations(actions, writes, random.Random(task_id)).items():
             comparison = ref.compare(variant, init)
             assert comparison.agrees, f"{domain} task {task_id} ({name}):\n{comparison.explain()}"
+            # the verifier's verdict (does the variant reach the expected state?) is τ²'s
+            assert verdicts_agree(expected, comparison), f"{domain} task {task_id} ({name}): verdicts differ"
             kinds[name.split("-")[0]] += 1
             failed_calls += comparison.theirs.ok.count(False)
     # Every kind of mistake was tried, and some of them make τ²'s own tools refuse a call.
-    assert {"repeat", "drop", "wrong", "twice", "shuffled"} <= set(kinds), kinds
+    assert {"repeat", "drop", "wrong", "twice", "shuffled", "floats"} <= set(kinds), kinds
     assert failed_calls > 0
 
 
@@ -90,3 +97,21 @@ def test_a_diverging_environment_is_caught(references, monkeypatch):
     monkeypatch.setattr("environments.tau2_airline.NEW_CERTIFICATE_IDS", ("certificate_1",))
     cert = [{"name": "send_certificate", "arguments": {"user_id": "mia_li_3668", "amount": 50}}]
     assert references["airline"].compare(cert).calls_agree and not references["airline"].compare(cert).state_agrees
+
+
+def test_a_verdict_difference_is_caught(references, monkeypatch):
+    """τ² stores a certificate's amount as a float (50 and 50.0 are one state); an environment
+    that stores the number as written passes the state comparison (50 == 50.0) but its state
+    hash tells the two apart, so the verifier would fail a call τ² passes: caught."""
+    from environments.tau2_airline import AirlineEnv, NEW_CERTIFICATE_IDS
+
+    def as_written(self, user_id, amount):
+        cid = NEW_CERTIFICATE_IDS[0]
+        self.db.mutable("users", user_id)["payment_methods"][cid] = {"source": "certificate", "id": cid, "amount": amount}
+        return "ok"
+
+    cert = [{"name": "send_certificate", "arguments": {"user_id": "mia_li_3668", "amount": 50}}]
+    ref = references["airline"]
+    assert verdicts_agree(ref.compare(cert), ref.compare(as_floats(cert)))
+    monkeypatch.setattr(AirlineEnv, "send_certificate", as_written)
+    assert not verdicts_agree(ref.compare(cert), ref.compare(as_floats(cert)))
