@@ -25,12 +25,23 @@ class _Strict(BaseModel):
 
 
 class EngineConfig(_Strict):
-    # "embedded" | a local HF model folder | an OpenAI-compatible URL | "python:module:Class"
+    # "embedded" | a local HF model folder | an OpenAI-compatible URL | "python:module:Class";
+    # or several servers of one model (a list of URLs, or one string of URLs separated by
+    # commas): a load-balancing, health-checked pool (synthesizers.engines.pool), kept as that string.
     model: str = "embedded"
     max_model_len: int = 4096
     kv_cache_gb: float = 2.0
     tokenizer: str | None = None  # for shards; defaults to the model's (embedded for URLs)
     options: dict[str, Any] = Field(default_factory=dict)  # passed to the backend
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _endpoints(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)) or (isinstance(value, str) and "," in value):
+            from synthesizers.engines.pool import endpoint_urls
+
+            return ",".join(endpoint_urls(value))
+        return value
 
 
 class SamplingConfig(_Strict):

@@ -23,14 +23,21 @@ def check_model(spec: str) -> None:
     if spec.startswith(("http://", "https://")):
         import httpx
 
-        url = spec.rstrip("/")
-        url = url if url.endswith("/v1") else url + "/v1"
+        from synthesizers.engines.pool import endpoint_urls
+
         try:
-            httpx.get(url + "/models", timeout=5.0).raise_for_status()
-        except Exception as exc:
-            raise PreflightError(
-                f"no OpenAI-compatible server answers at {spec} ({type(exc).__name__}): start it or fix --model"
-            ) from None
+            urls = endpoint_urls(spec)
+        except ValueError as exc:
+            raise PreflightError(f"{exc} (fix --model)") from None
+        for endpoint in urls:  # every endpoint of a pool must answer at start
+            url = endpoint.rstrip("/")
+            url = url if url.endswith("/v1") else url + "/v1"
+            try:
+                httpx.get(url + "/models", timeout=5.0).raise_for_status()
+            except Exception as exc:
+                raise PreflightError(
+                    f"no OpenAI-compatible server answers at {endpoint} ({type(exc).__name__}): start it or fix --model"
+                ) from None
         return
     if spec.startswith("python:"):
         module, _, attr = spec[len("python:") :].partition(":")

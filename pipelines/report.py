@@ -48,7 +48,8 @@ class RunReport:
     # Why trajectories failed: verdict reasons with their particulars blanked, most common first.
     failure_reasons: dict[str, int] = field(default_factory=dict)
     # Failures by whose they are: "model" or "infrastructure" (retried, never branched or sharded,
-    # and left out of pass_rate); infrastructure_retries: tries beyond the first, over all rollouts.
+    # and left out of pass_rate); infrastructure_retries: tries beyond the first, over all rollouts,
+    # plus engine requests an endpoint failed and another endpoint of the pool served.
     failures_by_cause: dict[str, int] = field(default_factory=dict)
     infrastructure_retries: int = 0
     # Seed tasks -> ... -> shard rows, and what each accepted trajectory cost (pipelines.funnel).

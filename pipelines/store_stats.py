@@ -76,7 +76,7 @@ class StoreStats:
             if not ok:
                 s.failure_shapes[reason_shape(t.error or (v.reason if v else "not verified"))] += 1
                 s.failures_by_cause[v.cause if v else "model"] += 1
-            s.infrastructure_retries += max(0, t.timings.attempts - 1)
+            s.infrastructure_retries += max(0, t.timings.attempts - 1) + t.timings.endpoint_retries
             s.prompt_tokens += t.tokens.prompt
             s.completion_tokens += t.tokens.completion
             s.engine_s += t.timings.generate_s

@@ -53,6 +53,9 @@ class Timings(BaseModel):
     verify_s: float = 0.0
     total_s: float = 0.0
     attempts: int = 1  # tries of this rollout (more than one: the infrastructure failed before)
+    # Engine requests an endpoint failed that another endpoint of the pool then served (the
+    # rollout went on): infrastructure retries inside one attempt (synthesizers.engines.pool).
+    endpoint_retries: int = 0
 
 
 class Trajectory(BaseModel):

@@ -164,6 +164,7 @@ async def run_agent(
         timings.generate_s += time.perf_counter() - t0
         tokens.prompt += completion.prompt_tokens
         tokens.completion += completion.completion_tokens
+        timings.endpoint_retries += completion.endpoint_retries
         last_context = completion.prompt_tokens + completion.completion_tokens
         if completion.error is not None:
             stop_reason = "context_overflow" if is_context_overflow(completion.error) else "engine_error"

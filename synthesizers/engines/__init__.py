@@ -12,6 +12,7 @@ from synthesizers.engines.factory import make_engine
 __all__ = [
     "CONTEXT_OVERFLOW",
     "Completion",
+    "EndpointPool",
     "LLMEngine",
     "OpenAIHTTPEngine",
     "SamplingParams",
@@ -28,6 +29,10 @@ def __getattr__(name: str):
         from synthesizers.engines.vllm_local import VLLMEngine
 
         return VLLMEngine
+    if name == "EndpointPool":
+        from synthesizers.engines.pool import EndpointPool
+
+        return EndpointPool
     if name == "OpenAIHTTPEngine":
         from synthesizers.engines.openai_http import OpenAIHTTPEngine
 

@@ -64,6 +64,9 @@ class Completion:
     prompt_ids: list[int] | None = None
     output_ids: list[int] | None = None
     output_logprobs: list[float] | None = None
+    # Requests an endpoint failed (dead, timed out, 5xx) that were sent again to another endpoint
+    # serving the same model (``engines.pool``): infrastructure retries, not model failures.
+    endpoint_retries: int = 0
 
 
 @runtime_checkable

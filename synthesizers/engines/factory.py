@@ -1,6 +1,8 @@
 """Build an ``LLMEngine`` from one config string (the `--model` flag, a run config's `model`).
 
 - ``http://...`` / ``https://...``: an OpenAI-compatible server (``OpenAIHTTPEngine``);
+- several such URLs separated by commas: servers of one model behind a load-balancing,
+  health-checked pool (``EndpointPool``; a run config may list them);
 - ``""`` or ``"embedded"``: the embedded SmolLM2 through in-process vLLM (converted on first use);
 - ``"python:module:Class"``: any class satisfying ``LLMEngine``, built with the options
   (the extension point for custom backends and for the tests' scripted engine);
@@ -19,8 +21,10 @@ def make_engine(spec: str | None, **opts: Any) -> LLMEngine:
     spec = (spec or "").strip()
     if spec.startswith(("http://", "https://")):
         from synthesizers.engines.openai_http import OpenAIHTTPEngine
+        from synthesizers.engines.pool import EndpointPool, endpoint_urls
 
-        return OpenAIHTTPEngine(spec, **opts)
+        urls = endpoint_urls(spec)
+        return EndpointPool(urls, **opts) if len(urls) > 1 else OpenAIHTTPEngine(urls[0], **opts)
     if spec.startswith("python:"):
         return _custom_engine(spec, opts)
     from synthesizers.engines.vllm_local import VLLMEngine

@@ -29,7 +29,7 @@ import httpx
 
 from schemas import Message, messages_from_openai
 from synthesizers.engines.base import Completion, SamplingParams
-from synthesizers.engines.errors import CONTEXT_OVERFLOW
+from synthesizers.engines.errors import CONTEXT_OVERFLOW, ENDPOINT_UNAVAILABLE
 from synthesizers.engines.exact import trim_to_text
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -145,7 +145,7 @@ class OpenAIHTTPEngine:
             if params.assistant_prefix and completion.error is None:
                 completion.text = params.assistant_prefix + completion.text
         except Exception as exc:  # the Protocol: a failed request is recorded, not raised
-            completion = Completion(finish_reason="error", error=f"{type(exc).__name__}: {exc}")
+            completion = Completion(finish_reason="error", error=error_text(exc))
         completion.latency_s = time.perf_counter() - t0
         return completion
 
@@ -169,7 +169,7 @@ class OpenAIHTTPEngine:
             response = await self._post_with_retries("/completions", payload)
             completion = self._token_completion_from(response, prompt_ids, params)
         except Exception as exc:  # the Protocol: a failed request is recorded, not raised
-            completion = Completion(finish_reason="error", error=f"{type(exc).__name__}: {exc}")
+            completion = Completion(finish_reason="error", error=error_text(exc))
         completion.latency_s = time.perf_counter() - t0
         return completion
 
@@ -303,10 +303,22 @@ def _to_wire(message: Message) -> dict[str, Any]:
     return wire
 
 
+def error_text(exc: Exception) -> str:
+    """A failed request's ``Completion.error``: marked ``ENDPOINT_UNAVAILABLE`` when the server
+    did not answer (refused, reset, timed out) or said it cannot now (429, 5xx)."""
+    text = f"{type(exc).__name__}: {exc}"
+    status = exc.response.status_code if isinstance(exc, httpx.HTTPStatusError) else None
+    if isinstance(exc, (httpx.TransportError, httpx.TimeoutException)) or status in RETRY_STATUS:
+        return f"{ENDPOINT_UNAVAILABLE}: {text}"
+    return text
+
+
 def _completion_from(response: httpx.Response) -> Completion:
     if response.status_code != 200:
         detail = response.text[:500]
         prefix = CONTEXT_OVERFLOW + ": " if response.status_code == 400 and _is_overflow(detail) else ""
+        if response.status_code in RETRY_STATUS:
+            prefix = ENDPOINT_UNAVAILABLE + ": "
         return Completion(finish_reason="error", error=f"{prefix}HTTP {response.status_code}: {detail}")
     body = response.json()
     choice = (body.get("choices") or [{}])[0]

@@ -80,7 +80,62 @@ def establish_tokenizer(
     """The served model's tokenizer, verified against the server (see the module docstring).
 
     ``candidate`` is the config's ``engine.tokenizer``; ``embedded`` the embedded model's
-    folder (default: the converted one, if present), tried last and only if it matches."""
+    folder (default: the converted one, if present), tried last and only if it matches.
+    ``base_url`` may name several endpoints separated by commas (an endpoint pool): the
+    tokenizer is established against the first, and every other must serve the same model id
+    with the same tokenizer, or this raises naming the odd endpoint; the run is token-exact
+    only if every endpoint returns ids."""
+    urls = [u.strip() for u in base_url.split(",") if u.strip()]
+    first = _establish_one(urls[0], candidate, embedded=embedded, api_key=api_key, timeout_s=timeout_s,
+                           transport=transport, warn=warn)
+    if len(urls) == 1:
+        return first
+    tokenizer = _load(first.path) if first.checked else None
+    exact = first.token_exact
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    with httpx.Client(timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)), headers=headers,
+                      transport=transport) as client:
+        for url in urls[1:]:
+            root, api = _urls(url)
+            server = _Server(client, root, api, url)
+            problem, url_exact = _unlike(server, first, tokenizer)
+            if problem is not None:
+                raise TokenizerNotEstablished(
+                    f"endpoint {url} {problem}, unlike {urls[0]}: every endpoint in engine.model must serve the "
+                    f"same model and tokenizer (fix or drop {url})")
+            if exact and not url_exact:
+                warn(f"endpoint {url} cannot return token ids: rollouts on every endpoint run in text mode and rows "
+                     "are marked not token-exact")
+            exact = exact and url_exact
+    return EstablishedTokenizer(path=first.path, source=first.source, served_model=first.served_model,
+                                token_exact=exact, checked=first.checked, notes=first.notes)
+
+
+def _unlike(server: "_Server", first: EstablishedTokenizer, tokenizer: Any) -> tuple[str | None, bool]:
+    """How ``server`` differs from the first endpoint (None: it does not), and whether it returns ids."""
+    served_id, _ = server.model()  # one that does not answer raises, naming it
+    if served_id != first.served_model:
+        return f"serves {served_id!r}, not {first.served_model!r}", False
+    if tokenizer is None:  # the first endpoint has no /tokenize: the model id is all there is to compare
+        return None, False
+    if not server.has_tokenize(served_id):
+        return "has no /tokenize to check its tokenizer with", False
+    problem = server.mismatch(served_id, tokenizer)
+    if problem is not None:
+        return f"has another tokenizer ({problem})", False
+    return None, (server.returns_token_ids(served_id, tokenizer)[0] if first.token_exact else False)
+
+
+def _establish_one(
+    base_url: str,
+    candidate: str | None,
+    *,
+    embedded: str | Path | None,
+    api_key: str | None,
+    timeout_s: float,
+    transport: httpx.BaseTransport | None,
+    warn: Callable[[str], None],
+) -> EstablishedTokenizer:
     root, api = _urls(base_url)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     with httpx.Client(timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)), headers=headers,

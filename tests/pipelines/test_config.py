@@ -41,6 +41,50 @@ def test_bad_config_is_one_clear_line(tmp_path, text, needle):
     assert "\n" not in message
 
 
+def test_engine_model_may_list_endpoints(tmp_path):
+    cfg = load_config(write(tmp_path, "domain: math\nengine:\n  model: [http://a:8000, 'http://b:8000/v1']\n"))
+    assert cfg.engine.model == "http://a:8000,http://b:8000/v1"  # one spec string, as --model takes it
+    assert load_config(write(tmp_path, "domain: math\n"), **{"engine.model": "http://a:1, http://b:2"}).engine.model \
+        == "http://a:1,http://b:2"
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, "domain: math\nengine: {model: [http://a:8000, b:8000]}\n"))
+    assert "engine.model" in str(info.value) and "'b:8000' is not an http" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_preflight_names_the_endpoint_that_does_not_answer():
+    import http.server
+    import socket
+    import threading
+
+    from pipelines.preflight import PreflightError, check_model
+
+    class Models(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b'{"data": [{"id": "m"}]}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    up = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Models)
+    threading.Thread(target=up.serve_forever, daemon=True).start()
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        down = sock.getsockname()[1]
+    try:
+        live = f"http://127.0.0.1:{up.server_address[1]}"
+        check_model(live)
+        with pytest.raises(PreflightError) as info:
+            check_model(f"{live},http://127.0.0.1:{down}")
+        assert str(info.value).startswith(f"no OpenAI-compatible server answers at http://127.0.0.1:{down} ")
+    finally:
+        up.shutdown()
+
+
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")

@@ -75,18 +75,19 @@ async def test_a_sandbox_that_dies_under_a_tool_ends_the_rollout_as_infrastructu
 
 
 def test_the_report_counts_causes_apart_and_the_pass_rate_ignores_infrastructure():
-    def traj(i, verdict, attempts=1):
+    def traj(i, verdict, attempts=1, endpoint_retries=0):
         t = Trajectory(id=f"t{i}", task_id=f"k{i}", domain="math", messages=[], verdict=verdict)
-        t.timings.attempts = attempts
+        t.timings.attempts, t.timings.endpoint_retries = attempts, endpoint_retries
         return t
 
-    ts = [traj(1, Verdict(passed=True)), traj(2, Verdict(passed=False)),
+    # t1 passed although an endpoint died under one of its turns (the pool sent it elsewhere).
+    ts = [traj(1, Verdict(passed=True), endpoint_retries=1), traj(2, Verdict(passed=False)),
           traj(3, Verdict(passed=False, cause="infrastructure"), attempts=3)]
     report = build_report(domain="math", tasks=3, units_total=1, units_run_now=1, trajectories=ts, removed_exact=0,
                           removed_near=0, manifest=Manifest(tokenizer_id="x"), wall_s=1, rollout_s=1,
                           completion_tokens_now=0)
     assert report.failures_by_cause == {"model": 1, "infrastructure": 1}
-    assert report.pass_rate == 0.5 and report.infrastructure_retries == 2
+    assert report.pass_rate == 0.5 and report.infrastructure_retries == 3
 
 
 def test_the_cause_survives_the_store(tmp_path):

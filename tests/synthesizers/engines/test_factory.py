@@ -15,6 +15,20 @@ def test_http_spec_gives_the_http_backend():
     assert make_engine("https://host/v1").base_url == "https://host/v1"
 
 
+def test_several_urls_give_an_endpoint_pool_and_bad_lists_are_one_line():
+    from synthesizers.engines.pool import EndpointPool
+
+    pool = make_engine("http://a:8000, http://b:8000/v1", model="m", max_retries=2)
+    assert isinstance(pool, EndpointPool) and isinstance(pool, LLMEngine)
+    assert [e.engine.base_url for e in pool.endpoints] == ["http://a:8000/v1", "http://b:8000/v1"]
+    assert pool.max_retries == 2 and all(e.engine.max_retries == 0 for e in pool.endpoints)  # fail fast, move on
+    assert isinstance(make_engine("http://a:8000,"), OpenAIHTTPEngine)  # one URL is a plain engine
+    with pytest.raises(ValueError, match="'a:8000' is not an http"):
+        make_engine("http://b:8000,a:8000")
+    with pytest.raises(ValueError, match="names an endpoint twice"):
+        make_engine("http://b:8000,http://b:8000/")
+
+
 def test_python_spec_builds_the_named_class_with_options():
     engine = make_engine("python:tests.fakes:ScriptedEngine", delay_s=0.5)
     assert type(engine).__name__ == "ScriptedEngine" and engine.delay_s == 0.5

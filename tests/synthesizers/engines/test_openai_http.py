@@ -10,7 +10,7 @@ import httpx
 
 from schemas import Message, ToolCall
 from synthesizers.engines.base import SamplingParams
-from synthesizers.engines.errors import is_context_overflow
+from synthesizers.engines.errors import is_context_overflow, is_endpoint_unavailable
 from synthesizers.engines.openai_http import OpenAIHTTPEngine
 
 HELLO = [Message(role="user", content="hi")]
@@ -93,6 +93,7 @@ async def test_persistent_5xx_becomes_a_recorded_failure_after_max_retries():
     completion = await engine.chat(HELLO)
     assert completion.finish_reason == "error" and "HTTP 500" in completion.error and "boom" in completion.error
     assert len(recorder.chat_payloads()) == 3  # first try + 2 retries
+    assert is_endpoint_unavailable(completion.error)  # an endpoint pool sends it elsewhere
 
 
 async def test_client_errors_are_not_retried_and_overflow_is_marked():
@@ -104,6 +105,7 @@ async def test_client_errors_are_not_retried_and_overflow_is_marked():
     plain = engine_for(Recorder([(404, "no such route")]), model="m")
     failed = await plain.chat(HELLO)
     assert "HTTP 404" in failed.error and not is_context_overflow(failed.error)
+    assert not is_endpoint_unavailable(failed.error) and not is_endpoint_unavailable(completion.error)
 
 
 async def test_timeouts_are_retried_then_recorded():
@@ -112,7 +114,7 @@ async def test_timeouts_are_retried_then_recorded():
     stuck = Recorder([(0, httpx.ReadTimeout("slow"))])
     completion = await engine_for(stuck, model="m", max_retries=1).chat(HELLO)
     assert completion.finish_reason == "error" and "ReadTimeout" in completion.error
-    assert len(stuck.requests) == 2
+    assert len(stuck.requests) == 2 and is_endpoint_unavailable(completion.error)
 
 
 async def test_server_parsed_tool_calls_are_returned():
@@ -130,6 +132,7 @@ async def test_refused_connection_is_retried_then_recorded():
     engine = OpenAIHTTPEngine(f"http://127.0.0.1:{port}", model="m", max_retries=2, backoff_s=0.01, timeout_s=5)
     completion = await engine.chat(HELLO)
     assert completion.finish_reason == "error" and "ConnectError" in completion.error  # refused, not timed out
+    assert is_endpoint_unavailable(completion.error)
     await engine.close()
 
 

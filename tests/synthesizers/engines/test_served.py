@@ -47,8 +47,9 @@ def wrong_dir(model_dir, tmp_path_factory):
 class FakeVLLM:
     """/v1/models, /tokenize, /detokenize and /v1/completions answered with ``tokenizer``."""
 
-    def __init__(self, tokenizer, *, root="/srv/model-not-here", tokenize=True, token_ids=True, completions=200):
-        self.tokenizer, self.root = tokenizer, root
+    def __init__(self, tokenizer, *, root="/srv/model-not-here", tokenize=True, token_ids=True, completions=200,
+                 model="served-model"):
+        self.tokenizer, self.root, self.model = tokenizer, root, model
         self.tokenize, self.token_ids, self.completions = tokenize, token_ids, completions
         self.paths: list[str] = []
 
@@ -57,7 +58,7 @@ class FakeVLLM:
         self.paths.append(path)
         body = json.loads(request.content) if request.content else {}
         if path == "/v1/models":
-            return httpx.Response(200, json={"data": [{"id": "served-model", "root": self.root, "max_model_len": 2048}]})
+            return httpx.Response(200, json={"data": [{"id": self.model, "root": self.root, "max_model_len": 2048}]})
         if path == "/tokenize" and self.tokenize:
             if "messages" in body:
                 ids = self.tokenizer.apply_chat_template(body["messages"], add_generation_prompt=True, tokenize=True)
@@ -215,3 +216,58 @@ def test_run_refuses_a_url_whose_tokenizer_cannot_be_established_before_writing(
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert lines[0].startswith("error: ") and "no /tokenize" in lines[0] and FIX in lines[0]
     assert not out.exists() or not any(out.iterdir())
+
+
+# ---- an endpoint pool: every endpoint must serve the same model and tokenizer ----------------
+
+def establish_pool(servers: dict[str, FakeVLLM], candidate=None, warnings=None):
+    """``servers`` by host; the spec lists them in order, as ``engine.model`` would."""
+    def route(request: httpx.Request) -> httpx.Response:
+        return servers[request.url.host](request)
+
+    spec = ",".join(f"http://{host}:8000" for host in servers)
+    return establish_tokenizer(spec, candidate, transport=httpx.MockTransport(route),
+                               warn=(warnings.append if warnings is not None else lambda line: None))
+
+
+def test_a_pool_of_like_endpoints_is_established_once_and_checked_on_each(tokenizer, model_dir):
+    servers = {"a": FakeVLLM(tokenizer), "b": FakeVLLM(tokenizer), "c": FakeVLLM(tokenizer)}
+    got = establish_pool(servers, str(model_dir))
+    assert got.token_exact and got.checked and got.served_model == "served-model"
+    for server in servers.values():  # each endpoint's tokenizer was compared, not only the first's
+        assert "/tokenize" in server.paths and "/detokenize" in server.paths and "/v1/completions" in server.paths
+
+
+def test_an_endpoint_serving_another_model_is_named_in_one_line(tokenizer, model_dir):
+    servers = {"a": FakeVLLM(tokenizer), "b": FakeVLLM(tokenizer), "odd": FakeVLLM(tokenizer, model="other-model")}
+    with pytest.raises(TokenizerNotEstablished) as info:
+        establish_pool(servers, str(model_dir))
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("endpoint http://odd:8000 serves 'other-model'")
+    assert "http://b:8000" not in message
+
+
+def test_an_endpoint_with_another_tokenizer_is_named_in_one_line(tokenizer, model_dir, wrong_dir):
+    from transformers import AutoTokenizer
+
+    servers = {"a": FakeVLLM(tokenizer), "odd": FakeVLLM(AutoTokenizer.from_pretrained(str(wrong_dir)))}
+    with pytest.raises(TokenizerNotEstablished) as info:
+        establish_pool(servers, str(model_dir))
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("endpoint http://odd:8000 has another tokenizer")
+
+
+def test_a_down_endpoint_is_named_at_start(tokenizer, model_dir):
+    def refuse(request):
+        raise httpx.ConnectError("refused")
+
+    with pytest.raises(TokenizerNotEstablished, match="no OpenAI-compatible server answers at http://dead:8000"):
+        establish_pool({"a": FakeVLLM(tokenizer), "dead": refuse}, str(model_dir))
+
+
+def test_one_endpoint_without_token_ids_puts_the_whole_pool_in_text_mode(tokenizer, model_dir):
+    warnings: list[str] = []
+    got = establish_pool({"a": FakeVLLM(tokenizer), "b": FakeVLLM(tokenizer, token_ids=False)}, str(model_dir),
+                         warnings=warnings)
+    assert got.checked and not got.token_exact
+    assert len(warnings) == 1 and "http://b:8000" in warnings[0] and "text mode" in warnings[0]
