@@ -107,8 +107,10 @@ class SimServer:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
+            orphan = asyncio.ensure_future(_exit_when_orphaned())
             while (await receive())["type"] != "lifespan.shutdown":
                 await send({"type": "lifespan.startup.complete"})
+            orphan.cancel()
             await send({"type": "lifespan.shutdown.complete"})
             return
         path, method = scope["path"], scope["method"]
@@ -158,6 +160,15 @@ def agent_script(tokenizer: Any, first_prompt: list[int], *, tokens_per_turn: in
         ids = (filler * (room // max(1, len(filler)) + 1))[:room] + tail_ids + [end]
         replies.append({"ids": ids, "text": tokenizer.decode(ids, skip_special_tokens=True)})
     return {"replies": replies, "marker": marker, "base": first_prompt.count(marker), "per_turn": 2}
+
+
+async def _exit_when_orphaned() -> None:
+    """A server whose bench or test died goes too (it would hold its port and a core's share)."""
+    parent = os.getppid()
+    while True:
+        await asyncio.sleep(1.0)
+        if os.getppid() != parent:
+            os._exit(0)
 
 
 def free_port() -> int:
