@@ -177,3 +177,27 @@ async def test_penalties_are_sent_only_when_set():
     first, second = recorder.chat_payloads()
     assert (first["presence_penalty"], first["repetition_penalty"]) == (0.5, 1.2) and "frequency_penalty" not in first
     assert second["frequency_penalty"] == -0.3 and "repetition_penalty" not in second
+
+
+async def test_connections_are_split_over_small_clients_the_least_busy_first():
+    """httpcore scans all of a client's connections per request: many connections are many small
+    clients, and a request goes to the client with the fewest in flight."""
+    import asyncio
+
+    release = asyncio.Event()
+
+    async def held(request):
+        await release.wait()
+        return httpx.Response(200, json=ok_body("done"))
+
+    engine = OpenAIHTTPEngine("http://h", model="m", max_connections=130, transport=httpx.MockTransport(held))
+    try:
+        pending = [asyncio.ensure_future(engine.chat(HELLO)) for _ in range(7)]
+        await asyncio.sleep(0.2)
+        [(clients, busy)] = engine._clients.values()
+        assert len(clients) == 3 and engine._limits.max_connections == 44  # ceil(130 / 64) clients of <= 44
+        assert sorted(busy) == [2, 2, 3]
+        release.set()
+        assert all(c.text == "done" for c in await asyncio.gather(*pending)) and busy == [0, 0, 0]
+    finally:
+        await engine.close()
