@@ -14,6 +14,7 @@ a benchmark that does not apply here (e.g. a GPU kernel on a CPU machine).
 
     python -m bench.run                      # all benchmarks
     python -m bench.run sandbox dedupe       # those whose name contains any of the words
+    python -m bench.run rollout-scale        # a hyphen matches the module's underscore
     python -m bench.run --timeout 600 --out /tmp/results
 """
 
@@ -305,7 +306,9 @@ def main(argv: list[str] | None = None, bench_dir: Path = BENCH_DIR) -> int:
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     args = parser.parse_args(argv)
 
-    names = [n for n in discover(bench_dir) if not args.only or any(w in n for w in args.only)]
+    # "rollout-scale" names bench_rollout_scale.py (module names cannot hold a hyphen).
+    words = [w.replace("-", "_") for w in args.only]
+    names = [n for n in discover(bench_dir) if not words or any(w in n for w in words)]
     if args.list:
         print("\n".join(names))
         return 0
