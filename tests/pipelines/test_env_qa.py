@@ -140,3 +140,8 @@ def test_starter_builds_only_the_configs_bug_kinds_then_checks(tmp_path, monkeyp
     assert calls == [("build", code_starter.REPO_TARGET, list(code_starter.STARTER_PROJECTS), ("compare", "binop")),
                      ("qa", "instances.parquet", "repo")]
     assert done == {"instances": "1 of 1 kept"} and (tmp_path / "i" / code_starter.MARKER).is_file()
+
+
+def test_a_missing_task_set_names_the_starter_and_the_full_build(tmp_path):
+    with pytest.raises(CodeDomainError, match=r"no code instances at .*`make code-starter`.*`make code-tasks`"):
+        list(CodeDomain().seed_tasks({"instances": str(tmp_path)}, limit=None, seed=0))

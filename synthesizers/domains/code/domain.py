@@ -96,11 +96,9 @@ def _read_rows(path: Path, name: str = "instances.parquet") -> list[dict[str, An
     if path.is_dir():
         path = path / name
     if not path.is_file():
-        if name == "function_tasks.parquet":
-            raise CodeDomainError(f"no function tasks at {path}: build them with python -m "
-                                  "synthesizers.domains.code.function_tasks --out <folder> (see its --help)")
-        raise CodeDomainError(f"no code instances at {path}: run `make code-tasks` (python -m "
-                              "synthesizers.domains.code.instances --out .cache/code/instances --target 200)")
+        what = "function tasks" if name == "function_tasks.parquet" else "code instances"
+        raise CodeDomainError(f"no {what} at {path}: run `make code-starter` (a small checked set for "
+                              "configs/code.yaml, minutes) or `make code-tasks` (many, about an hour)")
     return _checked(pq.read_table(path).to_pylist(), path, name)
 
 
