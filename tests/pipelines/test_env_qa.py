@@ -144,4 +144,4 @@ def test_starter_builds_only_the_configs_bug_kinds_then_checks(tmp_path, monkeyp
 
 def test_a_missing_task_set_names_the_starter_and_the_full_build(tmp_path):
     with pytest.raises(CodeDomainError, match=r"no code instances at .*`make code-starter`.*`make code-tasks`"):
-        list(CodeDomain().seed_tasks({"instances": str(tmp_path)}, limit=None, seed=0))
+        list(CodeDomain({"instances": str(tmp_path)}).seed_tasks(limit=None, seed=0))
