@@ -55,7 +55,8 @@ def test_gold_passes_and_bug_fails_three_times_where_the_verifier_runs(boltons_r
 
 
 def test_an_instance_bound_to_its_checkout_path_is_caught(boltons_row, tmp_path, monkeypatch):
-    monkeypatch.setattr("verifiers.code_repo.CHECKOUT_DIR", "verify-5f0e9a1c2b3d")
+    # Where the verifier's guarded run stages its checkout (sandboxes.pytest_guard), moved elsewhere.
+    monkeypatch.setattr("sandboxes.pytest_guard.CHECKOUT_DIR", "verify-5f0e9a1c2b3d")
     write_parquet([boltons_row], tmp_path / "instances.parquet")
     report = check_file(tmp_path / "instances.parquet", "repo", runs=2, log=lambda _: None)
     assert (report["kept"], report["condition_bound"]) == (0, 1), report
