@@ -38,8 +38,7 @@ class RolloutSettings:
     budget: Budget
     branches: int  # re-rolls per failed trajectory (0 disables branching)
     seed: int
-    # The domain's small-model assists (sampling overrides, turn policies, continuations of the
-    # model's own turn by a simulated user); off, the model writes every turn itself.
+    # The domain's small-model assists (its controller); off, the model writes every turn itself.
     assists: bool = True
     infra_retries: int = 2  # tries again of a rollout that failed for the infrastructure's reasons
 
@@ -139,8 +138,6 @@ class TaskRunner:
         started = time.time()
         tools = self._tools(task)
         params = replace(self.settings.sampling, seed=seed)
-        if self.settings.assists:  # the domain's per-task sampling fields are an assist (e.g. guided calls)
-            params = replace(params, **self.domain.sampling_overrides(task))
         async with self._slots:
             try:
                 result = await self._agent(task, messages, tools, params, trace)
@@ -182,7 +179,7 @@ class TaskRunner:
     async def _agent(self, task: Task, messages: list[Message], tools: list[Tool], params: SamplingParams,
                      trace: TokenTrace | None) -> AgentResult:
         async with self._rollout_sandbox() as sandbox:
-            simulator = self._user_simulator(task)
+            simulator = self.domain.user_simulator(task, self.engine)
             return await run_agent(
                 self.engine,
                 messages,
@@ -191,9 +188,9 @@ class TaskRunner:
                 params=params,
                 budget=self.settings.budget,
                 is_final=self.domain.is_final,
-                user_turn=self._user_turn(simulator),
-                prefix_after_user=getattr(simulator, "assistant_prefix", "") if self.settings.assists else "",
-                turn_policy=self._turn_policy(task),
+                user_turn=simulator.reply if simulator is not None else None,
+                # The domain's assists steer through its controller, one per rollout (it may count).
+                controller=self.domain.controller(task) if self.settings.assists else None,
                 trace=trace,
             )
 
@@ -202,28 +199,6 @@ class TaskRunner:
         image travels in a context variable, as with ``asyncio.to_thread``)."""
         context = contextvars.copy_context()
         return await asyncio.get_running_loop().run_in_executor(self._threads, context.run, fn, *args)
-
-    def _user_simulator(self, task: Task):
-        """A domain may play the user (tool use): ``user_simulator(task, engine)``, None when it does not."""
-        return self.domain.user_simulator(task, self.engine)
-
-    def _user_turn(self, simulator):
-        """The simulator's replies; without assists, only those that are a user's (a reply that
-        continues the model's own turn is an assist, and ends the rollout instead)."""
-        if simulator is None:
-            return None
-        if self.settings.assists:
-            return simulator.reply
-
-        async def user_only(messages):
-            reply = await simulator.reply(messages)
-            return reply if reply is not None and reply.role != "assistant" else None
-
-        return user_only
-
-    def _turn_policy(self, task: Task):
-        """A domain may set sampling turn by turn: ``turn_policy(task)`` (see ``TurnPolicy``), an assist."""
-        return self.domain.turn_policy(task) if self.settings.assists else None
 
     @property
     def _per_call_sandbox(self) -> bool:

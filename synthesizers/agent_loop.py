@@ -26,6 +26,7 @@ from typing import Any, Awaitable, Callable
 from sandboxes.base import is_infrastructure_error
 from schemas import Message, TokenCounts, Timings, ToolCall
 from schemas.tokens import TokenTrace
+from synthesizers.controller import Continue, Controller, End, TurnInfo, TurnPolicy  # noqa: F401 (re-exported)
 from synthesizers.domains.base import Tool, ToolContext, ToolError
 from synthesizers.engines.base import Completion, LLMEngine, SamplingParams, supports_tokens
 from synthesizers.engines.errors import CONTEXT_OVERFLOW, is_context_overflow
@@ -33,31 +34,14 @@ from synthesizers.hermes import parse_tool_calls
 from synthesizers.token_conversation import TokenConversation
 
 STOP_REASONS = (
-    "final_answer", "no_tool_call", "user_ended", "max_turns", "max_tokens", "engine_error", "context_overflow",
-    "infrastructure_error",
+    "final_answer", "no_tool_call", "user_ended", "controller_ended", "max_turns", "max_tokens", "engine_error",
+    "context_overflow", "infrastructure_error",
 )
 
-# Called when the assistant neither called a tool nor gave a final answer: a
-# simulated user's next message, or None when the user ends the conversation.
-# A reply with role "assistant" is not a user turn: it is text the assistant's
-# own last turn goes on with (answer forcing, e.g. "The final answer is
-# $\\boxed{"), and the model continues from there in the same message.
+# Called when the assistant neither called a tool nor gave a final answer (and no controller went
+# on with its turn): a simulated user's next message (role "user"), or None when the user ends
+# the conversation.
 UserTurn = Callable[[list[Message]], Awaitable["Message | None"]]
-
-
-@dataclass(frozen=True)
-class TurnInfo:
-    """Where a rollout stands when its next assistant turn is about to be sampled."""
-
-    turn: int  # assistant turns taken so far in this call of run_agent
-    turns_left: int  # including the one about to be sampled
-    tokens_left: int  # room in max_total_tokens for this turn's output
-
-
-# Called before each assistant turn: SamplingParams fields for that turn only (e.g.
-# ``guided_calls.required_call``: the turn must be one call; on the last turn, only the
-# answer tool). Not consulted for a turn that continues a simulated user's "assistant" reply.
-TurnPolicy = Callable[[list[Message], TurnInfo], dict[str, Any]]
 
 # A dedicated pool: asyncio's default executor has only cpu+4 threads, and a
 # tool that overruns its timeout keeps its thread until it returns.
@@ -112,15 +96,13 @@ async def run_agent(
     budget: Budget = Budget(),
     is_final: Callable[[Message], bool] | None = None,
     user_turn: UserTurn | None = None,
-    prefix_after_user: str = "",
-    turn_policy: TurnPolicy | None = None,
+    controller: Controller | None = None,
     trace: TokenTrace | None = None,
     token_mode: bool | None = None,
 ) -> AgentResult:
-    """Run one rollout. ``params.assistant_prefix`` starts the first assistant turn;
-    ``prefix_after_user`` starts the assistant turn that answers a simulated-user reply
-    (answer forcing, e.g. ``"The final answer is $\\boxed{"``); ``turn_policy`` may set
-    sampling fields turn by turn (it wins over ``params``).
+    """Run one rollout. ``params.assistant_prefix`` starts the first assistant turn; a
+    ``controller`` (``synthesizers.controller``) may set sampling fields turn by turn (they win
+    over ``params``) and go on with or end the model's turn when it stops without a call.
 
     With an engine that supports it (``engines.base.supports_tokens``; ``token_mode``
     False forces text mode) the rollout is token-in/token-out and ``AgentResult.trace``
@@ -134,8 +116,8 @@ async def run_agent(
     tokens, timings = TokenCounts(), Timings(started_at=started)
     stop_reason, error, turn = "max_turns", None, 0
     last_context = 0  # conversation tokens after the latest turn, as the engine counted them
-    prefix = params.assistant_prefix  # the first turn's opener; later set by a simulated-user reply
-    continuing = False  # this turn goes on with a simulated user's "assistant" reply
+    prefix = params.assistant_prefix  # the first turn's opener; on a continuation, the turn so far (text mode)
+    continuing = False  # this turn goes on with the model's previous one (a controller's ``Continue``)
     use_tokens = supports_tokens(engine) if token_mode is None else (token_mode and supports_tokens(engine))
     conv = TokenConversation(engine.tokenizer, convo, schemas, trace) if use_tokens else None
 
@@ -148,8 +130,11 @@ async def run_agent(
             stop_reason = "max_tokens"
             break
         turn_params = replace(params, assistant_prefix=prefix)
-        if turn_policy is not None and not continuing:
-            turn_params = replace(turn_params, **turn_policy(list(convo), TurnInfo(turn, budget.max_turns - turn, room)))
+        if controller is not None:
+            fields = controller.next_turn(list(convo), TurnInfo(turn, budget.max_turns - turn, room, continuing))
+            if continuing:  # the turn goes on from the continuation: no new opener
+                fields = {k: v for k, v in fields.items() if k != "assistant_prefix"}
+            turn_params = replace(turn_params, **fields)
         turn_params = replace(turn_params, seed=turn_seed(params.seed, turn), max_tokens=min(turn_params.max_tokens, room))
         t0 = time.perf_counter()
         if conv is not None:
@@ -188,6 +173,18 @@ async def run_agent(
             stop_reason = "max_tokens"  # cut off mid-thought; nothing to act on
             break
         if not calls and not parse_errors:
+            step = controller.after_turn(list(convo)) if controller is not None else None
+            if isinstance(step, Continue):  # the framework writes on in the model's own turn (inserted)
+                convo.pop()
+                if conv is not None:
+                    conv.continue_turn(step.text)
+                else:
+                    prefix = assistant.content + step.text
+                continuing = True
+                continue
+            if isinstance(step, End):
+                stop_reason = "controller_ended"
+                break
             if user_turn is None:
                 stop_reason = "no_tool_call"
                 break
@@ -197,19 +194,12 @@ async def run_agent(
             if reply is None:
                 stop_reason = "user_ended"
                 break
-            if reply.role == "assistant":
-                convo.pop()
-                if conv is not None:
-                    conv.continue_turn(reply.content)
-                else:
-                    prefix = assistant.content + reply.content
-                continuing = True
-            else:
-                _close(conv, assistant)
-                convo.append(reply)
-                if conv is not None:
-                    conv.add_messages([reply])
-                prefix = prefix_after_user
+            if reply.role != "user":
+                raise ValueError(f"a simulated user replied as {reply.role!r}: it only ever speaks as the user")
+            _close(conv, assistant)
+            convo.append(reply)
+            if conv is not None:
+                conv.add_messages([reply])
             continue
 
         _close(conv, assistant)

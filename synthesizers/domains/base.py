@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sandboxes.base import Sandbox
 from schemas import Message, Task, Trajectory
+from synthesizers.controller import Controller
 
 
 @dataclass
@@ -75,8 +76,7 @@ class Domain(ABC):
 
     Required: ``seed_tasks``, ``initial_messages``, ``tools``, ``is_final``. Hooks with defaults:
     ``first_critical_step`` (the first assistant message), ``sandbox_image`` (the base image),
-    ``training_messages`` (the rollout's messages), ``sampling_overrides``, ``turn_policy`` and
-    ``user_simulator`` (none).
+    ``training_messages`` (the rollout's messages), ``controller`` and ``user_simulator`` (none).
     """
 
     name: ClassVar[str]
@@ -157,17 +157,15 @@ class Domain(ABC):
         """The messages to train on, when they differ from the rollout's (e.g. a rewrite)."""
         return trajectory.messages
 
-    def sampling_overrides(self, task: Task) -> dict[str, Any]:
-        """``SamplingParams`` fields for this task's rollouts (an assist: e.g. guided tool calls)."""
-        return {}
-
-    def turn_policy(self, task: Task) -> Any:
-        """Sampling fields turn by turn (``synthesizers.agent_loop.TurnPolicy``), an assist; None: none."""
+    def controller(self, task: Task) -> Controller | None:
+        """The one way this domain steers a rollout of ``task`` (``synthesizers.controller``): its
+        small-model assists, used only when the run turns them on; None: the model writes alone."""
         return None
 
     def user_simulator(self, task: Task, engine: Any) -> Any:
-        """An object with ``async reply(messages) -> Message | None`` that plays the user when the
-        assistant stops without a tool call or final answer (None ends the rollout); None: no user."""
+        """An object with ``async reply(messages) -> Message | None`` that plays the user (always as
+        the user) when the assistant stops without a tool call or final answer (None ends the
+        rollout); None: no user."""
         return None
 
 

@@ -57,4 +57,4 @@ async def test_without_assists_nothing_is_inserted_and_the_model_ends_its_turn(e
     assert on.token_trace.count(TokenSource.INSERTED) > 0 and len(on_engine.prompts) == 2
     off, off_engine = await _rollout(embedded_tokenizer, "none")
     assert off.token_trace.count(TokenSource.INSERTED) == 0 and len(off_engine.prompts) == 1
-    assert off.stop_reason == "user_ended" and off.messages[-1].content == "I think it is four."
+    assert off.stop_reason == "no_tool_call" and off.messages[-1].content == "I think it is four."

@@ -26,7 +26,7 @@ CALL = '<tool_call>{"name": "echo", "arguments": {"text": "4"}}</tool_call>'
 async def _trajectory(tokenizer, script, *, forcing=False, tid="t-1") -> Trajectory:
     engine = TokenFakeEngine(tokenizer, script)
     result = await run_agent(engine, START, [echo_tool()], ctx=ToolContext(task=Task(id="q", domain="math")),
-                             is_final=boxed, user_turn=AnswerForcing().reply if forcing else None)
+                             is_final=boxed, controller=AnswerForcing() if forcing else None)
     return Trajectory(id=tid, task_id="q", domain="math", messages=result.messages, tools=[echo_tool().schema],
                       verdict=Verdict(passed=True, score=1.0), token_trace=result.trace)
 

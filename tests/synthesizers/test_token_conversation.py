@@ -9,6 +9,7 @@ import pytest
 from schemas import Message, Task, ToolCall
 from schemas.tokens import TokenSource
 from synthesizers.agent_loop import Budget, run_agent
+from synthesizers.controller import PolicyController
 from synthesizers.domains.base import ToolContext
 from synthesizers.domains.math.controllers import ANSWER_FORCING, AnswerForcing
 from synthesizers.engines.base import SamplingParams, supports_tokens
@@ -75,7 +76,7 @@ async def test_a_guided_calls_prefix_is_inserted_and_its_body_guided(embedded_to
 
 async def test_answer_forcing_is_inserted_between_the_models_words(embedded_tokenizer):
     engine = TokenFakeEngine(embedded_tokenizer, ["Two and two make four.", "4}$."])
-    result = await run_agent(engine, START, [], ctx=CTX, is_final=boxed, user_turn=AnswerForcing().reply)
+    result = await run_agent(engine, START, [], ctx=CTX, is_final=boxed, controller=AnswerForcing())
     assert result.stop_reason == "final_answer"
     assert [m.role for m in result.messages] == ["system", "user", "assistant"]
     assert result.messages[2].content == "Two and two make four." + ANSWER_FORCING + "4}$."
@@ -106,7 +107,7 @@ async def test_a_forced_turn_is_written_not_sampled(embedded_tokenizer):
     engine = TokenFakeEngine(embedded_tokenizer, ["\\boxed{2}"])
     forced = '<tool_call>\n{"name": "echo", "arguments": {"text": "a"}}\n</tool_call>'
     policy = lambda messages, info: {"forced_text": forced} if info.turn == 0 else {}
-    result = await run_agent(engine, START, [echo_tool()], ctx=CTX, is_final=boxed, turn_policy=policy)
+    result = await run_agent(engine, START, [echo_tool()], ctx=CTX, is_final=boxed, controller=PolicyController(policy))
     assert len(engine.prompts) == 1  # only the second turn reached the engine
     assert {s for _, s in turn_tokens(result.trace, 2)} == {TokenSource.INSERTED}
     assert result.messages[3].content == "echo:a"

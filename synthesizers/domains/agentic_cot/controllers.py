@@ -4,8 +4,8 @@ A small model asked for five tagged phases in one go mostly ignores the tags
 (SmolLM2-135M wrote none). Here the assistant turn starts with ``<analysis>``
 (``SamplingParams.assistant_prefix``) and every phase is cut at the next tag
 the model starts (``SamplingParams.stop`` on the opening tags and on the closing
-tags of the first four phases). The ``PhaseStepper`` then plays the agent
-loop's simulated user with an *assistant* continuation: it closes the phase the
+tags of the first four phases). The ``PhaseStepper`` (the rollout's controller)
+then continues the model's own turn: it closes the phase the
 model was writing and opens the next one — analysis, plan, action, reflection,
 summary — so the whole five-phase text is one assistant message whose every
 phase body the model wrote. ``</summary>`` is not a stop: the model closes the
@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas import Message
+from synthesizers.controller import Continue, Controller, End, TurnInfo
 from schemas.agentic_cot import PHASES, mask_code, parse_messages, parse_text
 
 FIRST_PREFIX = "<analysis>"  # inline, like the prompt's worked example
@@ -31,7 +32,7 @@ STOPS = tuple(f"<{p}>" for p in PHASES) + tuple(f"</{p}>" for p in PHASES if p !
 NEXT = {"analysis": "plan", "plan": "action", "action": "reflection", "reflection": "summary"}
 
 
-def sampling_overrides(extra_stops: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
+def phase_fields(extra_stops: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
     """SamplingParams fields for a phased rollout; ``extra_stops`` also end a phase (e.g. a
     blank line, which keeps a small model's phases to one paragraph)."""
     return {"assistant_prefix": FIRST_PREFIX, "stop": STOPS + tuple(s for s in extra_stops if s not in STOPS)}
@@ -48,22 +49,30 @@ def open_phase(text: str) -> tuple[str | None, str]:
     return None, ""
 
 
-class PhaseStepper:
-    """The agent loop's simulated user for phased rollouts: close the phase, open the next.
+class PhaseStepper(Controller):
+    """The controller of a phased rollout: every turn stops at the next tag; when the model stops,
+    close its phase and open the next (a continuation of its own turn, inserted).
 
     ``summary_opener`` is text the summary starts with (answer forcing, e.g.
-    ``"The final answer is \\\\boxed{"``); the model writes the rest. Returns None (the
-    rollout ends) when the model left a phase empty, when the tags no longer parse,
-    or after ``max_steps`` continuations.
+    ``"The final answer is \\\\boxed{"``); the model writes the rest. The rollout ends when the
+    model left a phase empty, when the tags no longer parse, or after ``max_steps`` continuations.
     """
 
-    def __init__(self, summary_opener: str = "", max_steps: int = 8):
+    def __init__(self, summary_opener: str = "", max_steps: int = 8, extra_stops: tuple[str, ...] = ()):
         self.summary_opener = summary_opener
         self.left = max_steps
+        self.fields = phase_fields(extra_stops)
         self._given_breaks: set[str] = set()  # texts already given their line break back
 
-    async def reply(self, messages: list[Message]) -> Message | None:
-        return self.step(messages)
+    def next_turn(self, messages: list[Message], info: TurnInfo) -> dict[str, Any]:
+        """The stops on every turn; the rollout's first turn starts inside ``<analysis>``."""
+        if info.turn == 0 and not info.continuing:
+            return dict(self.fields)
+        return {"stop": self.fields["stop"]}
+
+    def after_turn(self, messages: list[Message]) -> Continue | End:
+        step = self.step(messages)
+        return Continue(step.content) if step is not None else End()
 
     def step(self, messages: list[Message]) -> Message | None:
         if self.left <= 0 or not messages or messages[-1].role != "assistant":

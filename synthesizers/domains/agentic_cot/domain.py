@@ -198,17 +198,13 @@ class AgenticCoTDomain(Domain):
         inner = self.underlying(task)
         return [UnderlyingTool(t, inner) for t in self._domain(inner.domain).tools(inner)]
 
-    def sampling_overrides(self, task: Task) -> dict[str, Any]:
-        """Phased tasks start their turn with ``<analysis>`` and stop at every next tag."""
-        if not self.options.phased:
-            return {}
-        return phased.sampling_overrides(tuple(self.options.phase_stops))
-
-    def user_simulator(self, task: Task, engine: object) -> phased.PhaseStepper | None:
-        """Phased tasks: close each phase and open the next (an assistant continuation)."""
+    def controller(self, task: Task) -> phased.PhaseStepper | None:
+        """Phased generation: the turn starts with ``<analysis>``, stops at every next tag, and the
+        stepper closes each phase and opens the next (a continuation of the model's turn)."""
         if not self.options.phased:
             return None
-        return phased.PhaseStepper(summary_opener=self.options.opener_for(self.underlying(task).domain))
+        return phased.PhaseStepper(summary_opener=self.options.opener_for(self.underlying(task).domain),
+                                   extra_stops=tuple(self.options.phase_stops))
 
     def is_final(self, message: Message) -> bool:
         """Final once an assistant turn without tool calls has closed a <summary>."""

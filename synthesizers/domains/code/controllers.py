@@ -1,4 +1,5 @@
-"""The code agent's per-turn sampling policy (``agent_loop.TurnPolicy``) for guided rollouts.
+"""The code agent's per-turn sampling policy for guided rollouts (a ``controller.TurnPolicy``, run by a
+``PolicyController``).
 
 Why: SmolLM2-135M, left free, never made a tool call in a code rollout (it
 wrote prose or a python block and the rollout ended at turn one). A
@@ -46,7 +47,7 @@ import re
 from typing import Any
 
 from schemas import Message
-from synthesizers.agent_loop import TurnInfo, TurnPolicy
+from synthesizers.controller import TurnInfo, TurnPolicy
 from synthesizers.domains.code.localize import calls_and_results, is_real_edit
 from synthesizers.domains.code.repo_turns import SUBMIT, localized_calls, one_of
 from synthesizers.guided_calls import TRIGGER, required_call

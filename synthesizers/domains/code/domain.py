@@ -19,16 +19,14 @@ import re
 import shlex
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Literal
+from typing import Any, Iterator, Literal
 
 from sandboxes.project import ProjectSpec, code_cache_dir
 from schemas import Message, Task
+from synthesizers.controller import PolicyController
 from synthesizers.domains.base import Domain, DomainOptions, Tool
 from synthesizers.domains.code.prompts import FUNCTION_PROMPT, SYSTEM_PROMPT
 from synthesizers.domains.code.tools import TRACE_MODULE, bash_command, code_tools
-
-if TYPE_CHECKING:
-    from synthesizers.agent_loop import TurnPolicy
 
 BugKind = Literal["compare", "binop", "boolop", "constant", "negate_if", "drop_statement", "wrong_variable"]
 TaskKind = Literal["repo", "function"]
@@ -118,7 +116,7 @@ class CodeOptions(DomainOptions):
     (Parquet from ``function_tasks``), ``kinds`` (add "function" for function-level tasks),
     ``projects`` (only these), ``shuffle``, ``guided`` (for models that do not call tools on their
     own; configs/code.yaml turns it on for the embedded model): every turn of a repo-level rollout
-    is one guided call (``turn_policy``, see ``controllers``), a function-level answer opens with
+    is one guided call (``controller``, see ``controllers``), a function-level answer opens with
     the function's header (the model writes the body), at ``function_temperature`` when set.
     ``kind_limits`` ({kind: n}) caps each kind before ``limit`` (the 217 repo instances would
     otherwise crowd out a few dozen function tasks). ``bug_kinds`` keeps only repo instances of
@@ -207,7 +205,7 @@ class CodeDomain(Domain):
     def tools(self, task: Task) -> list[Tool]:
         return [] if task.kind == "repo-function" else code_tools()
 
-    def turn_policy(self, task: Task) -> TurnPolicy | None:
+    def controller(self, task: Task) -> PolicyController | None:
         """Guided tasks only (option ``guided``; see ``synthesizers.domains.code.controllers``): a repo-level
         turn is one schema-valid call, narrowed to what the rollout has seen (its run of the task's
         reproduce command, the traceback's library frames or else the functions its trace command
@@ -219,10 +217,12 @@ class CodeDomain(Domain):
         from synthesizers.domains.code.controllers import function_policy, guided_policy
 
         if task.kind == "repo-function":
-            return function_policy(task.payload["function"]["prompt"], self.options.function_temperature)
+            return PolicyController(function_policy(task.payload["function"]["prompt"],
+                                                    self.options.function_temperature))
         project, f2p = task.payload["project"], list(task.payload.get("FAIL_TO_PASS") or [])
-        return guided_policy([t.schema for t in self.tools(task)], is_read_only, reproduce_command(project, f2p),
-                             reproduce_command(project, f2p, traceback="line"), trace_command(project, f2p))
+        return PolicyController(guided_policy(
+            [t.schema for t in self.tools(task)], is_read_only, reproduce_command(project, f2p),
+            reproduce_command(project, f2p, traceback="line"), trace_command(project, f2p)))
 
     def is_final(self, message: Message) -> bool:
         """A turn without tool calls ends a code rollout (after ``submit``, or an answer block)."""

@@ -54,7 +54,7 @@ from collections import Counter
 from typing import Any
 
 from schemas import Message
-from synthesizers.agent_loop import TurnInfo
+from synthesizers.controller import TurnInfo
 from synthesizers.guided_calls import required_call
 
 ANSWER_MAX_CHARS = 60

@@ -29,6 +29,7 @@ from typing import Annotated, Any, Iterator, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas import Message, Task
+from synthesizers.controller import PolicyController
 from synthesizers.domains.base import Domain, DomainOptions, Tool
 from synthesizers.domains.deep_research.backends import backend_from_spec
 from synthesizers.domains.deep_research.controllers import ForcedCalls
@@ -158,9 +159,9 @@ class DeepResearchDomain(Domain):
     def initial_messages(self, task: Task) -> list[Message]:
         return [Message(role="system", content=SYSTEM_PROMPT), Message(role="user", content=task.payload["question"])]
 
-    def turn_policy(self, task: Task) -> ForcedCalls | None:
+    def controller(self, task: Task) -> PolicyController | None:
         """With ``forcing`` (default on): every turn one guided call (``controllers.ForcedCalls``)."""
-        return ForcedCalls([t.schema for t in self.tools(task)]) if self.options.forcing else None
+        return PolicyController(ForcedCalls([t.schema for t in self.tools(task)])) if self.options.forcing else None
 
     def tools(self, task: Task) -> list[Tool]:
         best_last = self.options.results_order == "best_last"

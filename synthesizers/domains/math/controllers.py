@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from schemas import Message
+from synthesizers.controller import Continue, Controller, End
 
 # When the model stops without a boxed answer (and without a tool call), its own
 # turn is continued once from this text: the answer then sits right after the
@@ -11,19 +12,16 @@ from schemas import Message
 ANSWER_FORCING = "\n\nThe final answer is $\\boxed{"
 
 
-class AnswerForcing:
-    """The math domain's 'user': once, continue the assistant's turn with ``ANSWER_FORCING``.
-
-    Plugs into the agent loop's simulated-user hook (an assistant-role reply
-    continues the assistant's own turn), so the forced words are the model's
-    turn, not a user turn, and the model writes the answer itself.
-    """
+class AnswerForcing(Controller):
+    """Once per rollout, a turn that stops without a box (or a call) goes on from ``ANSWER_FORCING``:
+    the forced words are the model's own turn (inserted), and the model writes the answer itself.
+    Past that, the rollout ends."""
 
     def __init__(self, max_forcings: int = 1):
         self.left = max_forcings
 
-    async def reply(self, messages: list[Message]) -> Message | None:
+    def after_turn(self, messages: list[Message]) -> Continue | End:
         if self.left <= 0:
-            return None
+            return End()
         self.left -= 1
-        return Message(role="assistant", content=ANSWER_FORCING)
+        return Continue(ANSWER_FORCING)

@@ -130,7 +130,7 @@ class MathDomain(Domain):
     def tools(self, task: Task) -> list[Tool]:
         return [self._python]
 
-    def user_simulator(self, task: Task, engine: object) -> AnswerForcing:
+    def controller(self, task: Task) -> AnswerForcing:
         return AnswerForcing()
 
     def is_final(self, message: Message) -> bool:

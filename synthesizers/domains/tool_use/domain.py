@@ -28,6 +28,7 @@ from environments.base import env_class, make_env
 from environments.qa import check_stateful
 from environments.tau2_data import tasks as tau2_tasks
 from schemas import Message, Task
+from synthesizers.controller import FirstTurnController
 from synthesizers.domains.base import Domain, DomainOptions, Tool, ToolContext
 from synthesizers.domains.math.seeds import interleave
 from synthesizers.domains.tool_use import prompts
@@ -148,20 +149,20 @@ class ToolUseDomain(Domain):
             return [SchemaTool(schema) for schema in task.payload["tools"]]
         return [EnvToolAdapter(t) for t in make_env(task.payload).tools()]
 
-    def sampling_overrides(self, task: Task) -> dict[str, Any]:
-        """Per-task sampling fields (the rollout applies them). With ``guided`` in the
-        payload every call the model starts is well-formed and schema-valid; where the
+    def controller(self, task: Task) -> FirstTurnController | None:
+        """With ``guided``, every call the model starts is well-formed and schema-valid; where the
         request itself says what to do (call tasks, file tasks) the first turn also opens
         with a call (the model picks the tool and writes the values). τ² agents first
         talk to the user, so there only the format is guided."""
         if not self.options.guided:
-            return {}
+            return None
         schemas = [t.schema for t in self.tools(task)]
         if task.kind == "calls":
-            return first_call_forced(schemas, stop_after_first=False)  # parallel calls allowed
+            return FirstTurnController(first_call_forced(schemas, stop_after_first=False))  # parallel calls
         if task.payload.get("env") == "files":
-            return first_call_forced(schemas, stop_after_first=True)
-        return {"structured_outputs": tool_call_tag(schemas, stop_after_first=True, excludes=NO_FAKES)}
+            return FirstTurnController(first_call_forced(schemas, stop_after_first=True))
+        return FirstTurnController({"structured_outputs": tool_call_tag(schemas, stop_after_first=True,
+                                                                          excludes=NO_FAKES)})
 
     def is_final(self, message: Message) -> bool:
         """A single-turn function-calling answer (calls to catalog functions) ends the

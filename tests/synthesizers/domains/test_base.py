@@ -73,6 +73,8 @@ def test_every_domain_declares_task_kinds_a_registered_verifier_judges(name):
     for kind in cls.verifier_kinds:
         assert verifier_class(name, kind).domain == name
     assert get_domain(name).options == cls.Options()  # every option has a default
+    # one way to steer a rollout: the controller (no per-task overrides, turn policies or assistant "users")
+    assert not any(hasattr(cls, old) for old in ("sampling_overrides", "turn_policy"))
 
 
 def test_pipelines_read_no_domain_trait_or_hook_with_getattr():

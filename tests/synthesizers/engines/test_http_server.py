@@ -21,6 +21,7 @@ import pytest
 
 from schemas import Message, Task
 from synthesizers.agent_loop import Budget, run_agent
+from synthesizers.controller import PolicyController
 from synthesizers.domains.base import ToolContext
 from synthesizers.engines.base import SamplingParams
 from synthesizers.engines.base import supports_tokens
@@ -165,7 +166,7 @@ async def test_agent_loop_over_http_is_token_exact_turn_by_turn(server_url, mode
     try:
         result = await run_agent(spy, START, [echo_tool()], ctx=ToolContext(task=Task(id="h", domain="test")),
                                  params=SamplingParams(max_tokens=48, seed=5, temperature=0.7),
-                                 budget=Budget(max_turns=2, max_total_tokens=1500), turn_policy=first_turn_is_a_call)
+                                 budget=Budget(max_turns=2, max_total_tokens=1500), controller=PolicyController(first_turn_is_a_call))
         trace = result.trace
         assert result.error is None and len(spy.turns) == 2 and result.messages[3].role == "tool"
         for prompt, sampled in spy.turns:

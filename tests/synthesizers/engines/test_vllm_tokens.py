@@ -13,6 +13,7 @@ from pipelines.tokenize import RowOptions, trajectories_to_rows
 from schemas import Message, Task, Trajectory, Verdict
 from schemas.tokens import TokenSource
 from synthesizers.agent_loop import Budget, run_agent
+from synthesizers.controller import PolicyController
 from synthesizers.domains.base import ToolContext
 from synthesizers.engines.base import SamplingParams
 from synthesizers.guided_calls import required_call
@@ -58,7 +59,7 @@ async def test_rollout_ids_are_the_engines_own_and_logprobs_reproduce(model_dir,
     spy = Spy(vllm_engine)
     result = await run_agent(spy, START, [echo_tool()], ctx=ToolContext(task=Task(id="e", domain="test")),
                              params=SamplingParams(seed=5, max_tokens=48, temperature=0.7),
-                             budget=Budget(max_turns=2), turn_policy=first_turn_is_a_call)
+                             budget=Budget(max_turns=2), controller=PolicyController(first_turn_is_a_call))
     assert result.error is None and len(spy.turns) == 2
     assert [m.role for m in result.messages][:4] == ["system", "user", "assistant", "tool"]
     trace = result.trace

@@ -15,7 +15,7 @@ from schemas import Message, Task
 from schemas.agentic_cot import check_structure
 from synthesizers.agent_loop import run_agent
 from synthesizers.domains.agentic_cot import AgenticCoTDomain
-from synthesizers.domains.agentic_cot.controllers import STOPS, PhaseStepper, open_phase, sampling_overrides
+from synthesizers.domains.agentic_cot.controllers import STOPS, PhaseStepper, open_phase, phase_fields
 from synthesizers.domains.base import DomainOptionsError, ToolContext
 from synthesizers.engines.base import Completion, SamplingParams
 from verifiers.registry import get_verifier
@@ -55,12 +55,9 @@ def phased(**options) -> tuple[AgenticCoTDomain, Task]:
 
 
 def roll(domain: AgenticCoTDomain, task: Task, engine) -> list[Message]:
-    from dataclasses import replace
-
-    params = replace(SamplingParams(seed=1), **domain.sampling_overrides(task))
-    stepper = domain.user_simulator(task, engine)
+    params = SamplingParams(seed=1)
     result = asyncio.run(run_agent(engine, domain.initial_messages(task), [], ctx=ToolContext(task=task),
-                                   params=params, is_final=domain.is_final, user_turn=stepper.reply))
+                                   params=params, is_final=domain.is_final, controller=domain.controller(task)))
     return result
 
 
@@ -95,7 +92,7 @@ def test_phased_rollout_is_judged_by_the_unchanged_verifier():
 def test_an_empty_phase_ends_the_rollout_and_fails():
     domain, task = phased()
     result = roll(domain, task, PhaseModel({"plan": ""}))
-    assert result.stop_reason == "user_ended" and result.turns == 3  # one retry with its line break
+    assert result.stop_reason == "controller_ended" and result.turns == 3  # one retry with its line break
     assert not check_structure(result.messages).ok
 
 
@@ -134,16 +131,16 @@ def test_stepper_rules():
 
 def test_stop_strings_and_unphased_option():
     assert "</summary>" not in STOPS and {"<plan>", "</analysis>", "<summary>"} <= set(STOPS)
-    assert sampling_overrides()["assistant_prefix"] == "<analysis>"
-    assert sampling_overrides(["\n", "<plan>"])["stop"] == STOPS + ("\n",)
+    assert phase_fields()["assistant_prefix"] == "<analysis>"
+    assert phase_fields(["\n", "<plan>"])["stop"] == STOPS + ("\n",)
     domain, task = phased(phased=False)
-    assert domain.sampling_overrides(task) == {} and domain.user_simulator(task, None) is None
+    assert domain.controller(task) is None and domain.user_simulator(task, None) is None
 
 
 def test_generation_options_per_domain_and_bad_values():
     domain, task = phased(summary_opener={"math": "M:", "code": "C:"}, phase_stops=["\n"])
-    assert domain.sampling_overrides(task)["stop"][-1] == "\n"
-    assert domain.user_simulator(task, None).summary_opener == "M:"  # the opener of the task's own domain
+    assert domain.controller(task).fields["stop"][-1] == "\n"
+    assert domain.controller(task).summary_opener == "M:"  # the opener of the task's own domain
     with pytest.raises(DomainOptionsError, match="agentic-cot option 'phase_stops'"):
         phased(phase_stops="\n")
     with pytest.raises(DomainOptionsError, match="agentic-cot option 'summary_opener'"):

@@ -10,6 +10,7 @@ import pytest
 
 from schemas import Message, Task
 from synthesizers.agent_loop import Budget, TurnInfo, run_agent
+from synthesizers.controller import PolicyController
 from synthesizers.domains.base import DomainOptionsError, ToolContext
 from synthesizers.domains.code.domain import CodeDomain
 from synthesizers.domains.code.domain import is_read_only
@@ -83,9 +84,9 @@ class RecordingCodeDomain(CodeDomain):
         super().__init__(*args, **kwargs)
         self.sent: list[dict[str, Any]] = []
 
-    def turn_policy(self, task: Task):
-        policy = super().turn_policy(task)
-        return None if policy is None else recording(policy, self.sent)
+    def controller(self, task: Task):
+        inner = super().controller(task)
+        return None if inner is None else PolicyController(recording(inner.policy, self.sent))
 
 
 def call(name: str, **arguments: Any) -> str:
@@ -114,10 +115,9 @@ def free_policy():
 
 
 def test_policy_only_for_guided_tasks():
-    assert CodeDomain().turn_policy(PLAIN) is None
+    assert CodeDomain().controller(PLAIN) is None
     domain = CodeDomain({"guided": True})
-    assert callable(domain.turn_policy(PLAIN))
-    assert domain.sampling_overrides(PLAIN) == {}  # the old first-turn-only grammar is gone
+    assert callable(domain.controller(PLAIN))
 
 
 async def test_a_guided_rollout_view_edit_submit_then_closing_words():
@@ -129,7 +129,7 @@ async def test_a_guided_rollout_view_edit_submit_then_closing_words():
     result = await run_agent(engine, domain.initial_messages(GUIDED), fake_tools(),
                              ctx=ToolContext(task=GUIDED), params=SamplingParams(max_tokens=300, seed=1),
                              budget=Budget(max_turns=12, max_total_tokens=4096), is_final=domain.is_final,
-                             turn_policy=free_policy())
+                             controller=PolicyController(free_policy()))
     assert [allowed_tools(p) for _, p in engine.seen] == [
         {"bash", "view", "edit"}, {"bash", "view", "edit"}, {"bash", "view", "edit", "submit"}, None]
     assert [p.assistant_prefix for _, p in engine.seen] == ["<tool_call>"] * 3 + [""]
@@ -188,14 +188,14 @@ async def test_a_guided_function_answer_opens_with_the_header_and_the_verifier_r
     from verifiers.code_function import extract_code_block
     from verifiers.code_repo_function import splice_function
 
-    assert CodeDomain().turn_policy(function_task()) is None  # not guided: the model answers freely
+    assert CodeDomain().controller(function_task()) is None  # not guided: the model answers freely
     domain = CodeDomain({"guided": True, "function_temperature": 0.3})
     task = function_task()
     header = '@cached\ndef area(w, h):\n    """Area of a w x h box."""\n'
     engine = FakeEngine(["```python\n" + header + "    return w * h\n"], prompt_tokens=100, completion_tokens=20)  # the engine returns prefix + body
     result = await run_agent(engine, domain.initial_messages(task), domain.tools(task), ctx=ToolContext(task=task),
                              params=SamplingParams(max_tokens=300, temperature=0.8, stop=("X",)),
-                             is_final=domain.is_final, turn_policy=domain.turn_policy(task))
+                             is_final=domain.is_final, controller=domain.controller(task))
     sent = engine.seen[0][1]
     assert sent.assistant_prefix == "```python\n" + header and sent.temperature == 0.3
     assert "```" in sent.stop and "\ndef " in sent.stop
@@ -222,8 +222,8 @@ def test_function_temperature_is_an_option_and_kept_only_when_set(tmp_path):
     hot = next(hot_domain.seed_tasks(limit=None, seed=0))
     assert plain == hot and plain.kind == "repo-function"  # a rollout setting: nothing of it in the task
     info = TurnInfo(turn=0, turns_left=1, tokens_left=1000)
-    assert "temperature" not in plain_domain.turn_policy(plain)([], info)
-    assert hot_domain.turn_policy(hot)([], info)["temperature"] == 0.4
+    assert "temperature" not in plain_domain.controller(plain)([], info)
+    assert hot_domain.controller(hot)([], info)["temperature"] == 0.4
 
 
 def test_guided_turn_grammars_hold_the_real_tool_schemas():
@@ -269,7 +269,7 @@ def test_function_body_regex_admits_a_body_and_nothing_else():
     import xgrammar as xgr
     from xgrammar.testing import _is_grammar_accept_string as accepts
 
-    fields = CodeDomain({"guided": True}).turn_policy(function_task())([], TurnInfo(turn=0, turns_left=1, tokens_left=999))
+    fields = CodeDomain({"guided": True}).controller(function_task())([], TurnInfo(turn=0, turns_left=1, tokens_left=999))
     g = xgr.Grammar.from_regex(fields["structured_outputs"]["regex"])
     assert accepts(g, "    return w * h\n")
     assert accepts(g, "    if w < 0:\n        raise ValueError(w)\n\n    return w * h\n")

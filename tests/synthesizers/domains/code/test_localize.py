@@ -13,6 +13,7 @@ from xgrammar.testing import _is_grammar_accept_string as accepts
 
 from schemas import Message, Task
 from synthesizers.agent_loop import Budget, TurnInfo, run_agent
+from synthesizers.controller import PolicyController
 from synthesizers.domains.base import ToolContext
 from synthesizers.domains.code.domain import CodeDomain, reproduce_command, trace_command
 from synthesizers.domains.code.localize import (TRACED_COUNT, TRACED_SPAN, editable_lines, frame_windows,
@@ -134,7 +135,7 @@ async def test_localized_rollout_tries_a_repair_checks_undoes_tries_another_then
     fields: list[dict[str, Any]] = []
     result = await run_agent(engine, domain.initial_messages(TASK), tools({}), ctx=ToolContext(task=TASK),
                              params=SamplingParams(max_tokens=300, seed=1), budget=Budget(max_turns=12),
-                             is_final=domain.is_final, turn_policy=recording(domain.turn_policy(TASK), fields))
+                             is_final=domain.is_final, controller=PolicyController(recording(domain.controller(TASK), fields)))
     sent = [SamplingParams(**f) for f in fields]
     assert [allowed_tools(p) for p in sent] == [{"bash"}, {"view"}, {"view", "edit"}, {"bash"}, {"edit"},
                                                 {"view", "edit"}, {"bash"}, {"submit"}, None]
@@ -169,7 +170,7 @@ async def test_localized_rollout_tries_a_repair_checks_undoes_tries_another_then
 
 
 def test_a_no_op_edit_neither_retests_nor_unlocks_submit_and_nothing_traced_means_free_exploration():
-    policy = CodeDomain(GUIDED).turn_policy(TASK)
+    policy = CodeDomain(GUIDED).controller(TASK)
     info = TurnInfo(turn=3, turns_left=6, tokens_left=3000)
     start = CodeDomain().initial_messages(TASK)
     window = frame_windows(FAILING)[-1].arguments()
@@ -199,7 +200,7 @@ def test_without_a_library_frame_the_rollout_traces_what_the_test_ran_and_views_
     task = Task(id="s", domain="code", kind="repo",
                 payload={"project": {**PROJECT, "source": ["src/pkg"]}, "problem_statement": "x",
                          "FAIL_TO_PASS": ["tests.test_m::test_partition_all[2]"]})
-    policy = CodeDomain(GUIDED).turn_policy(task)
+    policy = CodeDomain(GUIDED).controller(task)
     reproduce = reproduce_command(task.payload["project"], task.payload["FAIL_TO_PASS"])
     trace = trace_command(task.payload["project"], task.payload["FAIL_TO_PASS"])
     assert trace == ("python3 -m pytest -p tf_trace_calls --disable-warnings -q -x --tb=no -o addopts= tests "
@@ -238,7 +239,7 @@ def test_without_a_library_frame_the_rollout_traces_what_the_test_ran_and_views_
 
 
 def test_edits_offer_only_lines_with_repairs_and_never_a_line_the_file_holds_twice():
-    policy = CodeDomain(GUIDED).turn_policy(TASK)
+    policy = CodeDomain(GUIDED).controller(TASK)
     info = TurnInfo(turn=3, turns_left=6, tokens_left=3000)
     window = frame_windows(FAILING)[-1].arguments()
     view = VIEW_TRY.replace("   40                  \"Could not base64 decode\",", "   40          # if a < b:")
@@ -364,7 +365,7 @@ async def test_a_forced_reproduce_turn_is_inserted_and_the_engine_samples_only_t
     domain = CodeDomain(GUIDED)
     result = await run_agent(engine, domain.initial_messages(TASK), tools({}), ctx=ToolContext(task=TASK),
                              params=SamplingParams(max_tokens=300, seed=1), budget=Budget(max_turns=3),
-                             is_final=domain.is_final, turn_policy=domain.turn_policy(TASK))
+                             is_final=domain.is_final, controller=domain.controller(TASK))
     assert len(engine.prompts) == 1 and result.error is None  # the last turn, submit only, is forced too
     first, view = result.messages[2], result.messages[4]
     assert [(c.function.name, c.parsed_arguments()) for c in first.tool_calls] == [("bash", {"command": REPRODUCE})]

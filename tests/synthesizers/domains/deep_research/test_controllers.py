@@ -10,6 +10,7 @@ from xgrammar.testing import _is_grammar_accept_string
 
 from schemas import Message, Task, ToolCall
 from synthesizers.agent_loop import TurnInfo
+from synthesizers.controller import PolicyController
 from synthesizers.hermes import parse_tool_calls
 from synthesizers.domains.deep_research.domain import DeepResearchDomain
 from synthesizers.domains.deep_research.controllers import (
@@ -48,7 +49,7 @@ def opened():
 
 
 def policy():
-    return DeepResearchDomain(HTTP).turn_policy(TASK)
+    return DeepResearchDomain(HTTP).controller(TASK)
 
 
 def forced_call(overrides):
@@ -172,8 +173,8 @@ def test_last_turn_or_little_room_allows_only_the_answer():
 
 
 def test_forcing_off_means_no_policy():
-    assert DeepResearchDomain({**HTTP, "forcing": False}).turn_policy(TASK) is None
-    assert DeepResearchDomain(HTTP).turn_policy(TASK) is not None
+    assert DeepResearchDomain({**HTTP, "forcing": False}).controller(TASK) is None
+    assert DeepResearchDomain(HTTP).controller(TASK) is not None
 
 
 def _schemas():
@@ -211,7 +212,7 @@ async def test_a_forced_answer_is_inserted_by_the_loop_and_never_sampled(embedde
     engine = TokenFakeEngine(embedded_tokenizer, ["never asked"])
     tools = [FakeTool(s["function"]["name"], lambda a, c: "recorded") for s in _schemas()]
     result = await run_agent(engine, msgs, tools, ctx=ToolContext(task=TASK), params=SamplingParams(seed=1),
-                             budget=Budget(max_turns=1), turn_policy=policy())
+                             budget=Budget(max_turns=1), controller=PolicyController(policy()))
     assert engine.prompts == [] and result.error is None
     index = len(msgs)
     answer = result.messages[index]

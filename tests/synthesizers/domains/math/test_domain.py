@@ -346,14 +346,15 @@ def test_python_tool_in_a_real_docker_sandbox(sandbox_pool):
         assert tool.run({"code": "while True:\n    pass"}, ctx(sb)).startswith("timed out after 3 s")
 
 
-async def test_answer_forcing_continues_the_assistant_turn_once_then_ends():
+def test_answer_forcing_continues_the_assistant_turn_once_then_ends():
+    from synthesizers.controller import Continue, End
     from synthesizers.domains.math import MathDomain
     from synthesizers.domains.math.controllers import ANSWER_FORCING
 
-    sim = MathDomain().user_simulator(Task(id="t", domain="math", payload={"question": "1+1", "answer": "2"}), None)
-    first = await sim.reply([])
-    assert first.role == "assistant" and first.content == ANSWER_FORCING
-    assert await sim.reply([]) is None
+    task = Task(id="t", domain="math", payload={"question": "1+1", "answer": "2"})
+    controller = MathDomain().controller(task)
+    assert controller.after_turn([]) == Continue(ANSWER_FORCING) and controller.after_turn([]) == End()
+    assert MathDomain().user_simulator(task, None) is None  # the simulated user is only ever a user: none here
 
 
 async def test_answer_forcing_through_the_agent_loop_yields_one_boxed_assistant_turn():
@@ -383,7 +384,7 @@ async def test_answer_forcing_through_the_agent_loop_yields_one_boxed_assistant_
     task = Task(id="t", domain="math", payload={"question": "What is 1+1?", "answer": "2"})
     result = await run_agent(engine, domain.initial_messages(task), [], ctx=ToolContext(task=task),
                              budget=Budget(max_turns=3), is_final=domain.is_final,
-                             user_turn=domain.user_simulator(task, engine).reply)
+                             controller=domain.controller(task))
     assert engine.prefixes == ["", "1 + 1 = 2." + ANSWER_FORCING]
     assert result.stop_reason == "final_answer"
     assert [m.role for m in result.messages] == ["system", "user", "assistant"]
