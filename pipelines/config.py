@@ -75,8 +75,9 @@ def assists_on(config: "RunConfig") -> bool:
     """Whether the run's domains steer the model with their small-model assists."""
     if config.agent.assist != "auto":
         return config.agent.assist == "small-model"
-    model = (config.engine.model or "").strip()
-    return model in ("", "embedded") or model.startswith("python:")
+    from synthesizers.engines.spec import parse_model_spec
+
+    return parse_model_spec(config.engine.model).kind in ("embedded", "python")
 
 
 class BranchingConfig(_Strict):

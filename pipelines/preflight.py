@@ -12,7 +12,10 @@ class PreflightError(ValueError):
 
 
 def check_model(spec: str) -> None:
-    if spec in ("", "embedded"):
+    from synthesizers.engines.spec import parse_model_spec
+
+    model = parse_model_spec(spec)
+    if model.kind == "embedded":
         try:
             from synthesizers.engines.model_store import ensure_embedded_model
 
@@ -20,7 +23,7 @@ def check_model(spec: str) -> None:
         except Exception as exc:
             raise PreflightError(f"embedded model unavailable ({exc}): run `make setup`") from None
         return
-    if spec.startswith(("http://", "https://")):
+    if model.kind == "url":
         import httpx
 
         from synthesizers.engines.pool import endpoint_urls
@@ -39,8 +42,8 @@ def check_model(spec: str) -> None:
                     f"no OpenAI-compatible server answers at {endpoint} ({type(exc).__name__}): start it or fix --model"
                 ) from None
         return
-    if spec.startswith("python:"):
-        module, _, attr = spec[len("python:") :].partition(":")
+    if model.kind == "python":
+        module, _, attr = model.value.partition(":")
         try:
             getattr(importlib.import_module(module), attr)
         except Exception as exc:

@@ -177,8 +177,10 @@ def resolve_tokenizer(config: RunConfig) -> str:
     (``synthesizers.engines.served``) and set on ``config.engine`` for the workers' HTTP engines
     (``tokenizer``; ``options.token_exact`` False where the server cannot return ids); one
     that cannot be established stops the run in one line (``PreflightError``)."""
-    model = config.engine.model
-    if model.startswith(("http://", "https://")):
+    from synthesizers.engines.spec import parse_model_spec
+
+    model, spec = config.engine.model, parse_model_spec(config.engine.model)
+    if spec.kind == "url":
         from pipelines.preflight import PreflightError
         from synthesizers.engines.served import TokenizerNotEstablished, establish_tokenizer
 
@@ -191,8 +193,8 @@ def resolve_tokenizer(config: RunConfig) -> str:
         return established.path
     if config.engine.tokenizer:
         return config.engine.tokenizer
-    if model and model != "embedded" and not model.startswith(("http://", "https://", "python:")):
-        return model
+    if spec.kind == "path":
+        return spec.value
     from synthesizers.engines.model_store import ensure_embedded_model
 
     return str(ensure_embedded_model())

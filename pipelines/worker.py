@@ -108,15 +108,17 @@ class RolloutWorker:
         from pipelines.rollout import TaskRunner, settings_from_config
         from synthesizers.domains.registry import get_domain, import_plugins
         from synthesizers.engines.factory import make_engine
+        from synthesizers.engines.spec import parse_model_spec
         self.config = RunConfig.model_validate(config)
         cfg = self.config
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(int(max(1, cfg.engine.kv_cache_gb))))
         import_plugins(cfg.plugins)
         self.domain = get_domain(cfg.domain, cfg.domain_options)
         engine_opts = dict(cfg.engine.options)
-        if not cfg.engine.model.startswith(("http://", "https://", "python:")):
+        model = parse_model_spec(cfg.engine.model)
+        if model.kind in ("embedded", "path"):
             engine_opts.setdefault("max_model_len", cfg.engine.max_model_len)
-        elif cfg.engine.model.startswith(("http://", "https://")) and cfg.engine.tokenizer:
+        elif model.kind == "url" and cfg.engine.tokenizer:
             # Established against the server by the driver (pipelines.run.resolve_tokenizer):
             # the HTTP engine runs token-in/token-out with it (text mode if options.token_exact is False).
             engine_opts.setdefault("tokenizer", cfg.engine.tokenizer)

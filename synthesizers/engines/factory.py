@@ -1,4 +1,5 @@
-"""Build an ``LLMEngine`` from one config string (the `--model` flag, a run config's `model`).
+"""Build an ``LLMEngine`` from one config string (the `--model` flag, a run config's `model`;
+parsed by ``spec.parse_model_spec``, the one parser of it).
 
 - ``http://...`` / ``https://...``: an OpenAI-compatible server (``OpenAIHTTPEngine``);
 - several such URLs separated by commas: servers of one model behind a load-balancing,
@@ -15,32 +16,31 @@ import importlib
 from typing import Any
 
 from synthesizers.engines.base import LLMEngine
+from synthesizers.engines.spec import ModelSpec, parse_model_spec
 
 
 def make_engine(spec: str | None, **opts: Any) -> LLMEngine:
-    spec = (spec or "").strip()
-    if spec.startswith(("http://", "https://")):
+    model = parse_model_spec(spec)
+    if model.kind == "url":
         from synthesizers.engines.openai_http import OpenAIHTTPEngine
         from synthesizers.engines.pool import EndpointPool, endpoint_urls
 
-        urls = endpoint_urls(spec)
+        urls = endpoint_urls(model.value)
         return EndpointPool(urls, **opts) if len(urls) > 1 else OpenAIHTTPEngine(urls[0], **opts)
-    if spec.startswith("python:"):
-        return _custom_engine(spec, opts)
+    if model.kind == "python":
+        return _custom_engine(model, opts)
     from synthesizers.engines.vllm_local import VLLMEngine
 
-    if spec in ("", "embedded"):
+    if model.kind == "embedded":
         from synthesizers.engines.model_store import ensure_embedded_model
 
         return VLLMEngine(str(ensure_embedded_model()), **opts)
-    return VLLMEngine(spec, **opts)
+    return VLLMEngine(model.value, **opts)
 
 
-def _custom_engine(spec: str, opts: dict[str, Any]) -> LLMEngine:
-    try:
-        _, module_name, class_name = spec.split(":", 2)
-    except ValueError:
-        raise ValueError(f"bad engine spec {spec!r}: expected python:package.module:ClassName") from None
+def _custom_engine(model: ModelSpec, opts: dict[str, Any]) -> LLMEngine:
+    spec = f"python:{model.value}"
+    module_name, class_name = model.module_and_class
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as exc:

@@ -53,7 +53,9 @@ def endpoint_urls(spec: str | list[str]) -> list[str]:
 
 
 def is_pool_spec(spec: str) -> bool:
-    return spec.startswith(("http://", "https://")) and "," in spec
+    from synthesizers.engines.spec import parse_model_spec
+
+    return parse_model_spec(spec).kind == "url" and "," in spec
 
 
 @dataclass
