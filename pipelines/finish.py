@@ -113,8 +113,9 @@ def finish(config: RunConfig, out_dir: Path, unit_files: list[Path], *, tokenize
 
 def active_assists(config: RunConfig) -> list[str]:
     """The names of the small-model assists this run's domain steered its rollouts with."""
-    from synthesizers.domains.registry import domain_class
+    from synthesizers.domains.registry import domain_class, import_plugins
 
+    import_plugins(config.plugins)
     return list(domain_class(config.domain).assists) if assists_on(config) else []
 
 

@@ -79,7 +79,7 @@ def run_chain(config: RunConfig, unit_files: list[Path], shards_dir: Path, *, to
     dedupe = Dedupe.of(config)
     ctx = BatchContext(select=Select.of(config), decontaminate=Decontaminate.of(config), dedupe=dedupe,
                        tokenize=Tokenize.of(config), domain=config.domain, tokenizer_path=tokenizer_path,
-                       partitions=_partitions(ex) if dedupe.active else 1)
+                       partitions=_partitions(ex) if dedupe.active else 1, plugins=tuple(config.plugins))
     batches = plan_batches(unit_files, max(1, config.dedupe.chunk_size))
     stage_s: dict[str, float] = {}
     clock = time.monotonic()

@@ -43,6 +43,7 @@ class BatchContext:
     domain: str
     tokenizer_path: str
     partitions: int = 1
+    plugins: tuple[str, ...] = ()  # the run's plugin modules: a domain defined outside the project
 
 
 @dataclass
@@ -75,15 +76,16 @@ def read_batch(paths: list[str]) -> list[Trajectory]:
     return out
 
 
-def _domain_view(domain: str):
+def _domain_view(ctx: BatchContext):
     """The domain's training view: the messages the shards hold (the rollout's, but for a rewrite)."""
-    from synthesizers.domains.registry import get_domain
+    from synthesizers.domains.registry import get_domain, import_plugins
 
-    return get_domain(domain).training_messages
+    import_plugins(list(ctx.plugins))
+    return get_domain(ctx.domain).training_messages
 
 
 def _viewed(trajectories: list[Trajectory], ctx: BatchContext) -> list[Trajectory]:
-    view = _domain_view(ctx.domain)
+    view = _domain_view(ctx)
     from pipelines.finish import training_view
 
     return [training_view(t, view, ctx.tokenizer_path) for t in trajectories]
