@@ -7,7 +7,9 @@ or project code, and it deletes its own file at once. Stdlib and pytest only.
 
 What it does inside the test process:
 - tallies each test's outcome from pytest's reports under the JUnit id, and at
-  the end writes them to the record path with an HMAC under the key;
+  the end writes them to the record path with an HMAC under the key; a test
+  reported passing whose body it saw fail (outermost wrapper of the call) is
+  tampering;
 - makes the "poisoned" tests fail after their body ran (the host compares);
 - enforces the per-test timeout (SIGALRM, a ``BaseException`` so
   ``except Exception`` cannot swallow it);
@@ -56,6 +58,7 @@ _OUT: dict = {}  # junit id -> passed|failed|error|skipped
 _RANK = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
 _TAMPER: list = []
 _POISONED: set = set()
+_BODY_FAILED: set = set()  # junit ids whose call phase raised, seen before any report exists
 _TESTS: dict = {}  # nodeid -> (owner, name, function, code) at collection
 _PM: list = []
 _busy = threading.local()
@@ -297,6 +300,15 @@ def pytest_runtest_protocol(item, nextitem):
         signal.signal(signal.SIGALRM, previous)
 
 
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_call(item):
+    """Outermost around the test body: whether it failed, seen here before any report is made of it
+    (unittest items keep their failures in ``_excinfo`` instead of raising)."""
+    outcome = yield
+    if getattr(outcome, "excinfo", None) is not None or getattr(item, "_excinfo", None):
+        _BODY_FAILED.add(_test_id(item.nodeid))
+
+
 _REPORT_HOOKS = ["pytest_runtest_makereport", "pytest_runtest_logreport", "pytest_report_teststatus",
                  "pytest_runtest_call", "pytest_pyfunc_call", "pytest_runtest_protocol"]
 
@@ -312,6 +324,8 @@ def pytest_runtest_logreport(report):
         status = "passed"
     else:
         status = None
+    if status == "passed" and tid in _BODY_FAILED:
+        _tamper(f"test {tid} was reported passing although its body failed")
     if status is not None and _RANK[status] >= _RANK.get(_OUT.get(tid, "passed"), 0):
         _OUT[tid] = status
     _compare(_LIVE)
@@ -341,5 +355,5 @@ def pytest_sessionfinish(session, exitstatus):
         _close(fd)
 
 
-_OWN = {pytest_configure, pytest_collection_modifyitems, pytest_runtest_protocol, pytest_runtest_logreport,
-        pytest_sessionfinish}
+_OWN = {pytest_configure, pytest_collection_modifyitems, pytest_runtest_protocol, pytest_runtest_call,
+        pytest_runtest_logreport, pytest_sessionfinish}

@@ -188,9 +188,29 @@ def pytest_runtest_makereport(item, call):
 '''
 
 
-def test_a_forger_the_in_process_checks_cannot_see_is_caught_by_the_poison(code_project, code_pool, ids):
+# Swallows the body's failure inside the call, so no report is ever forged (unittest items keep theirs
+# in _excinfo).
+CONFTEST_SWALLOWER = '''\
+import pytest
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    outcome = yield
+    outcome.force_result(None)
+    item._excinfo = None
+'''
+
+
+def test_a_report_forged_after_the_body_failed_is_tampering(code_project, code_pool, ids):
     """A conftest counts as the project's own (tests stay pristine in the verifier), so its hook passes
-    every in-process check; only the poisoned twins show that outcomes are forged."""
+    the origin check; the collector saw the body fail before the report was made."""
     j = run(code_project, code_pool, ids, buggy_lru(code_project), extra={"tests/conftest.py": CONFTEST_FORGER},
             changed=(), fools_plain_run=True)
+    assert j.tampering and "reported passing although its body failed" in j.tampering, (j.tampering, j.no_record)
+
+
+def test_a_forger_the_in_process_checks_cannot_see_is_caught_by_the_poison(code_project, code_pool, ids):
+    """Swallowing failures inside the call leaves the report honest and passes every in-process check;
+    only the poisoned twins show that outcomes are forged."""
+    j = run(code_project, code_pool, ids, buggy_lru(code_project),
+            extra={"tests/conftest.py": CONFTEST_SWALLOWER}, changed=(), fools_plain_run=True)
     assert j.tampering and "made fail was reported passing" in j.tampering, (j.tampering, j.no_record)
