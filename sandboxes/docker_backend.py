@@ -46,6 +46,7 @@ from sandboxes.runner_client import RunnerChannel, RunnerGone, RunnerTimeout, at
 LABEL = "trajforge.sandbox"
 SANDBOX_USER = "10001:10001"
 WORKDIR = "/work"
+RESET_DIRS = [WORKDIR, "/tmp", "/dev/shm"]  # every place a box's user can write
 MAX_FILE_BYTES = 64 * 1024 * 1024  # get_file refuses larger files rather than filling memory
 _HOST = socket.gethostname()
 EXEC_VIA = ("runner", "docker")
@@ -174,18 +175,22 @@ class DockerSandbox:
         return raw.stdout
 
     def reset(self) -> bool:
-        """Kill every sandbox process and empty /work and /tmp; False if the box is not healthy."""
+        """Kill every sandbox process and empty /work, /tmp and /dev/shm (a writable tmpfs in every
+        container: left alone, it carries files from one user of a pooled box to the next); False if
+        the box is not healthy."""
         try:
             channel = self._runner()
         except SandboxError:
             return False
         if channel is not None:
             self.calls["runner"] += 1
-            return channel.reset([WORKDIR, "/tmp"])
+            return channel.reset(RESET_DIRS)
         # No inner `timeout` here: `kill -1` would take it down too (only the calling shell is spared).
-        script = ("kill -9 -1 2>/dev/null; chmod -R u+rwx /work /tmp 2>/dev/null; "
-                  "find /work /tmp -mindepth 1 -delete 2>/dev/null; "
-                  "[ -z \"$(ls -A /work)\" ] && [ -z \"$(ls -A /tmp)\" ] && touch /work/.probe && rm /work/.probe")
+        dirs = " ".join(RESET_DIRS)
+        script = (f"kill -9 -1 2>/dev/null; chmod -R u+rwx {dirs} 2>/dev/null; "
+                  f"find {dirs} -mindepth 1 -delete 2>/dev/null; "
+                  + " && ".join(f'[ -z "$(ls -A {d})" ]' for d in RESET_DIRS)
+                  + " && touch /work/.probe && rm /work/.probe")
         try:
             return self._raw(["sh", "-c", script], timeout_s=10.0, cap=4096, workdir="/",
                              inner_timeout=False).exit_code == 0

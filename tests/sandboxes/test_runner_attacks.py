@@ -111,3 +111,15 @@ def test_a_box_killed_from_the_host_is_an_error_and_is_replaced(make_pool):
             box.exec("echo never", timeout_s=5)
     with pool.acquire() as box:  # release found it unhealthy and started a fresh one
         assert box.id != first and box.exec("echo fresh").stdout == "fresh\n"
+
+
+@pytest.mark.parametrize("exec_via", ["runner", "docker"])
+def test_reset_leaves_nothing_for_the_next_user_of_the_box(make_pool, exec_via):
+    pool = make_pool(size=1, exec_via=exec_via)
+    with pool.acquire() as box:
+        first = box.id
+        assert box.exec("echo left > /dev/shm/note && echo w > /work/w && echo t > /tmp/t && ls /dev/shm").stdout \
+            == "note\n"
+    with pool.acquire() as box:
+        assert box.id == first  # the same box, reset
+        assert box.exec("ls -A /dev/shm /work /tmp | grep -v ':$' | grep -c . || true").stdout.strip() == "0"
