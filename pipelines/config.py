@@ -32,6 +32,7 @@ class EngineConfig(_Strict):
     max_model_len: int = 4096
     kv_cache_gb: float = 2.0
     tokenizer: str | None = None  # for shards; defaults to the model's (embedded for URLs)
+    served_model: str | None = None  # set by the run: the id a served model's endpoints answer with
     options: dict[str, Any] = Field(default_factory=dict)  # passed to the backend
 
     @field_validator("model", mode="before")

@@ -53,6 +53,11 @@ def fingerprint(config: RunConfig) -> str:
     """What decides the trajectories; execution knobs (Ray, concurrency) are left out."""
     relevant = config.model_dump(include={"domain", "seed", "limit", "sampling", "branching", "units", "domain_options"})
     relevant["model"] = config.engine.model
+    served = config.engine.served_model
+    if served and "," in config.engine.model:
+        # Several endpoints of one model: the model decides the trajectories, not which servers
+        # (or how many) answered, so adding or dropping an endpoint still resumes.
+        relevant["model"] = f"served:{served}"
     relevant["agent"] = config.agent.model_dump(exclude={"concurrency", "assist", "infra_retries"})
     # Assists change the rollouts; counted only when off, so folders made with them on still resume.
     if not assists_on(config):
@@ -189,6 +194,7 @@ def resolve_tokenizer(config: RunConfig) -> str:
         except TokenizerNotEstablished as exc:
             raise PreflightError(str(exc)) from None
         config.engine.tokenizer = established.path
+        config.engine.served_model = established.served_model
         config.engine.options["token_exact"] = established.token_exact and config.engine.options.get("token_exact", True)
         return established.path
     if config.engine.tokenizer:
