@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from pipelines.config import RunConfig
@@ -51,6 +51,13 @@ class NodeTaggedWorker(RolloutWorker):
     def where(self) -> dict[str, str]:
         return _node()
 
+    def endpoint_stats(self) -> list[dict[str, Any]]:
+        """Per served endpoint (a pool of several): requests served and failed, times taken out and
+        put back; empty for any other engine."""
+        from synthesizers.engines.pool import EndpointPool
+
+        return self.engine.stats() if isinstance(self.engine, EndpointPool) else []
+
 
 @dataclass
 class WorkerStats:
@@ -61,6 +68,7 @@ class WorkerStats:
     failed_units: int = 0
     trajectories: int = 0
     busy_s: float = 0.0
+    endpoints: list = field(default_factory=list)  # EndpointPool stats, when the engine is one
     _in_flight: int = 0
     _since: float = 0.0
 
@@ -149,7 +157,11 @@ def rollout_units(config: RunConfig, units: list[Unit], store: TrajectoryStore, 
             failed.append(unit.id)
             on_failed(unit, "no live rollout worker")
     finally:
-        for worker in workers:
+        for s, worker in zip(stats, workers):
+            try:
+                s.endpoints = ray.get(worker.endpoint_stats.remote(), timeout=10)
+            except Exception:
+                pass
             try:
                 ray.get(worker.close.remote(), timeout=60)
             except Exception:
