@@ -76,20 +76,18 @@ async def test_concurrent_requests_split_evenly_by_in_flight_count(sims):
 
 
 async def test_a_slow_endpoint_gets_fewer_requests_than_round_robin_would_give(sims):
-    slow = sims(capacity=64, delay_s=0.2, reply_tokens=10)  # 2 s a request
-    fast = sims(capacity=64, delay_s=0.005, reply_tokens=10)  # 0.05 s a request
+    slow = sims(capacity=64, delay_s=1.0, reply_tokens=60)  # a minute a request: in flight all test long
+    fast = sims(capacity=64, delay_s=0.001, reply_tokens=2)
     pool = pool_of(slow, fast)
     try:
-        async def one(i: int):
-            await asyncio.sleep(0.03 * i)  # a steady stream, not one burst
-            return await pool.generate([1, 2, 3], PARAMS)
-
-        done = await asyncio.gather(*[one(i) for i in range(30)])
-        assert all(c.error is None for c in done)
-        to_slow, to_fast = served(pool)
-        assert to_slow + to_fast == 30 and to_slow <= 10 and to_fast >= 20  # round robin: 15 / 15
-        assert slow.stats()["requests"] == to_slow and fast.stats()["requests"] == to_fast
+        first = [asyncio.ensure_future(pool.generate([1, 2, 3], PARAMS)) for _ in range(2)]  # a tie: one each
+        await wait_for(lambda: [e["in_flight"] for e in pool.stats()] == [1, 0])  # fast's is back, slow's is not
+        for _ in range(20):  # one at a time: every request sees the slow endpoint busier
+            assert (await pool.generate([1, 2, 3], PARAMS)).error is None
+        assert (slow.stats()["requests"], fast.stats()["requests"]) == (1, 21)  # round robin: 11 / 11
     finally:
+        for f in first:
+            f.cancel()
         await pool.close()
 
 
