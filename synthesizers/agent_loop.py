@@ -26,6 +26,7 @@ from typing import Any, Awaitable, Callable
 from sandboxes.base import is_infrastructure_error
 from schemas import Message, TokenCounts, Timings, ToolCall
 from schemas.tokens import TokenTrace
+from synthesizers.clip import clip_within
 from synthesizers.controller import Continue, Controller, End, TurnInfo, TurnPolicy  # noqa: F401 (re-exported)
 from synthesizers.domains.base import Tool, ToolContext, ToolError
 from synthesizers.engines.base import Completion, LLMEngine, SamplingParams, supports_tokens
@@ -77,13 +78,8 @@ def turn_seed(seed: int | None, turn: int) -> int | None:
 
 
 def truncate(text: str, limit: int) -> str:
-    """Keep head and tail (errors often sit at the end of tool output)."""
-    if len(text) <= limit:
-        return text
-    marker = f"\n...[truncated {len(text) - limit} chars]...\n"
-    keep = max(limit - len(marker), 0)
-    head = keep * 2 // 3
-    return text[:head] + marker + text[len(text) - (keep - head) :] if keep else text[:limit]
+    """An observation cut to at most ``limit`` characters (``clip.clip_within``: head and tail kept)."""
+    return clip_within(text, limit)
 
 
 async def run_agent(

@@ -165,7 +165,7 @@ async def test_tool_output_is_truncated_to_the_budget():
     tools = [FakeTool("big", lambda a, c: "A" * 5000 + "TAIL")]
     result = await run_agent(FakeEngine([call("big"), "\\boxed{1}"]), START, tools, ctx=CTX, budget=Budget(max_tool_output_chars=300), is_final=boxed)
     observation = result.messages[3].content
-    assert len(observation) <= 300 and "truncated" in observation and observation.endswith("TAIL")
+    assert len(observation) <= 300 and "characters cut" in observation and observation.endswith("TAIL")
 
 
 def test_truncate_keeps_short_text_and_respects_the_limit():

@@ -20,7 +20,7 @@ from sandboxes.project import is_test_path
 
 # A pytest traceback entry (--tb=short "path:line: in func", the long style's last "path:line: Error").
 _FRAME = re.compile(r"^([\w][\w./-]*\.py):(\d+): ", re.MULTILINE)
-# ``tools._clip`` keeps an output's head and tail: the tail's first line is cut mid-way.
+# ``synthesizers.clip.clip`` keeps an output's head and tail: the tail's first line is cut mid-way.
 _CUT = re.compile(r"\[\.\.\. \d+ characters cut \.\.\.\]\n[^\n]*")
 _VIEW_HEAD = re.compile(r"^(\S+) \(lines (\d+)-(\d+) of (\d+)\):$")
 _NUMBERED = re.compile(r"^\s*(\d+)  (.*)$")

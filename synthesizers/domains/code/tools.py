@@ -27,6 +27,7 @@ from typing import Any
 from sandboxes import tree_diff
 from sandboxes.project import (CHECKOUT_DIR, ProjectSpec, change_allowed, patched_checkout, python_path,
                                stage_deps, stage_files)
+from synthesizers.clip import clip
 from synthesizers.domains.base import ToolContext, ToolError
 
 REPO, BASE = CHECKOUT_DIR, ".tf/base"
@@ -47,14 +48,6 @@ def bash_command(call: Any) -> str:
         return str(json.loads(call.function.arguments or "{}").get("command", ""))
     except (ValueError, AttributeError):
         return ""
-
-
-def _clip(text: str, limit: int = MAX_OUTPUT_CHARS) -> str:
-    text = text.rstrip("\n")
-    if len(text) <= limit:
-        return text
-    head = limit * 2 // 3
-    return f"{text[:head]}\n[... {len(text) - limit} characters cut ...]\n{text[-(limit - head):]}"
 
 
 def submission_text(patch: str) -> str:
@@ -123,7 +116,7 @@ class BashTool:
         head = (f"timed out after {self.timeout_s:g} s (killed)" if result.timed_out
                 else f"exit code: {result.exit_code}")
         body = result.stdout + (("\n[stderr]\n" + result.stderr) if result.stderr.strip() else "")
-        return f"{head}\n{_clip(body)}"
+        return f"{head}\n{clip(body, MAX_OUTPUT_CHARS)}"
 
 
 class ViewTool:
@@ -141,7 +134,7 @@ class ViewTool:
         rel, full = _repo_path(ws, arguments.get("path"))
         listing = ctx.sandbox.exec(["sh", "-c", 'test -d "$1" && ls -1Ap "$1"', "sh", full], timeout_s=10)
         if listing.exit_code == 0:
-            return f"{rel}/ contains:\n{_clip(listing.stdout)}"
+            return f"{rel}/ contains:\n{clip(listing.stdout, MAX_OUTPUT_CHARS)}"
         try:
             text = ctx.sandbox.get_file(full).decode("utf-8", errors="replace")
         except FileNotFoundError:
@@ -155,7 +148,7 @@ class ViewTool:
         end = min(end, len(lines), start + VIEW_MAX_LINES - 1)
         shown = "\n".join(f"{i:5d}  {lines[i - 1]}" for i in range(start, end + 1))
         more = f"\n[{len(lines) - end} more lines; view with start_line={end + 1}]" if end < len(lines) else ""
-        return _clip(f"{rel} (lines {start}-{end} of {len(lines)}):\n{shown}{more}", MAX_OUTPUT_CHARS + 1500)
+        return clip(f"{rel} (lines {start}-{end} of {len(lines)}):\n{shown}{more}", MAX_OUTPUT_CHARS + 1500)
 
 
 class EditTool:
@@ -205,7 +198,7 @@ class SubmitTool:
         result = ctx.sandbox.exec(["python3", "-I", script, base, ws["repo"]], timeout_s=60)
         ctx.sandbox.exec(["rm", "-f", script], timeout_s=10)
         if result.exit_code != 0 or result.truncated:
-            why = "the diff is too large" if result.truncated else _clip(result.stderr, 500)
+            why = "the diff is too large" if result.truncated else clip(result.stderr, 500)
             raise ToolError(f"could not compute your patch: {why}")
         spec: ProjectSpec = ws["spec"]
         kept, left_out = [], []

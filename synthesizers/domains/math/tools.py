@@ -7,6 +7,7 @@ import posixpath
 import re
 from typing import Any
 
+from synthesizers.clip import clip
 from synthesizers.domains.base import ToolContext, ToolError
 
 _CODE_FENCE = re.compile(r"^\s*```(?:python|py)?\s*\n(.*?)\n?```\s*$", re.DOTALL)
@@ -49,9 +50,9 @@ class PythonTool:
             head = f"timed out after {self.timeout_s:g} s (killed)"
         else:
             head = f"exit code: {result.exit_code}"
-        parts = [head, "stdout:", _clip(result.stdout)]
+        parts = [head, "stdout:", clip(result.stdout, MAX_OUTPUT_CHARS)]
         if result.stderr:
-            parts += ["stderr:", _clip(result.stderr)]
+            parts += ["stderr:", clip(result.stderr, MAX_OUTPUT_CHARS)]
         if result.truncated:
             parts.append("[output was cut by the sandbox's size limit]")
         return "\n".join(parts)
@@ -73,7 +74,3 @@ class PythonTool:
         return code
 
 
-def _clip(text: str) -> str:
-    if len(text) <= MAX_OUTPUT_CHARS:
-        return text.rstrip("\n")
-    return text[:MAX_OUTPUT_CHARS] + f"\n[... {len(text) - MAX_OUTPUT_CHARS} more characters cut]"
