@@ -73,18 +73,13 @@ class ImagePools:
 
 def make_verifier(domain_name: str, kind: str, *, domain: Any = None, judge=None,
                   options: dict[str, Any] | None = None, repetition: bool | None = None):
-    """The verifier of (domain_name, kind) with these options, behind the repetition gate unless
-    ``repetition`` is False (None: the domain plug-in's ``repetition_check``, default True)."""
+    """``verifiers.registry.get_verifier`` with the run's repetition rule: behind the gate unless
+    ``repetition`` is False (None: the domain's ``repetition_check``)."""
     from verifiers.registry import get_verifier
 
-    verifier = get_verifier(domain_name, kind, judge=judge, options=options)
     if repetition is None:
         repetition = domain.repetition_check if domain is not None else True
-    if repetition:
-        from verifiers.repetition import RepetitionGate
-
-        verifier = RepetitionGate(verifier)
-    return verifier
+    return get_verifier(domain_name, kind, judge=judge, options=options, repetition=repetition)
 
 
 def _check_token_mode(engine: Any) -> None:

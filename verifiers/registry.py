@@ -44,10 +44,12 @@ def verifier_class(domain: str, kind: str = "default") -> type:
 
 
 def get_verifier(domain: str, kind: str = "default", *, judge: Callable | None = None,
-                 options: dict[str, Any] | None = None) -> Verifier:
-    """The verifier for (domain, kind); ``judge``: an LLM judge, for verifiers that take one;
-    ``options``: constructor keywords (the run config's ``verifier.options``), each passed to the
-    verifiers that take it — a domain's kinds differ (see ``check_options``)."""
+                 options: dict[str, Any] | None = None, repetition: bool = False) -> Verifier:
+    """The one way to build a verifier: the class for (domain, kind); ``judge``: an LLM judge, for
+    verifiers that take one; ``options``: constructor keywords (the run config's
+    ``verifier.options``), each passed to the verifiers that take it — a domain's kinds differ (see
+    ``check_options``); ``repetition``: behind the repetition gate (a run and ``trajforge verify``
+    pass the domain's ``repetition_check`` unless the config says otherwise)."""
     cls = verifier_class(domain, kind)
     params = inspect.signature(cls).parameters
     kwargs = {key: value for key, value in (options or {}).items() if key in params}
@@ -55,7 +57,12 @@ def get_verifier(domain: str, kind: str = "default", *, judge: Callable | None =
         if "judge" not in params:
             raise UnknownTaskKind(f"the {domain}/{kind} verifier takes no judge: remove verifier.judge from the config")
         kwargs["judge"] = judge
-    return cls(**kwargs)
+    verifier = cls(**kwargs)
+    if repetition:
+        from verifiers.repetition import RepetitionGate
+
+        verifier = RepetitionGate(verifier)
+    return verifier
 
 
 def check_options(domain: str, options: dict[str, Any]) -> None:
