@@ -14,7 +14,7 @@ import pytest
 from sandboxes.project import pristine_files, stage_deps, stage_files
 from sandboxes.pytest_guard import judge
 from sandboxes.pytest_junit import run_pytest
-from tests.synthesizers.domains.code.helpers import LRU_FILE, buggy_lru
+from tests.synthesizers.domains.code.helpers import LRU_FILE, buggy_lru, measure_lru_bug
 
 pytestmark = pytest.mark.docker
 
@@ -22,17 +22,7 @@ pytestmark = pytest.mark.docker
 @pytest.fixture(scope="module")
 def ids(code_project, code_pool):
     """(FAIL_TO_PASS, PASS_TO_PASS) of the LRU bug, measured for real."""
-    files = pristine_files(code_project)
-    with code_pool.acquire() as box:
-        repo = stage_files(box, files, "repo")
-        deps = stage_deps(box, code_project)
-        good = run_pytest(box, code_project, repo, deps)
-        box.put_files({f"{repo}/{LRU_FILE}": buggy_lru(code_project)})
-        bad = run_pytest(box, code_project, repo, deps)
-    passing = [t for t, o in good.outcomes.items() if o == "passed"]
-    f2p = [t for t in passing if not bad.passed(t)]
-    assert f2p and len(passing) > len(f2p) + 50
-    return f2p, [t for t in passing if bad.passed(t)]
+    return measure_lru_bug(code_project, code_pool)
 
 
 def run(code_project, code_pool, ids, lru_source, extra=None, changed=(LRU_FILE,), fools_plain_run=False):

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from sandboxes.project import stage_deps, stage_files, pristine_files
-from sandboxes.pytest_junit import run_pytest
+from sandboxes.project import pristine_files
 from sandboxes.tree_diff import file_diff
 from schemas import Message, ToolCall
 from tests.synthesizers.domains.code.helpers import (
@@ -22,6 +21,7 @@ from tests.synthesizers.domains.code.helpers import (
     buggy_lru,
     fix_patch,
     make_task,
+    measure_lru_bug,
     submit_messages,
 )
 from verifiers.code_repo import RepoCodeVerifier, submitted_patch
@@ -32,17 +32,7 @@ pytestmark = pytest.mark.docker
 @pytest.fixture(scope="module")
 def task(code_project, code_pool):
     """F2P/P2P measured for real: the pristine suite, then the buggy one."""
-    files = pristine_files(code_project)
-    with code_pool.acquire() as box:
-        repo = stage_files(box, files, "repo")
-        deps = stage_deps(box, code_project)
-        good = run_pytest(box, code_project, repo, deps)
-        box.put_files({f"{repo}/{LRU_FILE}": buggy_lru(code_project)})
-        bad = run_pytest(box, code_project, repo, deps)
-    passing = [t for t, o in good.outcomes.items() if o == "passed"]
-    f2p = [t for t in passing if not bad.passed(t)]
-    p2p = [t for t in passing if bad.passed(t)]
-    assert f2p and p2p, (f2p, len(p2p))
+    f2p, p2p = measure_lru_bug(code_project, code_pool)
     return make_task(code_project, f2p, p2p)
 
 

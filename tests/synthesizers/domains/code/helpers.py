@@ -90,3 +90,23 @@ class ScriptedTool:
 
     def run(self, arguments, ctx):
         return self.result(arguments) if callable(self.result) else self.result
+
+
+def measure_lru_bug(project: ProjectSpec, pool: Any) -> tuple[list[str], list[str]]:
+    """(FAIL_TO_PASS, PASS_TO_PASS) of the LRU bug, measured for real: the pristine suite, then the
+    buggy one, in one box of ``pool``."""
+    from sandboxes.project import stage_deps, stage_files
+    from sandboxes.pytest_junit import run_pytest
+
+    files = pristine_files(project)
+    with pool.acquire() as box:
+        repo = stage_files(box, files, "repo")
+        deps = stage_deps(box, project)
+        good = run_pytest(box, project, repo, deps)
+        box.put_files({f"{repo}/{LRU_FILE}": buggy_lru(project)})
+        bad = run_pytest(box, project, repo, deps)
+    passing = [t for t, o in good.outcomes.items() if o == "passed"]
+    f2p = [t for t in passing if not bad.passed(t)]
+    p2p = [t for t in passing if bad.passed(t)]
+    assert f2p and p2p and len(passing) > len(f2p) + 50, (f2p, len(p2p))
+    return f2p, p2p
