@@ -7,8 +7,9 @@ text-mode rows (no token trace: the template renders each row, the costlier path
 runs ``reshard`` on it with a local Ray and reports its own peak RSS — the driver's — with the wall
 time of each stage and trajectories/s per core.
 
-    python -m bench.bench_scale                 # 200,000 trajectories (~2 GB of text)
-    TRAJFORGE_SCALE_N=20000 python -m bench.bench_scale
+    python -m bench.run scale                   # 20,000 trajectories (~230 MB of text; minutes)
+    TRAJFORGE_SCALE_N=200000 python -m bench.run scale --timeout 7200    # the issue's size (~2.3 GB; an
+                                                # hour or more on 2 cores: the committed result)
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-N_DEFAULT = 200_000
+N_DEFAULT = 20_000
 PER_UNIT = 200
 GOAL_RSS_MB = 1024
 
