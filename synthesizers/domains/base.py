@@ -70,7 +70,8 @@ class Domain(ABC):
     - ``repetition_check``: whether a passing trajectory whose assistant turn loops fails
       (``verifiers.repetition``; code says False, source code repeats lines legitimately);
     - ``assists``: the names of its small-model assists, on only when the run says so
-      (``agent.assist``; ``pipelines.config.assists_on``);
+      (``agent.assist``; ``pipelines.config.assists_on``); what each does and why:
+      docs/small-model-assists.md;
     - ``verifier_kinds``: the task kinds its tasks carry (``Task.kind``), each judged by
       ``verifiers.registry``'s verifier of (name, kind).
 

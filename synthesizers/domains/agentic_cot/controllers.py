@@ -1,7 +1,7 @@
 """Phase-by-phase generation: the framework writes the tags, the model writes each phase.
 
 A small model asked for five tagged phases in one go mostly ignores the tags
-(SmolLM2-135M wrote none). Here the assistant turn starts with ``<analysis>``
+(SmolLM2-135M wrote none; docs/small-model-assists.md). Here the assistant turn starts with ``<analysis>``
 (``SamplingParams.assistant_prefix``) and every phase is cut at the next tag
 the model starts (``SamplingParams.stop`` on the opening tags and on the closing
 tags of the first four phases). The ``PhaseStepper`` (the rollout's controller)

@@ -16,8 +16,8 @@ of an edit). The policy only narrows *which* calls a turn may make:
   token budget may only ``submit``, so a rollout that edited gets judged
   instead of running out mid-exploration;
 * a turn after two identical calls in a row is sampled hotter (``REPEAT_TEMPERATURE``):
-  the small model otherwise repeats one call until the budget runs out (2026-11-23:
-  ``echo`` eleven times, a missing file six times);
+  the small model otherwise repeats one call until the budget runs out
+  (see docs/small-model-assists.md);
 * localized turns (``repo_turns.localized_calls``; the domain passes the task's reproduce and
   check commands): reproduce, view a traceback frame (or trace the functions the test ran and view one), edit
   a shown line into one of its single-token repairs, check, then submit or undo and try the next;
@@ -38,7 +38,7 @@ the model writes the body; a regex holds the continuation to body lines (each
 indented like the docstring, or blank; the first one not blank), so it ends
 where the function ends, and the stops end it at a fence. Why: left free, the
 model wrote prose or test code instead of the function; given only the header,
-it copied the prompt and closed the block at once (2026-11-23).
+it copied the prompt and closed the block at once (docs/small-model-assists.md).
 """
 
 from __future__ import annotations

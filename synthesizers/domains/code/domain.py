@@ -118,8 +118,8 @@ class CodeOptions(DomainOptions):
     own; configs/code.yaml turns it on for the embedded model): every turn of a repo-level rollout
     is one guided call (``controller``, see ``controllers``), a function-level answer opens with
     the function's header (the model writes the body), at ``function_temperature`` when set.
-    ``kind_limits`` ({kind: n}) caps each kind before ``limit`` (the 217 repo instances would
-    otherwise crowd out a few dozen function tasks). ``bug_kinds`` keeps only repo instances of
+    ``kind_limits`` ({kind: n}) caps each kind before ``limit`` (a cache of some 200 repo instances
+    would otherwise crowd out a few dozen function tasks). ``bug_kinds`` keeps only repo instances of
     these injected-bug kinds (``mutate``; e.g. the one-token slips whose fix is among a guided
     edit's repairs, ``repairs``)."""
 
@@ -137,7 +137,7 @@ class CodeOptions(DomainOptions):
 class CodeDomain(Domain):
     """Repo-level bug fixing and function-level tasks cut from the same projects (``CodeOptions``).
     Why guided turns: SmolLM2-135M, unguided or with only its first turn opened by ``<tool_call>``,
-    made no call in any code rollout (48 of 48 ended after one free-text turn)."""
+    made no call in a code rollout (see docs/small-model-assists.md)."""
 
     name = "code"
     Options = CodeOptions

@@ -1,7 +1,7 @@
 """Single-token repairs of one line of Python: the replacement lines a guided ``edit`` may offer.
 
 Why: the embedded 135M model, asked to write an edit's ``new_str``, wrote noise or a copy of the
-line (0 of 24 localized repo rollouts fixed, 2026-11-23), so a small-model rollout instead picks
+line and fixed nothing (see docs/small-model-assists.md), so a small-model rollout instead picks
 its replacement among the lines that differ from the shown one by one token: another comparison
 or arithmetic operator, ``and``/``or`` swapped, an integer shifted by one, a ``not`` dropped or
 added, ``is``/``in`` negated. These are the slips a careful reader checks first; nothing here

@@ -6,9 +6,9 @@ and the ``E ...`` lines of their failures (what a user filing an issue would
 see), never the diff or the mutated source line. An LLM statement that
 fails ``acceptable`` (length, quotes the changed line, writes code, echoes the
 prompt, repeats itself, or names neither the project nor a failing test) is
-discarded for the template. Measured 2026-11-23: SmolLM2-135M's statements all
-fail it (prompt echoes, made-up test code, one sentence five times), so the
-embedded default ends with template statements; a real model gets through.
+discarded for the template. The embedded SmolLM2-135M's statements fail it
+(see docs/small-model-assists.md), so the embedded default ends with template
+statements; a real model gets through.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """A pytest plugin (``-p tf_trace_calls``) that lists the checkout's own functions the failing tests ran.
 
 Why: a failure without a library frame in its traceback (an assertion in the test itself) gives a
-guided rollout nothing to open, and ``grep`` for the names the test calls showed the buggy line in
-11 of 78 such instances (2026-11-23). The functions a failing test *ran* held the buggy
-one in 154 of 162 instances, and the ones called fewest times are the likeliest (a helper called
-once per test, not a loop's inner call): so the rollout runs the failing tests once more under
-this plugin and views windows from the definitions it lists (``localize.traced_windows``).
+guided rollout nothing to open, and ``grep`` for the names the test calls rarely shows the buggy
+line. The functions a failing test *ran* almost always hold the buggy one, and the ones called
+fewest times are the likeliest (a helper called once per test, not a loop's inner call): so the
+rollout runs the failing tests once more under this plugin and views windows from the definitions
+it lists (``localize.traced_windows``). Measured: see docs/small-model-assists.md (guided-code-turns).
 
 This file is staged as it is into the rollout's sandbox, outside the checkout (``tools.workspace``),
 and imported there by pytest: it may import only the standard library and pytest. What it records:
@@ -117,10 +117,8 @@ def pytest_runtest_logreport(report) -> None:
 
 def ranked(calls: dict[tuple[str, int, str], list[int]]) -> list[tuple[str, int, int, str, int]]:
     """(path, first line, last line, name, calls), fewest calls first, then the longest, then the
-    latest called. Why: on the 77 traced instances without a library frame (2026-11-23) a
-    window of the first 4 (first line to +40) held the bug line in 41 this way, in 34 with ties
-    broken by the latest call alone (an injected bug lies on any line: a longer function more
-    likely holds it)."""
+    latest called. Why the longest before the latest: an injected bug lies on any line, so a
+    longer function more likely holds it (measured: see docs/small-model-assists.md)."""
     order = sorted(calls.items(), key=lambda kv: (kv[1][0], kv[0][1] - kv[1][2], -kv[1][1]))
     return [(path, first, end, name, count) for (path, first, name), (count, _, end) in order]
 

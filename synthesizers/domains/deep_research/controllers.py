@@ -29,15 +29,10 @@ what a rollout can sensibly do at that point:
   when both were seen (``_shared``). Before anything answer-like is read, a
   short free string citing seen doc ids.
 
-Why the per-document answer: with one flat list of every name read (about 39
-per rollout), SmolLM2-135M picked the gold answer in 0 of the 23 rollouts
-whose list held it, and scoring each candidate by the model's own likelihood
-ranked the gold first in 0 of 23: it reads these summaries at chance
-(2026-11-23). Narrowing to the cited document's names of the
-asked kind leaves a few choices (one to eight) instead of forty. With these
-rules, results listed best match last, and the same 16 questions: 8 of 36
-trajectories passed (6 of 16 originals, all "both" questions; 0 of 18 forward
-hops), against 0 of 48 before.
+Why the per-document answer: from a flat list of every name read (about forty)
+the small model picks at chance; the cited document's names of the asked kind
+leave a few choices (one to eight). What was measured, with and without these
+rules: see docs/small-model-assists.md (research-forcing).
 
 The model still chooses the tool, the query, the document, the answer and its
 citation, wherever there is a choice: a turn narrowed to one possible call (the

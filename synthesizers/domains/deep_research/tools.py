@@ -82,9 +82,9 @@ class _BackendTool:
 
 class SearchTool(_BackendTool):
     """``best_last`` lists the results worst first, so the best match is the one next to
-    the model's next turn: SmolLM2-135M opened the *last* listed result in 43 of 76 opens
-    (2026-11-23), whatever its rank (the best-first "lost in the middle"
-    fix, turned around for a model that copies what it read last)."""
+    the model's next turn: SmolLM2-135M mostly opens the *last* listed result, whatever its
+    rank (the best-first "lost in the middle" fix, turned around for a model that copies what
+    it read last; measured: see docs/small-model-assists.md)."""
 
     name = "search"
 

@@ -1,4 +1,4 @@
-"""The math domain's small-model assist: answer forcing."""
+"""The math domain's small-model assist: answer forcing (docs/small-model-assists.md)."""
 
 from __future__ import annotations
 
