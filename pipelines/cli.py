@@ -117,11 +117,14 @@ def verify(
     input: Path = typer.Option(..., "--input", "-i", help="JSONL: {id, domain, task, messages}"),
     output: Path = typer.Option(..., "--output", "-o", help="JSONL: {id, passed, score, reason}"),
     workers: int = typer.Option(4, help="rows verified at once"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="judge as a run of this run (or mixture) config "
+                                          "does: its domain options, verifier settings and sandbox limits "
+                                          "(default: each domain's defaults)"),
 ) -> None:
     """Re-verify a dataset: any domain and task kind with a verifier (sandboxed rows run in their task's image)."""
     from pipelines.verify_cmd import verify_file
 
-    summary = verify_file(input, output, workers=workers)
+    summary = verify_file(input, output, workers=workers, config=config)
     Console().print(
         f"verified {summary.total} rows: [green]{summary.passed} passed[/], [red]{summary.failed} failed[/]"
         + (f" ({summary.bad_rows} malformed)" if summary.bad_rows else "")

@@ -10,12 +10,14 @@ domain hook ``sandbox_image(task)``: a repo-level code task runs in its
 project's image, test deps baked in), one pool per image, made on first use;
 other rows in the base image. A task whose image cannot be made fails with
 the reason; the other rows go on. Verdicts are the pipeline's: the same
-verifiers behind the same repetition gate (``pipelines.worker.make_verifier``).
+verifiers behind the same repetition gate (``pipelines.worker.make_verifier``),
+with default domain options, or with ``config`` (a run or mixture config) the
+options, verifier settings and sandbox limits a run of it judges with
+(``pipelines.verify_judging``).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -24,10 +26,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pipelines.atomic import write_text
+from pipelines.config import SandboxConfig
+from pipelines.verify_judging import Judging, default_judging, judging_from_config
 from pipelines.worker import ImagePools, make_verifier
 from sandboxes.image import ensure_image
 from schemas import Task, Verdict, messages_from_openai
-from synthesizers.domains.registry import get_domain
 from verifiers.registry import infer_kind
 
 
@@ -61,10 +64,16 @@ def verify_file(
     workers: int = 4,
     sandbox_pool_factory: Callable[[str], Any] | None = None,
     on_row: Callable[[], None] = lambda: None,
+    config: Path | None = None,
 ) -> VerifySummary:
     input_path = Path(input_path)
     if not input_path.is_file():
         raise FileNotFoundError(f"input file not found: {input_path} (pass a JSONL file with --input)")
+    configured = judging_from_config(config) if config is not None else {}
+
+    def judging(domain: str) -> Judging:
+        return configured.get(domain) or default_judging(domain)
+
     lines = [line for line in input_path.read_text().splitlines() if line.strip()]
     parsed: list[tuple[str, Task | None, list | str]] = []
     for n, line in enumerate(lines, 1):
@@ -80,7 +89,8 @@ def verify_file(
         """Per domain, so each judges under the limits of its own runs (``pipelines.sandbox_pool``)."""
         with pools_lock:
             if domain not in pools_by_domain:
-                pools_by_domain[domain] = ImagePools(ensure_image, sandbox_pool_factory or _domain_pool(domain))
+                factory = sandbox_pool_factory or _pool_factory(judging(domain).sandbox)
+                pools_by_domain[domain] = ImagePools(ensure_image, factory)
             return pools_by_domain[domain]
 
     def judge(item) -> Verdict:
@@ -88,9 +98,12 @@ def verify_file(
         try:
             if task is None:
                 return Verdict(passed=False, reason=str(messages))
-            verifier = make_verifier(task.domain, task.kind, domain=_domain(task.domain))
+            how = judging(task.domain)
+            verifier = make_verifier(task.domain, task.kind, domain=how.domain, judge=judges.get(task.domain),
+                                     options=how.options, repetition=how.repetition)
             if verifier.needs_sandbox:
-                with pools_for(task.domain).pool_for(_image_for(task)).acquire() as box:
+                image = how.domain.sandbox_image(task) if how.domain is not None else None
+                with pools_for(task.domain).pool_for(image).acquire() as box:
                     return verifier.verify(task, messages, box)
             return verifier.verify(task, messages, None)
         except Exception as exc:
@@ -98,12 +111,20 @@ def verify_file(
         finally:
             on_row()
 
+    judges: dict[str, Any] = {}  # the LLM judges a config asks for (pipelines.judge; never the default)
     try:
+        for name, how in configured.items():
+            if how.judge:
+                from pipelines.judge import judge_from_config  # an engine client: only when asked
+
+                judges[name] = judge_from_config(how.judge)
         with ThreadPoolExecutor(max_workers=max(1, workers)) as ex:
             verdicts = list(ex.map(judge, parsed))
     finally:
         for pools in pools_by_domain.values():
             pools.close()
+        for llm_judge in judges.values():
+            llm_judge.close()
     summary = VerifySummary(total=len(parsed))
     out_lines = []
     for (row_id, task, _), verdict in zip(parsed, verdicts):
@@ -122,22 +143,7 @@ def _loose_id(line: str, n: int) -> str:
         return f"line-{n}"
 
 
-@functools.lru_cache(maxsize=None)
-def _domain(name: str) -> Any:
-    try:
-        return get_domain(name)
-    except ValueError:  # a verifier without a synthesizer domain: the base image
-        return None
+def _pool_factory(sandbox: SandboxConfig) -> Callable[[str], Any]:
+    from pipelines.sandbox_pool import make_pool
 
-
-def _image_for(task: Task) -> str | None:
-    """The image the task's domain asks for (``sandbox_image``), or None: the base image."""
-    domain = _domain(task.domain)
-    return domain.sandbox_image(task) if domain is not None else None
-
-
-def _domain_pool(domain: str) -> Callable[[str], Any]:
-    from pipelines.sandbox_pool import domain_sandbox, make_pool
-
-    sandbox = domain_sandbox(domain)
     return lambda image: make_pool(sandbox, image)

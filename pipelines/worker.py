@@ -73,13 +73,16 @@ class ImagePools:
 
 def make_verifier(domain_name: str, kind: str, *, domain: Any = None, judge=None,
                   options: dict[str, Any] | None = None, repetition: bool | None = None):
-    """``verifiers.registry.get_verifier`` with the run's repetition rule: behind the gate unless
+    """``verifiers.registry.get_verifier`` as the run judges: the keywords the domain's options imply
+    (``domain.verifier_options()``, e.g. deep research's pass mark) with the run config's
+    ``verifier.options`` overriding them key by key; behind the repetition gate unless
     ``repetition`` is False (None: the domain's ``repetition_check``)."""
     from verifiers.registry import get_verifier
 
     if repetition is None:
         repetition = domain.repetition_check if domain is not None else True
-    return get_verifier(domain_name, kind, judge=judge, options=options, repetition=repetition)
+    merged = {**(domain.verifier_options() if domain is not None else {}), **(options or {})}
+    return get_verifier(domain_name, kind, judge=judge, options=merged, repetition=repetition)
 
 
 def _check_token_mode(engine: Any) -> None:

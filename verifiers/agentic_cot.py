@@ -8,6 +8,13 @@ must be *stated in the summary*, not somewhere earlier, while the phases stay
 in view (the math verifier checks their arithmetic). Tool calls stay in place
 (tool-use verifiers judge the calls that were made).
 
+How strict the structure check is comes from the constructor: ``allow_stray``
+(text outside the tags) and ``allow_repeats`` (a phase restating another), the
+domain's options of those names through ``pipelines.worker.make_verifier``;
+``underlying_options`` gives the underlying verifiers their keywords, per
+underlying domain (e.g. a deep-research pass mark). A ``structure`` key in the
+payload, which older stores and verify rows may carry, is ignored.
+
 ``trajforge verify`` rows: ``{"domain": "agentic-cot", "task": {"underlying":
 {"domain": "math", "kind": "default", "payload": {"question", "answer"}}},
 "messages": [...]}``.
@@ -16,6 +23,8 @@ in view (the math verifier checks their arithmetic). Tool calls stay in place
 from __future__ import annotations
 
 import re
+
+from typing import Any
 
 from sandboxes.base import Sandbox
 from schemas import Message, Task, Verdict, messages_from_openai
@@ -34,6 +43,18 @@ class AgenticCoTVerifier:
     domain = "agentic-cot"
     needs_sandbox = False
 
+    def __init__(self, allow_stray: bool = False, allow_repeats: bool = False,
+                 underlying_options: dict[str, dict[str, Any]] | None = None):
+        for key, value in (("allow_stray", allow_stray), ("allow_repeats", allow_repeats)):
+            if not isinstance(value, bool):
+                raise ValueError(f"agentic-cot {key} must be true or false, not {value!r}")
+        underlying = dict(underlying_options or {})
+        if not all(isinstance(k, str) and isinstance(v, dict) for k, v in underlying.items()):
+            raise ValueError("agentic-cot underlying_options must map a domain name to its verifier keywords")
+        self.allow_stray = allow_stray
+        self.allow_repeats = allow_repeats
+        self.underlying_options = underlying
+
     def verify(self, task: Task, messages: list[Message], sandbox: Sandbox | None = None) -> Verdict:
         try:
             return self._verify(task, messages, sandbox)
@@ -48,16 +69,15 @@ class AgenticCoTVerifier:
             return Verdict(passed=False, reason="task has no underlying task to verify against")
         inner = Task.model_validate({"id": f"{task.id}:underlying", **raw})  # verify rows may omit the id
         marker = _ANSWER_MARKERS.get(inner.domain)
-        options = task.payload.get("structure") or {}
         report = check_structure(
             messages,
             answer_check=(lambda s: bool(marker.search(s))) if marker else None,
-            allow_stray=bool(options.get("allow_stray", False)),
-            allow_repeats=bool(options.get("allow_repeats", False)),
+            allow_stray=self.allow_stray,
+            allow_repeats=self.allow_repeats,
         )
         if not report.ok:
             return Verdict(passed=False, score=0.0, reason=f"structure: {report.reason}")
-        verifier = get_verifier(inner.domain, inner.kind)
+        verifier = get_verifier(inner.domain, inner.kind, options=self.underlying_options.get(inner.domain))
         if verifier.needs_sandbox and sandbox is None:
             return Verdict(passed=False, reason=f"structure ok; {inner.domain} verifier needs a sandbox and got none")
         verdict = verifier.verify(inner, self._judged(task, messages, report.summary or ""), sandbox)

@@ -4,10 +4,14 @@ The answer is read from the last assistant message that calls ``answer``
 ({"answer", "citations"}); a plain-text "Final answer: ..." line with a
 "Citations: d00012, d00345" line is accepted too. Score = best token F1 over
 gold and aliases (SQuAD normalisation); the trajectory passes when exact match
-holds or F1 reaches the task's ``f1_threshold`` (default 0.8), **and** the
-citations include a gold document that contains the answer (``answer_doc_ids``)
-and — unless ``require_retrieved`` is false — that document's id appeared in a
-tool result of this trajectory (a model cannot cite a document it never saw).
+holds or F1 reaches ``threshold`` (default 0.8), **and** the citations include
+a gold document that contains the answer (``answer_doc_ids``) and — unless
+``require_retrieved`` is False — that document's id appeared in a tool result
+of this trajectory (a model cannot cite a document it never saw).
+``threshold`` and ``require_retrieved`` are constructor keywords (the domain's
+``f1_threshold`` / ``require_retrieved`` options, through
+``pipelines.worker.make_verifier``); payload keys of those names, which older
+stores and verify rows may carry, are ignored.
 An optional judge (a callable, never the default; an LLM judge comes from a run
 config's ``verifier.judge``, see ``pipelines/judge.py``) may rescue a correct
 answer phrased differently; it never overrides the citation check.
@@ -89,9 +93,15 @@ class DeepResearchVerifier:
     domain = "deep-research"
     needs_sandbox = False
 
-    def __init__(self, judge: Judge | None = None, threshold: float | None = None):
+    def __init__(self, judge: Judge | None = None, threshold: float = DEFAULT_THRESHOLD,
+                 require_retrieved: bool = True):
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+            raise ValueError(f"deep-research threshold must be a number from 0 to 1, not {threshold!r}")
+        if not isinstance(require_retrieved, bool):
+            raise ValueError(f"deep-research require_retrieved must be true or false, not {require_retrieved!r}")
         self.judge = judge
-        self.threshold = threshold
+        self.threshold = float(threshold)
+        self.require_retrieved = require_retrieved
 
     def verify(self, task: Task, messages: list[Message], sandbox: Sandbox | None = None) -> Verdict:
         p = task.payload
@@ -107,7 +117,7 @@ class DeepResearchVerifier:
             return Verdict(passed=False, score=0.0, reason=f"answer is {len(answer)} chars; at most {MAX_ANSWER_CHARS}")
         f1 = max(token_f1(answer, g) for g in golds)
         em = any(exact_match(answer, g) for g in golds)
-        threshold = self.threshold if self.threshold is not None else float(p.get("f1_threshold", DEFAULT_THRESHOLD))
+        threshold = self.threshold
         correct, how = em or f1 >= threshold, ("exact match" if em else f"F1 {f1:.2f}")
         if not correct and self.judge is not None and self.judge(str(p.get("question", "")), golds, answer):
             correct, how = True, f"judge (F1 {f1:.2f})"
@@ -115,15 +125,14 @@ class DeepResearchVerifier:
             return Verdict(passed=False, score=f1, reason=f"wrong answer {answer[:80]!r} (F1 {f1:.2f} < {threshold:g}; gold {gold!r})")
         return self._check_citations(p, citations, messages, f1, how)
 
-    @staticmethod
-    def _check_citations(p: dict, citations: list[str], messages: list[Message], f1: float, how: str) -> Verdict:
+    def _check_citations(self, p: dict, citations: list[str], messages: list[Message], f1: float, how: str) -> Verdict:
         needed = [str(d) for d in p.get("answer_doc_ids") or p.get("evidence_doc_ids") or []]
         if not needed:
             return Verdict(passed=True, score=f1, reason=f"correct ({how}); task lists no evidence to cite")
         cited = [d for d in needed if d in set(citations)]
         if not cited:
             return Verdict(passed=False, score=f1, reason=f"correct ({how}) but cites none of the evidence {needed} (cited {citations[:5]})")
-        if p.get("require_retrieved", True):
+        if self.require_retrieved:
             seen = retrieved_ids(messages)
             if not any(re.search(rf"\b{re.escape(d)}\b", seen) for d in cited):
                 return Verdict(passed=False, score=f1, reason=f"cites {cited} but no tool result ever showed it (never retrieved)")

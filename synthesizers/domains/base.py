@@ -77,7 +77,8 @@ class Domain(ABC):
 
     Required: ``seed_tasks``, ``initial_messages``, ``tools``, ``is_final``. Hooks with defaults:
     ``first_critical_step`` (the first assistant message), ``sandbox_image`` (the base image),
-    ``training_messages`` (the rollout's messages), ``controller`` and ``user_simulator`` (none).
+    ``training_messages`` (the rollout's messages), ``controller`` and ``user_simulator`` (none),
+    ``verifier_options`` (none: how its options say its tasks are judged).
     """
 
     name: ClassVar[str]
@@ -162,6 +163,14 @@ class Domain(ABC):
         """The one way this domain steers a rollout of ``task`` (``synthesizers.controller``): its
         small-model assists, used only when the run turns them on; None: the model writes alone."""
         return None
+
+    def verifier_options(self) -> dict[str, Any]:
+        """The constructor keywords its options imply for its verifiers (how its tasks are judged,
+        e.g. a pass mark): run settings, so they reach the verifier here, never through task
+        payloads. ``pipelines.worker.make_verifier`` passes them, a run config's
+        ``verifier.options`` overriding them key by key; a keyword a verifier kind does not take
+        is not passed to it."""
+        return {}
 
     def user_simulator(self, task: Task, engine: Any) -> Any:
         """An object with ``async reply(messages) -> Message | None`` that plays the user (always as

@@ -96,6 +96,15 @@ def test_verify_missing_input(tmp_path):
     assert not (tmp_path / "o.jsonl").exists()
 
 
+def test_verify_with_a_missing_config(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"id": "a", "domain": "math", "task": {"question": "q", "answer": "1"}, "messages": []}\n')
+    proc = trajforge("verify", "--input", str(src), "--output", str(tmp_path / "o.jsonl"),
+                     "--config", str(tmp_path / "missing.yaml"))
+    assert_one_line_error(proc, "config file not found")
+    assert not (tmp_path / "o.jsonl").exists()
+
+
 def test_train_refuses_a_tokenizer_that_does_not_match_the_shards(tmp_path):
     from tests.trainer.shard_factory import write_shards
 

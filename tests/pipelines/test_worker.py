@@ -95,6 +95,21 @@ def test_verifiers_sit_behind_the_repetition_gate_unless_the_domain_or_config_sa
                           RepetitionGate)
 
 
+def test_make_verifier_takes_the_domains_options_with_the_config_overriding_key_by_key():
+    from pipelines.worker import make_verifier
+    from synthesizers.domains.registry import get_domain
+
+    domain = get_domain("deep-research", {"f1_threshold": 0.5, "require_retrieved": False})
+    judged = make_verifier("deep-research", "default", domain=domain).inner
+    assert (judged.threshold, judged.require_retrieved) == (0.5, False)
+    overridden = make_verifier("deep-research", "default", domain=domain, options={"threshold": 0.9}).inner
+    assert (overridden.threshold, overridden.require_retrieved) == (0.9, False)  # the other key stays the domain's
+    default = make_verifier("deep-research", "default", domain=get_domain("deep-research")).inner
+    assert (default.threshold, default.require_retrieved) == (0.8, True)
+    acot = make_verifier("agentic-cot", "sandboxed", domain=get_domain("agentic-cot", {"allow_stray": True})).inner
+    assert acot.allow_stray is True and acot.allow_repeats is False
+
+
 def _not_prefix_stable(tokenizer):
     tok = tokenizer.__class__.from_pretrained(tokenizer.name_or_path)
     tok.chat_template = ("{%- for m in messages[-2:] -%}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"

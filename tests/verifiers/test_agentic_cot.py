@@ -117,3 +117,42 @@ def test_rewrite_of_a_stored_trajectory_is_judged_on_the_original_evidence_plus_
     wrong = PHASES[:-1] + [("summary", "\\boxed{28}")]
     # the original's correct \boxed{29} is not the last word: the summary's answer is judged
     assert not verifier.verify(rewrite, convo + [Message(role="assistant", content=render_phases(wrong))]).passed
+
+
+def test_structure_rules_are_constructor_options_and_payload_keys_are_ignored():
+    from verifiers.agentic_cot import AgenticCoTVerifier
+
+    stray = conversation("Sure! " + render_phases(PHASES))
+    refused = AgenticCoTVerifier().verify(task(), stray)
+    assert not refused.passed and "outside the phase tags" in refused.reason
+    assert AgenticCoTVerifier(allow_stray=True).verify(task(), stray).passed
+    # an older store's task carries the rule in its payload: ignored, the constructor decides
+    old = Task(id="acot-old", domain="agentic-cot", payload={**task().payload, "structure": {"allow_stray": True}})
+    assert not AgenticCoTVerifier().verify(old, stray).passed
+
+    repeated = list(PHASES)
+    repeated[3] = ("reflection", PHASES[2][1])
+    assert "word for word" in AgenticCoTVerifier().verify(task(), conversation(render_phases(repeated))).reason
+    assert AgenticCoTVerifier(allow_repeats=True).verify(task(), conversation(render_phases(repeated))).passed
+
+
+def test_underlying_options_reach_the_underlying_verifier():
+    from verifiers.agentic_cot import AgenticCoTVerifier
+
+    inner = {"id": "dr1", "domain": "deep-research",
+             "payload": {"question": "Which range?", "answer": "Ural Mountains", "answer_doc_ids": ["d02954"]}}
+    dr = Task(id="acot-dr", domain="agentic-cot", payload={"mode": "direct", "underlying": inner})
+    phases = PHASES[:-1] + [("summary", "Final answer: Ural\nCitations: d02954")]  # F1 2/3, never retrieved
+    convo = conversation(render_phases(phases))
+    default = AgenticCoTVerifier().verify(dr, convo)
+    assert not default.passed and "F1 0.67 < 0.8" in default.reason
+    loose = AgenticCoTVerifier(underlying_options={"deep-research": {"threshold": 0.6, "require_retrieved": False}})
+    assert loose.verify(dr, convo).passed, loose.verify(dr, convo).reason
+
+
+@pytest.mark.parametrize("kwargs", [{"allow_stray": "yes"}, {"allow_repeats": 1}, {"underlying_options": {"math": 3}}])
+def test_bad_constructor_options_are_refused(kwargs):
+    from verifiers.agentic_cot import AgenticCoTVerifier
+
+    with pytest.raises(ValueError, match="agentic-cot"):
+        AgenticCoTVerifier(**kwargs)

@@ -64,8 +64,8 @@ def test_right_answer_without_evidence_fails():
 def test_citing_a_document_never_retrieved_fails():
     verdict = V.verify(TASK, trajectory("Ural Mountains", ["d02954"], seen=("d09967",)))
     assert not verdict.passed and "never retrieved" in verdict.reason
-    lax = Task(id="t2", domain="deep-research", payload={**PAYLOAD, "require_retrieved": False})
-    assert V.verify(lax, trajectory("Ural Mountains", ["d02954"], seen=("d09967",))).passed
+    lax = DeepResearchVerifier(require_retrieved=False)
+    assert lax.verify(TASK, trajectory("Ural Mountains", ["d02954"], seen=("d09967",))).passed
 
 
 def test_wrong_answer_fails_even_with_evidence():
@@ -77,9 +77,26 @@ def test_partial_answers_are_scored_by_f1_against_the_threshold():
     partial = trajectory("Ural", ["d02954"])  # F1 = 2/3
     verdict = V.verify(TASK, partial)
     assert not verdict.passed and verdict.score == pytest.approx(2 / 3)
-    lenient = Task(id="t3", domain="deep-research", payload={**PAYLOAD, "f1_threshold": 0.6})
-    assert V.verify(lenient, partial).passed
-    assert DeepResearchVerifier(threshold=0.5).verify(TASK, partial).passed
+    assert DeepResearchVerifier(threshold=0.6).verify(TASK, partial).passed  # 0.6 <= 2/3 < 0.8
+    assert not DeepResearchVerifier(threshold=0.7).verify(TASK, partial).passed
+
+
+def test_payload_keys_of_older_stores_are_ignored():
+    """Older stores put the domain's judging options in each payload; the constructor decides now."""
+    old = Task(id="t4", domain="deep-research", payload={**PAYLOAD, "f1_threshold": 0.6, "require_retrieved": False})
+    partial, unseen = trajectory("Ural", ["d02954"]), trajectory("Ural Mountains", ["d02954"], seen=("d09967",))
+    assert not V.verify(old, partial).passed and not V.verify(old, unseen).passed
+    assert DeepResearchVerifier(threshold=0.6).verify(old, partial).passed
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"threshold": 80}, "threshold must be a number from 0 to 1"),
+    ({"threshold": "high"}, "threshold must be a number"),
+    ({"require_retrieved": "no"}, "require_retrieved must be true or false"),
+])
+def test_bad_constructor_options_are_refused(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        DeepResearchVerifier(**kwargs)
 
 
 @pytest.mark.parametrize(

@@ -25,3 +25,17 @@ def test_a_bad_value_is_refused_before_the_run():
     with pytest.raises(ValueError, match="arithmetic must be one of"):
         check_options("math", {"arithmetic": "strict"})
     check_options("math", {"arithmetic": "off"})  # a good one passes
+
+
+def test_the_judging_keywords_domains_pass_are_taken_and_others_refused_in_one_line():
+    check_options("deep-research", {"threshold": 0.6, "require_retrieved": False})
+    check_options("agentic-cot", {"allow_stray": True, "allow_repeats": True, "underlying_options": {}})
+    with pytest.raises(ValueError) as refused:
+        check_options("deep-research", {"f1_threshold": 0.6})  # the domain option's name, not the verifier's
+    assert "\n" not in str(refused.value)
+    assert str(refused.value).startswith("verifier.options: f1_threshold not taken by the deep-research verifiers")
+    assert "require_retrieved, threshold" in str(refused.value)
+    with pytest.raises(ValueError, match="threshold must be a number from 0 to 1"):
+        check_options("deep-research", {"threshold": 2})
+    with pytest.raises(ValueError, match="allow_stray must be true or false"):
+        check_options("agentic-cot", {"allow_stray": "sometimes"})

@@ -114,6 +114,7 @@ class AgenticCoTDomain(Domain):
                     raise DomainOptionsError(f"agentic-cot direct over {spec.domain!r} (stateful sandbox tools) "
                                              "is not supported yet")
                 self._domains[spec.domain] = inner
+        self._direct = dict(self._domains)  # what verifier_options reads: rewrites add defaults later
 
     def _domain(self, name: str) -> Domain:
         from synthesizers.domains.registry import get_domain
@@ -127,10 +128,7 @@ class AgenticCoTDomain(Domain):
     # ---- seeds ------------------------------------------------------------
 
     def seed_tasks(self, *, limit: int | None, seed: int) -> Iterator[Task]:
-        structure = {"allow_stray": self.options.allow_stray}
-        if self.options.allow_repeats:  # only when set: task payloads (and ids) stay as they were
-            structure["allow_repeats"] = True
-        streams = [self._stream(spec, seed, structure) for spec in self.options.sources]  # all read up front
+        streams = [self._stream(spec, seed) for spec in self.options.sources]  # all read up front
         seen: set[str] = set()
         tasks = []
         for task in itertools.chain.from_iterable(itertools.zip_longest(*streams)):
@@ -139,7 +137,7 @@ class AgenticCoTDomain(Domain):
                 tasks.append(task)
         return iter(tasks[:limit] if limit is not None else tasks)
 
-    def _stream(self, spec: SourceSpec, seed: int, structure: dict[str, Any]) -> list[Task]:
+    def _stream(self, spec: SourceSpec, seed: int) -> list[Task]:
         if spec.mode == "direct":
             inner = self._domain(spec.domain).seed_tasks(limit=spec.count, seed=seed)
             pairs = ((t, "", None) for t in inner)
@@ -147,15 +145,13 @@ class AgenticCoTDomain(Domain):
         else:
             pairs = cot_rows(spec.dataset) if spec.dataset is not None else store_rows(spec.store)
             label = "rewrite:dataset" if spec.dataset is not None else "rewrite:store"
-        return [self._wrap(spec.mode, label, inner, text, msgs, structure)
+        return [self._wrap(spec.mode, label, inner, text, msgs)
                 for inner, text, msgs in itertools.islice(pairs, spec.count)]
 
     @staticmethod
-    def _wrap(mode: str, label: str, inner: Task, text: str, source_messages: list | None,
-              structure: dict[str, Any]) -> Task:
+    def _wrap(mode: str, label: str, inner: Task, text: str, source_messages: list | None) -> Task:
         digest = hashlib.sha256(f"{mode}\0{inner.id}\0{text}".encode()).hexdigest()[:12]
-        # ``structure`` is how the task is judged (the verifier reads it), so it stays with the task.
-        payload = {"mode": mode, "underlying": inner.model_dump(), "source_text": text, "structure": structure}
+        payload = {"mode": mode, "underlying": inner.model_dump(), "source_text": text}
         if source_messages:
             payload["source_messages"] = source_messages  # the original's evidence, for the verifier
         return Task(
@@ -165,6 +161,13 @@ class AgenticCoTDomain(Domain):
             source=f"{label}:{inner.source}",
             payload=payload,
         )
+
+    def verifier_options(self) -> dict[str, Any]:
+        """The structure rules, and for each underlying domain of a direct source the keywords its
+        options imply for its own verifier (the inner task is judged as that domain's run would)."""
+        underlying = {name: opts for name, d in self._direct.items() if (opts := d.verifier_options())}
+        return {"allow_stray": self.options.allow_stray, "allow_repeats": self.options.allow_repeats,
+                "underlying_options": underlying}
 
     # ---- rollout ----------------------------------------------------------
 

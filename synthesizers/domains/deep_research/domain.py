@@ -9,6 +9,7 @@ Options (``domain_options``, all optional):
                                   options: {...}, temperature: 0.7, max_tokens: 96}}
   f1_threshold: 0.8         (verifier pass mark on token F1)
   require_retrieved: true   (a cited answer document must have appeared in a tool result)
+                            (these two reach the verifier through ``verifier_options``)
   forcing: true             (small-model help, see ``controllers.py``: every turn is one guided
                              call; search first, answer on the last turn; doc ids only from
                              this rollout's results)
@@ -57,7 +58,7 @@ class DeepResearchOptions(DomainOptions):
     corpus: dict[str, Any] | None = None
     search: dict[str, Any] | None = None
     questions: QuestionOptions = QuestionOptions()
-    f1_threshold: float = 0.8
+    f1_threshold: float = Field(0.8, ge=0, le=1)
     require_retrieved: bool = True
     forcing: bool = True
     results_order: Literal["best_first", "best_last"] = "best_first"
@@ -88,11 +89,9 @@ class DeepResearchDomain(Domain):
         rows = self._question_set(self.options.corpus, self.options.questions.model_dump())
         order = list(range(len(rows)))
         random.Random(f"deep-research:{seed}").shuffle(order)  # the run seed picks the order, not the set
-        # How the task is judged (the verifier reads these), so they stay with the task.
-        judged = {"f1_threshold": self.options.f1_threshold, "require_retrieved": self.options.require_retrieved}
         corpus_spec = self.options.corpus_spec
         checker = _chain_checker(corpus_spec)
-        return (self._checked(self._task(rows[i], corpus_spec, judged), rows[i], checker) for i in order[:limit])
+        return (self._checked(self._task(rows[i], corpus_spec), rows[i], checker) for i in order[:limit])
 
     @staticmethod
     def _checked(task: Task, row: dict[str, Any], checker: Any) -> Task:
@@ -140,7 +139,7 @@ class DeepResearchDomain(Domain):
         return rows
 
     @staticmethod
-    def _task(row: dict[str, Any], corpus_spec: dict[str, Any], extras: dict[str, Any]) -> Task:
+    def _task(row: dict[str, Any], corpus_spec: dict[str, Any]) -> Task:
         payload = {
             "question": row["question"],
             "answer": row["answer"],
@@ -151,10 +150,13 @@ class DeepResearchDomain(Domain):
             "construction": row["construction"],
             "answer_type": row["answer_type"],
             "writer": row["writer"],
-            **extras,
         }
         source = f"{corpus_spec.get('source', 'ovos')}:{row['construction']}:{row['writer']}"
         return Task(id=row["id"], domain=NAME, kind="default", source=source, payload=payload)
+
+    def verifier_options(self) -> dict[str, Any]:
+        """The pass mark and the retrieval rule (``verifiers.deep_research``'s keywords)."""
+        return {"threshold": self.options.f1_threshold, "require_retrieved": self.options.require_retrieved}
 
     def initial_messages(self, task: Task) -> list[Message]:
         return [Message(role="system", content=SYSTEM_PROMPT), Message(role="user", content=task.payload["question"])]

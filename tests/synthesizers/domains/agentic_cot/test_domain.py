@@ -164,6 +164,21 @@ def test_seeds_are_deterministic_and_interleave_direct_and_rewrite(domain):
     assert all(t.domain == "agentic-cot" and t.kind == "default" for t in a)
 
 
+def test_judging_options_reach_the_verifier_not_the_payload():
+    strict = AgenticCoTDomain()
+    loose = AgenticCoTDomain({"allow_stray": True, "allow_repeats": True})
+    tasks = [t.model_dump() for t in strict.seed_tasks(limit=4, seed=3)]
+    assert len(tasks) == 4 and not any("structure" in t["payload"] for t in tasks)
+    assert tasks == [t.model_dump() for t in loose.seed_tasks(limit=4, seed=3)]  # ids and payloads alike
+    assert strict.verifier_options() == {"allow_stray": False, "allow_repeats": False, "underlying_options": {}}
+    assert loose.verifier_options()["allow_stray"] is True and loose.verifier_options()["allow_repeats"] is True
+    # a direct source's domain options judge its inner tasks (rewrites use the defaults)
+    over_dr = AgenticCoTDomain({"sources": [{"mode": "direct", "domain": "deep-research",
+                                             "options": {"f1_threshold": 0.6, "require_retrieved": False}}]})
+    assert over_dr.verifier_options()["underlying_options"] == {
+        "deep-research": {"threshold": 0.6, "require_retrieved": False}}
+
+
 def test_bad_options_fail_when_the_domain_is_built():
     from synthesizers.domains.base import DomainOptionsError
 

@@ -32,11 +32,22 @@ def test_registered_and_seed_tasks_are_deterministic(monkeypatch, tmp_path):
     assert len(other) == 10 and {t.id for t in first} <= {t.id for t in other}
     assert [t.id for t in other[:6]] != [t.id for t in first]  # the run seed changes the order
     p = first[0].payload
-    assert p["f1_threshold"] == 0.7 and p["require_retrieved"] is True  # how it is judged stays with the task
-    assert not set(p) & {"search", "forcing", "results_order"}  # how it is rolled out is the domain's options
+    # How a task is judged and rolled out are the domain's options, never task data.
+    assert not set(p) & {"f1_threshold", "require_retrieved", "threshold", "search", "forcing", "results_order"}
     assert domain.options.search_spec == {"backend": "local", "corpus": {"source": "ovos"}}
     assert set(p) >= {"question", "answer", "aliases", "evidence_doc_ids", "answer_doc_ids", "hops"}
     assert len({t.id for t in other}) == 10
+
+
+def test_judging_options_reach_the_verifier_not_the_payload(monkeypatch, tmp_path):
+    monkeypatch.setattr(construction, "CACHE_DIR", tmp_path)
+    questions = {"count": 6, "seed": 2}
+    strict = DeepResearchDomain({"questions": questions})
+    loose = DeepResearchDomain({"questions": questions, "f1_threshold": 0.5, "require_retrieved": False})
+    assert strict.verifier_options() == {"threshold": 0.8, "require_retrieved": True}
+    assert loose.verifier_options() == {"threshold": 0.5, "require_retrieved": False}
+    tasks = [t.model_dump() for t in strict.seed_tasks(limit=None, seed=1)]
+    assert len(tasks) == 6 and tasks == [t.model_dump() for t in loose.seed_tasks(limit=None, seed=1)]
 
 
 def test_bad_options_fail_fast():
@@ -44,6 +55,8 @@ def test_bad_options_fail_fast():
         DeepResearchDomain({"corpuss": {}})
     with pytest.raises(DomainOptionsError, match="'questions.hops.0': Input should be 2 or 3"):
         DeepResearchDomain({"questions": {"hops": [5]}})
+    with pytest.raises(DomainOptionsError, match="'f1_threshold': Input should be less than or equal to 1"):
+        DeepResearchDomain({"f1_threshold": 80})
     with pytest.raises(DomainOptionsError, match="'questions.writer': Input should be 'template'"):
         DeepResearchDomain({"questions": {"writer": "gpt", "count": 3, "seed": 99}})
 
