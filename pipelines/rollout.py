@@ -1,7 +1,8 @@
 """Rollout of one task: agent loop -> verify -> (if failed) branch and re-roll.
 
-``TaskRunner`` is generic over domains: the domain plug-in supplies prompts,
-tools and the critical-action rule; the verifier judges. Nothing here raises
+``TaskRunner`` is generic over domains: the domain plug-in supplies each
+rollout's spec (``Domain.rollout_spec``: messages, tools, sandbox, controller,
+user) and the critical-action rule; the verifier judges. Nothing here raises
 on a bad task or a failing tool: problems become failed trajectories with an
 ``error``, so one bad row never kills a run.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import contextvars
+import functools
 import time
 from dataclasses import dataclass, replace
 from typing import Any, AsyncIterator, Callable
@@ -22,6 +23,7 @@ from schemas.tokens import TokenTrace
 from synthesizers.agent_loop import AgentResult, Budget, run_agent
 from synthesizers.domains.base import Domain, Tool, ToolContext
 from synthesizers.engines.base import LLMEngine, SamplingParams
+from synthesizers.rollout_spec import RolloutSpec, SandboxSpec, image_of
 from verifiers.base import Verifier
 
 from pipelines.branching import branch_prefix, branch_seed, branch_trajectory_id, cut_point, root_trajectory_id
@@ -64,35 +66,43 @@ class PooledTool:
             return self._tool.run(arguments, ToolContext(task=ctx.task, sandbox=box, state=ctx.state))
 
 
+# The run's sandbox pools by image (None: the base image), e.g. ``pipelines.worker.ImagePools.pool_for``.
+PoolFor = Callable[[str | None], SandboxPool]
+
+
 class TaskRunner:
+    """Rolls tasks out as their domain's ``rollout_spec`` says: one spec per rollout (the
+    original, each branch with its parent's prefix as messages, each try again), since a spec's
+    controller and user may keep count. Boxes come from ``pools(spec.sandbox.image)``."""
+
     def __init__(
         self,
         engine: LLMEngine,
         domain: Domain,
         verifier_for: Callable[[str], Verifier],
         settings: RolloutSettings,
-        pool: SandboxPool | None = None,
+        pools: PoolFor | None = None,
         concurrency: int = 16,
     ):
         self.engine = engine
         self.domain = domain
         self.verifier_for = verifier_for  # task kind -> verifier
         self.settings = settings
-        self.pool = pool
+        self.pools = pools  # None: no sandboxes (tools that need one get none)
         self._slots = asyncio.Semaphore(max(1, concurrency))
-        # Box hand-outs and verification block; asyncio's default executor has only cpu+4 threads,
-        # which would cap them below the rollouts in flight.
+        # Specs, box hand-outs and verification block; asyncio's default executor has only cpu+4
+        # threads, which would cap them below the rollouts in flight.
         self._threads = concurrent.futures.ThreadPoolExecutor(max_workers=max(8, 2 * concurrency),
                                                               thread_name_prefix="trajforge-rollout")
 
     async def run_task(self, task: Task) -> list[Trajectory]:
         """The task's original rollout plus, if it failed, its branches."""
         try:
-            messages = self.domain.initial_messages(task)
+            spec = await self._spec(task)
         except Exception as exc:  # a malformed task is recorded, not fatal
             return [self._broken(task, f"bad task: {type(exc).__name__}: {exc}")]
         root_id = root_trajectory_id(task.id, self.settings.seed)
-        root = await self._rollout(task, messages, root_id, self.settings.seed, None, None)
+        root = await self._rollout(task, spec, root_id, self.settings.seed, None, None)
         out = [root]
         cut = cut_point(self.domain, root) if self.settings.branches > 0 else None
         if cut is not None:
@@ -114,12 +124,19 @@ class TaskRunner:
             out.extend(await asyncio.gather(*jobs))
         return out
 
-    async def _rollout(self, task: Task, messages: list[Message], traj_id: str, seed: int, parent_id: str | None,
-                       cut: int | None, trace: TokenTrace | None = None) -> Trajectory:
-        """One rollout, tried again (same id, same seed) while it fails for the infrastructure's
-        reasons, at most ``settings.infra_retries`` more times; the last try is kept either way."""
+    async def _spec(self, task: Task) -> RolloutSpec:
+        return await self._in_thread(functools.partial(self.domain.rollout_spec, task,
+                                                       assists=self.settings.assists, engine=self.engine))
+
+    async def _rollout(self, task: Task, start: RolloutSpec | list[Message], traj_id: str, seed: int,
+                       parent_id: str | None, cut: int | None, trace: TokenTrace | None = None) -> Trajectory:
+        """One rollout, from ``start`` (the root's spec, or a branch's prefix), tried again (same
+        id, same seed, a fresh spec) while it fails for the infrastructure's reasons, at most
+        ``settings.infra_retries`` more times; the last try is kept either way."""
         for attempt in range(1 + max(0, self.settings.infra_retries)):
-            traj = await self._rollout_once(task, messages, traj_id, seed, parent_id, cut, trace)
+            given = start if isinstance(start, RolloutSpec) and attempt == 0 else None
+            messages = None if isinstance(start, RolloutSpec) else start
+            traj = await self._rollout_once(task, given, messages, traj_id, seed, parent_id, cut, trace)
             traj.timings.attempts = attempt + 1
             if traj.verdict is None or not traj.verdict.infrastructure:
                 break
@@ -128,22 +145,29 @@ class TaskRunner:
     async def _rollout_once(
         self,
         task: Task,
-        messages: list[Message],
+        spec: RolloutSpec | None,
+        messages: list[Message] | None,
         traj_id: str,
         seed: int,
         parent_id: str | None,
         cut: int | None,
         trace: TokenTrace | None = None,
     ) -> Trajectory:
+        """One try; ``spec`` None: asked of the domain now, started from ``messages`` if given."""
         started = time.time()
-        tools = self._tools(task)
         params = replace(self.settings.sampling, seed=seed)
+        tools: list[Tool] = []
         async with self._slots:
             try:
-                result = await self._agent(task, messages, tools, params, trace)
+                if spec is None:
+                    spec = await self._spec(task)
+                if messages is not None:
+                    spec = spec.with_messages(messages)
+                tools = await self._tools(spec)
+                result = await self._agent(task, spec, tools, params, trace)
             except Exception as exc:  # no sandbox could be had, or the loop itself failed: keep what we know
                 result = AgentResult(
-                    messages=list(messages),
+                    messages=list(spec.messages if spec is not None else messages or []),
                     stop_reason="infrastructure_error" if is_infrastructure_error(exc) else "loop_error",
                     tokens=TokenCounts(),
                     timings=Timings(),
@@ -170,66 +194,68 @@ class TaskRunner:
         if result.stop_reason in INFRASTRUCTURE_STOPS:  # nothing the model did is judged
             traj.verdict = Verdict(passed=False, reason=f"infrastructure: {result.error}", cause="infrastructure")
         else:
-            traj.verdict = await self._verify(task, traj.messages)
+            traj.verdict = await self._verify(task, traj.messages, spec.sandbox if spec is not None else None)
         traj.timings.verify_s = time.monotonic() - verify_started
         traj.timings.started_at = started
         traj.timings.total_s = time.time() - started
         return traj
 
-    async def _agent(self, task: Task, messages: list[Message], tools: list[Tool], params: SamplingParams,
+    async def _agent(self, task: Task, spec: RolloutSpec, tools: list[Tool], params: SamplingParams,
                      trace: TokenTrace | None) -> AgentResult:
-        async with self._rollout_sandbox() as sandbox:
-            simulator = self.domain.user_simulator(task, self.engine)
+        async with self._rollout_sandbox(spec.sandbox) as sandbox:
             return await run_agent(
                 self.engine,
-                messages,
+                list(spec.messages),
                 tools,
                 ctx=ToolContext(task=task, sandbox=sandbox, state={}),
                 params=params,
                 budget=self.settings.budget,
-                is_final=self.domain.is_final,
-                user_turn=simulator.reply if simulator is not None else None,
-                # The domain's assists steer through its controller, one per rollout (it may count).
-                controller=self.domain.controller(task) if self.settings.assists else None,
+                is_final=spec.is_final,
+                user_turn=spec.user.reply if spec.user is not None else None,
+                controller=spec.controller,
                 trace=trace,
             )
 
     async def _in_thread(self, fn, *args):
-        """``fn(*args)`` on the runner's threads, in this task's context (the worker's sandbox
-        image travels in a context variable, as with ``asyncio.to_thread``)."""
-        context = contextvars.copy_context()
-        return await asyncio.get_running_loop().run_in_executor(self._threads, context.run, fn, *args)
+        """``fn(*args)`` on the runner's threads."""
+        return await asyncio.get_running_loop().run_in_executor(self._threads, fn, *args)
 
-    @property
-    def _per_call_sandbox(self) -> bool:
-        return self.domain.sandbox_scope == "call"
+    async def _pool(self, sandbox: SandboxSpec | None) -> SandboxPool | None:
+        """The pool of the sandbox's image (made on first use, so on a thread); None without one."""
+        if self.pools is None or sandbox is None:
+            return None
+        return await self._in_thread(self.pools, sandbox.image)
 
-    def _tools(self, task: Task) -> list[Tool]:
-        tools = self.domain.tools(task)
-        if self.pool is not None and self._per_call_sandbox:
-            return [PooledTool(t, self.pool) if t.needs_sandbox else t for t in tools]
+    async def _tools(self, spec: RolloutSpec) -> list[Tool]:
+        tools = list(spec.tools)
+        if spec.sandbox is not None and spec.sandbox.scope == "call":
+            pool = await self._pool(spec.sandbox)
+            if pool is not None:
+                return [PooledTool(t, pool) if t.needs_sandbox else t for t in tools]
         return tools
 
     @contextlib.asynccontextmanager
-    async def _rollout_sandbox(self) -> AsyncIterator[Sandbox | None]:
-        if self.pool is None or not self.domain.needs_sandbox:
+    async def _rollout_sandbox(self, sandbox: SandboxSpec | None) -> AsyncIterator[Sandbox | None]:
+        if sandbox is None or sandbox.scope == "call":  # none, or tools borrow a box per call (PooledTool)
             yield None
             return
-        if self._per_call_sandbox:
-            yield None  # tools borrow a box per call (PooledTool)
+        pool = await self._pool(sandbox)
+        if pool is None:
+            yield None
             return
-        manager = self.pool.acquire()
+        manager = pool.acquire()
         box = await self._in_thread(manager.__enter__)
         try:
             yield box
         finally:
             await self._in_thread(manager.__exit__, None, None, None)
 
-    async def _verify(self, task: Task, messages: list[Message]) -> Verdict:
+    async def _verify(self, task: Task, messages: list[Message], sandbox: SandboxSpec | None) -> Verdict:
         def verify() -> Verdict:
             verifier = self.verifier_for(task.kind)
-            if verifier.needs_sandbox and self.pool is not None:
-                with self.pool.acquire() as box:
+            if verifier.needs_sandbox and self.pools is not None:
+                # The rollout's image, else the base image (a domain without tool sandboxes).
+                with self.pools(image_of(sandbox)).acquire() as box:
                     return verifier.verify(task, messages, box)
             return verifier.verify(task, messages, None)
 

@@ -5,8 +5,8 @@ Output, one line each: ``{"id", "passed", "score", "reason"}`` in input order.
 A malformed line gets ``passed: false`` with the reason and the run goes on;
 the output file appears only when complete (atomic write).
 
-Sandboxed rows run in the image their domain names for the task (the optional
-domain hook ``sandbox_image(task)``: a repo-level code task runs in its
+Sandboxed rows run in the image a run gives the task
+(``synthesizers.rollout_spec.sandbox_for``: a repo-level code task runs in its
 project's image, test deps baked in), one pool per image, made on first use;
 other rows in the base image. A task whose image cannot be made fails with
 the reason; the other rows go on. Verdicts are the pipeline's: the same
@@ -31,6 +31,7 @@ from pipelines.verify_judging import Judging, default_judging, judging_from_conf
 from pipelines.worker import ImagePools, make_verifier
 from sandboxes.image import ensure_image
 from schemas import Task, Verdict, messages_from_openai
+from synthesizers.rollout_spec import image_of, sandbox_for
 from verifiers.registry import infer_kind
 
 
@@ -102,8 +103,7 @@ def verify_file(
             verifier = make_verifier(task.domain, task.kind, domain=how.domain, judge=judges.get(task.domain),
                                      options=how.options, repetition=how.repetition)
             if verifier.needs_sandbox:
-                image = how.domain.sandbox_image(task) if how.domain is not None else None
-                with pools_for(task.domain).pool_for(image).acquire() as box:
+                with pools_for(task.domain).pool_for(image_of(sandbox_for(how.domain, task))).acquire() as box:
                     return verifier.verify(task, messages, box)
             return verifier.verify(task, messages, None)
         except Exception as exc:

@@ -5,38 +5,31 @@ table; the driver writes them. Keeping writes on the driver means the same DAG
 works on a cluster whose nodes share no file system.
 
 Sandboxes: one pool per image, each of ``sandbox.pool_size`` boxes, created on
-first use and closed with the worker. The domain's ``sandbox_image(task) -> str | None``
-(code: the project's image) puts its rollouts, tools and verification in that
-image; ``None`` means the base image.
+first use and closed with the worker. Each rollout's spec names its image
+(``RolloutSpec.sandbox.image``; code: the project's image) and the runner takes
+its boxes, for tools and verification, from that image's pool; ``None`` means
+the base image.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import os
 import threading
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pyarrow as pa
 
 from schemas import Task, trajectories_to_table
 
 log = logging.getLogger(__name__)
-_current_image: contextvars.ContextVar[str | None] = contextvars.ContextVar("trajforge_sandbox_image",
-                                                                            default=None)
 
 
 class ImagePools:
-    """A ``SandboxPool`` that hands out boxes of the image chosen for the current task.
-
-    ``TaskRunner`` acquires boxes without naming a task; the worker sets the
-    task's image in a context variable before running it, which asyncio tasks
-    and ``asyncio.to_thread`` carry along, so every acquire of that task's
-    rollouts, branches, tools and verification lands in the same image's pool.
-    """
+    """Sandbox pools by image, each made on first use (``pool_for(image)``; None: the base image)
+    and all closed together. ``TaskRunner`` takes each rollout's boxes from the pool of its
+    spec's image."""
 
     def __init__(self, default_image: Callable[[], str], make_pool: Callable[[str], Any]):
         self._default_image = default_image
@@ -53,11 +46,6 @@ class ImagePools:
             if image not in self._pools:
                 self._pools[image] = self._make_pool(image)
             return self._pools[image]
-
-    @contextmanager
-    def acquire(self) -> Iterator[Any]:
-        with self.pool_for(_current_image.get()).acquire() as box:
-            yield box
 
     @property
     def images(self) -> list[str]:
@@ -135,7 +123,7 @@ class RolloutWorker:
             self.domain,
             self._verifier_for,
             settings_from_config(cfg),
-            pool=self.pool,
+            pools=self.pool.pool_for if self.pool is not None else None,
             concurrency=cfg.agent.concurrency,
         )
 
@@ -146,19 +134,9 @@ class RolloutWorker:
                                                   options=cfg.verifier.options, repetition=cfg.verifier.repetition)
         return self._verifiers[kind]
 
-    async def _run_task(self, task: Task) -> list:
-        if self.pool is not None:
-            # Runs in this asyncio task's own context (gather wraps each coroutine in a task).
-            try:
-                _current_image.set(await asyncio.to_thread(self.domain.sandbox_image, task))
-            except Exception as exc:  # noqa: BLE001 - the base image still runs the task
-                log.warning("task %s: no sandbox image (%s: %s); using the base image", task.id,
-                            type(exc).__name__, exc)
-        return await self.runner.run_task(task)
-
     async def run_unit(self, tasks: list[dict[str, Any]]) -> pa.Table:
         parsed = [Task.model_validate(t) for t in tasks]
-        results = await asyncio.gather(*(self._run_task(t) for t in parsed))
+        results = await asyncio.gather(*(self.runner.run_task(t) for t in parsed))
         return trajectories_to_table([traj for group in results for traj in group])
 
     async def ready(self) -> str:

@@ -8,6 +8,7 @@ trajectory), and which verifier judges it. It knows nothing of Ray or shards.
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Iterator, Protocol, runtime_checkable
@@ -17,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from sandboxes.base import Sandbox
 from schemas import Message, Task, Trajectory
 from synthesizers.controller import Controller
+from synthesizers.rollout_spec import SANDBOX_SCOPES, RolloutSpec, SandboxSpec, UserSimulator, sandbox_for
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -54,9 +58,6 @@ class DomainOptionsError(ValueError):
     """Bad ``domain_options``: one line per bad key, naming it and what it takes."""
 
 
-SANDBOX_SCOPES = ("rollout", "call")
-
-
 class Domain(ABC):
     """A domain plug-in, constructed with its validated options (``get_domain(name, options)``).
 
@@ -74,6 +75,9 @@ class Domain(ABC):
       docs/small-model-assists.md;
     - ``verifier_kinds``: the task kinds its tasks carry (``Task.kind``), each judged by
       ``verifiers.registry``'s verifier of (name, kind).
+
+    A rollout asks the domain once, for its ``rollout_spec`` (``synthesizers.rollout_spec``): the
+    messages, tools, sandbox, controller and user of that rollout, built here from the hooks below.
 
     Required: ``seed_tasks``, ``initial_messages``, ``tools``, ``is_final``. Hooks with defaults:
     ``first_critical_step`` (the first assistant message), ``sandbox_image`` (the base image),
@@ -143,6 +147,27 @@ class Domain(ABC):
     def is_final(self, message: Message) -> bool:
         """True when this assistant message ends the rollout (a final answer)."""
 
+    # ---- what a rollout needs -----------------------------------------------
+
+    def rollout_spec(self, task: Task, *, assists: bool, engine: Any) -> RolloutSpec:
+        """Everything one rollout of ``task`` needs, from the hooks; the controller only when the run
+        turns assists on. Blocking (a code task's image may be built): the runner calls it on a
+        worker thread. An image that cannot be had leaves the task in the base image, as a warning."""
+        try:
+            sandbox = sandbox_for(self, task)
+        except Exception as exc:  # noqa: BLE001 - the base image still runs the task
+            log.warning("task %s: no sandbox image (%s: %s); using the base image", task.id,
+                        type(exc).__name__, exc)
+            sandbox = SandboxSpec(image=None, scope=self.sandbox_scope)
+        return RolloutSpec(
+            messages=tuple(self.initial_messages(task)),
+            tools=tuple(self.tools(task)),
+            is_final=self.is_final,
+            sandbox=sandbox,
+            controller=self.controller(task) if assists else None,
+            user=self.user_simulator(task, engine),
+        )
+
     # ---- hooks with defaults -------------------------------------------------
 
     def first_critical_step(self, messages: list[Message]) -> int | None:
@@ -172,10 +197,10 @@ class Domain(ABC):
         is not passed to it."""
         return {}
 
-    def user_simulator(self, task: Task, engine: Any) -> Any:
-        """An object with ``async reply(messages) -> Message | None`` that plays the user (always as
-        the user) when the assistant stops without a tool call or final answer (None ends the
-        rollout); None: no user."""
+    def user_simulator(self, task: Task, engine: Any) -> UserSimulator | None:
+        """A ``UserSimulator`` (``async reply(messages) -> Message | None``) that plays the user
+        (always as the user) when the assistant stops without a tool call or final answer (None
+        ends the rollout); None: no user."""
         return None
 
 

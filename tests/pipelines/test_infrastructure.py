@@ -160,7 +160,7 @@ async def test_a_container_killed_under_a_tool_is_retried_and_the_rollout_judged
 
     cfg = RunConfig(domain="math", agent={"infra_retries": 2, "assist": "none"}, branching={"enabled": False})
     engine = FakeEngine(script)
-    runner = TaskRunner(engine, get_domain("math"), lambda kind: Judge(), settings_from_config(cfg), pool=pool)
+    runner = TaskRunner(engine, get_domain("math"), lambda kind: Judge(), settings_from_config(cfg), pools=lambda image: pool)
     try:
         [t] = await runner.run_task(TASK)
     finally:

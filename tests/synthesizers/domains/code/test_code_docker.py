@@ -94,7 +94,7 @@ def _runner(fix: bool, code_pool, branches: int):
     from pipelines.rollout import TaskRunner
 
     return TaskRunner(FixerEngine(fix), CodeDomain(), lambda kind: RepoCodeVerifier(), _settings(branches),
-                      pool=code_pool, concurrency=2)
+                      pools=lambda image: code_pool, concurrency=2)
 
 
 async def test_scripted_rollout_fixes_and_passes(instances, code_pool):

@@ -69,7 +69,7 @@ async def test_guided_rollout_repairs_a_one_token_bug_checks_undoes_and_passes(s
     settings = RolloutSettings(sampling=SamplingParams(max_tokens=256), seed=3, branches=0,
                                budget=Budget(max_turns=16, max_total_tokens=100_000, max_tool_output_chars=12_000))
     domain = RecordingCodeDomain({"guided": True})
-    runner = TaskRunner(engine, domain, lambda kind: RepoCodeVerifier(), settings, pool=code_pool, concurrency=1)
+    runner = TaskRunner(engine, domain, lambda kind: RepoCodeVerifier(), settings, pools=lambda image: code_pool, concurrency=1)
     (traj,) = await runner.run_task(task)
     assert traj.verdict.passed, traj.verdict.reason
     sent = [SamplingParams(**fields) for fields in domain.sent]  # every turn's, forced ones included

@@ -240,7 +240,7 @@ async def test_a_guided_rollout_without_a_library_frame_traces_views_the_buggy_f
     settings = RolloutSettings(sampling=SamplingParams(max_tokens=256), seed=3, branches=0,
                                budget=Budget(max_turns=10, max_total_tokens=100_000, max_tool_output_chars=12_000))
     domain = RecordingCodeDomain({"guided": True})
-    runner = TaskRunner(engine, domain, lambda kind: RepoCodeVerifier(), settings, pool=code_pool, concurrency=1)
+    runner = TaskRunner(engine, domain, lambda kind: RepoCodeVerifier(), settings, pools=lambda image: code_pool, concurrency=1)
     (traj,) = await runner.run_task(task)
     assert traj.verdict.passed, traj.verdict.reason
     done = calls_and_results(traj.messages)
