@@ -8,7 +8,7 @@ the project, so every other room can depend on it.
 Bump ``SCHEMA_VERSION`` whenever a stored field changes meaning or type.
 """
 
-from schemas.messages import FunctionCall, Message, ToolCall, messages_from_openai
+from schemas.messages import FunctionCall, Message, ToolCall, ToolResult, messages_from_openai
 from schemas.task import Task
 from schemas.trajectory import TokenCounts, Timings, Trajectory, Verdict
 from schemas.shard import (
@@ -28,6 +28,7 @@ __all__ = [
     "FunctionCall",
     "Message",
     "ToolCall",
+    "ToolResult",
     "messages_from_openai",
     "Task",
     "Trajectory",

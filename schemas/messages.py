@@ -40,6 +40,29 @@ class ToolCall(BaseModel):
         return cls(id=call_id, function=FunctionCall(name=name, arguments=json.dumps(arguments)))
 
 
+ToolStatus = Literal["ok", "error", "timeout"]
+
+
+class ToolResult(BaseModel):
+    """What a tool call came to, as data: code that steers a rollout or reads its history uses this,
+    never the wording of the observation (which is for the model and may change).
+
+    ``status``: "ok" (the tool ran and did its job), "error" (it refused the call or failed: the
+    observation says why), "timeout". ``fields``: the tool's own facts, JSON values only (e.g. code's
+    ``bash``: ``exit_code``; ``edit``: ``path``, ``line``; an error's ``reason``). Each tool documents
+    its fields where it sets them.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    status: ToolStatus = "ok"
+    fields: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
 class Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -48,9 +71,12 @@ class Message(BaseModel):
     tool_calls: list[ToolCall] = Field(default_factory=list)
     tool_call_id: str | None = None
     name: str | None = None  # tool name on role=tool messages
+    # On role=tool messages the agent loop wrote: the call's outcome as data. Stored with the
+    # trajectory (a branch's controller reads its prefix's results), never shown to the model.
+    result: ToolResult | None = None
 
     def to_openai(self) -> dict[str, Any]:
-        """The plain dict a chat template or an OpenAI-compatible server expects."""
+        """The plain dict a chat template or an OpenAI-compatible server expects (no ``result``)."""
         out: dict[str, Any] = {"role": self.role, "content": self.content}
         if self.tool_calls:
             out["tool_calls"] = [tc.model_dump() for tc in self.tool_calls]

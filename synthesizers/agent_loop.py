@@ -4,7 +4,9 @@ One ``run_agent`` call is one rollout. Many run concurrently against one
 engine (``asyncio.gather``); tools run in a worker thread pool so a slow tool
 never holds up another rollout's generation. Every failure the model could
 learn from (unknown tool, bad arguments, a tool's error, a malformed
-``<tool_call>``) becomes a ``role=tool`` observation and the loop goes on;
+``<tool_call>``) becomes a ``role=tool`` observation and the loop goes on; each
+observation carries the call's outcome as data (``Message.result``: status and
+the tool's fields);
 failures it cannot (engine error, context overflow, budgets) end the rollout
 with a ``stop_reason``. The loop never raises for model or tool behaviour.
 
@@ -24,11 +26,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable
 
 from sandboxes.base import is_infrastructure_error
-from schemas import Message, TokenCounts, Timings, ToolCall
+from schemas import Message, TokenCounts, Timings, ToolCall, ToolResult
 from schemas.tokens import TokenTrace
 from synthesizers.clip import clip_within
 from synthesizers.controller import Continue, Controller, End, TurnInfo, TurnPolicy  # noqa: F401 (re-exported)
-from synthesizers.domains.base import Tool, ToolContext, ToolError
+from synthesizers.domains.base import Tool, ToolContext, ToolError, ToolOutput
 from synthesizers.engines.base import Completion, LLMEngine, SamplingParams, supports_tokens
 from synthesizers.engines.errors import CONTEXT_OVERFLOW, is_context_overflow
 from synthesizers.hermes import parse_tool_calls
@@ -203,8 +205,8 @@ async def run_agent(
         observations = []
         try:
             for call in calls:
-                text = await _run_tool(call, by_name, ctx, budget.tool_timeout_s)
-                observations.append(_observation(truncate(text, budget.max_tool_output_chars), call))
+                text, result = await _run_tool(call, by_name, ctx, budget.tool_timeout_s)
+                observations.append(_observation(truncate(text, budget.max_tool_output_chars), call, result))
         except _InfrastructureFailure as failure:  # the sandbox failed, not the model: stop, untouched
             timings.tools_s += time.perf_counter() - t0
             stop_reason, error = "infrastructure_error", str(failure)
@@ -212,7 +214,8 @@ async def run_agent(
         for problem in parse_errors:
             # No tool_call_id: the malformed call never became a ToolCall.
             text = f"Error: malformed tool call: {problem}. Write each call as <tool_call>{{\"name\": \"TOOL\", \"arguments\": {{...}}}}</tool_call>."
-            observations.append(Message(role="tool", content=truncate(text, budget.max_tool_output_chars)))
+            observations.append(Message(role="tool", content=truncate(text, budget.max_tool_output_chars),
+                                        result=_error("malformed_call")))
         convo.extend(observations)
         if conv is not None:
             conv.add_messages(observations)
@@ -269,31 +272,40 @@ def _tokens_since_last_turn(convo: list[Message]) -> int:
     return unseen
 
 
-async def _run_tool(call: ToolCall, by_name: dict[str, Tool], ctx: ToolContext, timeout_s: float) -> str:
+async def _run_tool(call: ToolCall, by_name: dict[str, Tool], ctx: ToolContext,
+                    timeout_s: float) -> tuple[str, ToolResult]:
+    """The observation text and the call's outcome as data; an error's ``reason`` says whose it was."""
     name = call.function.name
     tool = by_name.get(name)
     if tool is None:
         available = ", ".join(sorted(by_name)) or "none"
-        return f"Error: unknown tool {name!r}. Available tools: {available}."
+        return f"Error: unknown tool {name!r}. Available tools: {available}.", _error("unknown_tool")
     try:
         arguments = call.parsed_arguments()
     except ValueError as exc:
-        return f"Error: arguments of {name!r} are not a JSON object ({exc})."
+        return f"Error: arguments of {name!r} are not a JSON object ({exc}).", _error("bad_arguments")
     missing = _missing_required(tool.schema, arguments)
     if missing:
-        return f"Error: {name!r} is missing required argument(s): {', '.join(missing)}."
+        return (f"Error: {name!r} is missing required argument(s): {', '.join(missing)}.",
+                _error("missing_arguments", missing=missing))
     loop = asyncio.get_running_loop()
     try:
-        result = await asyncio.wait_for(loop.run_in_executor(_TOOL_POOL, tool.run, arguments, ctx), timeout_s)
+        output = await asyncio.wait_for(loop.run_in_executor(_TOOL_POOL, tool.run, arguments, ctx), timeout_s)
     except asyncio.TimeoutError:
-        return f"Error: tool {name!r} timed out after {timeout_s:g} s."
+        return f"Error: tool {name!r} timed out after {timeout_s:g} s.", ToolResult(status="timeout")
     except ToolError as exc:
-        return f"Error: {exc}"
+        return f"Error: {exc}", ToolResult(status="error", fields={"reason": "refused", **exc.fields})
     except Exception as exc:  # any tool bug becomes an observation, never a crash
         if is_infrastructure_error(exc):
             raise _InfrastructureFailure(f"tool {name!r}: {type(exc).__name__}: {exc}") from exc
-        return f"Error: tool {name!r} failed: {type(exc).__name__}: {exc}"
-    return result if isinstance(result, str) else str(result)
+        return f"Error: tool {name!r} failed: {type(exc).__name__}: {exc}", _error("tool_failed")
+    if isinstance(output, ToolOutput):
+        return str(output), ToolResult(fields=output.fields)
+    return (output if isinstance(output, str) else str(output)), ToolResult()
+
+
+def _error(reason: str, **fields: Any) -> ToolResult:
+    return ToolResult(status="error", fields={"reason": reason, **fields})
 
 
 class _InfrastructureFailure(Exception):
@@ -306,5 +318,5 @@ def _missing_required(schema: dict[str, Any], arguments: dict[str, Any]) -> list
     return [key for key in params.get("required", []) if key not in arguments]
 
 
-def _observation(text: str, call: ToolCall) -> Message:
-    return Message(role="tool", content=text, tool_call_id=call.id, name=call.function.name)
+def _observation(text: str, call: ToolCall, result: ToolResult) -> Message:
+    return Message(role="tool", content=text, tool_call_id=call.id, name=call.function.name, result=result)

@@ -38,13 +38,32 @@ class Tool(Protocol):
     schema: dict[str, Any]  # OpenAI tool schema: {"type": "function", "function": {...}}
     needs_sandbox: bool
 
-    def run(self, arguments: dict[str, Any], ctx: ToolContext) -> str:
-        """Synchronous; the agent loop runs it in a worker thread. Raise ToolError for a
-        clear error observation; any other exception is also turned into one."""
+    def run(self, arguments: dict[str, Any], ctx: ToolContext) -> "str | ToolOutput":
+        """Synchronous; the agent loop runs it in a worker thread. Return the observation (a
+        ``ToolOutput`` when the call has facts worth keeping as data: ``Message.result``). Raise
+        ToolError for a clear error observation; any other exception is also turned into one."""
+
+
+class ToolOutput(str):
+    """A tool's observation: the text the model reads (it is that string), carrying ``fields``
+    (JSON values) for code that reads the rollout's history; the agent loop stores them as
+    ``Message.result.fields`` with status "ok"."""
+
+    fields: dict[str, Any]
+
+    def __new__(cls, text: str, fields: dict[str, Any] | None = None) -> "ToolOutput":
+        out = super().__new__(cls, text)
+        out.fields = dict(fields or {})
+        return out
 
 
 class ToolError(Exception):
-    """A tool's own, model-readable complaint about its arguments or state."""
+    """A tool's own, model-readable complaint about its arguments or state; ``fields`` become the
+    error result's fields (e.g. ``reason="ambiguous", occurrences=2``)."""
+
+    def __init__(self, message: str, **fields: Any):
+        super().__init__(message)
+        self.fields = fields
 
 
 class DomainOptions(BaseModel):

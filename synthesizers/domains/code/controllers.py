@@ -60,10 +60,11 @@ REPEAT_TEMPERATURE = 1.0
 
 def _changed_checkout(messages: list[Message], is_read_only) -> bool:
     """True once an edit changed a file, or a non-read-only bash command ran."""
-    for name, args, result in calls_and_results(messages):
-        if is_real_edit(name, args, result):
+    for step in calls_and_results(messages):
+        if is_real_edit(step):
             return True
-        if name == "bash" and str(args.get("command", "")).strip() and not is_read_only(str(args["command"])):
+        command = str(step.args.get("command", ""))
+        if step.name == "bash" and command.strip() and not is_read_only(command):
             return True
     return False
 

@@ -1,7 +1,7 @@
 """The localized turns of a guided repo-level rollout: which calls a turn may make, as grammars.
 
-A small model left free looped (views of one file again and again, made-up paths, echoes; 0 of
-18), so a guided repo rollout follows the steps of a SWE-smith agent, each turn
+A small model left free looped (views of one file again and again, made-up paths, echoes; it
+fixed nothing: docs/small-model-assists.md), so a guided repo rollout follows the steps of a SWE-smith agent, each turn
 narrowed to what the rollout itself has seen (``localize``):
 
 1. run the task's reproduce command (the one its prompt names; ``--tb=short``);
@@ -10,8 +10,8 @@ narrowed to what the rollout itself has seen (``localize``):
    failure is an assertion in the test) run the failing tests again under the ``trace_calls``
    plugin, which lists the checkout's functions they ran, fewest calls first, and view a window
    from one of the first 4 listed (``localize.traced_windows``). Why not ``grep`` for the names the
-   test calls: that showed the buggy line in 11 of 78 such instances, the trace windows in 41
-   (and grep found 1 the trace missed);
+   test calls: it showed the buggy line far less often than the trace windows
+   (docs/small-model-assists.md);
 3. ``edit`` one shown line into one of its single-token repairs (``repairs``: the model picks the
    line and the repair; a pair tried already in this rollout is not offered again);
 4. run the *check* command (the reproduce command with a one-line traceback, so retries stay
@@ -21,8 +21,7 @@ narrowed to what the rollout itself has seen (``localize``):
    it tried, the windows just above and below the ones viewed are offered.
 
 Why repairs and not a written ``new_str``: the 135M model's own replacement lines were noise or a
-copy of the line (24 localized rollouts: the buggy line on screen in 15, changed in
-11, fixed in none). Nothing here reads the gold patch or the mutation: only the rollout's own
+copy of the line (they fixed nothing: docs/small-model-assists.md). Nothing here reads the gold patch or the mutation: only the rollout's own
 observations and the text of the lines it was shown. With nothing to offer, the turn explores
 freely (``None``).
 
@@ -37,8 +36,8 @@ import json
 from typing import Any
 
 from schemas import Message
-from synthesizers.domains.code.localize import (Window, calls_and_results, editable_lines, frame_windows, is_real_edit,
-                                                 latest_snapshot, parse_view, traced_windows)
+from synthesizers.domains.code.localize import (Step, Window, calls_and_results, editable_lines, frame_windows,
+                                                 is_real_edit, latest_snapshot, parse_view, traced_windows)
 from synthesizers.domains.code.repairs import repairs
 from synthesizers.guided_calls import TRIGGER, resolve_single_choice
 
@@ -102,13 +101,13 @@ def edit_call(path: str, choices: dict[str, list[str]]) -> dict[str, Any]:
     return tag("edit", {"type": "grammar", "grammar": "\n".join([root, *branches]) + "\n"})
 
 
-def open_edits(history: list[tuple[str, dict, str]]) -> list[Edit]:
+def open_edits(history: list[Step]) -> list[Edit]:
     """The rollout's edits that landed and were not undone since (an edit undoes the latest open
     one when it swaps that one's strings back)."""
     stack: list[Edit] = []
-    for name, args, result in history:
-        if is_real_edit(name, args, result):
-            edit = (str(args.get("path")), str(args.get("old_str")), str(args.get("new_str")))
+    for step in history:
+        if is_real_edit(step):
+            edit = (str(step.args.get("path")), str(step.args.get("old_str")), str(step.args.get("new_str")))
             if stack and stack[-1] == (edit[0], edit[2], edit[1]):
                 stack.pop()
             else:
@@ -124,32 +123,34 @@ def _undo(edit: Edit) -> dict[str, Any]:
     return _constants("edit", {"path": path, "old_str": new, "new_str": old})
 
 
-def _windows(history: list[tuple[str, dict, str]], output: str, trace: str | None) -> tuple[list[Window], list[str]]:
-    """The windows to view (unseen ones) and the commands to run, from the reproduce ``output``:
-    its library frames; without one (an assertion in the test itself), the ``trace`` command first,
-    then windows from the functions the failing test ran, as its listing ranks them (a run that
-    passed has nothing to trace)."""
-    windows, commands = frame_windows(output), []
-    if not windows and trace and not output.startswith("exit code: 0"):
-        traced = [r for n, a, r in history if n == "bash" and a.get("command") == trace]
+def _windows(history: list[Step], reproduced: Step, trace: str | None) -> tuple[list[Window], list[str]]:
+    """The windows to view (unseen ones) and the commands to run, from the ``reproduced`` run's
+    output: its library frames; without one (an assertion in the test itself), the ``trace`` command
+    first, then windows from the functions the failing test ran, as its listing ranks them (a run
+    that passed has nothing to trace)."""
+    windows, commands = frame_windows(reproduced.text), []
+    if not windows and trace and reproduced.field("exit_code") != 0:
+        traced = [s for s in history if s.name == "bash" and s.args.get("command") == trace]
         if traced:
-            windows = traced_windows(traced[-1])
+            windows = traced_windows(traced[-1].text)
         else:
             commands = [trace]
-    viewed = {(str(a.get("path")), a.get("start_line"), a.get("end_line")) for n, a, _ in history if n == "view"}
+    viewed = {(str(s.args.get("path")), s.args.get("start_line"), s.args.get("end_line"))
+              for s in history if s.name == "view"}
     return [w for w in windows if (w.path, w.start_line, w.end_line) not in viewed], commands
 
 
-def _edit_choices(messages: list[Message], history: list[tuple[str, dict, str]]) -> tuple[str, dict[str, list[str]]] | None:
+def _edit_choices(messages: list[Message], history: list[Step]) -> tuple[str, dict[str, list[str]]] | None:
     """The latest viewed file and, per editable line shown, its repairs not tried yet. Left out: a
-    ``def``/``class`` header (its defaults are the API; the model spent tries on them), and a repair that equals another line shown (the undo could not name the line
-    again: "old_str occurs 2 times")."""
+    ``def``/``class`` header (its defaults are the API; the model spent tries on them), a line the
+    edit tool found more than once in the file, and a repair that equals another line shown (the
+    undo could not name the line again)."""
     snapshot = latest_snapshot(messages)
     if snapshot is None:
         return None
     shown = set(snapshot[1])
-    tried = {(str(a.get("old_str")), str(a.get("new_str"))) for n, a, r in history if is_real_edit(n, a, r)}
-    ambiguous = {str(a.get("old_str")) for n, a, r in history if n == "edit" and r.startswith("Error: old_str occurs")}
+    tried = {(str(s.args.get("old_str")), str(s.args.get("new_str"))) for s in history if is_real_edit(s)}
+    ambiguous = {str(s.args.get("old_str")) for s in history if s.name == "edit" and s.field("reason") == "ambiguous"}
     choices = {line: fresh for line in editable_lines(snapshot[1])
                if line not in ambiguous and not line.lstrip().startswith(_HEADERS)
                if (fresh := [r for r in repairs(line) if (line, r) not in tried and r not in shown])}
@@ -166,16 +167,17 @@ def localized_calls(messages: list[Message], reproduce: str, check: str | None =
     if not history:
         return [command_call([reproduce])]
     pending = open_edits(history)
-    name, args, result = history[-1]
-    if is_real_edit(name, args, result) and pending and pending[-1][1:] == (args.get("old_str"), args.get("new_str")):
+    last = history[-1]
+    old, new = last.args.get("old_str"), last.args.get("new_str")
+    if is_real_edit(last) and pending and pending[-1][1:] == (old, new):
         return [command_call([check])]
-    if name == "edit" and not is_real_edit(name, args, result) and pending and args.get("old_str") == pending[-1][2]:
+    if last.name == "edit" and not is_real_edit(last) and pending and old == pending[-1][2]:
         return None  # the undo did not land (the repaired line occurs twice in the file)
-    first_runs = [r for n, a, r in history if n == "bash" and a.get("command") == reproduce]
+    first_runs = [s for s in history if s.name == "bash" and s.args.get("command") == reproduce]
     if not first_runs:
         return None
-    if name == "bash" and args.get("command") in (reproduce, check) and pending:
-        return SUBMIT if result.startswith("exit code: 0") else [_undo(pending[-1])]
+    if last.name == "bash" and last.args.get("command") in (reproduce, check) and pending:
+        return SUBMIT if last.field("exit_code") == 0 else [_undo(pending[-1])]
     windows, commands = _windows(history, first_runs[-1], trace)
     calls = [command_call(commands)] if commands else []
     if windows:
@@ -187,14 +189,14 @@ def localized_calls(messages: list[Message], reproduce: str, check: str | None =
     return calls or None
 
 
-def _neighbour_windows(history: list[tuple[str, dict, str]]) -> list[Window]:
+def _neighbour_windows(history: list[Step]) -> list[Window]:
     """When every offered window was seen and every repair in them tried: the windows just above
     and below the ones viewed, not seen yet (the bug may sit a little outside a frame's window).
     Why: with nothing left to offer the turn went free, and the model repeated its last call
     until the budget ran out (the same undo ten times)."""
-    viewed = [(str(a.get("path")), int(a["start_line"]), int(a["end_line"])) for n, a, r in history
-              if n == "view" and isinstance(a.get("start_line"), int) and isinstance(a.get("end_line"), int)
-              and parse_view(r) is not None]
+    viewed = [(str(s.args.get("path")), int(s.args["start_line"]), int(s.args["end_line"])) for s in history
+              if isinstance(s.args.get("start_line"), int) and isinstance(s.args.get("end_line"), int)
+              and parse_view(s) is not None]
     seen = {(p, s, e) for p, s, e in viewed}
     out: list[Window] = []
     for path, start, end in reversed(viewed):  # the latest view's neighbours first

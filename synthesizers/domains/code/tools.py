@@ -28,7 +28,7 @@ from sandboxes import tree_diff
 from sandboxes.project import (CHECKOUT_DIR, ProjectSpec, change_allowed, patched_checkout, python_path,
                                stage_deps, stage_files)
 from synthesizers.clip import clip
-from synthesizers.domains.base import ToolContext, ToolError
+from synthesizers.domains.base import ToolContext, ToolError, ToolOutput
 
 REPO, BASE = CHECKOUT_DIR, ".tf/base"
 PLUGINS, TRACE_MODULE = ".tf/plugins", "tf_trace_calls"  # the trace plugin, outside the checkout
@@ -106,7 +106,8 @@ class BashTool:
     def __init__(self, timeout_s: float = 45.0):
         self.timeout_s = timeout_s
 
-    def run(self, arguments: dict[str, Any], ctx: ToolContext) -> str:
+    def run(self, arguments: dict[str, Any], ctx: ToolContext) -> ToolOutput:
+        """Fields: ``exit_code`` (None when killed), ``timed_out``."""
         command = arguments.get("command")
         if not isinstance(command, str) or not command.strip():
             raise ToolError("bash needs 'command': a non-empty string")
@@ -116,7 +117,8 @@ class BashTool:
         head = (f"timed out after {self.timeout_s:g} s (killed)" if result.timed_out
                 else f"exit code: {result.exit_code}")
         body = result.stdout + (("\n[stderr]\n" + result.stderr) if result.stderr.strip() else "")
-        return f"{head}\n{clip(body, MAX_OUTPUT_CHARS)}"
+        return ToolOutput(f"{head}\n{clip(body, MAX_OUTPUT_CHARS)}",
+                          {"exit_code": None if result.timed_out else result.exit_code, "timed_out": result.timed_out})
 
 
 class ViewTool:
@@ -129,12 +131,14 @@ class ViewTool:
                                       "end_line": {"type": "integer", "description": "last line (inclusive)"}},
                      ["path"])
 
-    def run(self, arguments: dict[str, Any], ctx: ToolContext) -> str:
+    def run(self, arguments: dict[str, Any], ctx: ToolContext) -> ToolOutput:
+        """Fields: ``path`` and ``kind`` ("dir" or "file"); a file's ``start_line``, ``end_line``,
+        ``total_lines`` and the shown ``lines`` (controllers rebuild the file's state from them)."""
         ws = workspace(ctx)
         rel, full = _repo_path(ws, arguments.get("path"))
         listing = ctx.sandbox.exec(["sh", "-c", 'test -d "$1" && ls -1Ap "$1"', "sh", full], timeout_s=10)
         if listing.exit_code == 0:
-            return f"{rel}/ contains:\n{clip(listing.stdout, MAX_OUTPUT_CHARS)}"
+            return ToolOutput(f"{rel}/ contains:\n{clip(listing.stdout, MAX_OUTPUT_CHARS)}", {"path": rel, "kind": "dir"})
         try:
             text = ctx.sandbox.get_file(full).decode("utf-8", errors="replace")
         except FileNotFoundError:
@@ -145,10 +149,16 @@ class ViewTool:
             end = int(arguments.get("end_line") or start + VIEW_MAX_LINES - 1)
         except (TypeError, ValueError):
             raise ToolError("start_line and end_line must be integers") from None
-        end = min(end, len(lines), start + VIEW_MAX_LINES - 1)
-        shown = "\n".join(f"{i:5d}  {lines[i - 1]}" for i in range(start, end + 1))
-        more = f"\n[{len(lines) - end} more lines; view with start_line={end + 1}]" if end < len(lines) else ""
-        return clip(f"{rel} (lines {start}-{end} of {len(lines)}):\n{shown}{more}", MAX_OUTPUT_CHARS + 1500)
+        return view_output(rel, lines, start, min(end, len(lines), start + VIEW_MAX_LINES - 1))
+
+
+def view_output(rel: str, lines: list[str], start: int, end: int) -> ToolOutput:
+    """``view``'s answer for lines ``start``..``end`` (1-based, inclusive) of the file ``lines``."""
+    shown = "\n".join(f"{i:5d}  {lines[i - 1]}" for i in range(start, end + 1))
+    more = f"\n[{len(lines) - end} more lines; view with start_line={end + 1}]" if end < len(lines) else ""
+    text = clip(f"{rel} (lines {start}-{end} of {len(lines)}):\n{shown}{more}", MAX_OUTPUT_CHARS + 1500)
+    return ToolOutput(text, {"path": rel, "kind": "file", "start_line": start, "end_line": end,
+                             "total_lines": len(lines), "lines": lines[start - 1:end]})
 
 
 class EditTool:
@@ -160,7 +170,9 @@ class EditTool:
                       "new_str": {"type": "string", "description": "the replacement text"}},
                      ["path", "old_str", "new_str"])
 
-    def run(self, arguments: dict[str, Any], ctx: ToolContext) -> str:
+    def run(self, arguments: dict[str, Any], ctx: ToolContext) -> ToolOutput:
+        """Fields: ``path``, ``line`` (where the change starts). Refused as ``reason`` "ambiguous"
+        (old_str occurs more than once) or "not_found", with ``occurrences``."""
         ws = workspace(ctx)
         rel, full = _repo_path(ws, arguments.get("path"))
         old, new = arguments.get("old_str"), arguments.get("new_str")
@@ -175,13 +187,14 @@ class EditTool:
         count = text.count(old)
         if count != 1:
             raise ToolError(f"old_str occurs {count} times in {rel}; it must occur exactly once "
-                            "(include more surrounding lines to make it unique)")
+                            "(include more surrounding lines to make it unique)",
+                            reason="ambiguous" if count > 1 else "not_found", occurrences=count)
         updated = text.replace(old, new, 1)
         ctx.sandbox.put_files({full: updated})
         line = text[:text.index(old)].count("\n") + 1
         snippet = updated.splitlines()[max(0, line - 3):line + new.count("\n") + 3]
         numbered = "\n".join(f"{i:5d}  {s}" for i, s in enumerate(snippet, start=max(1, line - 2)))
-        return f"Edited {rel}. The lines around the change now read:\n{numbered}"
+        return ToolOutput(f"Edited {rel}. The lines around the change now read:\n{numbered}", {"path": rel, "line": line})
 
 
 class SubmitTool:

@@ -58,7 +58,6 @@ MAX_CITATIONS = 3
 ANSWER_ROOM = 96
 MAX_PER_DOC = 24
 MAX_DOCS = 16
-_DOC_ID = re.compile(r"^\s*\[([^\]\s]{1,40})\]", re.MULTILINE)
 # A run of capitalised words, joined by the small words of names ("Republic of the Congo").
 _NAME = re.compile(r"[A-Z][\w'’-]*(?: +(?:(?:of|the|and|de|del|da|du|la|le|von|van|al|bin) +)*[A-Z][\w'’-]*)*")
 _YEAR = re.compile(r"\b(?:1[0-9]{3}|20[0-9]{2})\b")
@@ -68,7 +67,6 @@ _QUOTED = re.compile(r'"([^"]{2,80})"')
 _QUESTION_WORDS = {"Which", "What", "Who", "When", "Where", "How", "In", "The"}
 MAX_QUERIES = 48
 _JOINERS = re.compile(r"^(?:(?:of|the|and|de|del|da|du|la|le|von|van|al|bin) +)*")
-_PAGE_SPAN = re.compile(r"\s*\(characters \d+-\d+ of \d+\)\s*$")
 _NEXT = {"search": ("open", "answer"), "open": ("search", "find", "answer"), "find": ("search", "open", "answer")}
 
 
@@ -82,17 +80,25 @@ def _question(messages: list[Message]) -> str:
 
 def doc_texts(messages: list[Message]) -> dict[str, tuple[str, str]]:
     """doc_id -> (title, everything read of it) from this rollout's ``search`` snippets and
-    ``open`` pages, in first-seen order. Both tools print a document as a line
-    ``[doc_id] title`` followed by its text, so one split reads either."""
+    ``open`` pages, in first-seen order, located by the calls' results (``SearchTool``,
+    ``OpenTool`` fields), not by the wording of the observations."""
     found: dict[str, tuple[str, str]] = {}
     for message in messages:
-        if message.role != "tool" or message.name not in ("search", "open"):
+        result = message.result
+        if message.role != "tool" or result is None or not result.ok:
             continue
-        parts = _DOC_ID.split(message.content)  # [before, id1, block1, id2, block2, ...]
-        for doc_id, block in zip(parts[1::2], parts[2::2]):
-            head, _, body = block.partition("\n")
-            title, text = found.get(doc_id, (_PAGE_SPAN.sub("", head).strip(), ""))
-            found[doc_id] = (title, text + "\n" + body)
+        if message.name == "search":
+            pieces = [(h.get("doc_id"), h.get("title"), h.get("snippet_span")) for h in result.fields.get("hits") or []]
+        elif message.name == "open":
+            pieces = [(result.fields.get("doc_id"), result.fields.get("title"), result.fields.get("text_span"))]
+        else:
+            continue
+        for doc_id, title, span in pieces:
+            if not isinstance(doc_id, str):
+                continue
+            read = message.content[span[0]:span[1]] if isinstance(span, list) and len(span) == 2 else ""
+            known_title, text = found.get(doc_id, (str(title or ""), ""))
+            found[doc_id] = (known_title, text + "\n" + read)
     return found
 
 
@@ -213,7 +219,9 @@ def openable(messages: list[Message]) -> list[str]:
     """Doc ids the latest search listed that no ``open`` call has asked for yet."""
     opened = {str(a.get("doc_id", "")).strip("[] ") for a in _calls(messages, "open")}
     latest = next((m for m in reversed(messages) if m.role == "tool" and m.name == "search"), None)
-    listed = _DOC_ID.findall(latest.content) if latest is not None else []
+    result = latest.result if latest is not None else None
+    hits = (result.fields.get("hits") or []) if result is not None else []
+    listed = [str(h.get("doc_id")) for h in hits if h.get("doc_id")]
     return [d for d in dict.fromkeys(listed) if d not in opened]
 
 

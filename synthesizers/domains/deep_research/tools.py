@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from synthesizers.domains.base import ToolContext, ToolError
+from synthesizers.domains.base import ToolContext, ToolError, ToolOutput
 from synthesizers.domains.deep_research.backends import BackendError, SearchBackend
 
 MAX_K = 10
@@ -102,15 +102,22 @@ class SearchTool(_BackendTool):
             ["query"],
         )
 
-    def run(self, arguments: dict[str, Any], ctx: ToolContext) -> str:
+    def run(self, arguments: dict[str, Any], ctx: ToolContext) -> ToolOutput:
+        """Fields: ``query``; ``hits``, in the order shown: ``doc_id``, ``title``, ``snippet_span``
+        (where the snippet sits in the text)."""
         args = _args(arguments, "search", {"query", "k"})
         query = _text(args, "query", 'search needs a non-empty "query" string')
         k = min(MAX_K, max(1, _int(args.get("k"), "k", 5)))
         results = _ask("search", self.backend.search, query, k)
         if not results:
-            return f"No results for {query!r}. Try other keywords."
-        lines = [f"[{r['doc_id']}] {r.get('title', '')}\n    {r.get('snippet', '')}" for r in results]
-        return "\n".join(reversed(lines) if self.best_last else lines)
+            return ToolOutput(f"No results for {query!r}. Try other keywords.", {"query": query, "hits": []})
+        text, hits = "", []
+        for r in reversed(results) if self.best_last else results:
+            head = f"[{r['doc_id']}] {r.get('title', '')}\n    "
+            start = len(text) + (1 if text else 0) + len(head)
+            text += ("\n" if text else "") + head + str(r.get("snippet", ""))
+            hits.append({"doc_id": str(r["doc_id"]), "title": str(r.get("title", "")), "snippet_span": [start, len(text)]})
+        return ToolOutput(text, {"query": query, "hits": hits})
 
 
 class OpenTool(_BackendTool):
@@ -125,7 +132,9 @@ class OpenTool(_BackendTool):
         ["doc_id"],
     )
 
-    def run(self, arguments: dict[str, Any], ctx: ToolContext) -> str:
+    def run(self, arguments: dict[str, Any], ctx: ToolContext) -> ToolOutput:
+        """Fields: ``doc_id``, ``title``, ``offset``, ``next_offset``, ``total_chars``; ``text_span``:
+        where the page's text sits in the observation."""
         args = _args(arguments, "open", {"doc_id", "offset"})
         doc_id = _text(args, "doc_id", 'open needs a "doc_id" string from the search results')
         offset = max(0, _int(args.get("offset"), "offset", 0))
@@ -134,7 +143,10 @@ class OpenTool(_BackendTool):
         end = page["offset"] + len(page["text"])
         head = f"[{page['doc_id']}] {page['title']} (characters {page['offset']}-{end} of {page['total_chars']})"
         more = f"\n(more: open with offset={page['next_offset']})" if page.get("next_offset") else ""
-        return f"{head}\n{page['text']}{more}"
+        fields = {"doc_id": str(page["doc_id"]), "title": str(page["title"]), "offset": page["offset"],
+                  "next_offset": page.get("next_offset"), "total_chars": page["total_chars"],
+                  "text_span": [len(head) + 1, len(head) + 1 + len(page["text"])]}
+        return ToolOutput(f"{head}\n{page['text']}{more}", fields)
 
 
 class FindTool:

@@ -9,7 +9,8 @@ from typing import Any, Callable
 
 from sandboxes.project import ProjectSpec, pristine_files
 from sandboxes.tree_diff import file_diff
-from schemas import Message, Task, ToolCall
+from schemas import Message, Task, ToolCall, ToolResult
+from synthesizers.domains.base import ToolOutput
 from synthesizers.domains.code.tools import submission_text
 
 PROJECT = "cachetools"
@@ -70,6 +71,23 @@ def project_pool(spec: ProjectSpec, size: int = 1):
         yield pool
     finally:
         pool.close()
+
+
+def observation(call_id: str, content: str, *, name: str | None = None, status: str = "ok", **fields: Any) -> Message:
+    """A tool message as the agent loop writes it: the text the model read and the call's result
+    (status and the tool's fields, e.g. ``exit_code`` of a ``bash`` run, ``reason`` of a refused edit)."""
+    return Message(role="tool", content=content, tool_call_id=call_id, name=name,
+                   result=ToolResult(status=status, fields=fields))
+
+
+def answered(call_id: str, output: ToolOutput, name: str | None = None) -> Message:
+    """The tool message for a tool's own answer (its text and fields), e.g. ``tools.view_output``."""
+    return observation(call_id, str(output), name=name, **output.fields)
+
+
+def ran(text: str, exit_code: int) -> ToolOutput:
+    """A ``bash`` answer with its exit code (``text`` starts as the real tool's does)."""
+    return ToolOutput(text, {"exit_code": exit_code, "timed_out": False})
 
 
 @dataclass

@@ -19,7 +19,7 @@ from synthesizers.domains.code.tools import code_tools
 from synthesizers.engines.base import SamplingParams
 from synthesizers.hermes import parse_tool_calls
 from tests.fakes import FakeEngine
-from tests.synthesizers.domains.code.helpers import ScriptedTool
+from tests.synthesizers.domains.code.helpers import ScriptedTool, answered, observation, ran
 
 PAYLOAD = {"project": {"name": "p", "version": "1", "test_paths": ["tests"]}, "FAIL_TO_PASS": ["tests.t::test_b"],
            "problem_statement": "x"}
@@ -160,18 +160,23 @@ def test_what_unlocks_submit():
     info = TurnInfo(turn=2, turns_left=6, tokens_left=3000)
     start = CodeDomain().initial_messages(GUIDED)
 
-    def after(name: str, result: str, **arguments: Any) -> set[str] | None:
-        convo = start + [msg_call(name, "c1", **arguments),
-                         Message(role="tool", content=result, tool_call_id="c1", name=name)]
+    def after(name: str, result: Message, **arguments: Any) -> set[str] | None:
+        convo = start + [msg_call(name, "c1", **arguments), result]
         return allowed_tools(policy(convo, info))
 
     explore, everything = {"bash", "view", "edit"}, {"bash", "view", "edit", "submit"}
-    assert after("edit", "Error: old_str occurs 0 times in src/m.py", path="src/m.py", old_str="a", new_str="b") \
-        == explore
-    assert after("bash", "exit code: 0", command="grep -n x src/m.py | head") == explore
-    assert after("bash", "exit code: 1", command="python3 -m pytest -q tests") == everything  # not plainly read-only
-    assert after("bash", "exit code: 0", command="sed -i 's/a/b/' src/m.py") == everything
-    assert after("edit", RESULTS["edit"], path="src/m.py", old_str="x = 1", new_str="x = 2") == everything
+    refused = observation("c1", "Error: old_str occurs 0 times in src/m.py", name="edit", status="error",
+                          reason="not_found", occurrences=0)
+    assert after("edit", refused, path="src/m.py", old_str="a", new_str="b") == explore
+    assert after("bash", answered("c1", ran("exit code: 0", 0)), command="grep -n x src/m.py | head") == explore
+    # not plainly read-only
+    assert after("bash", answered("c1", ran("exit code: 1", 1)), command="python3 -m pytest -q tests") == everything
+    assert after("bash", answered("c1", ran("exit code: 0", 0)), command="sed -i 's/a/b/' src/m.py") == everything
+    landed = observation("c1", RESULTS["edit"], name="edit", path="src/m.py", line=1)
+    assert after("edit", landed, path="src/m.py", old_str="x = 1", new_str="x = 2") == everything
+    # the edit's result decides, not its wording: the same text refused changes nothing
+    assert after("edit", observation("c1", RESULTS["edit"], name="edit", status="error", reason="refused"),
+                 path="src/m.py", old_str="x = 1", new_str="x = 2") == explore
 
 
 CHECKED = {"qa_runs": 3, "qa_outcome": "passed"}  # as pipelines.env_qa leaves a sound task
@@ -254,8 +259,8 @@ def test_a_repeated_call_makes_the_next_turn_hotter():
 
     policy = free_policy()
     info = TurnInfo(turn=3, turns_left=6, tokens_left=3000)
-    echo = [msg_call("bash", "c1", command="echo"), Message(role="tool", content="exit code: 0", tool_call_id="c1"),
-            msg_call("bash", "c2", command="echo"), Message(role="tool", content="exit code: 0", tool_call_id="c2")]
+    echo = [msg_call("bash", "c1", command="echo"), answered("c1", ran("exit code: 0", 0)),
+            msg_call("bash", "c2", command="echo"), answered("c2", ran("exit code: 0", 0))]
     start = CodeDomain().initial_messages(GUIDED)
     assert policy(start + echo, info)["temperature"] == REPEAT_TEMPERATURE
     varied = echo[:2] + [msg_call("bash", "c2", command="ls"), echo[3]]

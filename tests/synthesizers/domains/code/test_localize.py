@@ -16,12 +16,13 @@ from synthesizers.agent_loop import Budget, TurnInfo, run_agent
 from synthesizers.controller import PolicyController
 from synthesizers.domains.base import ToolContext
 from synthesizers.domains.code.domain import CodeDomain, reproduce_command, trace_command
-from synthesizers.domains.code.localize import (TRACED_COUNT, TRACED_SPAN, editable_lines, frame_windows,
-                                                latest_snapshot, library_frames, parse_view)
-from synthesizers.domains.code.tools import code_tools
+from synthesizers.domains.code.localize import (TRACED_COUNT, TRACED_SPAN, calls_and_results, editable_lines,
+                                                frame_windows, latest_snapshot, library_frames, parse_view)
+from synthesizers.domains.base import ToolOutput
+from synthesizers.domains.code.tools import code_tools, view_output
 from synthesizers.engines.base import SamplingParams
 from tests.fakes import FakeEngine
-from tests.synthesizers.domains.code.helpers import ScriptedTool
+from tests.synthesizers.domains.code.helpers import ScriptedTool, answered, observation, ran
 from tests.synthesizers.domains.code.test_controllers import allowed_tools, call, forced_call, msg_call, recording
 
 PROJECT = {"name": "p", "version": "1", "pytest_args": ["-o", "addopts="], "test_paths": ["tests"]}
@@ -51,17 +52,19 @@ E   pkg.exc.BadPayload: Could not zlib decompress the payload
 =========================== short test summary info ============================
 FAILED tests/test_pkg/test_url_safe.py::test_changed_value[zlib-<lambda>0]
 1 failed, 55 passed, 222 deselected in 0.62s"""
-VIEW = """src/pkg/url_safe.py (lines 38-52 of 83):
-   38          except Exception as e:
-   39              raise BadPayload(
-   40                  "Could not base64 decode",
-   41  
-   42          if decompress:
-   43              try:
-   44                  json = zlib.decompress(json)
-   45              except Exception as e:
-   46              except Exception as e:
-[31 more lines; view with start_line=53]"""
+VIEW_PATH = "src/pkg/url_safe.py"
+VIEW_SHOWN = ["        except Exception as e:", "            raise BadPayload(", '                "Could not base64 decode",',
+              "", "        if decompress:", "            try:", "                json = zlib.decompress(json)",
+              "            except Exception as e:", "            except Exception as e:"]  # lines 38-46 of 83
+
+
+def shown_view(shown: list[str], first: int = 38, total: int = 83, path: str = VIEW_PATH) -> ToolOutput:
+    """The real ``view`` answer for a file of ``total`` lines whose lines from ``first`` are ``shown``."""
+    lines = [f"# line {i}" for i in range(1, first)] + shown + [f"# line {i}" for i in range(first + len(shown), total + 1)]
+    return view_output(path, lines, first, first + len(shown) - 1)
+
+
+VIEW = shown_view(VIEW_SHOWN)
 
 
 def test_library_frames_are_the_checkouts_own_non_test_files_innermost_last():
@@ -75,19 +78,25 @@ def test_library_frames_are_the_checkouts_own_non_test_files_innermost_last():
 
 
 def test_view_snapshot_follows_the_rollouts_edits():
-    path, lines = parse_view(VIEW)
+    def step(message: Message):
+        return calls_and_results([msg_call("view", "c1", path="x"), message])[0]
+
+    path, lines = parse_view(step(answered("c1", VIEW, "view")))
     assert path == "src/pkg/url_safe.py" and lines[0] == (38, "        except Exception as e:") and len(lines) == 9
-    assert parse_view("Error: no such file or directory: x.py") is None
-    assert parse_view("src/ contains:\na.py") is None
+    assert parse_view(step(observation("c1", "Error: no such file or directory: x.py", status="error",
+                                       reason="refused"))) is None
+    assert parse_view(step(observation("c1", "src/ contains:\na.py", path="src", kind="dir"))) is None
+    assert parse_view(step(Message(role="tool", content=str(VIEW), tool_call_id="c1"))) is None  # no result: no view
     shown = [text for _, text in lines]
     offered = editable_lines(shown)
     assert "                json = zlib.decompress(json)" in offered
     assert "" not in offered and "            except Exception as e:" not in offered  # blank; shown twice (ambiguous)
-    convo = [msg_call("view", "c1", path=path), Message(role="tool", content=VIEW, tool_call_id="c1", name="view"),
+    convo = [msg_call("view", "c1", path=path), answered("c1", VIEW, "view"),
              msg_call("edit", "c2", path=path, old_str="        if decompress:", new_str="        if not decompress:"),
-             Message(role="tool", content="Edited src/pkg/url_safe.py. ...", tool_call_id="c2", name="edit"),
+             observation("c2", "Edited src/pkg/url_safe.py. ...", name="edit", path=path, line=42),
              msg_call("edit", "c3", path=path, old_str="            try:", new_str="            pass"),
-             Message(role="tool", content="Error: old_str occurs 2 times", tool_call_id="c3", name="edit")]
+             observation("c3", "Error: old_str occurs 2 times", name="edit", status="error", reason="ambiguous",
+                         occurrences=2)]
     now = latest_snapshot(convo)[1]
     assert "        if not decompress:" in now and "        if decompress:" not in now
     assert "            try:" in now  # the failed edit changed nothing
@@ -95,20 +104,21 @@ def test_view_snapshot_follows_the_rollouts_edits():
 
 CHECK = reproduce_command(PROJECT, ["tests.test_m::test_b"], traceback="line")
 LEVEL = "            level = depth - 1"  # a line with repairs that are not the fix
-VIEW_TRY = VIEW.replace("if decompress", "if not decompress").replace(
-    "   45              except Exception as e:", "   45  " + LEVEL)
+VIEW_TRY = shown_view([LEVEL if i == 7 else line.replace("if decompress", "if not decompress")
+                       for i, line in enumerate(VIEW_SHOWN)])
 
 
 def tools(state: dict[str, bool]) -> list[ScriptedTool]:
     """The test fails until an edit removes `not` from `if not decompress:`."""
     def bash(args):
         if state.get("fixed"):
-            return "exit code: 0\n1 passed"
-        return FAILING if args["command"] == REPRODUCE else "exit code: 1\n/work/repo/src/pkg/url_safe.py:48: BadPayload"
+            return ran("exit code: 0\n1 passed", 0)
+        return ran(FAILING if args["command"] == REPRODUCE else "exit code: 1\n/work/repo/src/pkg/url_safe.py:48: BadPayload", 1)
 
     def edit(args):
         state["fixed"] = args["new_str"] == "        if decompress:"
-        return f"Edited {args['path']}. The lines around the change now read:\n   42  {args['new_str']}"
+        return ToolOutput(f"Edited {args['path']}. The lines around the change now read:\n   42  {args['new_str']}",
+                          {"path": args["path"], "line": 42})
 
     results = {"bash": bash, "view": lambda args: VIEW_TRY, "edit": edit,
                "submit": lambda args: "Submitted. Your patch against the starting checkout:\n<patch>\n</patch>"}
@@ -174,24 +184,23 @@ def test_a_no_op_edit_neither_retests_nor_unlocks_submit_and_nothing_traced_mean
     info = TurnInfo(turn=3, turns_left=6, tokens_left=3000)
     start = CodeDomain().initial_messages(TASK)
     window = frame_windows(FAILING)[-1].arguments()
-    ran = [msg_call("bash", "c1", command=REPRODUCE), Message(role="tool", content=FAILING, tool_call_id="c1"),
-           msg_call("view", "c2", **window), Message(role="tool", content=VIEW, tool_call_id="c2")]
+    reproduced = [msg_call("bash", "c1", command=REPRODUCE), answered("c1", ran(FAILING, 1)),
+           msg_call("view", "c2", **window), answered("c2", VIEW)]
     same = "        if decompress:"
     noop = [msg_call("edit", "c3", path=window["path"], old_str=same, new_str=same),
-            Message(role="tool", content="Edited src/pkg/url_safe.py.", tool_call_id="c3")]
-    assert allowed_tools(policy(start + ran + noop, info)) == {"view", "edit"}
+            observation("c3", "Edited src/pkg/url_safe.py.")]
+    assert allowed_tools(policy(start + reproduced + noop, info)) == {"view", "edit"}
     # a passing run without an edit before it is no fix: no submit
-    passing = [msg_call("bash", "c1", command=REPRODUCE), Message(role="tool", content="exit code: 0", tool_call_id="c1")]
+    passing = [msg_call("bash", "c1", command=REPRODUCE), answered("c1", ran("exit code: 0", 0))]
     assert allowed_tools(policy(start + passing, info)) == {"bash", "view", "edit"}
     # the failure is an assertion in the test itself: no library frame, so the test is traced; a trace
     # that lists no function of the checkout leaves nothing to localize: the turn explores freely
     assertion = "exit code: 1\ntests/test_m.py:3: in test_b\n    assert f() == 2\nE   assert 1 == 2"
-    no_frame = [msg_call("bash", "c1", command=REPRODUCE), Message(role="tool", content=assertion, tool_call_id="c1")]
+    no_frame = [msg_call("bash", "c1", command=REPRODUCE), answered("c1", ran(assertion, 1))]
     assert allowed_tools(policy(start + no_frame, info)) == {"bash"}
     trace = trace_command(PROJECT, ["tests.test_m::test_b"])
     nothing = no_frame + [msg_call("bash", "c2", command=trace),
-                          Message(role="tool", content="exit code: 1\nF\nno function of the checkout ran in a test",
-                                  tool_call_id="c2")]
+                          answered("c2", ran("exit code: 1\nF\nno function of the checkout ran in a test", 1))]
     assert allowed_tools(policy(start + nothing, info)) == {"bash", "view", "edit"}
     assert allowed_tools(policy(start, info)) == {"bash"}  # a rollout always starts with the reproduce command
 
@@ -209,8 +218,8 @@ def test_without_a_library_frame_the_rollout_traces_what_the_test_ran_and_views_
     start = CodeDomain().initial_messages(task)
     assertion = ("exit code: 1\ntests/test_m.py:9: in test_partition_all\n    assert list(partition_all(2, seq)) == "
                  "[(1, 2)]\nE   assert [(1,)] == [(1, 2)]")
-    ran = [msg_call("bash", "c1", command=reproduce), Message(role="tool", content=assertion, tool_call_id="c1")]
-    first = policy(start + ran, info)
+    reproduced = [msg_call("bash", "c1", command=reproduce), answered("c1", ran(assertion, 1))]
+    first = policy(start + reproduced, info)
     # nothing seen yet to view or edit: trace the failing test, the one possible call (forced)
     assert forced_call(first) == ("bash", {"command": trace})
     listed = [("src/pkg/recipes.py", 700, 712, "partition_all"), ("src/pkg/more.py", 40, 95, "chunked"),
@@ -218,7 +227,7 @@ def test_without_a_library_frame_the_rollout_traces_what_the_test_ran_and_views_
               ("src/pkg/more.py", 120, 140, "last_one")]
     listing = "\n".join(["exit code: 1", "F", "functions the failing tests ran (fewest calls first; 5 of 5):"]
                         + [f"  {p}:{a}-{b} {n} (1 call)" for p, a, b, n in listed])
-    traced = ran + [msg_call("bash", "c2", command=trace), Message(role="tool", content=listing, tool_call_id="c2")]
+    traced = reproduced + [msg_call("bash", "c2", command=trace), answered("c2", ran(listing, 1))]
     second = policy(start + traced, info)
     assert allowed_tools(second) == {"view"}  # the trace ran: view one of the functions it listed
     g = grammar(SamplingParams(**second))
@@ -229,8 +238,8 @@ def test_without_a_library_frame_the_rollout_traces_what_the_test_ran_and_views_
     assert not accepts(g, body("view", path="src/pkg/recipes.py", start_line=1, end_line=24))
     assert not accepts(g, body("bash", command=trace))  # traced once is enough
     viewed = traced + [msg_call("view", "c3", **windows[0]),
-                       Message(role="tool", content="src/pkg/recipes.py (lines 700-712 of 900):\n  700  def partition_all(n, "
-                               "seq):\n  701      if n < 1:", tool_call_id="c3")]
+                       answered("c3", shown_view(["def partition_all(n, seq):", "    if n < 1:"], 700, 900,
+                                                 "src/pkg/recipes.py"))]
     third = policy(start + viewed, info)
     assert allowed_tools(third) == {"view", "edit"}  # the other listed functions, or a repair of a shown line
     g = grammar(SamplingParams(**third))
@@ -242,10 +251,11 @@ def test_edits_offer_only_lines_with_repairs_and_never_a_line_the_file_holds_twi
     policy = CodeDomain(GUIDED).controller(TASK)
     info = TurnInfo(turn=3, turns_left=6, tokens_left=3000)
     window = frame_windows(FAILING)[-1].arguments()
-    view = VIEW_TRY.replace("   40                  \"Could not base64 decode\",", "   40          # if a < b:")
+    view = shown_view([LEVEL if i == 7 else "        # if a < b:" if i == 2 else line.replace("if decompress", "if not decompress")
+                       for i, line in enumerate(VIEW_SHOWN)])
     convo = CodeDomain().initial_messages(TASK) + [
-        msg_call("bash", "c1", command=REPRODUCE), Message(role="tool", content=FAILING, tool_call_id="c1"),
-        msg_call("view", "c2", **window), Message(role="tool", content=view, tool_call_id="c2")]
+        msg_call("bash", "c1", command=REPRODUCE), answered("c1", ran(FAILING, 1)),
+        msg_call("view", "c2", **window), answered("c2", view)]
     g = grammar(SamplingParams(**policy(convo, info)))
 
     def edit(old: str, new: str) -> bool:
@@ -257,7 +267,7 @@ def test_edits_offer_only_lines_with_repairs_and_never_a_line_the_file_holds_twi
     assert not edit("            try:", "            try:")  # no repair, not offered
     # a line the edit tool found more than once in the file is not offered again
     ambiguous = convo + [msg_call("edit", "c3", path=window["path"], old_str=line, new_str="        if decompress:"),
-                         Message(role="tool", content="Error: old_str occurs 2 times in x", tool_call_id="c3")]
+                         observation("c3", "Error: old_str occurs 2 times in x", status="error", reason="ambiguous", occurrences=2)]
     g = grammar(SamplingParams(**policy(ambiguous, info)))
     assert not accepts(g, body("edit", path=window["path"], old_str=line, new_str="        if decompress:"))
     assert accepts(g, body("edit", path=window["path"], old_str=LEVEL, new_str="            level = depth + 1"))
@@ -268,17 +278,41 @@ def test_a_passing_check_submits_and_an_undo_that_does_not_land_frees_the_turn()
 
     window = frame_windows(FAILING)[-1].arguments()
     path, new = window["path"], "            level = depth + 1"
-    tried = [msg_call("bash", "c1", command=REPRODUCE), Message(role="tool", content=FAILING, tool_call_id="c1"),
-             msg_call("view", "c2", **window), Message(role="tool", content=VIEW_TRY, tool_call_id="c2"),
+    tried = [msg_call("bash", "c1", command=REPRODUCE), answered("c1", ran(FAILING, 1)),
+             msg_call("view", "c2", **window), answered("c2", VIEW_TRY),
              msg_call("edit", "c3", path=path, old_str=LEVEL, new_str=new),
-             Message(role="tool", content="Edited x.", tool_call_id="c3")]
-    passed = tried + [msg_call("bash", "c4", command=CHECK), Message(role="tool", content="exit code: 0\n1 passed",
-                                                                     tool_call_id="c4")]
+             observation("c3", "Edited x.")]
+    passed = tried + [msg_call("bash", "c4", command=CHECK), answered("c4", ran("exit code: 0\n1 passed", 0))]
     assert localized_calls(passed, REPRODUCE, CHECK) == SUBMIT
-    stuck = tried + [msg_call("bash", "c4", command=CHECK), Message(role="tool", content="exit code: 1", tool_call_id="c4"),
+    stuck = tried + [msg_call("bash", "c4", command=CHECK), answered("c4", ran("exit code: 1", 1)),
                      msg_call("edit", "c5", path=path, old_str=new, new_str=LEVEL),
-                     Message(role="tool", content="Error: old_str occurs 2 times in x", tool_call_id="c5")]
+                     observation("c5", "Error: old_str occurs 2 times in x", status="error", reason="ambiguous", occurrences=2)]
     assert localized_calls(stuck, REPRODUCE, CHECK) is None
+
+
+def test_turns_follow_the_tools_results_not_the_wording_of_their_observations():
+    """Rewording what the tools print (the edit's confirmation, the view's header, the exit-code
+    line) changes no turn; a result that says otherwise (the check failed) changes the turn."""
+    from synthesizers.domains.code.repo_turns import SUBMIT, localized_calls
+
+    window = frame_windows(FAILING)[-1].arguments()
+    path, new = window["path"], "            level = depth + 1"
+    viewed = [msg_call("bash", "c1", command=REPRODUCE), answered("c1", ran(FAILING, 1)),
+              msg_call("view", "c2", **window), answered("c2", VIEW_TRY)]
+    edited = viewed + [msg_call("edit", "c3", path=path, old_str=LEVEL, new_str=new),
+                       observation("c3", "Edited x.", path=path, line=45)]
+    passed = edited + [msg_call("bash", "c4", command=CHECK), answered("c4", ran("exit code: 0\n1 passed", 0))]
+
+    def reworded(messages: list[Message]) -> list[Message]:
+        return [m.model_copy(update={"content": m.content.replace("exit code: ", "returned ").replace("Edited", "Changed")
+                                     .replace(" (lines ", " [lines ")}) if m.role == "tool" else m for m in messages]
+
+    assert reworded(passed)[-1].content.startswith("returned 0") and "[lines 38-46" in reworded(viewed)[-1].content
+    for convo in (viewed, edited, passed):
+        assert localized_calls(reworded(convo), REPRODUCE, CHECK) == localized_calls(convo, REPRODUCE, CHECK)
+    assert localized_calls(passed, REPRODUCE, CHECK) == SUBMIT
+    failed_check = passed[:-1] + [observation("c4", "exit code: 0\n1 passed", exit_code=1, timed_out=False)]
+    assert localized_calls(failed_check, REPRODUCE, CHECK) != SUBMIT  # the result, not the text, says it failed
 
 
 def test_with_every_repair_of_the_window_tried_the_next_view_is_a_neighbouring_window():
@@ -287,18 +321,18 @@ def test_with_every_repair_of_the_window_tried_the_next_view_is_a_neighbouring_w
     from synthesizers.domains.code.repo_turns import localized_calls, one_of
 
     path = "src/pkg/m.py"
-    view = f"{path} (lines 40-56 of 200):\n   40      def f(self, key):\n   41          return key in self.data"
+    view = shown_view(["    def f(self, key):", "        return key in self.data"], 40, 200, path)
     line, repaired = "        return key in self.data", "        return key not in self.data"
     only = "exit code: 1\ntests/test_m.py:3: in test_b\n    f()\nsrc/pkg/m.py:52: in f\n    raise KeyError(key)\nE   KeyError: 1"
-    convo = [msg_call("bash", "c1", command=REPRODUCE), Message(role="tool", content=only, tool_call_id="c1"),
+    convo = [msg_call("bash", "c1", command=REPRODUCE), answered("c1", ran(only, 1)),
              msg_call("view", "c2", path=path, start_line=40, end_line=56),
-             Message(role="tool", content=view, tool_call_id="c2")]
+             answered("c2", view)]
     assert allowed_tools(one_of(localized_calls(convo, REPRODUCE, CHECK))) == {"edit"}
     tried = convo + [msg_call("edit", "c3", path=path, old_str=line, new_str=repaired),
-                     Message(role="tool", content="Edited x.", tool_call_id="c3"),
-                     msg_call("bash", "c4", command=CHECK), Message(role="tool", content="exit code: 1", tool_call_id="c4"),
+                     observation("c3", "Edited x."),
+                     msg_call("bash", "c4", command=CHECK), answered("c4", ran("exit code: 1", 1)),
                      msg_call("edit", "c5", path=path, old_str=repaired, new_str=line),
-                     Message(role="tool", content="Edited x.", tool_call_id="c5")]
+                     observation("c5", "Edited x.")]
     calls = localized_calls(tried, REPRODUCE, CHECK)
     g = grammar(SamplingParams(**one_of(calls)))
     assert accepts(g, body("view", path=path, start_line=23, end_line=39))  # above
@@ -313,11 +347,11 @@ def test_edits_skip_headers_and_repairs_that_would_duplicate_a_shown_line():
     from synthesizers.domains.code.repo_turns import localized_calls, one_of
 
     path = "src/pkg/v.py"
-    view = (f"{path} (lines 40-46 of 200):\n   40      def bump(self, token=1):\n   41          if self._build is None:\n"
-            "   42              return 0\n   43          if self._build is not None:\n   44              return token + 1")
+    view = shown_view(["    def bump(self, token=1):", "        if self._build is None:", "            return 0",
+                       "        if self._build is not None:", "            return token + 1"], 40, 200, path)
     only = "exit code: 1\ntests/test_m.py:3: in test_b\n    f()\nsrc/pkg/v.py:44: in bump\n    x\nE   TypeError: no"
-    convo = [msg_call("bash", "c1", command=REPRODUCE), Message(role="tool", content=only, tool_call_id="c1"),
-             msg_call("view", "c2", path=path, start_line=40, end_line=46), Message(role="tool", content=view, tool_call_id="c2")]
+    convo = [msg_call("bash", "c1", command=REPRODUCE), answered("c1", ran(only, 1)),
+             msg_call("view", "c2", path=path, start_line=40, end_line=46), answered("c2", view)]
     g = grammar(SamplingParams(**one_of(localized_calls(convo, REPRODUCE, CHECK))))
 
     def edit(old: str, new: str) -> bool:

@@ -8,7 +8,9 @@ import json
 import xgrammar as xgr
 from xgrammar.testing import _is_grammar_accept_string
 
-from schemas import Message, Task, ToolCall
+from schemas import Message, Task, ToolCall, ToolResult
+from synthesizers.domains.base import ToolContext
+from synthesizers.domains.deep_research.tools import OpenTool, SearchTool
 from synthesizers.agent_loop import TurnInfo
 from synthesizers.controller import PolicyController
 from synthesizers.hermes import parse_tool_calls
@@ -24,16 +26,40 @@ from synthesizers.domains.deep_research.controllers import (
 HTTP = {"search": {"backend": "http", "url": "http://127.0.0.1:1"}}
 TASK = Task(id="t", domain="deep-research", payload={"question": "Who?"})
 QUESTION = 'Which country in West Africa is mentioned in both the Wikipedia summary of "Kano (city)" and that of "Niger"?'
-SEARCH_RESULT = "[d00007] Niger\n    Niger borders Nigeria and Chad.\n[d04242] Kano (city)\n    Kano is a city in Nigeria, near Lagos."
-PAGE = "[d04242] Kano (city) (characters 0-60 of 60)\nKano is the capital of Kano State in Nigeria. Lagos is far."
+SEARCH_RESULT = [("d00007", "Niger", "Niger borders Nigeria and Chad."),
+                 ("d04242", "Kano (city)", "Kano is a city in Nigeria, near Lagos.")]
+PAGE = ("d04242", "Kano (city)", "Kano is the capital of Kano State in Nigeria. Lagos is far.")
+
+
+ENGLAND = ("d02821", "England", "England became a unified state in 927 and the Kingdom of England in 1066.")
 
 
 def assistant(name, args, i=0):
     return Message(role="assistant", content="", tool_calls=[ToolCall.make(f"c{i}", name, args)])
 
 
-def tool(name, content, i=0):
-    return Message(role="tool", name=name, tool_call_id=f"c{i}", content=content)
+class _Backend:
+    """Answers one search or one page, so the messages are the real tools' own (text and result)."""
+
+    def __init__(self, hits=(), page=None):
+        self.hits, self.page = hits, page
+
+    def search(self, query, k):
+        return [{"doc_id": d, "title": t, "snippet": snippet} for d, t, snippet in self.hits]
+
+    def open(self, doc_id, offset):
+        d, t, text = self.page
+        return {"doc_id": d, "title": t, "offset": 0, "text": text, "total_chars": len(text), "next_offset": None}
+
+
+def tool(name, found, i=0):
+    """The tool message of a ``search`` listing ``found`` ([(doc_id, title, snippet)]) or an ``open``
+    of ``found`` ((doc_id, title, text)), as the agent loop writes it."""
+    ctx = ToolContext(task=TASK, state={})
+    output = (SearchTool(_Backend(hits=found)).run({"query": "q"}, ctx) if name == "search"
+              else OpenTool(_Backend(page=found)).run({"doc_id": found[0]}, ctx))
+    return Message(role="tool", name=name, tool_call_id=f"c{i}", content=str(output),
+                   result=ToolResult(fields=output.fields))
 
 
 def start(question=QUESTION):
@@ -87,7 +113,7 @@ def test_open_takes_only_the_latest_results_not_yet_opened():
     assert not accepts(turn, "open", {"doc_id": "d90042"})  # the worked example's id, never seen
     assert not accepts(turn, "search", {"query": "Niger"})  # no tool twice in a row
     assert openable(opened()) == ["d00007"]
-    again = opened() + [assistant("search", {"query": "Niger"}, 2), tool("search", "[d04242] Kano (city)\n    Kano ...", 2)]
+    again = opened() + [assistant("search", {"query": "Niger"}, 2), tool("search", [("d04242", "Kano (city)", "Kano ...")], 2)]
     assert openable(again) == []  # the only result is open already
     assert not accepts(policy()(again, TurnInfo(3, 3, 1000)), "open", {"doc_id": "d04242"})
 
@@ -99,8 +125,8 @@ def test_a_later_search_never_repeats_a_query_and_names_the_quoted_documents_fir
     assert accepts(turn, "search", {"query": "Niger"})
     assert not accepts(turn, "search", {"query": "Lagos"})  # not while a named document is unsearched
     assert not accepts(turn, "search", {"query": "anything at all"})
-    both = msgs + [assistant("search", {"query": "niger"}, 2), tool("search", "[d00007] Niger\n    Niger ...", 2),
-                   assistant("search", {"query": "Kano (city)"}, 3), tool("search", "[d04242] Kano (city)\n    ...", 3)]
+    both = msgs + [assistant("search", {"query": "niger"}, 2), tool("search", [("d00007", "Niger", "Niger ...")], 2),
+                   assistant("search", {"query": "Kano (city)"}, 3), tool("search", [("d04242", "Kano (city)", "...")], 3)]
     queries = query_candidates(both)
     assert "Lagos" in queries and "West Africa" in queries  # read in a result / named by the question
     assert not {"Kano", "Niger", "niger", "Kano (city)"} & set(queries)  # run already (any case)
@@ -118,12 +144,12 @@ def test_names_skip_words_that_only_open_sentences():
 
 def test_shared_question_cites_a_named_document_and_a_name_both_mention():
     question = 'Which sea is mentioned in both the Wikipedia summary of "Europe" and that of "Ukraine"?'
-    europe = "[d1] Europe\n    Europe borders the Black Sea and the Baltic Sea near Russia."
-    council = "[d9] Council of Europe\n    The council sits in Strasbourg near the Black Sea."
-    one = searched(question, council + "\n" + europe)
+    europe = ("d1", "Europe", "Europe borders the Black Sea and the Baltic Sea near Russia.")
+    council = ("d9", "Council of Europe", "The council sits in Strasbourg near the Black Sea.")
+    one = searched(question, [council, europe])
     assert candidates_by_doc(one) == {"d1": ["Black Sea and the Baltic Sea", "Black Sea", "Baltic Sea", "Russia"]}  # the named one
     both = one + [assistant("search", {"query": "Ukraine"}, 1),
-                  tool("search", "[d2] Ukraine\n    Ukraine lies on the Black Sea next to Russia.", 1)]
+                  tool("search", [("d2", "Ukraine", "Ukraine lies on the Black Sea next to Russia.")], 1)]
     assert candidates_by_doc(both) == {"d1": ["Black Sea", "Russia"], "d2": ["Black Sea", "Russia"]}
     turn = policy()(both, TurnInfo(3, 1, 1000))
     assert accepts(turn, "answer", {"citations": ["d2"], "answer": "Black Sea"})
@@ -146,7 +172,7 @@ def test_answer_cites_one_document_then_names_something_it_shares():
 
 def test_answer_kind_follows_the_question():
     question = 'The Wikipedia summary of "Magna Carta" mentions a country. What is the first year mentioned in the summary about that subject?'
-    result = "[d02821] England\n    England became a unified state in 927 and the Kingdom of England in 1066.\n"
+    result = [ENGLAND]
     msgs = searched(question, result)
     assert candidates_by_doc(msgs) == {"d02821": ["1066"]}  # a year; 927 is not four digits
     turn = policy()(msgs, TurnInfo(1, 1, 1000))
@@ -158,7 +184,7 @@ def test_answer_kind_follows_the_question():
 
 
 def test_free_answer_before_anything_answer_like_is_read():
-    msgs = searched(result="[d00001] Zzz\n    nothing capitalised here.")
+    msgs = searched(result=[("d00001", "Zzz", "nothing capitalised here.")])
     assert candidates_by_doc(msgs) == {}
     turn = policy()(msgs, TurnInfo(1, 1, 1000))
     assert accepts(turn, "answer", {"citations": ["d00001"], "answer": "a guess"})
@@ -188,7 +214,7 @@ def test_an_answer_with_one_possible_citation_and_value_is_forced():
     from synthesizers.guided_calls import _structural, _tags
 
     question = 'The Wikipedia summary of "Magna Carta" mentions a country. What is the first year mentioned in the summary about that subject?'
-    msgs = searched(question, "[d02821] England\n    England became a unified state in 927 and the Kingdom of England in 1066.\n")
+    msgs = searched(question, [ENGLAND])
     turn = policy()(msgs, TurnInfo(1, 1, 1000))
     assert turn["structured_outputs"] is None and turn["assistant_prefix"] == "<tool_call>"
     assert forced_call(turn) == ("answer", {"citations": ["d02821"], "answer": "1066"})
@@ -208,7 +234,7 @@ async def test_a_forced_answer_is_inserted_by_the_loop_and_never_sampled(embedde
     from tests.synthesizers.test_agent_loop import FakeTool
 
     question = 'The Wikipedia summary of "Magna Carta" mentions a country. What is the first year mentioned in the summary about that subject?'
-    msgs = searched(question, "[d02821] England\n    England became a unified state in 927 and the Kingdom of England in 1066.\n")
+    msgs = searched(question, [ENGLAND])
     engine = TokenFakeEngine(embedded_tokenizer, ["never asked"])
     tools = [FakeTool(s["function"]["name"], lambda a, c: "recorded") for s in _schemas()]
     result = await run_agent(engine, msgs, tools, ctx=ToolContext(task=TASK), params=SamplingParams(seed=1),
