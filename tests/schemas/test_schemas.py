@@ -72,3 +72,23 @@ def test_manifest_totals():
     assert m.total_rows == 3 and m.total_tokens == 15
     assert m.tokens_per_domain() == {"math": 10, "code": 5}
     assert m.schema_version == SCHEMA_VERSION
+
+
+def test_tool_results_survive_the_store_and_a_store_without_them_still_reads():
+    from schemas import ToolResult
+
+    result = ToolResult(status="error", fields={"reason": "ambiguous", "occurrences": 2})
+    messages = [Message(role="user", content="fix it"),
+                Message(role="assistant", tool_calls=[ToolCall.make("c1", "edit", {"old_str": "a"})]),
+                Message(role="tool", content="Error: old_str occurs 2 times", tool_call_id="c1", name="edit", result=result)]
+    traj = Trajectory(id="t", task_id="k", domain="code", messages=messages)
+    table = trajectories_to_table([traj])
+    back = table_to_trajectories(table)[0]
+    assert back.messages[2].result == result and not back.messages[2].result.ok
+    assert "result" not in back.messages[2].to_openai()  # stored, never sent to a model or a template
+    # a store written before results (schema 2.0): the same messages without the key
+    old = [{k: v for k, v in m.model_dump().items() if k != "result"} for m in messages]
+    older = table.set_column(table.schema.get_field_index("messages_json"), "messages_json", pa.array([json.dumps(old)]))
+    assert table_to_trajectories(older)[0].messages[2].result is None
+    with pytest.raises(ValidationError):
+        ToolResult(status="maybe")

@@ -14,7 +14,7 @@ import pytest
 from schemas import Message, Task, ToolCall
 from synthesizers.agent_loop import Budget, run_agent, truncate, turn_seed
 from synthesizers.controller import PolicyController
-from synthesizers.domains.base import ToolContext, ToolError
+from synthesizers.domains.base import ToolContext, ToolError, ToolOutput
 from synthesizers.engines.base import Completion, SamplingParams
 from synthesizers.engines.errors import CONTEXT_OVERFLOW
 from tests.fakes import FakeEngine
@@ -99,6 +99,32 @@ async def test_unknown_tool_missing_argument_tool_error_and_crash_are_observatio
     assert observations[2].startswith("Error: tool 'broken' failed: KeyError")
     assert observations[3] == "Error: 'needs' is missing required argument(s): x."
     assert result.stop_reason == "final_answer"
+    results = [m.result for m in result.messages if m.role == "tool"]
+    assert [(r.status, r.fields.get("reason")) for r in results] == [
+        ("error", "unknown_tool"), ("error", "refused"), ("error", "tool_failed"), ("error", "missing_arguments")]
+    assert results[3].fields["missing"] == ["x"]
+
+
+async def test_every_observation_carries_the_calls_result_as_data():
+    """A tool's own fields (``ToolOutput``), a refusal's fields (``ToolError``), a plain string's
+    bare ok, a malformed call's error: stored on the message, never shown to the model."""
+    def answer(arguments, ctx):
+        return ToolOutput(f"did {arguments['n']}", {"n": arguments["n"], "items": [1, 2]})
+
+    def refuse(arguments, ctx):
+        raise ToolError("it occurs 2 times", reason="ambiguous", occurrences=2)
+
+    tools = [FakeTool("answer", answer), FakeTool("refuse", refuse), echo_tool()]
+    text = call("answer", n=3) + call("refuse") + call("echo", text="x") + "<tool_call>{bad}</tool_call>"
+    result = await run_agent(FakeEngine([text, "\\boxed{0}"]), START, tools, ctx=CTX, is_final=boxed)
+    answered, refused, echoed, malformed = [m for m in result.messages if m.role == "tool"]
+    assert answered.content == "did 3" and type(answered.content) is str
+    assert (answered.result.status, answered.result.fields) == ("ok", {"n": 3, "items": [1, 2]})
+    assert (refused.result.status, refused.result.fields) == ("error", {"reason": "ambiguous", "occurrences": 2})
+    assert refused.content == "Error: it occurs 2 times"
+    assert (echoed.result.status, echoed.result.fields) == ("ok", {})
+    assert (malformed.result.status, malformed.result.fields) == ("error", {"reason": "malformed_call"})
+    assert all("result" not in m.to_openai() for m in result.messages)  # the model never sees it
 
 
 async def test_non_object_arguments_from_a_server_parsed_call_are_an_observation():
@@ -121,6 +147,7 @@ async def test_slow_tool_times_out_into_an_observation():
     finally:
         release.set()
     assert result.messages[3].content == "Error: tool 'slow' timed out after 0.1 s."
+    assert result.messages[3].result.status == "timeout"
 
 
 async def test_max_turns_budget():
