@@ -50,7 +50,7 @@ def _script(task, line):
         if not done:
             return call("bash", command=reproduce)
         if len(done) == 1:  # the frame window that holds the buggy line
-            window = next(w for w in frame_windows(done[0][2]) if w.path == LRU_FILE and w.start_line <= line <= w.end_line)
+            window = next(w for w in frame_windows(done[0].text) if w.path == LRU_FILE and w.start_line <= line <= w.end_line)
             return call("view", **window.arguments())
         steps = [call("edit", path=LRU_FILE, old_str=NEAR, new_str=wrong), call("bash", command=check),
                  call("edit", path=LRU_FILE, old_str=wrong, new_str=NEAR), call("edit", path=LRU_FILE, old_str=BUG, new_str=GOOD),
@@ -80,11 +80,15 @@ async def test_guided_rollout_repairs_a_one_token_bug_checks_undoes_and_passes(s
     assert all(sent[i].forced_text is not None for i in (0, 3, 4, 6, 7))
     assert len(engine.seen) == sum(p.forced_text is None for p in sent)
     replies = [m.content for m in traj.messages if m.role == "assistant"]
-    for params, (name, args, _) in zip(sent, calls_and_results(traj.messages)):  # every call was the turn's
-        assert turn_admits(params, name, args), (name, args)
+    for params, step in zip(sent, calls_and_results(traj.messages)):  # every call was the turn's
+        assert turn_admits(params, step.name, step.args), (step.name, step.args)
     assert len(replies) == 9
-    outputs = [result for name, _, result in calls_and_results(traj.messages) if name == "bash"]
+    runs = [step for step in calls_and_results(traj.messages) if step.name == "bash"]
+    outputs = [step.text for step in runs]
+    assert [step.result.fields["exit_code"] for step in runs] == [1, 1, 0]  # reproduce, wrong repair, right one
     assert outputs[0].startswith("exit code: 1") and "ValueError" in outputs[0]  # the reproduce run
     assert outputs[1].startswith("exit code: 1") and len(outputs[1]) < len(outputs[0])  # the wrong repair: terse check
     assert outputs[2].startswith("exit code: 0")  # the right one
+    views = [step for step in calls_and_results(traj.messages) if step.name == "view"]
+    assert views and views[0].result.fields["kind"] == "file" and BUG.rstrip("\n") in views[0].result.fields["lines"]
     assert TRIGGER not in replies[-1]

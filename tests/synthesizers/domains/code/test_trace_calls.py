@@ -229,7 +229,7 @@ async def test_a_guided_rollout_without_a_library_frame_traces_views_the_buggy_f
         done = calls_and_results(messages)
         steps = [lambda: call("bash", command=reproduce_command(project, f2p)),
                  lambda: call("bash", command=trace_command(project, f2p)),
-                 lambda: call("view", **next(w for w in traced_windows(done[1][2]) if w.path == LRU_FILE
+                 lambda: call("view", **next(w for w in traced_windows(done[1].text) if w.path == LRU_FILE
                                              and w.start_line <= bug_at <= w.end_line).arguments()),
                  lambda: call("edit", path=LRU_FILE, old_str=TTL_BUG, new_str=TTL_GOOD),
                  lambda: call("bash", command=reproduce_command(project, f2p, traceback="line")),
@@ -244,12 +244,12 @@ async def test_a_guided_rollout_without_a_library_frame_traces_views_the_buggy_f
     (traj,) = await runner.run_task(task)
     assert traj.verdict.passed, traj.verdict.reason
     done = calls_and_results(traj.messages)
-    assert frame_windows(done[0][2]) == [] and "TTLCache.__contains__" in done[1][2], done[1][2]
+    assert frame_windows(done[0].text) == [] and "TTLCache.__contains__" in done[1].text, done[1].text
     sent = [SamplingParams(**fields) for fields in domain.sent]  # every turn's, forced ones included
     assert [allowed_tools(p) for p in sent] == [{"bash"}, {"bash"}, {"view"}, {"view", "edit"}, {"bash"}, {"submit"},
                                                 None]
     # reproduce, trace, check and submit had one possible call each: forced, never sampled
     assert [p.forced_text is not None for p in sent] == [True, True, False, False, True, True, False]
     assert len(engine.seen) == 3
-    for params, (name, args, _) in zip(sent, done):  # every call was the turn's
-        assert turn_admits(params, name, args), (name, args)
+    for params, step in zip(sent, done):  # every call was the turn's
+        assert turn_admits(params, step.name, step.args), (step.name, step.args)
