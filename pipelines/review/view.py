@@ -68,6 +68,7 @@ def message_views(t: Trajectory) -> list[dict[str, Any]]:
             ],
             "tool_call_id": m.tool_call_id,
             "call_name": None,
+            "tool_failure": None,
             "shared": t.branch_step is not None and i < t.branch_step,
             "cut": t.branch_step is not None and i == t.branch_step,
         }
@@ -75,6 +76,10 @@ def message_views(t: Trajectory) -> list[dict[str, Any]]:
             call_names[c.id] = c.function.name
         if m.role == "tool":
             view["call_name"] = m.name or call_names.get(m.tool_call_id or "", "")
+            # A reviewer sees at a glance which calls failed and why (the tool's own reason).
+            if m.result is not None and not m.result.ok:
+                reason = m.result.fields.get("reason")
+                view["tool_failure"] = m.result.status + (f": {reason}" if isinstance(reason, str) else "")
         out.append(view)
     return out
 

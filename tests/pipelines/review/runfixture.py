@@ -23,7 +23,7 @@ from pipelines.shards import write_shard_set
 from pipelines.store import TrajectoryStore
 from pipelines.tokenize import trajectories_to_rows
 from pipelines.tokenizer_identity import tokenizer_identity
-from schemas import Message, Timings, TokenCounts, ToolCall, Trajectory, Verdict
+from schemas import Message, Timings, TokenCounts, ToolCall, ToolResult, Trajectory, Verdict
 
 SYSTEM = "You are a careful math assistant."
 PHASED = (
@@ -41,7 +41,8 @@ def _math(i: int, t0: float) -> list[Trajectory]:
         Message(role="system", content=SYSTEM),
         Message(role="user", content=f"What is {a} + {b}? USERTEXT{i}"),
         Message(role="assistant", content="Let me compute.", tool_calls=[call]),
-        Message(role="tool", content=f"exit code: 0\nstdout:\n{a + b}", tool_call_id=call.id, name="python"),
+        Message(role="tool", content=f"exit code: 0\nstdout:\n{a + b}", tool_call_id=call.id, name="python",
+                result=ToolResult(status="error", fields={"reason": "refused"}) if i == 3 else ToolResult()),
         Message(role="assistant", content=f"The result is \\boxed{{{a + b if passed else a + b + 1}}}."),
     ]
     timing = Timings(started_at=t0 + i, total_s=2.0)

@@ -77,6 +77,8 @@ def test_trajectory_page_shows_messages_tools_verdict_and_lineage(client):
     assert "print(11 + 3)" in parent and "observation of <b>python</b>" in parent  # call args + observation
     assert "b-math01-0" in parent and "b-math01-1" in parent  # children listed
     assert "not in any shard set" in parent  # failed -> not in the shards
+    assert 'class="tool-failure"' not in parent  # its call succeeded
+    assert '<span class="tool-failure">error: refused</span>' in client.get("/t/t-math03").text  # the result's reason
     cot = client.get("/t/t-cot00").text
     for phase in ("analysis", "plan", "action", "reflection", "summary"):
         assert f'class="phase ph-{phase}"' in cot
