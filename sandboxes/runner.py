@@ -171,6 +171,8 @@ class Job:
         if self.stdin is not None:
             self.runner.want_stdin(self, self.stdin.fileno(), False)
             self.stdin.close()
+            # select() may already have returned this pipe as writable in the batch being handled.
+            self.stdin = None
         code = None if self.timed_out else self.code
         self.runner.send(b"X", self.rid, json.dumps(
             {"code": code, "timed_out": self.timed_out, "truncated": self.truncated,

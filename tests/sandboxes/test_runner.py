@@ -68,6 +68,37 @@ def test_stdin_is_delivered_and_a_child_that_never_reads_it_does_not_block(runne
     assert r.exit_code == 0 and r.truncated
 
 
+def test_a_stdin_write_event_for_a_finished_job_is_ignored():
+    # select() can return a job's stdin as writable in the same batch whose output event finished
+    # the job (and closed that pipe); handling the stale event must not touch the closed pipe.
+    import selectors
+
+    from sandboxes.runner import Job
+
+    class Host:
+        sel = selectors.DefaultSelector()
+        frames: list = []
+
+        def send(self, kind, rid, payload=b""):
+            self.frames.append(kind)
+
+        def _set(self, fd, events, data, on):
+            pass
+
+        def want_stdin(self, job, fd, on):
+            pass
+
+    job = Job(1, {"argv": ["true"], "stdin": True}, Host())
+    job.proc.wait(10)
+    job.code = 0
+    for fd in list(job.pipes):
+        job.close_pipe(fd)
+    job.stdin_buf += b"late"
+    job.finish()
+    job.flush_stdin()
+    assert Host.frames == [b"X"] and job.stdin is None
+
+
 def test_the_deadline_kills_the_whole_process_group(runner, tmp_path):
     pidfile = tmp_path / "grandchild"
     r = run(runner, ["sh", "-c", f"sleep 60 & echo $! > {pidfile}; wait"], timeout_s=0.5)
