@@ -10,15 +10,22 @@ each assistant turn of at least ``min_words`` words:
 * the most frequent 2-, 3-, 4-gram, as a fraction of characters;
 * characters inside repeated 5- to 10-grams.
 
+Agents also loop in their calls: the same tool call, arguments unchanged, made
+again and answered the same way (the state did not change, so neither did the
+answer). A failed call repeated unchanged is already a loop (the model did not
+read the error); any call is one by its third identical round.
+
 ``RepetitionGate`` wraps any domain verifier: a passing trajectory with a
-looping turn fails with the rule and the turn in the reason (and is re-rolled
-like any failure). Words are ``\\w+`` runs (datatrove's English word splitter
+looping turn or call fails with the rule and the turn or call in the reason (and
+is re-rolled like any failure). Words are ``\\w+`` runs (datatrove's English word splitter
 needs NLTK data that PyPI does not ship).
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 from sandboxes.base import Sandbox
@@ -41,6 +48,9 @@ class RepetitionRules:
     dup_para_char_frac: float = 0.20
     repeat_span_words: int = 10
     repeat_span_char_frac: float = 0.20
+    # Identical rounds (same tool, same arguments, same observation) allowed before it is a loop.
+    same_failed_call_max: int = 1
+    same_call_max: int = 2
 
 
 def _duplicates(items: list[str]) -> tuple[int, int]:
@@ -96,8 +106,36 @@ def repetition_problems(text: str, rules: RepetitionRules = RepetitionRules()) -
     return problems
 
 
+def _canonical(arguments: str) -> str:
+    try:
+        return json.dumps(json.loads(arguments), sort_keys=True)
+    except ValueError:
+        return arguments
+
+
+def repeated_call(messages: list[Message], rules: RepetitionRules = RepetitionRules()) -> str | None:
+    """The first call made more often than the rules allow with the same arguments and the same
+    observation, as ``"make_dir({...}) 3 times"``; None when no call loops. A call counts as failed
+    by its stored result (``Message.result``); stores without results judge every call as ``same_call``."""
+    calls = {c.id: c for m in messages if m.role == "assistant" for c in m.tool_calls}
+    rounds: Counter[tuple[str, str, str]] = Counter()
+    for message in messages:
+        call = calls.get(message.tool_call_id or "") if message.role == "tool" else None
+        if call is None:
+            continue
+        key = (call.function.name, _canonical(call.function.arguments), message.content)
+        rounds[key] += 1
+        failed = message.result is not None and not message.result.ok
+        limit = rules.same_failed_call_max if failed else rules.same_call_max
+        if rounds[key] > limit:
+            args = key[1] if len(key[1]) <= 80 else key[1][:77] + "..."
+            return f"{'the failing call ' if failed else ''}{key[0]}({args}) {rounds[key]} times"
+    return None
+
+
 class RepetitionGate:
-    """A verifier that fails, with the reason, a passing trajectory whose assistant turn loops."""
+    """A verifier that fails, with the reason, a passing trajectory whose assistant turn or tool
+    calls loop."""
 
     def __init__(self, inner: Verifier, rules: RepetitionRules = RepetitionRules()):
         self.inner, self.rules = inner, rules
@@ -120,4 +158,8 @@ class RepetitionGate:
                 where = f"assistant turn {number} of {len(turns)}"
                 return Verdict(passed=False, score=0.0,
                                reason=f"{verdict.reason}, but {where} repeats itself: {'; '.join(problems[:2])}")
+        looping = repeated_call(messages, self.rules)
+        if looping:
+            return Verdict(passed=False, score=0.0,
+                           reason=f"{verdict.reason}, but it makes the same call with the same answer: {looping}")
         return verdict

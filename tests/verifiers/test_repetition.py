@@ -96,3 +96,50 @@ def test_the_gate_keeps_clean_passes_and_every_failure_as_they_are():
     assert not failed.passed and failed.reason == "boxed '20' == gold '20'"
     gate = RepetitionGate(Fixed(True))
     assert (gate.domain, gate.needs_sandbox, gate.passed) == ("math", False, True)  # the rest is the inner's
+
+
+def rounds(*calls: tuple[str, dict, str, str | None]) -> list[Message]:
+    """A chat of tool rounds: (tool, arguments, observation, status or None for a store without results)."""
+    from schemas import ToolCall, ToolResult
+
+    messages = [Message(role="user", content="Please create /home/user/projects.")]
+    for number, (name, arguments, observation, status) in enumerate(calls):
+        call = ToolCall.make(f"call_{number}", name, arguments)
+        messages.append(Message(role="assistant", tool_calls=[call]))
+        messages.append(Message(role="tool", name=name, tool_call_id=call.id, content=observation,
+                                result=None if status is None else ToolResult(status=status)))
+    return messages
+
+
+MKDIR = ("make_dir", {"path": "/home/user/projects"}, "directory /home/user/projects exists", "ok")
+APPEND = ("append_file", {"path": "/home/user/projects/f.txt", "content": "x"},
+          "Error: no such file: /home/user/projects/f.txt", "error")
+
+
+def test_a_failed_call_made_again_unchanged_fails_a_pass():
+    verdict = RepetitionGate(Fixed(True)).verify(TASK, rounds(MKDIR, APPEND, APPEND))
+    assert not verdict.passed
+    assert verdict.reason == ("boxed '20' == gold '20', but it makes the same call with the same answer: the failing "
+                              'call append_file({"content": "x", "path": "/home/user/projects/f.txt"}) 2 times')
+
+
+def test_calls_loop_by_their_third_identical_round_and_not_before():
+    gate = RepetitionGate(Fixed(True))
+    assert gate.verify(TASK, rounds(MKDIR, MKDIR)).passed
+    assert not gate.verify(TASK, rounds(MKDIR, MKDIR, MKDIR)).passed
+    # A store without results (schema 2.0): a failed call is judged like any call.
+    legacy = [c[:3] + (None,) for c in (APPEND, APPEND)]
+    assert gate.verify(TASK, rounds(*legacy)).passed and not gate.verify(TASK, rounds(*legacy, legacy[0])).passed
+
+
+def test_a_call_repeated_after_the_state_changed_is_not_a_loop():
+    gate = RepetitionGate(Fixed(True))
+    fixed = APPEND[:2] + ("appended 1 character", "ok")
+    # Same call, other answers (the model fixed what failed in between), and the same arguments
+    # written in another key order are one call, not two.
+    assert gate.verify(TASK, rounds(APPEND, MKDIR, fixed)).passed
+    shuffled = ("append_file", {"content": "x", "path": "/home/user/projects/f.txt"}) + APPEND[2:]
+    assert not gate.verify(TASK, rounds(APPEND, shuffled)).passed
+    # Failures are kept as they are.
+    failed = RepetitionGate(Fixed(False)).verify(TASK, rounds(APPEND, APPEND, APPEND))
+    assert failed.reason == "boxed '20' == gold '20'"
