@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 import secrets
 import threading
 from pathlib import Path
@@ -39,6 +40,11 @@ VIEW_MAX_LINES = 120
 # command or path ends as a valid call instead of being cut by max_tokens (then no call at all).
 COMMAND_MAX_CHARS, PATH_MAX_CHARS = 400, 200
 _PATCH_SCRIPT = Path(tree_diff.__file__).read_text()
+# pytest's closing tally ends with the session's wall time ("2 failed, 5 passed in 0.62s"): in every
+# test run, it alone makes identical rollouts differ (and miss exact dedupe), so it is left out.
+_PYTEST_TIME = re.compile(r"^(=* ?(?:\d+ (?:passed|failed|errors?|skipped|deselected|xfailed|xpassed|warnings?|"
+                          r"subtests passed|rerun)(?:, )?)+|=* ?no tests ran) in \d+(?:\.\d+)?s"
+                          r"(?: \(\d+:\d{2}:\d{2}\))?", re.MULTILINE)
 _setup_lock = threading.Lock()
 
 
@@ -48,6 +54,11 @@ def bash_command(call: Any) -> str:
         return str(json.loads(call.function.arguments or "{}").get("command", ""))
     except (ValueError, AttributeError):
         return ""
+
+
+def without_run_times(output: str) -> str:
+    """``output`` with the wall time cut from pytest's closing tally line(s)."""
+    return _PYTEST_TIME.sub(r"\1", output)
 
 
 def submission_text(patch: str) -> str:
@@ -116,7 +127,7 @@ class BashTool:
                                   env=ws["env"])
         head = (f"timed out after {self.timeout_s:g} s (killed)" if result.timed_out
                 else f"exit code: {result.exit_code}")
-        body = result.stdout + (("\n[stderr]\n" + result.stderr) if result.stderr.strip() else "")
+        body = without_run_times(result.stdout + (("\n[stderr]\n" + result.stderr) if result.stderr.strip() else ""))
         return ToolOutput(f"{head}\n{clip(body, MAX_OUTPUT_CHARS)}",
                           {"exit_code": None if result.timed_out else result.exit_code, "timed_out": result.timed_out})
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from dataclasses import replace
 
 import pytest
@@ -105,6 +106,9 @@ async def test_scripted_rollout_fixes_and_passes(instances, code_pool):
     assert traj.verdict.passed, traj.verdict.reason
     tool_out = {m.name: m.content for m in traj.messages if m.role == "tool"}
     assert "Edited" in tool_out["edit"] and "failed" in tool_out["bash"] and "<patch>" in tool_out["submit"]
+    # The box's pytest tally, without its wall time (the one part that differs run to run).
+    tally = re.search(r"^=* ?\d+ failed[^\n]*$", tool_out["bash"], re.MULTILINE)
+    assert tally and not re.search(r" in \d", tally.group(0)), tool_out["bash"]
     assert CodeDomain().first_critical_step(traj.messages) == 4  # the test run comes before the edit
 
 

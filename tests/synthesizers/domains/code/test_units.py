@@ -226,3 +226,25 @@ def test_documented_functions_by_body_size():
     assert [n.name for _, n in documented_functions(SPEC, files)] == ["two"]
     assert [n.name for _, n in documented_functions(SPEC, files, (1, 1))] == ["one"]
     assert [n.name for _, n in documented_functions(SPEC, files, (1, 5))] == ["one", "two"]
+
+
+def test_pytest_wall_times_leave_test_output_and_nothing_else_does(tmp_path):
+    import re
+    import subprocess
+    import sys
+
+    from synthesizers.domains.code.tools import without_run_times
+
+    (tmp_path / "test_m.py").write_text("import time\ndef test_a():\n    time.sleep(0.01)\n"
+                                        "def test_b():\n    assert 'took 0.5s' == 'in 0.5s'\n")
+    runs = [subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", flag, "test_m.py"],
+                           cwd=tmp_path, capture_output=True, text=True).stdout for flag in ("-q", "-v")]
+    for output in runs:  # real pytest output, quiet and verbose
+        tally = [line for line in output.splitlines() if "1 failed, 1 passed" in line]
+        assert len(tally) == 1 and re.search(r" in \d+\.\d+s", tally[0])
+        kept = without_run_times(output)
+        assert not re.search(r"passed in \d", kept) and "1 failed, 1 passed" in kept
+        assert kept.count("in 0.5s") == output.count("in 0.5s") > 0  # the test's own text stays
+    assert without_run_times("===== no tests ran in 0.01s =====") == "===== no tests ran ====="
+    assert without_run_times("2 passed, 1 warning in 61.20s (0:01:01)") == "2 passed, 1 warning"
+    assert without_run_times("print: done in 0.5s\n3 runs in 2s") == "print: done in 0.5s\n3 runs in 2s"
