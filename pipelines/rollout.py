@@ -24,7 +24,7 @@ from synthesizers.agent_loop import AgentResult, Budget, run_agent
 from synthesizers.domains.base import Domain, Tool, ToolContext
 from synthesizers.engines.base import LLMEngine, SamplingParams
 from synthesizers.rollout_spec import RolloutSpec, SandboxSpec, image_of
-from verifiers.base import Verifier
+from verifiers.base import Verifier, judge_finish
 
 from pipelines.branching import branch_prefix, branch_seed, branch_trajectory_id, cut_point, root_trajectory_id
 
@@ -194,7 +194,8 @@ class TaskRunner:
         if result.stop_reason in INFRASTRUCTURE_STOPS:  # nothing the model did is judged
             traj.verdict = Verdict(passed=False, reason=f"infrastructure: {result.error}", cause="infrastructure")
         else:
-            traj.verdict = await self._verify(task, traj.messages, spec.sandbox if spec is not None else None)
+            verdict = await self._verify(task, traj.messages, spec.sandbox if spec is not None else None)
+            traj.verdict = judge_finish(verdict, result.stop_reason)
         traj.timings.verify_s = time.monotonic() - verify_started
         traj.timings.started_at = started
         traj.timings.total_s = time.time() - started

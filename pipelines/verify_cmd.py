@@ -1,6 +1,8 @@
 """`trajforge verify`: re-verify any dataset in DESIGN.md's verify format.
 
-Input, one JSON object a line: ``{"id", "domain", "task": {...}, "messages": [...]}``.
+Input, one JSON object a line: ``{"id", "domain", "task": {...}, "messages": [...]}``, optionally
+``"stop_reason"`` (what ended the rollout: a pass the budget cut short fails, as in a run;
+``verifiers.base.judge_finish``).
 Output, one line each: ``{"id", "passed", "score", "reason"}`` in input order.
 A malformed line gets ``passed: false`` with the reason and the run goes on;
 the output file appears only when complete (atomic write).
@@ -30,8 +32,10 @@ from pipelines.config import SandboxConfig
 from pipelines.verify_judging import Judging, default_judging, judging_from_config
 from pipelines.worker import ImagePools, make_verifier
 from sandboxes.image import ensure_image
-from schemas import Task, Verdict, messages_from_openai
+from schemas import Message, Task, Verdict, messages_from_openai
+from synthesizers.agent_loop import STOP_REASONS
 from synthesizers.rollout_spec import image_of, sandbox_for
+from verifiers.base import judge_finish
 from verifiers.registry import infer_kind
 
 
@@ -43,7 +47,21 @@ class VerifySummary:
     bad_rows: int = 0
 
 
-def _parse(line: str, lineno: int) -> tuple[str, Task, list]:
+@dataclass(frozen=True)
+class Row:
+    id: str
+    task: Task
+    messages: list[Message]
+    stop_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class BadRow:
+    id: str
+    error: str
+
+
+def _parse(line: str, lineno: int) -> Row:
     row = json.loads(line)
     if not isinstance(row, dict):
         raise ValueError("line is not a JSON object")
@@ -52,10 +70,13 @@ def _parse(line: str, lineno: int) -> tuple[str, Task, list]:
             raise ValueError(f"missing field {key!r}")
     if not isinstance(row["task"], dict):
         raise ValueError("task must be an object")
+    stop_reason = row.get("stop_reason")
+    if stop_reason is not None and stop_reason not in STOP_REASONS:
+        raise ValueError(f"stop_reason must be one of {', '.join(STOP_REASONS)}, not {stop_reason!r}")
     row_id = str(row.get("id", f"line-{lineno}"))
     domain = row["domain"]
     task = Task(id=row_id, domain=domain, kind=infer_kind(domain, row["task"]), payload=row["task"])
-    return row_id, task, messages_from_openai(row["messages"])
+    return Row(row_id, task, messages_from_openai(row["messages"]), stop_reason)
 
 
 def verify_file(
@@ -76,13 +97,12 @@ def verify_file(
         return configured.get(domain) or default_judging(domain)
 
     lines = [line for line in input_path.read_text().splitlines() if line.strip()]
-    parsed: list[tuple[str, Task | None, list | str]] = []
+    parsed: list[Row | BadRow] = []
     for n, line in enumerate(lines, 1):
         try:
             parsed.append(_parse(line, n))
         except Exception as exc:
-            row_id = _loose_id(line, n)
-            parsed.append((row_id, None, f"bad input on line {n}: {type(exc).__name__}: {exc}"))
+            parsed.append(BadRow(_loose_id(line, n), f"bad input on line {n}: {type(exc).__name__}: {exc}"))
     pools_by_domain: dict[str, ImagePools] = {}
     pools_lock = threading.Lock()
 
@@ -94,18 +114,17 @@ def verify_file(
                 pools_by_domain[domain] = ImagePools(ensure_image, factory)
             return pools_by_domain[domain]
 
-    def judge(item) -> Verdict:
-        row_id, task, messages = item
+    def judge(row: Row | BadRow) -> Verdict:
         try:
-            if task is None:
-                return Verdict(passed=False, reason=str(messages))
-            how = judging(task.domain)
+            if isinstance(row, BadRow):
+                return Verdict(passed=False, reason=row.error)
+            task, how = row.task, judging(row.task.domain)
             verifier = make_verifier(task.domain, task.kind, domain=how.domain, judge=judges.get(task.domain),
                                      options=how.options, repetition=how.repetition)
             if verifier.needs_sandbox:
                 with pools_for(task.domain).pool_for(image_of(sandbox_for(how.domain, task))).acquire() as box:
-                    return verifier.verify(task, messages, box)
-            return verifier.verify(task, messages, None)
+                    return judge_finish(verifier.verify(task, row.messages, box), row.stop_reason)
+            return judge_finish(verifier.verify(task, row.messages, None), row.stop_reason)
         except Exception as exc:
             return Verdict(passed=False, reason=f"{type(exc).__name__}: {exc}")
         finally:
@@ -127,10 +146,10 @@ def verify_file(
             llm_judge.close()
     summary = VerifySummary(total=len(parsed))
     out_lines = []
-    for (row_id, task, _), verdict in zip(parsed, verdicts):
+    for row, verdict in zip(parsed, verdicts):
         summary.passed += verdict.passed
-        summary.bad_rows += task is None
-        out_lines.append(json.dumps({"id": row_id, "passed": verdict.passed, "score": verdict.score, "reason": verdict.reason}))
+        summary.bad_rows += isinstance(row, BadRow)
+        out_lines.append(json.dumps({"id": row.id, "passed": verdict.passed, "score": verdict.score, "reason": verdict.reason}))
     summary.failed = summary.total - summary.passed
     write_text(Path(output_path), "\n".join(out_lines) + ("\n" if out_lines else ""))
     return summary

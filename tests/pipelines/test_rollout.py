@@ -148,3 +148,20 @@ async def test_a_run_without_pools_rolls_out_with_no_sandbox():
     [traj] = await runner.run_task(Task(id="a", domain="images", payload={"image": "img-a"}))
     assert [m.content for m in traj.messages if m.role == "tool"] == ["in None"]
     assert verifier.boxes == {"a": [None]}
+
+
+async def test_a_pass_the_budget_cut_short_fails_and_branches_and_a_finished_one_passes():
+    # The verifier passes everything; this agent calls a tool every turn and never answers, so the
+    # turn budget ends each of its rollouts: none may pass, and each failure branches as any does.
+    cfg = RunConfig(domain="math", agent={"max_turns": 2}, branching={"enabled": True, "k": 1})
+    looping = FakeEngine(lambda messages: '<tool_call>{"name": "where", "arguments": {}}</tool_call>')
+    runner = TaskRunner(looping, _image_domain("rollout"), lambda kind: Passes(), settings_from_config(cfg))
+    trajectories = await runner.run_task(Task(id="a", domain="images", payload={"image": None}))
+    assert len(trajectories) == 2 and trajectories[1].parent_id == trajectories[0].id
+    for traj in trajectories:
+        assert traj.stop_reason == "max_turns" and not traj.verdict.passed and traj.verdict.cause == "model"
+        assert traj.verdict.reason == "ok, but the rollout did not finish (stopped by max_turns)"
+    answering = FakeEngine(['<tool_call>{"name": "where", "arguments": {}}</tool_call>', "Done."])
+    runner = TaskRunner(answering, _image_domain("rollout"), lambda kind: Passes(), settings_from_config(cfg))
+    [finished] = await runner.run_task(Task(id="a", domain="images", payload={"image": None}))
+    assert finished.stop_reason == "final_answer" and finished.verdict.passed

@@ -40,6 +40,23 @@ def test_math_rows_in_order_with_malformed_lines_recorded(tmp_path):
     assert summary.total == 6 and summary.passed == 1 and summary.bad_rows == 2
 
 
+def test_a_rows_stop_reason_judges_as_a_run_does(tmp_path):
+    def stopped(rid, stop_reason):
+        return json.dumps(dict(json.loads(row(rid, "\\boxed{42}")), stop_reason=stop_reason))
+
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join([stopped("cut", "max_tokens"), stopped("answered", "final_answer"),
+                              row("unsaid", "\\boxed{42}"), stopped("bad", "ran_out")]) + "\n")
+    out = tmp_path / "out.jsonl"
+    summary = verify_file(src, out)
+    results = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert not results["cut"]["passed"] and results["cut"]["reason"].endswith(
+        "but the rollout did not finish (stopped by max_tokens)")
+    assert results["answered"]["passed"] and results["unsaid"]["passed"]
+    assert not results["bad"]["passed"] and "stop_reason must be one of final_answer" in results["bad"]["reason"]
+    assert summary.passed == 2 and summary.bad_rows == 1
+
+
 @pytest.mark.docker
 def test_function_level_code_rows_run_in_the_sandbox(tmp_path, sandbox_pool):
     task = {"prompt": "def add(a, b):\n", "entry_point": "add",
