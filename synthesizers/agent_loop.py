@@ -164,11 +164,13 @@ async def run_agent(
         convo.append(assistant)
         turn += 1
 
+        if completion.finish_reason == "length" and not calls:
+            # Cut off mid-thought: nothing to act on, and not a final answer even if it reads as
+            # one (a box written before the cut); verdicts fail such a rollout (judge_finish).
+            stop_reason = "max_tokens"
+            break
         if is_final is not None and is_final(assistant):
             stop_reason = "final_answer"
-            break
-        if completion.finish_reason == "length" and not calls:
-            stop_reason = "max_tokens"  # cut off mid-thought; nothing to act on
             break
         if not calls and not parse_errors:
             step = controller.after_turn(list(convo)) if controller is not None else None

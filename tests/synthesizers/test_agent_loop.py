@@ -177,6 +177,12 @@ async def test_truncated_generation_without_call_stops_with_max_tokens():
     engine = FakeEngine([Completion(text="Long thought that never", finish_reason="length", completion_tokens=512)])
     result = await run_agent(engine, START, [echo_tool()], ctx=CTX, is_final=boxed)
     assert result.stop_reason == "max_tokens" and result.messages[-1].content == "Long thought that never"
+    # A turn that reads as final but was cut is not a final answer: the box came before the cut.
+    cut = FakeEngine([Completion(text="So \\boxed{4}, and to check it we", finish_reason="length")])
+    result = await run_agent(cut, START, [echo_tool()], ctx=CTX, is_final=boxed)
+    assert result.stop_reason == "max_tokens"
+    done = FakeEngine([Completion(text="So \\boxed{4}.", finish_reason="stop")])
+    assert (await run_agent(done, START, [echo_tool()], ctx=CTX, is_final=boxed)).stop_reason == "final_answer"
 
 
 async def test_engine_error_and_context_overflow_end_the_rollout_with_the_error():
