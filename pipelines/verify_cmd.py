@@ -123,8 +123,10 @@ def verify_file(
                                      options=how.options, repetition=how.repetition)
             if verifier.needs_sandbox:
                 with pools_for(task.domain).pool_for(image_of(sandbox_for(how.domain, task))).acquire() as box:
-                    return judge_finish(verifier.verify(task, row.messages, box), row.stop_reason)
-            return judge_finish(verifier.verify(task, row.messages, None), row.stop_reason)
+                    verdict = verifier.verify(task, row.messages, box)
+            else:
+                verdict = verifier.verify(task, row.messages, None)
+            return judge_finish(verdict, row.stop_reason)
         except Exception as exc:
             return Verdict(passed=False, reason=f"{type(exc).__name__}: {exc}")
         finally:
